@@ -1,0 +1,46 @@
+"""jaxpoly: the exact geometry of piecewise-affine neural networks, in JAX."""
+
+from __future__ import annotations
+
+from jaxpoly.convert.arrays import from_arrays, load_npz, save_npz
+from jaxpoly.errors import (
+    CapacityError,
+    DegenerateError,
+    InvalidBoundsError,
+    InvalidNetworkError,
+    JaxpolyError,
+    StaleCombinatoricsError,
+    UnsupportedLayerError,
+)
+from jaxpoly.models import BUNDLED_MODELS, load_model
+from jaxpoly.network import (
+    Activation,
+    AffineMaps,
+    HyperplaneId,
+    Network,
+    Stage,
+    hard_tanh,
+    identity,
+    leaky_relu,
+    output_difference,
+    piecewise_linear,
+    relu,
+    relu6,
+    select_output,
+    validate_network,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # network spec
+    "Network", "Stage", "Activation", "AffineMaps", "HyperplaneId",
+    "relu", "leaky_relu", "identity", "hard_tanh", "relu6", "piecewise_linear",
+    "validate_network", "select_output", "output_difference",
+    # converters and models
+    "from_arrays", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
+    # errors
+    "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidBoundsError",
+    "CapacityError", "DegenerateError", "StaleCombinatoricsError",
+]

@@ -1,0 +1,135 @@
+"""Networks from plain arrays and ``.npz`` files."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from jaxpoly.errors import InvalidNetworkError
+from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear
+
+__all__ = ["from_arrays", "load_npz", "save_npz"]
+
+
+def _as_float_array(a, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise InvalidNetworkError(f"{what} is not a numeric array: {e}") from None
+    if not np.all(np.isfinite(arr)):
+        raise InvalidNetworkError(f"{what} contains NaN or inf; fix the parameters before converting")
+    return arr
+
+
+def from_arrays(
+    weights: Sequence, biases: Sequence, *, activation: str | Activation = "relu", negative_slope: float = 0.01
+) -> Network:
+    """A sequential MLP from per-layer arrays.
+
+    Args:
+      weights: ``weights[i]`` of shape ``(in_i, out_i)`` (Flax ``kernel`` convention, ``z = a @ W + b``).
+      biases: ``biases[i]`` of shape ``(out_i,)``.
+      activation: applied after every layer but the last: a name (``"relu"``, ``"leaky_relu"``,
+        ``"identity"``, ``"relu6"``, ``"hard_tanh"``) or an :class:`Activation`.
+      negative_slope: for ``"leaky_relu"``.
+    Returns:
+      A :class:`Network` whose weights are float64 NumPy arrays.
+    """
+    weights, biases = list(weights), list(biases)
+    if not weights:
+        raise InvalidNetworkError("from_arrays needs at least one layer")
+    if len(weights) != len(biases):
+        raise InvalidNetworkError(f"{len(weights)} weight matrices but {len(biases)} bias vectors")
+    act = activation if isinstance(activation, Activation) else activation_from_name(activation, negative_slope)
+    Ws = [_as_float_array(w, f"weights[{i}]") for i, w in enumerate(weights)]
+    bs = [_as_float_array(b, f"biases[{i}]") for i, b in enumerate(biases)]
+    for i, (w, b) in enumerate(zip(Ws, bs)):
+        if w.ndim != 2:
+            raise InvalidNetworkError(f"weights[{i}] must be 2-D (in, out), got shape {w.shape}")
+        if b.shape != (w.shape[1],):
+            raise InvalidNetworkError(f"biases[{i}] has shape {b.shape}, expected ({w.shape[1]},) to match weights[{i}]")
+        if i and w.shape[0] != Ws[i - 1].shape[1]:
+            raise InvalidNetworkError(
+                f"weights[{i}] expects {w.shape[0]} inputs but layer {i - 1} has {Ws[i - 1].shape[1]} outputs"
+            )
+    stages = tuple(Stage((w,), b, (i,), act) for i, (w, b) in enumerate(zip(Ws[:-1], bs[:-1])))
+    return Network(stages, Stage((Ws[-1],), bs[-1], (len(stages),), identity()))
+
+
+def _activation_to_json(a: Activation) -> str:
+    return json.dumps({"name": a.name, "breakpoints": a.breakpoints, "slopes": a.slopes,
+                       "value_at_zero": a.value_at_zero})
+
+
+def _activation_from_json(s: str) -> Activation:
+    d = json.loads(s)
+    return piecewise_linear(d["breakpoints"], d["slopes"], d["value_at_zero"], d["name"])
+
+
+def save_npz(net: Network, path: str | os.PathLike) -> None:
+    """Write ``net`` to ``.npz``.
+
+    Sequential ReLU networks use the plain format of :func:`load_npz` (``W{i}`` of shape (out, in),
+    ``b{i}``); any other network stores every stage's sources, kernels and activation as well.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    all_stages = net.stages + (net.output,)
+    if net.is_sequential and all(st.activation.name == "relu" for st in net.stages):
+        for i, st in enumerate(all_stages):
+            arrays[f"W{i}"] = np.asarray(st.kernels[0], np.float64).T
+            arrays[f"b{i}"] = np.asarray(st.bias, np.float64)
+    else:
+        arrays["format"] = np.array("jaxpoly-stages-v1")
+        arrays["num_stages"] = np.array(len(all_stages))
+        for i, st in enumerate(all_stages):
+            arrays[f"stage{i}_sources"] = np.asarray(st.sources, np.int64)
+            arrays[f"stage{i}_bias"] = np.asarray(st.bias, np.float64)
+            arrays[f"stage{i}_activation"] = np.array(_activation_to_json(st.activation))
+            for k, K in enumerate(st.kernels):
+                arrays[f"stage{i}_kernel{k}"] = np.asarray(K, np.float64)
+    np.savez(path, **arrays)
+
+
+def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
+             negative_slope: float = 0.01) -> Network:
+    """Read a network from ``.npz``.
+
+    Two layouts are accepted: PyTorch-style ``W0, b0, W1, b1, …`` with ``W{i}`` of shape (out, in)
+    (the bundled bunny networks; ``activation`` after every layer but the last), and the general layout
+    written by :func:`save_npz` for networks with skip connections or mixed activations.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file: {path}")
+    try:
+        data = dict(np.load(path, allow_pickle=False))
+    except Exception as e:  # noqa: BLE001 - numpy raises several types for non-npz input
+        raise InvalidNetworkError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    if "format" in data:
+        if str(data["format"]) != "jaxpoly-stages-v1":
+            raise InvalidNetworkError(f"{path}: unknown jaxpoly npz format {data['format']!s}")
+        n = int(data["num_stages"])
+        stages = []
+        for i in range(n):
+            srcs = tuple(int(s) for s in data[f"stage{i}_sources"])
+            kern = tuple(_as_float_array(data[f"stage{i}_kernel{k}"], f"stage{i}_kernel{k}") for k in range(len(srcs)))
+            stages.append(Stage(kern, _as_float_array(data[f"stage{i}_bias"], f"stage{i}_bias"), srcs,
+                                _activation_from_json(str(data[f"stage{i}_activation"]))))
+        return Network(tuple(stages[:-1]), stages[-1])
+    n = 0
+    while f"W{n}" in data:
+        n += 1
+    if n == 0:
+        raise InvalidNetworkError(
+            f"{path} holds no weights: expected arrays W0, b0, W1, b1, … (W of shape (out, in)); found "
+            f"{sorted(data)}"
+        )
+    missing = [f"b{i}" for i in range(n) if f"b{i}" not in data]
+    if missing:
+        raise InvalidNetworkError(f"{path}: missing bias arrays {missing}")
+    weights = [np.asarray(data[f"W{i}"]).T for i in range(n)]
+    biases = [data[f"b{i}"] for i in range(n)]
+    return from_arrays(weights, biases, activation=activation, negative_slope=negative_slope)

@@ -1,0 +1,53 @@
+"""The jaxpoly exception hierarchy.
+
+Every error jaxpoly raises on bad input derives from :class:`JaxpolyError`, and each also derives from
+the built-in exception a Python user would expect (``ValueError``, ``TypeError``, ``MemoryError``), so
+``except ValueError`` keeps working. Messages say what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "JaxpolyError",
+    "InvalidNetworkError",
+    "UnsupportedLayerError",
+    "InvalidBoundsError",
+    "CapacityError",
+    "DegenerateError",
+    "StaleCombinatoricsError",
+]
+
+
+class JaxpolyError(Exception):
+    """Base class of every error jaxpoly raises on purpose."""
+
+
+class InvalidNetworkError(JaxpolyError, ValueError):
+    """The network spec is malformed: shapes do not chain, weights are not finite, the input
+    dimension does not match, or the network lacks what the operation needs (a hidden layer, a scalar
+    output)."""
+
+
+class UnsupportedLayerError(JaxpolyError, TypeError):
+    """A converter met an operation that is not piecewise affine (tanh, softmax, max-pool, …) or a
+    module type it does not know. The message names the op."""
+
+
+class InvalidBoundsError(JaxpolyError, ValueError):
+    """The box ``(lo, hi)`` is empty, inverted, not finite, or of the wrong dimension."""
+
+
+class CapacityError(JaxpolyError, MemoryError):
+    """A size limit was reached (vertices, edges, regions, memory). The message names the size reached
+    and the argument that raises the limit."""
+
+
+class DegenerateError(JaxpolyError, ArithmeticError):
+    """The arrangement is non-generic in a way this engine cannot resolve exactly (for example a
+    hyperplane that contains an edge of the complex in dimension >= 3). Raised instead of returning a
+    complex that could be wrong."""
+
+
+class StaleCombinatoricsError(JaxpolyError, ValueError):
+    """Parameters moved so far that the stored combinatorics (which hyperplanes meet at each vertex)
+    no longer hold; re-extract the complex."""

@@ -1,0 +1,520 @@
+"""The network spec: a DAG of affine stages, each followed by a piecewise-linear activation.
+
+A :class:`Network` computes, for an input ``x`` of shape ``(d,)``::
+
+    a_0 = x
+    z_i = sum_k a_{sources_i[k]} @ kernels_i[k] + bias_i        (pre-activation of stage i, i = 1..L)
+    a_i = activation_i(z_i)
+    y   = sum_k a_{output.sources[k]} @ output.kernels[k] + output.bias
+
+so a stage may read the network input and any earlier stage (residual/skip connections: a ResNet
+block ``x + W2 relu(W1 x)`` is a stage ``relu(x W1)`` and an output reading sources ``(0, 1)``).
+
+Every breakpoint ``t`` of a stage's activation contributes one *hyperplane* per neuron, ``z - t = 0``
+(ReLU and leaky-ReLU have the single breakpoint 0, so hyperplanes = neurons). On each linear region
+every neuron is affine in ``x``; :meth:`Network.hyperplane_maps` returns those maps for an activation
+pattern — the one interface both exact engines use.
+
+Networks are pytrees (weights are leaves; sources and activations are static), so they pass through
+``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpoly.errors import InvalidNetworkError
+
+__all__ = [
+    "Activation",
+    "relu",
+    "leaky_relu",
+    "identity",
+    "hard_tanh",
+    "relu6",
+    "piecewise_linear",
+    "Stage",
+    "Network",
+    "AffineMaps",
+    "HyperplaneId",
+]
+
+Array = Any  # jax.Array or np.ndarray
+
+
+# ----------------------------------------------------------------------------------------------------
+# Activations
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """A continuous piecewise-linear scalar function, applied element-wise.
+
+    ``f(z) = value_at_zero + slopes[0] * z + sum_i (slopes[i+1] - slopes[i]) * (relu(z - b_i) - relu(-b_i))``
+    with ``b = breakpoints`` strictly increasing and ``len(slopes) == len(breakpoints) + 1``.
+    Hashable, so it is static data of a pytree.
+    """
+
+    name: str
+    breakpoints: tuple[float, ...]
+    slopes: tuple[float, ...]
+    value_at_zero: float = 0.0
+
+    def __post_init__(self):
+        bps = tuple(float(b) for b in self.breakpoints)
+        sl = tuple(float(s) for s in self.slopes)
+        object.__setattr__(self, "breakpoints", bps)
+        object.__setattr__(self, "slopes", sl)
+        object.__setattr__(self, "value_at_zero", float(self.value_at_zero))
+        if len(sl) != len(bps) + 1:
+            raise InvalidNetworkError(
+                f"activation {self.name!r}: {len(bps)} breakpoints need {len(bps) + 1} slopes, got {len(sl)}"
+            )
+        if not all(math.isfinite(v) for v in bps + sl + (self.value_at_zero,)):
+            raise InvalidNetworkError(f"activation {self.name!r}: breakpoints and slopes must be finite")
+        if any(b1 >= b2 for b1, b2 in zip(bps, bps[1:])):
+            raise InvalidNetworkError(f"activation {self.name!r}: breakpoints must be strictly increasing")
+
+    @property
+    def num_breakpoints(self) -> int:
+        return len(self.breakpoints)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the activation is affine (no breakpoint), so it adds no hyperplane."""
+        return not self.breakpoints
+
+    def __call__(self, z: Array) -> Array:
+        z = jnp.asarray(z)
+        out = self.value_at_zero + self.slopes[0] * z
+        for i, b in enumerate(self.breakpoints):
+            out = out + (self.slopes[i + 1] - self.slopes[i]) * (jax.nn.relu(z - b) - max(-b, 0.0))
+        return out
+
+    def slope_intercept(self, above: Array) -> tuple[Array, Array]:
+        """The affine piece selected by ``above[..., i] = (z > breakpoints[i])``.
+
+        Args:
+          above: bool ``(..., m)`` with ``m = num_breakpoints``.
+        Returns:
+          ``(slope, intercept)``, each ``(...,)``, with ``f(z) = slope * z + intercept`` on that piece.
+        """
+        above = jnp.asarray(above)
+        slope = jnp.full(above.shape[:-1], self.slopes[0])
+        intercept = jnp.full(above.shape[:-1], self.value_at_zero)
+        for i, b in enumerate(self.breakpoints):
+            jump = self.slopes[i + 1] - self.slopes[i]
+            q = above[..., i]
+            slope = slope + jump * q
+            intercept = intercept + jump * (jnp.where(q, -b, 0.0) - max(-b, 0.0))
+        return slope, intercept
+
+
+def relu() -> Activation:
+    """``max(z, 0)``: one breakpoint at 0."""
+    return Activation("relu", (0.0,), (0.0, 1.0))
+
+
+def leaky_relu(negative_slope: float = 0.01) -> Activation:
+    """``z if z > 0 else negative_slope * z``: same partition as ReLU."""
+    return Activation(f"leaky_relu({negative_slope:g})", (0.0,), (float(negative_slope), 1.0))
+
+
+def identity() -> Activation:
+    """No activation (a linear stage): adds no hyperplane."""
+    return Activation("identity", (), (1.0,))
+
+
+def hard_tanh(min_val: float = -1.0, max_val: float = 1.0) -> Activation:
+    """``clip(z, min_val, max_val)``: two breakpoints, so two hyperplanes per neuron."""
+    if not min_val < max_val:
+        raise InvalidNetworkError(f"hard_tanh needs min_val < max_val, got {min_val} >= {max_val}")
+    value_at_zero = min(max(0.0, min_val), max_val)
+    return Activation(f"hard_tanh({min_val:g},{max_val:g})", (min_val, max_val), (0.0, 1.0, 0.0), value_at_zero)
+
+
+def relu6() -> Activation:
+    """``clip(z, 0, 6)``: breakpoints at 0 and 6."""
+    return Activation("relu6", (0.0, 6.0), (0.0, 1.0, 0.0))
+
+
+def piecewise_linear(breakpoints: Sequence[float], slopes: Sequence[float], value_at_zero: float = 0.0,
+                     name: str = "piecewise_linear") -> Activation:
+    """Any continuous piecewise-linear activation (see :class:`Activation`)."""
+    return Activation(name, tuple(breakpoints), tuple(slopes), value_at_zero)
+
+
+_NAMED = {"relu": relu, "identity": identity, "linear": identity, "relu6": relu6, "hard_tanh": hard_tanh}
+
+
+def activation_from_name(name: str, negative_slope: float = 0.01) -> Activation:
+    """``"relu" | "leaky_relu" | "identity" | "relu6" | "hard_tanh"`` → :class:`Activation`."""
+    if name == "leaky_relu":
+        return leaky_relu(negative_slope)
+    if name not in _NAMED:
+        raise InvalidNetworkError(
+            f"unknown activation {name!r}; use one of relu, leaky_relu, identity, relu6, hard_tanh "
+            "or build one with jaxpoly.piecewise_linear"
+        )
+    return _NAMED[name]()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pytree plumbing: construction validates, unflattening (inside jax transformations) does not.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _pytree(data_fields: tuple[str, ...], meta_fields: tuple[str, ...]):
+    def register(cls):
+        def flatten_with_keys(obj):
+            children = [(jax.tree_util.GetAttrKey(f), getattr(obj, f)) for f in data_fields]
+            return children, tuple(getattr(obj, m) for m in meta_fields)
+
+        def flatten(obj):
+            return [getattr(obj, f) for f in data_fields], tuple(getattr(obj, m) for m in meta_fields)
+
+        def unflatten(aux, children):
+            obj = object.__new__(cls)
+            for f, c in zip(data_fields, children):
+                object.__setattr__(obj, f, c)
+            for m, a in zip(meta_fields, aux):
+                object.__setattr__(obj, m, a)
+            return obj
+
+        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+        return cls
+
+    return register
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+@_pytree(("kernels", "bias"), ("sources", "activation"))
+@dataclasses.dataclass(frozen=True, eq=False)
+class Stage:
+    """One affine map followed by an activation.
+
+    Attributes:
+      kernels: one ``(in_k, width)`` matrix per source (Flax ``kernel`` convention: ``z = a @ K``).
+      bias: ``(width,)``.
+      sources: static; ``sources[k]`` is 0 for the network input or ``j >= 1`` for stage ``j``'s
+        activations.
+      activation: static :class:`Activation`.
+    """
+
+    kernels: tuple[Array, ...]
+    bias: Array
+    sources: tuple[int, ...] = (0,)
+    activation: Activation = dataclasses.field(default_factory=relu)
+
+    def __post_init__(self):
+        kernels = tuple(self.kernels) if isinstance(self.kernels, (list, tuple)) else (self.kernels,)
+        object.__setattr__(self, "kernels", kernels)
+        object.__setattr__(self, "sources", tuple(int(s) for s in self.sources))
+        if len(self.kernels) != len(self.sources) or not self.kernels:
+            raise InvalidNetworkError(
+                f"a stage needs one kernel per source: got {len(self.kernels)} kernels for sources {self.sources}"
+            )
+        if len(set(self.sources)) != len(self.sources):
+            raise InvalidNetworkError(f"a stage lists a source twice: {self.sources}; add the kernels instead")
+        for k in self.kernels:
+            if np.ndim(k) != 2:
+                raise InvalidNetworkError(f"kernels must be 2-D (in, out), got shape {np.shape(k)}")
+        widths = {np.shape(k)[1] for k in self.kernels}
+        if len(widths) != 1:
+            raise InvalidNetworkError(f"kernels of one stage disagree on the output width: {sorted(widths)}")
+        if np.shape(self.bias) != (self.width,):
+            raise InvalidNetworkError(f"bias shape {np.shape(self.bias)} does not match width {self.width}")
+
+    @property
+    def width(self) -> int:
+        return int(np.shape(self.kernels[0])[1])
+
+    def preactivation(self, acts: Sequence[Array]) -> Array:
+        """``sum_k acts[sources[k]] @ kernels[k] + bias`` for activations listed by source index."""
+        z = self.bias
+        for s, k in zip(self.sources, self.kernels):
+            z = z + acts[s] @ k
+        return z
+
+
+class AffineMaps(NamedTuple):
+    """Affine maps ``x -> x @ A.T + c`` valid on one linear region (leading batch dims allowed).
+
+    Attributes:
+      hyper_A: ``(..., H, d)`` and hyper_c ``(..., H)``: every hyperplane's function ``z - t``.
+      out_A: ``(..., out, d)`` and out_c ``(..., out)``: the network output.
+    """
+
+    hyper_A: Array
+    hyper_c: Array
+    out_A: Array
+    out_c: Array
+
+
+class HyperplaneId(NamedTuple):
+    """Where hyperplane ``h`` comes from: hidden stage (0-based), neuron in it, breakpoint value."""
+
+    stage: int
+    neuron: int
+    breakpoint: float
+
+
+@_pytree(("stages", "output"), ())
+@dataclasses.dataclass(frozen=True, eq=False)
+class Network:
+    """A piecewise-affine network: hidden :class:`Stage` s then an affine ``output`` stage.
+
+    Attributes:
+      stages: hidden stages, in order (stage ``i`` is source ``i + 1``).
+      output: the final affine map; its activation must be the identity.
+
+    Shapes: ``input_dim = d``, ``output_dim = out``, ``num_neurons = N`` (units of stages that have a
+    breakpoint), ``num_hyperplanes = H`` (one per neuron and breakpoint; ``H = N`` for ReLU nets).
+    """
+
+    stages: tuple[Stage, ...]
+    output: Stage
+
+    def __post_init__(self):
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if not isinstance(self.output, Stage) or not all(isinstance(s, Stage) for s in self.stages):
+            raise InvalidNetworkError("Network(stages, output) takes jaxpoly.Stage objects")
+        if not self.output.activation.is_identity:
+            raise InvalidNetworkError(
+                "the output stage must have the identity activation; put a final nonlinearity in a hidden "
+                "stage and read it with an identity output stage"
+            )
+        in_dims: list[int | None] = [None]  # width of each source; source 0 = input, set below
+        for i, st in enumerate(self.stages + (self.output,)):
+            where = f"stage {i}" if i < len(self.stages) else "the output stage"
+            for s, k in zip(st.sources, st.kernels):
+                if not 0 <= s <= i:
+                    raise InvalidNetworkError(
+                        f"{where} reads source {s}, but only the input (0) and earlier stages (1..{i}) exist"
+                    )
+                rows = int(np.shape(k)[0])
+                if in_dims[s] is None:
+                    in_dims[s] = rows
+                elif in_dims[s] != rows:
+                    what = "the input" if s == 0 else f"stage {s - 1}"
+                    raise InvalidNetworkError(
+                        f"{where}: kernel has {rows} input rows but {what} has width {in_dims[s]}"
+                    )
+            in_dims.append(st.width)
+        if in_dims[0] is None:
+            raise InvalidNetworkError("no stage reads the network input (source 0)")
+
+    # -- sizes ---------------------------------------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        for st in self.stages + (self.output,):
+            for s, k in zip(st.sources, st.kernels):
+                if s == 0:
+                    return int(np.shape(k)[0])
+        raise AssertionError("unreachable: validated at construction")
+
+    @property
+    def output_dim(self) -> int:
+        return self.output.width
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Width of every hidden stage."""
+        return tuple(st.width for st in self.stages)
+
+    @property
+    def activations(self) -> tuple[Activation, ...]:
+        return tuple(st.activation for st in self.stages)
+
+    @property
+    def num_neurons(self) -> int:
+        """Units of hidden stages with at least one breakpoint."""
+        return sum(st.width for st in self.stages if not st.activation.is_identity)
+
+    @property
+    def num_hyperplanes(self) -> int:
+        return sum(st.width * st.activation.num_breakpoints for st in self.stages)
+
+    @property
+    def hyperplane_offsets(self) -> tuple[int, ...]:
+        """``offsets[i]``: index of stage ``i``'s first hyperplane; ``offsets[-1] = H``."""
+        out = [0]
+        for st in self.stages:
+            out.append(out[-1] + st.width * st.activation.num_breakpoints)
+        return tuple(out)
+
+    @property
+    def is_sequential(self) -> bool:
+        """True for a plain MLP: each stage reads only the previous one."""
+        return all(st.sources == (i,) for i, st in enumerate(self.stages + (self.output,)))
+
+    def hyperplane_id(self, h: int) -> HyperplaneId:
+        """Which stage, neuron and breakpoint hyperplane ``h`` belongs to (neuron-major order)."""
+        offs = self.hyperplane_offsets
+        if not 0 <= h < offs[-1]:
+            raise IndexError(f"hyperplane {h} out of range [0, {offs[-1]})")
+        i = int(np.searchsorted(offs, h, side="right")) - 1
+        m = self.stages[i].activation.num_breakpoints
+        neuron, b = divmod(h - offs[i], m)
+        return HyperplaneId(i, neuron, self.stages[i].activation.breakpoints[b])
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def _forward(self, x: Array) -> tuple[Array, list[Array]]:
+        acts = [x]
+        pres = []
+        for st in self.stages:
+            z = st.preactivation(acts)
+            pres.append(z)
+            acts.append(st.activation(z))
+        return self.output.preactivation(acts), pres
+
+    def __call__(self, x: Array) -> Array:
+        """Network output, ``(..., d) -> (..., out)``."""
+        return self._forward(jnp.asarray(x))[0]
+
+    def preactivations(self, x: Array) -> Array:
+        """All hidden pre-activations (stages with a breakpoint), layer order: ``(..., d) -> (..., N)``."""
+        x = jnp.asarray(x)
+        _, pres = self._forward(x)
+        parts = [z for z, st in zip(pres, self.stages) if not st.activation.is_identity]
+        if not parts:
+            return jnp.zeros(x.shape[:-1] + (0,), x.dtype)
+        return jnp.concatenate(parts, axis=-1)
+
+    def hyperplane_values(self, x: Array) -> Array:
+        """``z - t`` for every neuron and breakpoint ``t``: ``(..., d) -> (..., H)``."""
+        x = jnp.asarray(x)
+        _, pres = self._forward(x)
+        return self._hyperplane_values_from(pres, x)
+
+    def _hyperplane_values_from(self, pres: list[Array], x: Array) -> Array:
+        parts = []
+        for z, st in zip(pres, self.stages):
+            bp = st.activation.breakpoints
+            if bp:
+                parts.append((z[..., :, None] - jnp.asarray(bp, z.dtype)).reshape(z.shape[:-1] + (-1,)))
+        if not parts:
+            return jnp.zeros(x.shape[:-1] + (0,), x.dtype)
+        return jnp.concatenate(parts, axis=-1)
+
+    def stage_hyperplane_values(self, x: Array, stage: int) -> Array:
+        """``z - t`` for the hyperplanes of one hidden stage: ``(..., d) -> (..., width * m)``."""
+        x = jnp.asarray(x)
+        acts = [x]
+        for st in self.stages[: stage + 1]:
+            z = st.preactivation(acts)
+            acts.append(st.activation(z))
+        st = self.stages[stage]
+        bp = jnp.asarray(st.activation.breakpoints, z.dtype)
+        return (z[..., :, None] - bp).reshape(z.shape[:-1] + (-1,))
+
+    def pattern(self, x: Array) -> Array:
+        """Activation pattern: ``hyperplane_values(x) > 0`` as bool ``(..., H)``."""
+        return self.hyperplane_values(x) > 0
+
+    def affine_maps(self, pattern: Array) -> AffineMaps:
+        """Per-region affine maps of every hyperplane and of the output.
+
+        Args:
+          pattern: bool ``(..., H)``, a region's activation pattern (``z > t`` per hyperplane).
+        Returns:
+          :class:`AffineMaps` with ``hyper_A (..., H, d)``, ``hyper_c (..., H)``, ``out_A (..., out, d)``,
+          ``out_c (..., out)``.
+        """
+        pattern = jnp.asarray(pattern, bool)
+        d = self.input_dim
+        dtype = jnp.result_type(*[k for st in self.stages + (self.output,) for k in st.kernels], float)
+        batch = pattern.shape[:-1]
+        eye = jnp.broadcast_to(jnp.eye(d, dtype=dtype), batch + (d, d))  # rows: units, cols: x
+        maps = [(eye, jnp.zeros(batch + (d,), dtype))]
+        hyper_A, hyper_c = [], []
+        offs = self.hyperplane_offsets
+
+        def pre_map(st):
+            A = 0.0
+            c = st.bias
+            for s, k in zip(st.sources, st.kernels):
+                As, cs = maps[s]
+                A = A + jnp.einsum("...id,io->...od", As, k)
+                c = c + cs @ k
+            return A, c
+
+        for i, st in enumerate(self.stages):
+            A, c = pre_map(st)
+            m = st.activation.num_breakpoints
+            if m:
+                bp = jnp.asarray(st.activation.breakpoints, dtype)
+                hyper_A.append(jnp.repeat(A, m, axis=-2))
+                hyper_c.append((c[..., :, None] - bp).reshape(batch + (-1,)))
+                above = pattern[..., offs[i] : offs[i + 1]].reshape(batch + (st.width, m))
+                slope, icpt = st.activation.slope_intercept(above)
+            else:
+                slope, icpt = st.activation.slope_intercept(jnp.zeros(batch + (st.width, 0), bool))
+            maps.append((slope[..., None] * A, slope * c + icpt))
+        out_A, out_c = pre_map(self.output)
+        if hyper_A:
+            hA, hc = jnp.concatenate(hyper_A, axis=-2), jnp.concatenate(hyper_c, axis=-1)
+        else:
+            hA, hc = jnp.zeros(batch + (0, d), dtype), jnp.zeros(batch + (0,), dtype)
+        return AffineMaps(hA, hc, out_A, out_c)
+
+    # -- conversions ---------------------------------------------------------------------------------
+    def astype(self, dtype) -> "Network":
+        """A copy with every weight cast to ``dtype`` (NumPy arrays, so float64 survives without x64)."""
+        return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=dtype), self)
+
+    def __repr__(self) -> str:
+        acts = ", ".join(sorted({a.name for a in self.activations})) or "none"
+        kind = "sequential" if self.is_sequential else "with skip connections"
+        return (
+            f"Network(input_dim={self.input_dim}, widths={self.widths}, output_dim={self.output_dim}, "
+            f"activations={acts}, {kind})"
+        )
+
+
+def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: bool = False) -> None:
+    """Raise :class:`InvalidNetworkError` unless ``net`` is usable: finite weights, and optionally a
+    scalar output (for level sets) and at least one hyperplane."""
+    if not isinstance(net, Network):
+        raise InvalidNetworkError(
+            f"expected a jaxpoly.Network, got {type(net).__name__}; convert models with jaxpoly.from_flax, "
+            "from_torch, from_arrays or load_npz"
+        )
+    for path, leaf in jax.tree_util.tree_leaves_with_path(net):
+        if _is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise InvalidNetworkError(
+                f"weights at {jax.tree_util.keystr(path)} contain NaN or inf; fix or reload the parameters"
+            )
+    if scalar_output and net.output_dim != 1:
+        raise InvalidNetworkError(
+            f"a level set needs a scalar output, but the network has {net.output_dim} outputs; "
+            "pass level_set=False or select one output (e.g. jaxpoly.select_output(net, k))"
+        )
+    if need_hidden and net.num_hyperplanes == 0:
+        raise InvalidNetworkError("the network has no hidden neuron with a breakpoint: it is affine everywhere")
+
+
+def select_output(net: Network, index: int) -> Network:
+    """The same network with only output ``index`` kept (for level sets of one logit)."""
+    if not 0 <= index < net.output_dim:
+        raise InvalidNetworkError(f"output index {index} out of range for {net.output_dim} outputs")
+    o = net.output
+    return Network(net.stages, Stage(tuple(k[:, index : index + 1] for k in o.kernels), o.bias[index : index + 1],
+                                     o.sources, o.activation))
+
+
+def output_difference(net: Network, i: int, j: int) -> Network:
+    """A scalar network ``y_i - y_j``: its zero set is the decision boundary between classes i and j."""
+    o = net.output
+    kern = tuple(k[:, i : i + 1] - k[:, j : j + 1] for k in o.kernels)
+    return Network(net.stages, Stage(kern, o.bias[i : i + 1] - o.bias[j : j + 1], o.sources, o.activation))
