@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.errors import InvalidNetworkError
+from jaxpoly.pytree import pytree_dataclass
 
 __all__ = [
     "Activation",
@@ -166,39 +167,11 @@ def activation_from_name(name: str, negative_slope: float = 0.01) -> Activation:
     return _NAMED[name]()
 
 
-# ----------------------------------------------------------------------------------------------------
-# Pytree plumbing: construction validates, unflattening (inside jax transformations) does not.
-# ----------------------------------------------------------------------------------------------------
-
-
-def _pytree(data_fields: tuple[str, ...], meta_fields: tuple[str, ...]):
-    def register(cls):
-        def flatten_with_keys(obj):
-            children = [(jax.tree_util.GetAttrKey(f), getattr(obj, f)) for f in data_fields]
-            return children, tuple(getattr(obj, m) for m in meta_fields)
-
-        def flatten(obj):
-            return [getattr(obj, f) for f in data_fields], tuple(getattr(obj, m) for m in meta_fields)
-
-        def unflatten(aux, children):
-            obj = object.__new__(cls)
-            for f, c in zip(data_fields, children):
-                object.__setattr__(obj, f, c)
-            for m, a in zip(meta_fields, aux):
-                object.__setattr__(obj, m, a)
-            return obj
-
-        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
-        return cls
-
-    return register
-
-
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-@_pytree(("kernels", "bias"), ("sources", "activation"))
+@pytree_dataclass(("kernels", "bias"), ("sources", "activation"))
 @dataclasses.dataclass(frozen=True, eq=False)
 class Stage:
     """One affine map followed by an activation.
@@ -269,7 +242,7 @@ class HyperplaneId(NamedTuple):
     breakpoint: float
 
 
-@_pytree(("stages", "output"), ())
+@pytree_dataclass(("stages", "output"), ())
 @dataclasses.dataclass(frozen=True, eq=False)
 class Network:
     """A piecewise-affine network: hidden :class:`Stage` s then an affine ``output`` stage.

@@ -11,7 +11,7 @@ import numpy as np
 from jaxpoly.errors import InvalidNetworkError
 from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear
 
-__all__ = ["from_arrays", "load_npz", "save_npz"]
+__all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_from_arrays"]
 
 
 def _as_float_array(a, what: str) -> np.ndarray:
@@ -69,28 +69,61 @@ def _activation_from_json(s: str) -> Activation:
     return piecewise_linear(d["breakpoints"], d["slopes"], d["value_at_zero"], d["name"])
 
 
-def save_npz(net: Network, path: str | os.PathLike) -> None:
-    """Write ``net`` to ``.npz``.
-
-    Sequential ReLU networks use the plain format of :func:`load_npz` (``W{i}`` of shape (out, in),
-    ``b{i}``); any other network stores every stage's sources, kernels and activation as well.
-    """
+def network_arrays(net: Network) -> dict[str, np.ndarray]:
+    """``net`` as a flat dict of arrays (the ``.npz`` layout of :func:`save_npz`)."""
     arrays: dict[str, np.ndarray] = {}
     all_stages = net.stages + (net.output,)
     if net.is_sequential and all(st.activation.name == "relu" for st in net.stages):
         for i, st in enumerate(all_stages):
             arrays[f"W{i}"] = np.asarray(st.kernels[0], np.float64).T
             arrays[f"b{i}"] = np.asarray(st.bias, np.float64)
-    else:
-        arrays["format"] = np.array("jaxpoly-stages-v1")
-        arrays["num_stages"] = np.array(len(all_stages))
-        for i, st in enumerate(all_stages):
-            arrays[f"stage{i}_sources"] = np.asarray(st.sources, np.int64)
-            arrays[f"stage{i}_bias"] = np.asarray(st.bias, np.float64)
-            arrays[f"stage{i}_activation"] = np.array(_activation_to_json(st.activation))
-            for k, K in enumerate(st.kernels):
-                arrays[f"stage{i}_kernel{k}"] = np.asarray(K, np.float64)
-    np.savez(path, **arrays)
+        return arrays
+    arrays["format"] = np.array("jaxpoly-stages-v1")
+    arrays["num_stages"] = np.array(len(all_stages))
+    for i, st in enumerate(all_stages):
+        arrays[f"stage{i}_sources"] = np.asarray(st.sources, np.int64)
+        arrays[f"stage{i}_bias"] = np.asarray(st.bias, np.float64)
+        arrays[f"stage{i}_activation"] = np.array(_activation_to_json(st.activation))
+        for k, K in enumerate(st.kernels):
+            arrays[f"stage{i}_kernel{k}"] = np.asarray(K, np.float64)
+    return arrays
+
+
+def network_from_arrays(data: dict[str, np.ndarray], where: str = "arrays", *,
+                        activation: str | Activation = "relu", negative_slope: float = 0.01) -> Network:
+    """Inverse of :func:`network_arrays`; also reads the plain ``W{i}, b{i}`` layout (W of shape (out, in))."""
+    if "format" in data:
+        if str(data["format"]) != "jaxpoly-stages-v1":
+            raise InvalidNetworkError(f"{where}: unknown jaxpoly npz format {data['format']!s}")
+        stages = []
+        for i in range(int(data["num_stages"])):
+            srcs = tuple(int(s) for s in data[f"stage{i}_sources"])
+            kern = tuple(_as_float_array(data[f"stage{i}_kernel{k}"], f"stage{i}_kernel{k}") for k in range(len(srcs)))
+            stages.append(Stage(kern, _as_float_array(data[f"stage{i}_bias"], f"stage{i}_bias"), srcs,
+                                _activation_from_json(str(data[f"stage{i}_activation"]))))
+        return Network(tuple(stages[:-1]), stages[-1])
+    n = 0
+    while f"W{n}" in data:
+        n += 1
+    if n == 0:
+        raise InvalidNetworkError(
+            f"{where} holds no weights: expected arrays W0, b0, W1, b1, … (W of shape (out, in)); found {sorted(data)}"
+        )
+    missing = [f"b{i}" for i in range(n) if f"b{i}" not in data]
+    if missing:
+        raise InvalidNetworkError(f"{where}: missing bias arrays {missing}")
+    weights = [np.asarray(data[f"W{i}"]).T for i in range(n)]
+    biases = [data[f"b{i}"] for i in range(n)]
+    return from_arrays(weights, biases, activation=activation, negative_slope=negative_slope)
+
+
+def save_npz(net: Network, path: str | os.PathLike) -> None:
+    """Write ``net`` to ``.npz``.
+
+    Sequential ReLU networks use the plain layout read by :func:`load_npz` (``W{i}`` of shape (out, in),
+    ``b{i}``); any other network stores every stage's sources, kernels and activation as well.
+    """
+    np.savez(path, **network_arrays(net))
 
 
 def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
@@ -108,28 +141,4 @@ def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
         data = dict(np.load(path, allow_pickle=False))
     except Exception as e:  # noqa: BLE001 - numpy raises several types for non-npz input
         raise InvalidNetworkError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
-    if "format" in data:
-        if str(data["format"]) != "jaxpoly-stages-v1":
-            raise InvalidNetworkError(f"{path}: unknown jaxpoly npz format {data['format']!s}")
-        n = int(data["num_stages"])
-        stages = []
-        for i in range(n):
-            srcs = tuple(int(s) for s in data[f"stage{i}_sources"])
-            kern = tuple(_as_float_array(data[f"stage{i}_kernel{k}"], f"stage{i}_kernel{k}") for k in range(len(srcs)))
-            stages.append(Stage(kern, _as_float_array(data[f"stage{i}_bias"], f"stage{i}_bias"), srcs,
-                                _activation_from_json(str(data[f"stage{i}_activation"]))))
-        return Network(tuple(stages[:-1]), stages[-1])
-    n = 0
-    while f"W{n}" in data:
-        n += 1
-    if n == 0:
-        raise InvalidNetworkError(
-            f"{path} holds no weights: expected arrays W0, b0, W1, b1, … (W of shape (out, in)); found "
-            f"{sorted(data)}"
-        )
-    missing = [f"b{i}" for i in range(n) if f"b{i}" not in data]
-    if missing:
-        raise InvalidNetworkError(f"{path}: missing bias arrays {missing}")
-    weights = [np.asarray(data[f"W{i}"]).T for i in range(n)]
-    biases = [data[f"b{i}"] for i in range(n)]
-    return from_arrays(weights, biases, activation=activation, negative_slope=negative_slope)
+    return network_from_arrays(data, path, activation=activation, negative_slope=negative_slope)

@@ -1,0 +1,388 @@
+"""``Complex``: the polyhedral complex of a network in a box, and its queries.
+
+Faces are identified by their sign vectors' hashes (see :mod:`jaxpoly.subdivision`): every k-face
+around an edge is the edge with ``k - 1`` of its zeros flipped to ``±``, so all counts (the f-vector),
+the cells with their vertices, and the level-set polygons come from the edges alone. Each cell is
+certified: its witness (the centroid of its vertices) is evaluated through the network and the hash of
+the resulting sign vector must equal the cell's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpoly.errors import InvalidNetworkError, JaxpolyError
+from jaxpoly.mesh import Mesh, polygons_to_mesh
+from jaxpoly.network import Network
+from jaxpoly.pytree import pytree_dataclass
+
+__all__ = ["Complex", "Cells"]
+
+
+class Cells(NamedTuple):
+    """The d-cells (linear regions) of a complex.
+
+    Attributes:
+      patterns: ``(R, H') bool`` activation pattern of each cell (``H' = H`` hidden hyperplanes, plus
+        the output's sign ``y > 0`` as the last column when the complex has a level set).
+      witnesses: ``(R, d)`` a point strictly inside each cell (the centroid of its vertices).
+      vertex_ptr: ``(R + 1,)`` and vertex_idx ``(nnz,)``: CSR lists of each cell's vertex indices.
+      keys: ``(R, 2) uint64`` sign-vector hashes (sorted), used by :meth:`Complex.region_of`.
+    """
+
+    patterns: np.ndarray
+    witnesses: np.ndarray
+    vertex_ptr: np.ndarray
+    vertex_idx: np.ndarray
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.patterns.shape[0])
+
+    def vertices_of(self, i: int) -> np.ndarray:
+        """Indices of cell ``i``'s vertices."""
+        return self.vertex_idx[self.vertex_ptr[i] : self.vertex_ptr[i + 1]]
+
+
+def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique rows of ``keys (n, 2) uint64`` (sorted) and the inverse index ``(n,)``."""
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    sk = keys[order]
+    new = np.ones(len(sk), bool)
+    if len(sk):
+        new[1:] = np.any(sk[1:] != sk[:-1], axis=1)
+    group = np.cumsum(new) - 1
+    inv = np.empty(len(keys), np.int64)
+    inv[order] = group
+    return sk[new], inv
+
+
+def _flip_keys(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, nflip: int):
+    """Keys of the faces around each edge with ``nflip`` of its zeros flipped to ``±``.
+
+    Returns ``keys (n, 2) uint64`` and ``edge (n,)`` the edge each key came from; flips that would leave
+    the box (a facet to its outside) are omitted.
+    """
+    E, z = ez.shape
+    out_k, out_e = [], []
+    for slots in itertools.combinations(range(z), nflip):
+        for signs in itertools.product((1, -1), repeat=nflip):
+            k = eh.copy()
+            ok = np.ones(E, bool)
+            for s, sign in zip(slots, signs):
+                rk = r[ez[:, s]]
+                k = k + rk if sign > 0 else k - rk
+                if sign < 0:
+                    ok &= ez[:, s] >= num_facets
+            out_k.append(k[ok])
+            out_e.append(np.nonzero(ok)[0])
+    if not out_k:
+        return np.zeros((0, 2), np.uint64), np.zeros((0,), np.int64)
+    return np.concatenate(out_k), np.concatenate(out_e)
+
+
+@pytree_dataclass(
+    data=("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash", "lo", "hi", "net"),
+    meta=("level_set",),
+)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Complex:
+    """The complete polyhedral complex of a network inside a box (result of :func:`jaxpoly.extract`).
+
+    Attributes:
+      vertices: ``(V, d)`` positions.
+      edges: ``(E, 2) int32`` vertex index pairs.
+      vertex_zeros: ``(V, z) int32`` internal ids of the hyperplanes each vertex lies on (``-1`` pads):
+        ``0..2d-1`` box facets (``2i``: ``x_i = lo_i``, ``2i+1``: ``x_i = hi_i``), then the ``H``
+        network hyperplanes, then the level set (id ``2d + H``). See :attr:`vertex_hyperplanes` and
+        :attr:`vertex_facets` for the public views.
+      edge_zeros: ``(E, d-1) int32`` the hyperplanes containing each edge (same ids).
+      edge_hash: ``(E, 2) uint64`` sign-vector hashes of the edges.
+      lo, hi: ``(d,)`` the box.
+      net: the network.
+      level_set: whether the output's zero set was added as the last hyperplane.
+    """
+
+    vertices: np.ndarray
+    edges: np.ndarray
+    vertex_zeros: np.ndarray
+    edge_zeros: np.ndarray
+    edge_hash: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    net: Network
+    level_set: bool
+
+    @classmethod
+    def from_state(cls, *, net, lo, hi, level_set, x, vz, ends, ez, eh, hash_table, timings) -> "Complex":
+        c = cls(x, ends.astype(np.int32), vz.astype(np.int32), ez.astype(np.int32), eh, lo, hi, net, level_set)
+        object.__setattr__(c, "_hash_table", hash_table)
+        object.__setattr__(c, "_timings", timings)
+        return c
+
+    @property
+    def timings(self) -> dict:
+        """Wall times of the extraction, per stage (empty for a loaded complex)."""
+        return getattr(self, "_timings", {})
+
+    # -- sizes ---------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.vertices.shape[1])
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edges.shape[0])
+
+    @property
+    def num_hyperplanes(self) -> int:
+        """``H'``: the network's hyperplanes plus the level set if present."""
+        return self.net.num_hyperplanes + int(self.level_set)
+
+    @property
+    def hash_table(self) -> np.ndarray:
+        r = getattr(self, "_hash_table", None)
+        if r is None:
+            from jaxpoly.subdivision import hash_table
+
+            r = hash_table(2 * self.dim + self.net.num_hyperplanes + 1)
+            object.__setattr__(self, "_hash_table", r)
+        return r
+
+    def _cached(self, name, fn):
+        val = self.__dict__.get(name)
+        if val is None:
+            val = fn()
+            object.__setattr__(self, name, val)
+        return val
+
+    @property
+    def num_regions(self) -> int:
+        """Number of d-cells (linear regions) inside the box."""
+        return self.f_vector[-1]
+
+    @property
+    def f_vector(self) -> tuple[int, ...]:
+        """``(f_0, …, f_d)``: the number of faces of each dimension, f_d the d-cells."""
+        return self._cached("_f_vector", self._compute_f_vector)
+
+    def _compute_f_vector(self) -> tuple[int, ...]:
+        d = self.dim
+        if d == 1:
+            return (self.num_vertices, self.num_edges)
+        f = [self.num_vertices, self.num_edges]
+        for k in range(2, d + 1):
+            keys, _ = _flip_keys(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, k - 1)
+            f.append(len(_unique_keys(keys)[0]))
+        return tuple(f)
+
+    @property
+    def euler_characteristic(self) -> int:
+        """``sum_k (-1)^k f_k``; 1 for a complex that subdivides a box."""
+        return int(sum((-1) ** k * n for k, n in enumerate(self.f_vector)))
+
+    # -- cells ---------------------------------------------------------------------------------------
+    @property
+    def regions(self) -> Cells:
+        """Every d-cell with its activation pattern, witness and vertex list (computed once)."""
+        return self._cached("_regions", self._compute_cells)
+
+    def _internal_values(self, x: np.ndarray) -> np.ndarray:
+        """Values of the network hyperplanes (and the output, if level set) at points ``(n, d)``."""
+        with jax.enable_x64(True):
+            vals = np.asarray(_hyper_and_output(self.net.astype(np.float64), jnp.asarray(x, jnp.float64)))
+        return vals if self.level_set else vals[:, :-1]
+
+    def _hash_of_points(self, x: np.ndarray) -> np.ndarray:
+        """Sign-vector hashes ``(n, 2)`` of points strictly inside the box (facets count +)."""
+        vals = self._internal_values(x)
+        s = np.sign(vals).astype(np.int64)
+        r = self.hash_table
+        d = self.dim
+        rn = r[2 * d : 2 * d + vals.shape[1]]
+        base = np.zeros(2, np.uint64)
+        for f in range(2 * d):
+            base = base + r[f]
+        with np.errstate(over="ignore"):
+            pos = (s > 0).astype(np.uint64) @ rn  # uint64 matmul wraps mod 2^64
+            neg = (s < 0).astype(np.uint64) @ rn
+        return base + pos - neg
+
+    def _compute_cells(self) -> Cells:
+        d = self.dim
+        if d == 1:
+            cell_keys = self.edge_hash.copy()
+            edge_of = np.arange(self.num_edges)
+        else:
+            cell_keys, edge_of = _flip_keys(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, d - 1)
+        keys, inv = _unique_keys(cell_keys)
+        R = len(keys)
+        pairs = np.concatenate([
+            np.stack([inv, self.edges[edge_of, 0]], 1),
+            np.stack([inv, self.edges[edge_of, 1]], 1),
+        ])
+        pairs = np.unique(pairs, axis=0)
+        counts = np.bincount(pairs[:, 0], minlength=R)
+        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        idx = pairs[:, 1].astype(np.int32)
+        sums = np.zeros((R, d))
+        np.add.at(sums, pairs[:, 0], self.vertices[idx])
+        witnesses = sums / counts[:, None]
+        vals = self._internal_values(witnesses)
+        got = self._hash_of_points(witnesses)
+        if not np.array_equal(got, keys):
+            bad = int(np.sum(np.any(got != keys, axis=1)))
+            raise JaxpolyError(
+                f"internal consistency check failed: {bad} of {R} cells' witnesses do not reproduce the "
+                "cell's sign vector. Please report this with the network and box."
+            )
+        return Cells(vals > 0, witnesses, ptr, idx, keys)
+
+    def region_of(self, x: Any) -> np.ndarray:
+        """Index into :attr:`regions` of the cell containing each point ``(n, d) -> (n,)``; ``-1`` for
+        points outside the box or exactly on a cell boundary."""
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        if x.shape[-1] != self.dim:
+            raise InvalidNetworkError(f"points must have shape (n, {self.dim}), got {x.shape}")
+        keys = self.regions.keys
+        h = self._hash_of_points(x)
+        inside = np.all((x > self.lo) & (x < self.hi), axis=1)
+        vals = self._internal_values(x)
+        inside &= np.all(vals != 0, axis=1)
+        pos = np.searchsorted(_as_void(keys), _as_void(h))
+        pos = np.minimum(pos, len(keys) - 1)
+        found = inside & np.all(keys[pos] == h, axis=1)
+        return np.where(found, pos, -1)
+
+    # -- vertex views --------------------------------------------------------------------------------
+    @property
+    def vertex_facets(self) -> np.ndarray:
+        """``(V, 2d) bool``: which box facets each vertex lies on (``2i``: ``lo_i``, ``2i+1``: ``hi_i``)."""
+        d = self.dim
+        out = np.zeros((self.num_vertices, 2 * d), bool)
+        for k in range(self.vertex_zeros.shape[1]):
+            z = self.vertex_zeros[:, k]
+            sel = (z >= 0) & (z < 2 * d)
+            out[np.nonzero(sel)[0], z[sel]] = True
+        return out
+
+    @property
+    def vertex_hyperplanes(self) -> np.ndarray:
+        """``(V, z) int32``: network hyperplanes (``0..H-1``, the level set ``H``) through each vertex,
+        ``-1`` padded."""
+        d = self.dim
+        z = self.vertex_zeros
+        out = np.where(z >= 2 * d, z - 2 * d, -1)
+        return -np.sort(-out, axis=1)  # valid ids first
+
+    @property
+    def vertex_signs(self) -> np.ndarray:
+        """``(V, H') int8`` in {-1, 0, +1}: each vertex's sign for every hyperplane (0 exactly on it).
+
+        Computed on demand (``V x H'`` bytes) from positions and the stored zero sets.
+        """
+        vals = self._internal_values(self.vertices)
+        s = np.sign(vals).astype(np.int8)
+        vh = self.vertex_hyperplanes
+        rows = np.nonzero(vh >= 0)
+        s[rows[0], vh[rows]] = 0
+        return s
+
+    @property
+    def level_set_hyperplane(self) -> int:
+        """Internal id of the level set."""
+        if not self.level_set:
+            raise JaxpolyError("this complex was extracted with level_set=False")
+        return 2 * self.dim + self.net.num_hyperplanes
+
+    # -- level set -----------------------------------------------------------------------------------
+    def level_set_mesh(self) -> Mesh:
+        """The exact zero set of the output as a :class:`~jaxpoly.Mesh`.
+
+        1D: points; 2D: vertices and segments; 3D: vertices, convex polygons (oriented so the normal
+        points where the output increases) and their fan triangulation; d > 3: vertices and edges.
+        """
+        lid = self.level_set_hyperplane
+        vmask = np.any(self.vertex_zeros == lid, axis=1)
+        emask = np.any(self.edge_zeros == lid, axis=1) if self.dim > 1 else np.zeros(self.num_edges, bool)
+        vid = np.nonzero(vmask)[0]
+        remap = np.full(self.num_vertices, -1, np.int64)
+        remap[vid] = np.arange(len(vid))
+        verts = self.vertices[vid]
+        segs = remap[self.edges[emask]]
+        if self.dim != 3:
+            return Mesh(verts, segs)
+        # 2-faces of the level set: level-set edges with their other zero flipped.
+        eh, ez = self.edge_hash[emask], self.edge_zeros[emask]
+        other = np.where(ez[:, 0] == lid, ez[:, 1], ez[:, 0])
+        r = self.hash_table
+        keys = np.concatenate([eh + r[other], eh - r[other]])
+        ok = np.concatenate([np.ones(len(other), bool), other >= 2 * self.dim])
+        e_of = np.concatenate([np.arange(len(other))] * 2)[ok]
+        fkeys, inv = _unique_keys(keys[ok])
+        pairs = np.unique(np.concatenate([np.stack([inv, segs[e_of, 0]], 1), np.stack([inv, segs[e_of, 1]], 1)]),
+                          axis=0)
+        normals = self._face_normals(verts, pairs, len(fkeys))
+        return polygons_to_mesh(verts, pairs[:, 0], pairs[:, 1], normals, segs)
+
+    def _face_normals(self, verts: np.ndarray, pairs: np.ndarray, F: int) -> np.ndarray:
+        counts = np.bincount(pairs[:, 0], minlength=F)
+        cent = np.zeros((F, 3))
+        np.add.at(cent, pairs[:, 0], verts[pairs[:, 1]])
+        cent /= np.maximum(counts, 1)[:, None]
+        with jax.enable_x64(True):
+            g = np.asarray(_output_grad(self.net.astype(np.float64), jnp.asarray(cent)))
+        return g
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the complex (arrays, box, network) to ``.npz``; read back with :meth:`load`."""
+        from jaxpoly.convert.arrays import network_arrays
+
+        np.savez_compressed(
+            path, vertices=self.vertices, edges=self.edges, vertex_zeros=self.vertex_zeros,
+            edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
+            level_set=np.array(self.level_set), **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Complex":
+        """Read a complex written by :meth:`save`."""
+        from jaxpoly.convert.arrays import network_from_arrays
+
+        data = dict(np.load(path, allow_pickle=False))
+        net = network_from_arrays({k[4:]: v for k, v in data.items() if k.startswith("net_")}, str(path))
+        return cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
+                   data["lo"], data["hi"], net, bool(data["level_set"]))
+
+    def __repr__(self) -> str:
+        return (f"Complex(d={self.dim}, vertices={self.num_vertices}, edges={self.num_edges}, "
+                f"level_set={self.level_set})")
+
+
+def _as_void(keys: np.ndarray) -> np.ndarray:
+    """Rows of ``(n, 2) uint64`` as sortable scalars consistent with lexicographic order."""
+    k = np.ascontiguousarray(keys.astype(">u8"))
+    return k.view(np.dtype((np.void, 16))).ravel()
+
+
+@jax.jit
+def _hyper_and_output(net: Network, x: jax.Array) -> jax.Array:
+    out, pres = net._forward(x)
+    return jnp.concatenate([net._hyperplane_values_from(pres, x), out[:, :1]], axis=1)
+
+
+@jax.jit
+def _output_grad(net: Network, x: jax.Array) -> jax.Array:
+    return jax.vmap(jax.grad(lambda p: net(p)[0]))(x)

@@ -1,0 +1,695 @@
+"""Networks from Flax modules (``flax.linen`` and ``flax.nnx``) by abstract interpretation of a jaxpr.
+
+The module is traced with :func:`jax.make_jaxpr` on a batch of one example, in float64, and the jaxpr
+is interpreted with every value either a *constant* (parameters and anything computed from them
+alone) or an *affine expression* of the network input and of the hidden stages created so far::
+
+    value = sum_s  sum_i  a_s[i] * coefs[s][i, ...]  +  const
+
+where ``a_0`` is the flattened input and ``a_j`` (``j >= 1``) the activations of hidden stage ``j``.
+Linear primitives act on each coefficient row; piecewise-linear ones (``max``, ``min``, ``abs``,
+``jnp.where`` with a continuous split) close the current affine expression into a new hidden
+:class:`~jaxpoly.network.Stage` and continue from its activations. Everything else that touches the
+input raises :class:`~jaxpoly.errors.UnsupportedLayerError` naming the primitive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpoly.errors import InvalidNetworkError, UnsupportedLayerError
+from jaxpoly.network import Activation, Network, Stage, identity, leaky_relu, piecewise_linear, relu
+
+__all__ = ["from_flax"]
+
+# Relative tolerance when deciding that two affine expressions are proportional (float64 rounding of
+# e.g. ``0.01 * x`` versus ``x`` is far below it; a genuinely different expression is far above it).
+_PROP_RTOL = 1e-9
+
+
+# ----------------------------------------------------------------------------------------------------
+# Values of the abstract interpretation
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Affine:
+    """``sum_s a_s @ coefs[s].reshape(n_s, -1) + const`` with ``coefs[s]`` of shape ``(n_s, *shape)``."""
+
+    coefs: dict[int, jax.Array]
+    const: jax.Array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.const.shape)
+
+
+@dataclasses.dataclass
+class _Sign:
+    """A comparison of input-dependent values, true where ``z > 0`` (the boundary never matters: it
+    is only accepted where the selected result is continuous)."""
+
+    z: _Affine
+
+
+_Value = Any  # _Affine | _Sign | constant array
+
+
+def _is_const(v: _Value) -> bool:
+    return not isinstance(v, (_Affine, _Sign))
+
+
+def _widen(x: Any) -> Any:
+    """Constants are kept in float64 whatever the model's dtype, so the conversion is exact."""
+    dt = getattr(x, "dtype", None)
+    if dt is not None and jnp.issubdtype(dt, jnp.floating) and dt != jnp.float64:
+        return jnp.asarray(x, jnp.float64)
+    return x
+
+
+_DTYPE_PARAMS = ("new_dtype", "preferred_element_type", "dtype", "out_dtype")
+
+
+def _widen_params(prim_name: str, params: dict) -> dict:
+    if prim_name == "bitcast_convert_type":
+        return params
+    out = dict(params)
+    for key in _DTYPE_PARAMS:
+        dt = out.get(key)
+        if dt is not None:
+            try:
+                floating = jnp.issubdtype(dt, jnp.floating)
+            except TypeError:
+                continue
+            if floating:
+                out[key] = jnp.float64
+    return out
+
+
+def _as_affine(v: _Value) -> _Affine:
+    return v if isinstance(v, _Affine) else _Affine({}, jnp.asarray(v))
+
+
+def _broadcast(a: _Affine, shape: tuple[int, ...]) -> _Affine:
+    coefs = {s: jnp.broadcast_to(c, c.shape[:1] + shape) for s, c in a.coefs.items()}
+    return _Affine(coefs, jnp.broadcast_to(a.const, shape))
+
+
+def _add(a: _Value, b: _Value) -> _Value:
+    """``a + b`` with NumPy broadcasting."""
+    if _is_const(a) and _is_const(b):
+        return jnp.asarray(a) + jnp.asarray(b)
+    a, b = _as_affine(a), _as_affine(b)
+    shape = tuple(jnp.broadcast_shapes(a.shape, b.shape))
+    a, b = _broadcast(a, shape), _broadcast(b, shape)
+    coefs = dict(a.coefs)
+    for s, c in b.coefs.items():
+        coefs[s] = coefs[s] + c if s in coefs else c
+    return _Affine(coefs, a.const + b.const)
+
+
+def _scale(k: Any, a: _Value) -> _Value:
+    """``k * a`` for a constant ``k`` broadcastable to ``a``'s shape."""
+    k = jnp.asarray(k)
+    if _is_const(a):
+        return k * jnp.asarray(a)
+    shape = tuple(jnp.broadcast_shapes(k.shape, a.shape))
+    a = _broadcast(a, shape)
+    return _Affine({s: c * k for s, c in a.coefs.items()}, a.const * k)
+
+
+def _sub(a: _Value, b: _Value) -> _Value:
+    return _add(a, _scale(-1.0, b))
+
+
+def _stacked(a: _Affine, sources: Sequence[int], widths: dict[int, int]) -> np.ndarray:
+    """All coefficients and the constant of ``a`` as one ``(P, N)`` matrix (rows: source units then
+    the constant; columns: elements)."""
+    n = int(np.prod(a.shape, dtype=np.int64))
+    rows = []
+    for s in sources:
+        c = a.coefs.get(s)
+        rows.append(np.zeros((widths[s], n)) if c is None else np.asarray(c, np.float64).reshape(-1, n))
+    rows.append(np.asarray(a.const, np.float64).reshape(1, n))
+    return np.concatenate(rows, axis=0)
+
+
+def _proportional(u: _Value, v: _Value) -> np.ndarray | None:
+    """Elementwise ``k`` with ``u = k * v`` as affine expressions (same shape), or ``None``.
+
+    Elements where ``v`` is identically zero need ``u`` identically zero there too (then ``k = 0``).
+    """
+    u, v = _as_affine(u), _as_affine(v)
+    shape = tuple(jnp.broadcast_shapes(u.shape, v.shape))
+    u, v = _broadcast(u, shape), _broadcast(v, shape)
+    widths = {s: c.shape[0] for s, c in list(u.coefs.items()) + list(v.coefs.items())}
+    sources = sorted(widths)
+    U, V = _stacked(u, sources, widths), _stacked(v, sources, widths)
+    vv = np.sum(V * V, axis=0)
+    k = np.where(vv > 0, np.sum(U * V, axis=0) / np.where(vv > 0, vv, 1.0), 0.0)
+    resid = np.max(np.abs(U - k * V), axis=0)
+    scale = np.maximum(np.max(np.abs(U), axis=0), np.abs(k) * np.max(np.abs(V), axis=0))
+    if np.any(resid > _PROP_RTOL * scale):
+        return None
+    return k.reshape(shape)
+
+
+def _uniform(k: np.ndarray) -> float | None:
+    """The common value of ``k`` if all entries agree (to rounding), else ``None``."""
+    k = np.asarray(k, np.float64).ravel()
+    if k.size == 0:
+        return None
+    lo, hi = float(k.min()), float(k.max())
+    if hi - lo > 1e-12 * max(1.0, abs(hi), abs(lo)):
+        return None
+    return _snap(float(np.median(k)))
+
+
+def _snap(t: float) -> float:
+    """Round away float noise such as ``0.010000000000000002`` so activation names stay readable."""
+    short = float(f"{t:.12g}")
+    return short if abs(short - t) <= 1e-14 * max(1.0, abs(t)) else t
+
+
+def _activation(alpha: float, beta: float) -> Activation:
+    """The activation with slope ``alpha`` below 0 and ``beta`` above."""
+    if (alpha, beta) == (0.0, 1.0):
+        return relu()
+    if beta == 1.0:
+        return leaky_relu(alpha)
+    if (alpha, beta) == (-1.0, 1.0):
+        return piecewise_linear((0.0,), (-1.0, 1.0), name="abs")
+    return piecewise_linear((0.0,), (alpha, beta), name=f"pwl({alpha:g},{beta:g})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Primitive tables
+# ----------------------------------------------------------------------------------------------------
+
+_ALL = None  # "jointly linear in every operand"
+
+# Primitives that are jointly linear in the listed operands (the others must be constants).
+_LINEAR: dict[str, tuple[int, ...] | None] = {
+    "add": _ALL, "sub": _ALL, "add_any": _ALL, "neg": _ALL, "concatenate": _ALL, "pad": _ALL,
+    "reshape": (0,), "broadcast_in_dim": (0,), "transpose": _ALL, "squeeze": _ALL, "expand_dims": _ALL,
+    "slice": _ALL, "rev": _ALL, "reduce_sum": _ALL, "copy": _ALL, "copy_p": _ALL, "cumsum": _ALL,
+    "reduce_window_sum": _ALL, "sharding_constraint": _ALL, "split": _ALL,
+    "dynamic_slice": (0,), "dynamic_update_slice": (0, 1), "gather": (0,), "scatter-add": (0, 2),
+    "scatter_add": (0, 2), "scatter": (0, 2), "div": (0,),
+}
+# Bilinear primitives: linear in whichever operand depends on the input, if only one does.
+_BILINEAR = {"mul", "dot_general", "conv_general_dilated"}
+# Shape-only primitives that may also move a comparison result around (``jnp.where`` broadcasting).
+_STRUCTURAL = {"broadcast_in_dim", "reshape", "transpose", "squeeze", "expand_dims", "slice", "rev", "copy",
+               "copy_p", "sharding_constraint"}
+_CALLS_WITH_JAXPR = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+# Primitives that just call a sub-jaxpr on their operands (interpreted inline).
+_CALL_PRIMITIVES = {"pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+                    "custom_vjp_call_jaxpr", "remat", "remat2", "checkpoint", "named_call"}
+
+_ACTIVATION_HINT = (
+    "only piecewise-linear operations are supported (relu, leaky_relu, abs, max/min, clip, jnp.where with "
+    "a continuous split); replace it with one of those"
+)
+_HINTS = {
+    "reduce_max": "max-pooling and max over features are not supported; use a strided convolution or avg_pool",
+    "reduce_min": "min over features is not supported",
+    "argmax": "argmax is not continuous", "argmin": "argmin is not continuous",
+    "sort": "sorting is not supported",
+    "mul": "a product of two input-dependent values (gating, attention, normalisation by input statistics) "
+           "is not piecewise affine",
+    "div": "dividing by an input-dependent value is not piecewise affine",
+    "dot_general": "a product of two input-dependent values (attention, bilinear layers) is not piecewise affine",
+    "conv_general_dilated": "a convolution whose kernel depends on the input is not piecewise affine",
+    "select_n": "jnp.where on an input-dependent condition is supported only for a comparison of an affine "
+                "value with a constant whose two branches agree on the boundary (e.g. a leaky ReLU)",
+    "eq": "equality tests on the input are not continuous", "ne": "equality tests on the input are not continuous",
+}
+_NORM_HINT = (
+    "normalisation by statistics of the input is not piecewise affine: BatchNorm must use its running "
+    "averages (flax.linen: nn.BatchNorm(use_running_average=True); flax.nnx: call model.eval() before "
+    "converting); LayerNorm/GroupNorm/RMSNorm are not supported"
+)
+
+
+def _where(eqn: Any, prefix: str) -> str:
+    stack = str(eqn.source_info.name_stack)
+    stack = "/".join(p for p in (prefix, stack) if p)
+    return f" (in {stack})" if stack else ""
+
+
+def _from_normalization(eqn: Any, prefix: str) -> bool:
+    stack = prefix + "/" + str(eqn.source_info.name_stack)
+    if "Norm" in stack:
+        return True
+    try:
+        frames = eqn.source_info.traceback.frames
+    except AttributeError:
+        return False
+    return any(f.file_name.endswith("normalization.py") for f in frames)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The interpreter
+# ----------------------------------------------------------------------------------------------------
+
+
+class _Interpreter:
+    """Evaluates a jaxpr on affine expressions, collecting the hidden stages it creates."""
+
+    def __init__(self):
+        self.stages: list[Stage] = []
+        self.widths: dict[int, int] = {}
+
+    # -- errors --------------------------------------------------------------------------------------
+    def _unsupported(self, eqn: Any, prefix: str, what: str | None = None) -> UnsupportedLayerError:
+        name = eqn.primitive.name
+        if _from_normalization(eqn, prefix):
+            hint = _NORM_HINT
+        else:
+            hint = _HINTS.get(name, _ACTIVATION_HINT)
+        what = what or f"primitive `{name}` applied to an input-dependent value"
+        return UnsupportedLayerError(f"from_flax: {what}{_where(eqn, prefix)} is not piecewise affine; {hint}")
+
+    # -- jaxpr walking -------------------------------------------------------------------------------
+    def run(self, jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[_Value], prefix: str = "") -> list:
+        env: dict[Any, _Value] = {}
+
+        def read(v):
+            if isinstance(v, jcore.Literal):
+                return _widen(jnp.asarray(v.val, dtype=v.aval.dtype))
+            return env[v]
+
+        for var, val in zip(jaxpr.constvars, consts):
+            env[var] = _widen(val)
+        for var, val in zip(jaxpr.invars, args):
+            env[var] = val
+        for eqn in jaxpr.eqns:
+            outs = self.eqn(eqn, [read(v) for v in eqn.invars], prefix)
+            for var, val in zip(eqn.outvars, outs):
+                if not isinstance(var, jcore.DropVar):
+                    env[var] = val
+        return [read(v) for v in jaxpr.outvars]
+
+    def run_closed(self, closed: Any, args: Sequence[_Value], prefix: str) -> list:
+        if isinstance(closed, jcore.ClosedJaxpr):
+            return self.run(closed.jaxpr, closed.consts, args, prefix)
+        return self.run(closed, (), args, prefix)
+
+    def eqn(self, eqn: Any, ins: list[_Value], prefix: str) -> list[_Value]:
+        name = eqn.primitive.name
+        params = _widen_params(name, eqn.params)
+        sub_prefix = "/".join(p for p in (prefix, str(eqn.source_info.name_stack)) if p)
+        if name == "cond":
+            return self._cond(eqn, ins, params, sub_prefix)
+        if name == "scan":
+            return self._scan(eqn, ins, params, sub_prefix)
+        if name == "while":
+            return self._while(eqn, ins, params, sub_prefix)
+        if name in _CALL_PRIMITIVES:
+            for key in _CALLS_WITH_JAXPR:
+                sub = params.get(key)
+                if isinstance(sub, (jcore.ClosedJaxpr, jcore.Jaxpr)):
+                    return self.run_closed(sub, ins, sub_prefix)
+        if all(_is_const(v) for v in ins):
+            return self._bind_const(eqn.primitive, params, ins)
+        return self._nonconst(eqn, ins, params, prefix)
+
+    @staticmethod
+    def _bind_const(prim: Any, params: dict, ins: Sequence[Any]) -> list:
+        out = prim.bind(*ins, **params)
+        outs = list(out) if prim.multiple_results else [out]
+        return [_widen(o) for o in outs]
+
+    # -- primitives on input-dependent values --------------------------------------------------------
+    def _nonconst(self, eqn: Any, ins: list[_Value], params: dict, prefix: str) -> list[_Value]:
+        prim, name = eqn.primitive, eqn.primitive.name
+        signs = [i for i, v in enumerate(ins) if isinstance(v, _Sign)]
+        if name == "select_n" and isinstance(ins[0], _Sign) and len(signs) == 1 and len(ins) == 3:
+            out = self._select(ins[0], ins[1], ins[2])
+            if out is None:
+                raise self._unsupported(eqn, prefix)
+            return [out]
+        if signs:
+            if name in _STRUCTURAL and len(ins) == 1:
+                return [_Sign(self._linear(prim, params, [ins[0].z], (0,))[0])]
+            if name == "not":
+                return [_Sign(_scale(-1.0, ins[0].z))]
+            raise self._unsupported(eqn, prefix, f"a comparison of input-dependent values used by `{name}`")
+        if name == "convert_element_type":
+            if jnp.issubdtype(params["new_dtype"], jnp.floating):
+                return [ins[0]]
+            raise self._unsupported(eqn, prefix, f"converting an input-dependent value to {params['new_dtype']} "
+                                                 "(integer or boolean ops on the input)")
+        if name in ("reduce_precision", "optimization_barrier"):
+            return list(ins)
+        if name in _LINEAR:
+            lin = _LINEAR[name]
+            lin = tuple(range(len(ins))) if lin is _ALL else lin
+            if any(not _is_const(v) for i, v in enumerate(ins) if i not in lin):
+                raise self._unsupported(eqn, prefix)
+            return self._linear(prim, params, ins, lin)
+        if name in _BILINEAR:
+            dep = [i for i, v in enumerate(ins) if not _is_const(v)]
+            if len(dep) != 1:
+                raise self._unsupported(eqn, prefix)
+            return self._linear(prim, params, ins, tuple(dep))
+        if name == "select_n" and _is_const(ins[0]):
+            return self._linear(prim, params, ins, tuple(range(1, len(ins))))
+        if name in ("gt", "ge"):
+            return [_Sign(_as_affine(_sub(ins[0], ins[1])))]
+        if name in ("lt", "le"):
+            return [_Sign(_as_affine(_sub(ins[1], ins[0])))]
+        if name == "max":
+            return [self._max(*ins)]
+        if name == "min":
+            return [self._min(*ins)]
+        if name == "abs":
+            return [self._pwl(_scale(-1.0, ins[0]), 2.0, ins[0])]
+        if name == "clamp":
+            lo, x, hi = ins
+            return [self._min(self._max(x, lo), hi)]
+        raise self._unsupported(eqn, prefix)
+
+    @staticmethod
+    def _linear(prim: Any, params: dict, ins: Sequence[_Value], lin: tuple[int, ...]) -> list[_Value]:
+        """Apply a primitive that is jointly linear in the operands ``lin`` (others constant)."""
+        consts = [v.const if isinstance(v, _Affine) else v for v in ins]
+        const_outs = _Interpreter._bind_const(prim, params, consts)
+        sources = sorted({s for i in lin if isinstance(ins[i], _Affine) for s in ins[i].coefs})
+        coef_outs: dict[int, list] = {}
+        for s in sources:
+            args, axes = [], []
+            for i, v in enumerate(ins):
+                if i in lin and isinstance(v, _Affine) and s in v.coefs:
+                    args.append(v.coefs[s])
+                    axes.append(0)
+                elif i in lin:
+                    args.append(jnp.zeros_like(consts[i]))
+                    axes.append(None)
+                else:
+                    args.append(v)
+                    axes.append(None)
+            out = jax.vmap(lambda *xs: prim.bind(*xs, **params), in_axes=axes)(*args)
+            coef_outs[s] = list(out) if prim.multiple_results else [out]
+        return [_Affine({s: _widen(coef_outs[s][j]) for s in sources}, c) for j, c in enumerate(const_outs)]
+
+    # -- piecewise-linear primitives -----------------------------------------------------------------
+    def _max(self, a: _Value, b: _Value) -> _Value:
+        if _is_const(a) and _is_const(b):
+            return jnp.maximum(a, b)
+        if _is_const(b):
+            return self._pwl(b, 1.0, _sub(a, b))
+        if _is_const(a):
+            return self._pwl(a, 1.0, _sub(b, a))
+        beta = _proportional(b, a)  # max(a, beta a) = min(beta, 1) a + |1 - beta| relu(a)
+        if beta is not None:
+            return self._pwl(_scale(np.minimum(beta, 1.0), a), np.abs(1.0 - beta), a)
+        alpha = _proportional(a, b)
+        if alpha is not None:
+            return self._pwl(_scale(np.minimum(alpha, 1.0), b), np.abs(1.0 - alpha), b)
+        return self._pwl(b, 1.0, _sub(a, b))
+
+    def _min(self, a: _Value, b: _Value) -> _Value:
+        if _is_const(a) and _is_const(b):
+            return jnp.minimum(a, b)
+        if _is_const(b):
+            return self._pwl(a, -1.0, _sub(a, b))  # a - relu(a - b)
+        if _is_const(a):
+            return self._pwl(b, -1.0, _sub(b, a))
+        beta = _proportional(b, a)  # min(a, beta a) = max(beta, 1) a - |1 - beta| relu(a)
+        if beta is not None:
+            return self._pwl(_scale(np.maximum(beta, 1.0), a), -np.abs(1.0 - beta), a)
+        alpha = _proportional(a, b)
+        if alpha is not None:
+            return self._pwl(_scale(np.maximum(alpha, 1.0), b), -np.abs(1.0 - alpha), b)
+        return self._pwl(a, -1.0, _sub(a, b))
+
+    def _select(self, pred: _Sign, x_false: _Value, x_true: _Value) -> _Value | None:
+        """``x_true`` where ``z > 0`` else ``x_false``; continuous only if ``x_true - x_false = k z``."""
+        shape = tuple(jnp.broadcast_shapes(pred.z.shape, jnp.shape(_as_affine(x_false).const),
+                                           jnp.shape(_as_affine(x_true).const)))
+        z = _broadcast(pred.z, shape)
+        k = _proportional(_sub(x_true, x_false), z)
+        if k is None:
+            return None
+        return self._pwl(_add(x_false, jnp.zeros(shape)), k, z)
+
+    def _pwl(self, base: _Value, k: Any, z: _Value) -> _Value:
+        """``base + k * relu(z)``, opening a new hidden stage on ``z``.
+
+        When ``base = alpha z`` and ``alpha``, ``k`` are the same for every element the whole value is
+        one activation of ``z`` (slopes ``alpha`` and ``alpha + k``), e.g. a leaky ReLU.
+        """
+        z = _as_affine(z)
+        k = np.broadcast_to(np.asarray(k, np.float64), z.shape)
+        if not np.any(k):
+            return base
+        alpha_arr = _proportional(base, z)
+        alpha = None if alpha_arr is None else _uniform(alpha_arr)
+        k_u = _uniform(k)
+        if alpha is not None and k_u is not None:
+            act = _activation(alpha, _snap(alpha + k_u))
+            out = self._new_stage(z, act)
+            if out is not None:
+                return out
+            return jnp.asarray(act(z.const))
+        h = self._new_stage(z, relu())
+        if h is None:
+            return _add(base, k * jnp.maximum(z.const, 0.0))
+        return _add(base, _scale(k, h))
+
+    def _new_stage(self, z: _Affine, act: Activation) -> _Affine | None:
+        """Append a hidden stage with pre-activation ``z`` (flattened); return its activations, or
+        ``None`` if ``z`` does not depend on the input (then nothing is appended)."""
+        n = int(np.prod(z.shape, dtype=np.int64))
+        kernels, sources = _kernels(z)
+        if not sources:
+            return None
+        self.stages.append(Stage(tuple(kernels), np.asarray(z.const, np.float64).reshape(n), tuple(sources), act))
+        j = len(self.stages)
+        self.widths[j] = n
+        return _Affine({j: jnp.eye(n, dtype=jnp.float64).reshape((n,) + z.shape)}, jnp.zeros(z.shape, jnp.float64))
+
+    # -- control flow --------------------------------------------------------------------------------
+    def _cond(self, eqn: Any, ins: list[_Value], params: dict, prefix: str) -> list[_Value]:
+        index, ops = ins[0], ins[1:]
+        if not _is_const(index):
+            raise self._unsupported(eqn, prefix, "lax.cond on an input-dependent predicate")
+        return self.run_closed(params["branches"][int(index)], ops, prefix)
+
+    def _while(self, eqn: Any, ins: list[_Value], params: dict, prefix: str) -> list[_Value]:
+        nc, nb = params["cond_nconsts"], params["body_nconsts"]
+        cconsts, bconsts, carry = ins[:nc], ins[nc : nc + nb], list(ins[nc + nb :])
+        while True:
+            (go,) = self.run_closed(params["cond_jaxpr"], list(cconsts) + carry, prefix)
+            if not _is_const(go):
+                raise self._unsupported(eqn, prefix, "a while loop whose condition depends on the input")
+            if not bool(go):
+                return carry
+            carry = self.run_closed(params["body_jaxpr"], list(bconsts) + carry, prefix)
+
+    def _scan(self, eqn: Any, ins: list[_Value], params: dict, prefix: str) -> list[_Value]:
+        """Unrolled: every iteration may open its own stages."""
+        nc, ncar, length = params["num_consts"], params["num_carry"], params["length"]
+        consts, carry, xs = ins[:nc], list(ins[nc : nc + ncar]), ins[nc + ncar :]
+        if any(isinstance(v, _Sign) for v in ins):
+            raise self._unsupported(eqn, prefix, "a comparison result carried through lax.scan")
+        ys_steps: list[list[_Value]] = []
+        order = range(length - 1, -1, -1) if params["reverse"] else range(length)
+        for t in order:
+            outs = self.run_closed(params["jaxpr"], list(consts) + carry + [_index0(x, t) for x in xs], prefix)
+            carry, ys = list(outs[:ncar]), outs[ncar:]
+            ys_steps.append(ys)
+        if params["reverse"]:
+            ys_steps.reverse()
+        n_ys = len(eqn.outvars) - ncar
+        ys = [_stack0([step[j] for step in ys_steps]) for j in range(n_ys)]
+        if length == 0:
+            ys = [jnp.zeros(v.aval.shape, jnp.float64 if jnp.issubdtype(v.aval.dtype, jnp.floating) else v.aval.dtype)
+                  for v in eqn.outvars[ncar:]]
+        return carry + ys
+
+
+def _index0(v: _Value, t: int) -> _Value:
+    if isinstance(v, _Affine):
+        return _Affine({s: c[:, t] for s, c in v.coefs.items()}, v.const[t])
+    return v[t]
+
+
+def _stack0(vals: list[_Value]) -> _Value:
+    if all(_is_const(v) for v in vals):
+        return jnp.stack(vals)
+    affs = [_as_affine(v) for v in vals]
+    widths = {s: c.shape[0] for a in affs for s, c in a.coefs.items()}
+    coefs = {}
+    for s, w in widths.items():
+        coefs[s] = jnp.stack([a.coefs.get(s, jnp.zeros((w,) + a.shape)) for a in affs], axis=1)
+    return _Affine(coefs, jnp.stack([a.const for a in affs]))
+
+
+def _kernels(z: _Affine) -> tuple[list[np.ndarray], list[int]]:
+    """Per-source ``(n_s, N)`` kernels of a flattened affine value, dropping identically-zero ones."""
+    n = int(np.prod(z.shape, dtype=np.int64))
+    kernels, sources = [], []
+    for s in sorted(z.coefs):
+        K = np.asarray(z.coefs[s], np.float64).reshape(-1, n)
+        if np.any(K):
+            kernels.append(K)
+            sources.append(s)
+    return kernels, sources
+
+
+# ----------------------------------------------------------------------------------------------------
+# Module handling
+# ----------------------------------------------------------------------------------------------------
+
+
+def _input_shape(input_dim: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+    if not shape or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+        raise InvalidNetworkError(
+            f"input_dim must be a positive int or a tuple of positive ints (one example's shape), got {input_dim!r}"
+        )
+    return tuple(int(s) for s in shape)
+
+
+def _check_finite(tree: Any, what: str) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        dt = getattr(leaf, "dtype", None)
+        if dt is None or not jnp.issubdtype(dt, jnp.inexact):
+            continue
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise InvalidNetworkError(
+                f"{what} at {jax.tree_util.keystr(path)} contain NaN or inf; fix the parameters before converting"
+            )
+
+
+def _first_kernel_hint(tree: Any) -> str:
+    """What the first kernel among the parameters says about the expected input."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if "kernel" not in jax.tree_util.keystr(path):
+            continue
+        shape = tuple(np.shape(leaf))
+        if len(shape) == 2:
+            return f"; the first kernel {jax.tree_util.keystr(path)} has shape {shape}, so input_dim={shape[0]} is expected"
+        if len(shape) > 2:
+            return (f"; the first kernel {jax.tree_util.keystr(path)} has shape {shape}: pass the image shape, e.g. "
+                    f"input_dim=(H, W, {shape[-2]})")
+        return ""
+    return ""
+
+
+def _apply_fn(module: Any, variables: Any) -> tuple[Callable, Any]:
+    """``(fn, params)`` with ``fn(params, x)`` the module's forward pass and ``params`` its state."""
+    try:
+        import flax.linen as nn
+        from flax import nnx
+    except ImportError as e:  # pragma: no cover - flax is a dependency
+        raise ModuleNotFoundError("from_flax needs Flax: pip install flax") from e
+    if isinstance(module, nn.Module):
+        if variables is None:
+            raise InvalidNetworkError(
+                f"{type(module).__name__} is a flax.linen module: pass its variables, "
+                "from_flax(module, variables, input_dim=...) with variables = module.init(key, x)"
+            )
+        return (lambda v, x: module.apply(v, x)), variables
+    if isinstance(module, nnx.Module):
+        if variables is not None:
+            raise InvalidNetworkError("a flax.nnx module holds its own parameters: call from_flax(model, input_dim=...)")
+        graphdef, state = nnx.split(module)
+        # merge a copy inside the trace, so stateful layers cannot leak tracers into the user's model
+        return (lambda s, x: nnx.merge(graphdef, s)(x)), state
+    if callable(module):
+        if variables is None:
+            return (lambda _, x: module(x)), None
+        return (lambda v, x: module(v, x)), variables
+    raise InvalidNetworkError(f"from_flax expects a flax.linen or flax.nnx module, got {type(module).__name__}")
+
+
+def _trace(fn: Callable, params: Any, shape: tuple[int, ...]) -> Any:
+    try:
+        from flax.errors import ModifyScopeVariableError
+    except ImportError:  # pragma: no cover
+        ModifyScopeVariableError = ()  # noqa: N806
+    x = jax.ShapeDtypeStruct((1,) + shape, jnp.float64)
+    try:
+        return jax.make_jaxpr(fn)(params, x)
+    except ModifyScopeVariableError as e:
+        raise UnsupportedLayerError(
+            f"from_flax: the module updates a variable collection while running ({e}). If it is BatchNorm in "
+            "training mode, use nn.BatchNorm(use_running_average=True): normalising by batch statistics is not "
+            "piecewise affine"
+        ) from None
+    except (TypeError, ValueError) as e:
+        if isinstance(e, (UnsupportedLayerError, InvalidNetworkError)):
+            raise
+        raise InvalidNetworkError(
+            f"from_flax: the module cannot be applied to an input of shape {(1,) + shape} "
+            f"(input_dim={shape if len(shape) > 1 else shape[0]}): {type(e).__name__}: {str(e).splitlines()[0]}"
+            f"{_first_kernel_hint(params)}"
+        ) from None
+
+
+def from_flax(module: Any, variables: Any = None, *, input_dim: int | Sequence[int]) -> Network:
+    """Convert a piecewise-affine Flax model to a :class:`~jaxpoly.network.Network`.
+
+    Args:
+      module: a ``flax.linen`` module (with ``variables``) or a ``flax.nnx`` module (``variables=None``).
+        Any other callable is accepted too: ``fn(x)``, or ``fn(variables, x)`` when variables are given.
+      variables: the linen variables (``module.init(...)``); ``None`` for nnx.
+      input_dim: the per-example input shape: an int ``d`` for flat inputs, or a tuple such as
+        ``(8, 8, 1)`` for convolutions on a fixed image size. The network's input is one example
+        flattened in row-major (``np.reshape``) order, of dimension ``prod(input_dim)``.
+    Returns:
+      A :class:`Network` whose weights are float64 NumPy arrays, computing the module's output
+      (flattened per example) exactly in real arithmetic. Hidden stages are opened at every ``max``,
+      ``min``, ``abs`` or continuous ``jnp.where`` (ReLU, leaky ReLU, clip, …); linear layers,
+      convolutions, inference-mode BatchNorm, reshapes and residual additions are folded into the
+      stages' kernels, one kernel per source read.
+    Raises:
+      UnsupportedLayerError: an operation on the input is not piecewise affine (``tanh``, softmax,
+        max-pooling, batch statistics, …); the message names the primitive.
+      InvalidNetworkError: ``input_dim`` does not fit the module, linen variables are missing, the
+        parameters are not finite, or the output is not a single array.
+    """
+    shape = _input_shape(input_dim)
+    d = int(np.prod(shape))
+    fn, params = _apply_fn(module, variables)
+    _check_finite(params, "parameters")
+    with jax.enable_x64(True):
+        closed = _trace(fn, params, shape)
+        if len(closed.jaxpr.outvars) != 1:
+            raise InvalidNetworkError(
+                f"from_flax: the module returns {len(closed.jaxpr.outvars)} arrays; it must return a single array "
+                "(wrap it so that it returns only the network output)"
+            )
+        interp = _Interpreter()
+        interp.widths[0] = d
+        x = _Affine({0: jnp.eye(d, dtype=jnp.float64).reshape((d, 1) + shape)}, jnp.zeros((1,) + shape, jnp.float64))
+        leaves = [_widen(jnp.asarray(leaf)) for leaf in jax.tree_util.tree_leaves(params)]
+        (y,) = interp.run(closed.jaxpr, closed.consts, leaves + [x])
+        output = _output_stage(y, d)
+    net = Network(tuple(interp.stages), output)
+    _check_finite(net, "converted weights")
+    return net
+
+
+def _output_stage(y: _Value, d: int) -> Stage:
+    if isinstance(y, _Sign):
+        raise InvalidNetworkError("from_flax: the module returns a comparison (booleans), not a real-valued output")
+    y = _as_affine(y)
+    if len(y.shape) > 1 and y.shape[0] != 1:
+        raise InvalidNetworkError(f"from_flax: output of shape {y.shape} for a batch of one lost its batch axis")
+    n = int(np.prod(y.shape, dtype=np.int64))
+    kernels, sources = _kernels(y)
+    if not sources:  # a constant output still reads the input (with a zero kernel)
+        kernels, sources = [np.zeros((d, n))], [0]
+    return Stage(tuple(kernels), np.asarray(y.const, np.float64).reshape(n), tuple(sources), identity())

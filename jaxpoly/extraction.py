@@ -1,0 +1,228 @@
+"""``extract``: the complete polyhedral complex of a network inside a box, by edge subdivision.
+
+The host loop runs one jit-compiled stage at a time (:func:`jaxpoly.subdivision.run_stage`): at most
+one host round-trip per stage, plus one per capacity growth. When a stage reports an overflow the
+arrays are grown geometrically and the stage resumes at the hyperplane that overflowed, so no cell is
+ever dropped; compiled kernels are cached per capacity bucket and reused across calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpoly import subdivision as sd
+from jaxpoly.bounds import as_box
+from jaxpoly.complex import Complex
+from jaxpoly.errors import CapacityError, DegenerateError, InvalidNetworkError
+from jaxpoly.network import Network, validate_network
+
+__all__ = ["extract", "DEFAULT_RTOL"]
+
+log = logging.getLogger("jaxpoly")
+
+#: Tolerance rule: a vertex lies on a hyperplane when ``|value| <= rtol * max_vertices |value|``.
+DEFAULT_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+
+_MAX_VERTICES_DEFAULT = 200_000_000
+
+
+def _bucket(n: int) -> int:
+    """Smallest capacity of the form ``2^k`` or ``3 * 2^(k-1)`` that holds ``n`` (at least 64)."""
+    n = max(int(n), 64)
+    k = math.ceil(math.log2(n))
+    return (3 << (k - 2)) if (3 << (k - 2)) >= n else (1 << k)
+
+
+@functools.partial(jax.jit, static_argnames=("stage",))
+def _stage_values(net: Network, x: jax.Array, stage: int) -> jax.Array:
+    return net.stage_hyperplane_values(x, stage)
+
+
+@jax.jit
+def _output_values(net: Network, x: jax.Array) -> jax.Array:
+    return net(x)
+
+
+def _pad_cols(vals: jax.Array, width: int) -> jax.Array:
+    return jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
+
+
+def extract(
+    net: Network,
+    bounds: Sequence[Any],
+    *,
+    level_set: bool = True,
+    dtype: Any = None,
+    capacity: int | None = None,
+    max_vertices: int | None = None,
+    rtol: float | None = None,
+    progress: bool = False,
+) -> Complex:
+    """The complete polyhedral complex of ``net`` inside the box ``bounds = (lo, hi)``.
+
+    Every hidden neuron's breakpoint hyperplane (bent by the earlier layers) subdivides the box; with
+    ``level_set=True`` the zero set of the scalar output is added last, so the complex contains the
+    exact level-set mesh (an SDF's surface, a classifier's decision boundary).
+
+    Args:
+      net: the network (``input_dim = d >= 1``).
+      bounds: ``(lo, hi)``, each a scalar or an array ``(d,)``, with ``lo < hi``.
+      level_set: add the output's zero set as the last hyperplane (needs a scalar output).
+      dtype: ``float64`` (default, exact to the tolerance rule) or ``float32`` (half the memory; the
+        tolerance widens to ``1e-5`` relative, so near-degenerate vertices may merge or split
+        differently and counts may differ from the float64 complex).
+      capacity: initial vertex capacity (grown automatically; a hint to avoid recompiles).
+      max_vertices: refuse to grow beyond this many vertices (default 2e8) with a
+        :class:`~jaxpoly.CapacityError`.
+      rtol: the tolerance rule — a vertex lies on a hyperplane when the hyperplane's value there is at
+        most ``rtol`` times its largest magnitude over the current vertices (default 1e-10 in float64).
+      progress: log a line per stage (to the ``jaxpoly`` logger) and show a progress bar.
+
+    Returns:
+      A :class:`~jaxpoly.Complex`.
+    Raises:
+      InvalidNetworkError, InvalidBoundsError, CapacityError, DegenerateError.
+    """
+    validate_network(net, scalar_output=level_set)
+    dtype = np.dtype(dtype or np.float64)
+    if dtype not in DEFAULT_RTOL:
+        raise InvalidNetworkError(f"dtype must be float32 or float64, got {dtype}")
+    rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
+    max_vertices = int(max_vertices or _MAX_VERTICES_DEFAULT)
+    d = net.input_dim
+    lo, hi = as_box(bounds, d)
+    H = net.num_hyperplanes
+    num_facets = 2 * d
+    r_np = sd.hash_table(num_facets + H + 1)
+    # Work in float64 regardless of the user's x64 setting; float32 runs cast the network.
+    with jax.enable_x64(True):
+        return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progress, r_np)
+
+
+def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progress, r_np) -> Complex:
+    d = net.input_dim
+    num_facets = 2 * d
+    work_net = net.astype(dtype)
+    stages = [i for i, st in enumerate(net.stages) if st.activation.num_breakpoints]
+    widths = [net.stages[i].width * net.stages[i].activation.num_breakpoints for i in stages]
+    W = max(widths + [1])
+    v0 = 2**d
+    vcap = _bucket(capacity or max(4096, 64 * v0))
+    cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 4),
+                      zero_edges=64, zero_slots=d)
+    state = sd.init_box(lo, hi, r_np, cap, dtype)
+    r = jnp.asarray(r_np)
+    offs = net.hyperplane_offsets
+    timings = {"stages": []}
+    t_start = time.perf_counter()
+    plan = [(i, offs[i], w) for i, w in zip(stages, widths)]
+    if level_set:
+        plan.append((None, net.num_hyperplanes, 1))
+    bar = _progress_bar(progress, len(plan))
+    for stage, off, width in plan:
+        t0 = time.perf_counter()
+        nv = int(state.nv)
+        x = state.x
+        if stage is None:
+            vals = _output_values(work_net, x)
+        else:
+            vals = _stage_values(work_net, x, stage)
+        vals = _pad_cols(vals.astype(dtype), W)
+        start = 0
+        grows = 0
+        while True:
+            state, vals, flags, failed_at = sd.run_stage(
+                state, vals, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
+                cap=cap, num_facets=num_facets, rtol=rtol)
+            flags = int(flags)
+            if flags == 0:
+                break
+            failed_at = int(failed_at)
+            hyper = off + failed_at
+            _raise_degenerate(flags, net, hyper, level_set and stage is None)
+            cap = _grown(cap, flags, state, max_vertices)
+            state, vals = sd.grow(state, vals, cap)
+            start = failed_at
+            grows += 1
+        nv2, ne2 = int(state.nv), int(state.ne)
+        dt = time.perf_counter() - t0
+        timings["stages"].append({"stage": "level_set" if stage is None else stage, "vertices": nv2,
+                                  "edges": ne2, "seconds": dt, "regrows": grows})
+        log.info("stage %s: %d vertices, %d edges (%.2fs)", "level set" if stage is None else stage,
+                 nv2, ne2, dt)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(vertices=nv2, edges=ne2)
+        # Leave headroom for the next stage so most stages need no regrowth.
+        if nv2 > 0.45 * cap.vertices and stage is not None:
+            growth = max(nv2 / max(nv, 1), 1.5)
+            target = min(int(nv2 * growth * 1.1), max_vertices)
+            if target > cap.vertices:
+                new = sd.Capacity(_bucket(target), _bucket(max(target * d, ne2 * growth * 1.1)),
+                                  _bucket(max(cap.splits, target // 8)), cap.zero_edges, cap.zero_slots)
+                state, _ = sd.grow(state, jnp.zeros((cap.vertices, 1), dtype), new)
+                cap = new
+    if bar is not None:
+        bar.close()
+    timings["total_seconds"] = time.perf_counter() - t_start
+    nv, ne = int(state.nv), int(state.ne)
+    return Complex.from_state(
+        net=net, lo=lo, hi=hi, level_set=level_set,
+        x=np.asarray(state.x[:nv]), vz=np.asarray(state.vz[:nv]), ends=np.asarray(state.ends[:ne]),
+        ez=np.asarray(state.ez[:ne]), eh=np.asarray(state.eh[:ne]), hash_table=r_np, timings=timings,
+    )
+
+
+def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int) -> sd.Capacity:
+    v, e, s, z, zs = cap
+    if flags & sd.FLAG_VERTICES:
+        v = _bucket(2 * v)
+    if flags & sd.FLAG_EDGES:
+        e = _bucket(2 * e)
+    if flags & sd.FLAG_SPLITS:
+        s = _bucket(2 * s)
+    if flags & sd.FLAG_ZERO_EDGES:
+        z = _bucket(4 * z)
+    if flags & sd.FLAG_ZERO_SLOTS:
+        zs = zs + 2
+    s = min(s, v)
+    e = max(e, _bucket(int(state.ne) + 2 * s))
+    if v > max_vertices and v > cap.vertices:
+        raise CapacityError(
+            f"the complex needs more than {cap.vertices:,} vertices (reached {int(state.nv):,}); "
+            f"raise max_vertices (now {max_vertices:,}) if memory allows, shrink the box, or extract a "
+            "2D slice"
+        )
+    return sd.Capacity(v, e, s, z, zs)
+
+
+def _raise_degenerate(flags: int, net: Network, hyper: int, is_level_set: bool) -> None:
+    bad = flags & ~sd.CAPACITY_FLAGS
+    if not bad:
+        return
+    where = "the output's level set" if is_level_set else (
+        "stage {0}, neuron {1} (breakpoint {2:g})".format(*net.hyperplane_id(hyper)))
+    reasons = ", ".join(name for bit, name in sd.FLAG_NAMES.items() if bad & bit)
+    raise DegenerateError(
+        f"non-generic arrangement at {where}: {reasons}. The complex up to that hyperplane is exact, "
+        "but this configuration (e.g. a hyperplane that coincides with another or with a box facet) is "
+        "not resolved by this version. Shrink or shift the box slightly, or perturb that neuron's bias."
+    )
+
+
+def _progress_bar(progress: bool, total: int):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="jaxpoly.extract", unit="stage")

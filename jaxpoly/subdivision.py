@@ -1,0 +1,391 @@
+"""Edge subdivision kernels (Berzins, "Polyhedral Complex Extraction from ReLU Networks using Edge
+Subdivision", ICML 2023), as pure jit-compiled functions over padded, fixed-capacity arrays.
+
+Data layout (capacities ``Vc, Ec`` are static; the counts ``nv, ne`` say how many rows are valid):
+
+* ``x (Vc, d)``: vertex positions.
+* ``vz (Vc, zc) int32``: the hyperplanes each vertex lies on (``-1`` pads). Hyperplane ids are
+  *internal*: ``0..2d-1`` are the box facets (``2i``: ``x_i >= lo_i``, ``2i+1``: ``x_i <= hi_i``, both
+  positive inside), then the network's hyperplanes, then the level set.
+* ``ends (Ec, 2) int32``: edge endpoints; ``ez (Ec, d-1) int32``: the ``d-1`` hyperplanes containing
+  each edge; ``eh (Ec, 2) uint64``: two independent linear hashes of the edge's sign vector
+  ``sum_h sigma_h * r_h  (mod 2^64)`` over every hyperplane processed so far (zeros contribute 0).
+* ``vals (Vc, W)``: the values of the current stage's hyperplane functions at the vertices (one column
+  per hyperplane of the stage; interpolated, not re-evaluated, for vertices created inside the stage —
+  exact because every edge lies in one linear region of the earlier stages).
+
+Only the sign-vector *hash* of each edge is stored, not the sign vector: a face's sign vector agrees
+with its edge's outside the edge's zero set, so the key of any face around an edge is the edge's hash
+plus ``±r_k`` for the zeros it leaves — what the reference implementation gets by sorting whole sign
+vectors, here with two 64-bit keys (a collision needs two 64-bit coincidences at once).
+
+One hyperplane step (:func:`_hyperplane_step`): signs at vertices with the tolerance rule, split every
+edge whose endpoints have strictly opposite signs at the interpolated zero, then connect the new
+points pairwise inside every 2-face the hyperplane cuts. Crossing points of a cut 2-face are either new
+split points or existing vertices on the hyperplane (exact zeros: degenerate input such as a line
+through an existing vertex); each emits the key of the 2-face, and keys are grouped by sorting. Every
+cut 2-face must yield exactly two crossing points; anything else is reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["State", "Capacity", "init_box", "run_stage", "FLAG_NAMES"]
+
+# Overflow and degeneracy flags reported by a stage run.
+FLAG_VERTICES = 1
+FLAG_EDGES = 2
+FLAG_SPLITS = 4
+FLAG_ZERO_EDGES = 8
+FLAG_ZERO_SLOTS = 16
+FLAG_EDGE_IN_HYPERPLANE = 32
+FLAG_PAIRING = 64
+FLAG_NAMES = {
+    FLAG_VERTICES: "vertices",
+    FLAG_EDGES: "edges",
+    FLAG_SPLITS: "splits per hyperplane",
+    FLAG_ZERO_EDGES: "edges at exact-zero vertices",
+    FLAG_ZERO_SLOTS: "hyperplanes through one vertex",
+    FLAG_EDGE_IN_HYPERPLANE: "a hyperplane contains an edge of the complex",
+    FLAG_PAIRING: "a cut 2-face without exactly two crossing points",
+}
+CAPACITY_FLAGS = FLAG_VERTICES | FLAG_EDGES | FLAG_SPLITS | FLAG_ZERO_EDGES | FLAG_ZERO_SLOTS
+
+_U64_MAX = np.uint64(np.iinfo(np.uint64).max)
+
+
+class Capacity(NamedTuple):
+    """Static array capacities (each a compile-time constant).
+
+    vertices, edges: rows of the vertex/edge arrays. splits: edges one hyperplane may split.
+    zero_edges: edges with one endpoint exactly on the hyperplane that one step may handle.
+    zero_slots: hyperplanes a vertex may lie on (``d`` for simple vertices).
+    """
+
+    vertices: int
+    edges: int
+    splits: int
+    zero_edges: int
+    zero_slots: int
+
+
+class State(NamedTuple):
+    """Padded complex (see the module docstring for the layout)."""
+
+    x: jax.Array  # (Vc, d) float
+    vz: jax.Array  # (Vc, zc) int32
+    nv: jax.Array  # () int32
+    ends: jax.Array  # (Ec, 2) int32
+    ez: jax.Array  # (Ec, d-1) int32
+    eh: jax.Array  # (Ec, 2) uint64
+    ne: jax.Array  # () int32
+
+
+def hash_table(num_hyperplanes: int, seed: int = 0) -> np.ndarray:
+    """Random odd multipliers ``r (num_hyperplanes, 2) uint64`` for the linear sign-vector hashes."""
+    rng = np.random.default_rng(0x5EED + seed)
+    r = rng.integers(0, np.iinfo(np.uint64).max, size=(num_hyperplanes, 2), dtype=np.uint64, endpoint=True)
+    return r | np.uint64(1)
+
+
+def _signed(r: jax.Array, s: jax.Array) -> jax.Array:
+    """``s * r (mod 2^64)`` for ``s`` in {-1, 0, 1}; ``r (..., 2) uint64``, ``s (...)``."""
+    s = s[..., None]
+    zero = jnp.zeros_like(r)
+    return jnp.where(s > 0, r, jnp.where(s < 0, zero - r, zero))
+
+
+def init_box(lo: np.ndarray, hi: np.ndarray, r: np.ndarray, cap: Capacity, dtype) -> State:
+    """The box ``[lo, hi]`` as a complex: ``2^d`` corners, ``d 2^(d-1)`` edges, padded to ``cap``."""
+    d = lo.shape[0]
+    corners = np.array(np.meshgrid(*[[0, 1]] * d, indexing="ij")).reshape(d, -1).T  # (2^d, d) bits
+    x = np.where(corners == 1, hi, lo)
+    vz = 2 * np.arange(d) + corners
+    ends, ez = [], []
+    for c, bits in enumerate(corners):
+        for i in range(d):
+            if bits[i] == 0:
+                other = bits.copy()
+                other[i] = 1
+                ends.append((c, int(np.ravel_multi_index(other, (2,) * d))))
+                ez.append([2 * k + bits[k] for k in range(d) if k != i])
+    ends = np.asarray(ends, np.int32).reshape(-1, 2)
+    ez = np.asarray(ez, np.int32).reshape(len(ends), d - 1)
+    # Facets not containing the edge are on their positive (inside) side.
+    on = np.zeros((len(ends), 2 * d), bool)
+    for k in range(d - 1):
+        on[np.arange(len(ends)), ez[:, k]] = True
+    eh = np.zeros((len(ends), 2), np.uint64)
+    for f in range(2 * d):
+        eh = np.where(on[:, f : f + 1], eh, eh + r[f])
+    nv, ne = len(x), len(ends)
+
+    def pad(a, rows, fill):
+        out = np.full((rows,) + a.shape[1:], fill, a.dtype)
+        out[: len(a)] = a
+        return out
+
+    vz_full = np.full((len(x), cap.zero_slots), -1, np.int32)
+    vz_full[:, :d] = vz
+    return State(
+        x=jnp.asarray(pad(x.astype(dtype), cap.vertices, 0)),
+        vz=jnp.asarray(pad(vz_full, cap.vertices, -1)),
+        nv=jnp.asarray(nv, jnp.int32),
+        ends=jnp.asarray(pad(ends, cap.edges, 0)),
+        ez=jnp.asarray(pad(ez, cap.edges, -1)),
+        eh=jnp.asarray(pad(eh, cap.edges, 0)),
+        ne=jnp.asarray(ne, jnp.int32),
+    )
+
+
+def grow(state: State, vals: jax.Array, cap: Capacity) -> tuple[State, jax.Array]:
+    """Copy ``state`` (and the stage's ``vals``) into arrays of the larger capacity ``cap``."""
+
+    def pad(a, rows, fill, cols=None):
+        shape = (rows,) + ((cols,) if cols is not None else a.shape[1:])
+        out = jnp.full(shape, fill, a.dtype)
+        return out.at[: a.shape[0], : a.shape[1]].set(a) if a.ndim == 2 else out.at[: a.shape[0]].set(a)
+
+    new = State(
+        x=pad(state.x, cap.vertices, 0),
+        vz=pad(state.vz, cap.vertices, -1, cap.zero_slots),
+        nv=state.nv,
+        ends=pad(state.ends, cap.edges, 0),
+        ez=pad(state.ez, cap.edges, -1),
+        eh=pad(state.eh, cap.edges, 0),
+        ne=state.ne,
+    )
+    return new, pad(vals, cap.vertices, 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Grouping by sorted keys
+# ----------------------------------------------------------------------------------------------------
+
+
+def _group_pairs(keys: tuple[jax.Array, ...], valid: jax.Array):
+    """Sort entries by ``keys`` and find groups of equal keys.
+
+    Args:
+      keys: arrays ``(M,)`` compared lexicographically; invalid entries must hold the max value.
+      valid: ``(M,)`` bool.
+    Returns:
+      ``order (M,)`` the sorting permutation, ``first (M,)`` bool — sorted position ``i`` starts a
+      group of exactly two entries (``i``, ``i+1``) —, and ``bad`` — some valid group has a size other
+      than two.
+    """
+    m = valid.shape[0]
+    idx = jnp.arange(m, dtype=jnp.int32)
+    sorted_ = jax.lax.sort(tuple(keys) + (idx,), num_keys=len(keys))
+    skeys, order = sorted_[:-1], sorted_[-1]
+    svalid = valid[order]
+    same_next = svalid[:-1] & svalid[1:]
+    for k in skeys:
+        same_next = same_next & (k[:-1] == k[1:])
+    same_next = jnp.concatenate([same_next, jnp.zeros((1,), bool)])
+    same_prev = jnp.concatenate([jnp.zeros((1,), bool), same_next[:-1]])
+    same_next2 = jnp.concatenate([same_next[1:], jnp.zeros((1,), bool)])
+    first = svalid & ~same_prev & same_next & ~same_next2
+    in_pair = first | jnp.concatenate([jnp.zeros((1,), bool), first[:-1]])
+    bad = jnp.any(svalid & ~in_pair)
+    return order, first, bad
+
+
+def _compact(mask: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
+    """Indices of the ``True`` entries of ``mask``, padded to ``size``; and their validity."""
+    (idx,) = jnp.nonzero(mask, size=size, fill_value=0)
+    count = jnp.sum(mask, dtype=jnp.int32)
+    return idx.astype(jnp.int32), jnp.arange(size) < count
+
+
+# ----------------------------------------------------------------------------------------------------
+# One hyperplane
+# ----------------------------------------------------------------------------------------------------
+
+
+def _face_keys(eh: jax.Array, ez: jax.Array, r: jax.Array, num_facets: int):
+    """Keys of the 2-faces around edges: flip each of the ``d-1`` zeros to ``±``.
+
+    Args:
+      eh: ``(K, 2) uint64`` edge hashes; ez: ``(K, d-1) int32`` edge zero sets.
+    Returns:
+      ``keys (K, d-1, 2, 2) uint64`` (edge, zero slot, sign ±, hash word) and ``ok (K, d-1, 2)``:
+      false where the flip would leave the box (a facet flipped to its outside).
+    """
+    rk = r[jnp.maximum(ez, 0)]  # (K, d-1, 2)
+    plus = eh[:, None, :] + rk
+    minus = eh[:, None, :] - rk
+    keys = jnp.stack([plus, minus], axis=2)
+    is_facet = ez < num_facets
+    ok = jnp.stack([jnp.ones_like(is_facet), ~is_facet], axis=2)
+    return keys, ok
+
+
+def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
+    """Cut the complex with hyperplane column ``j`` of ``vals``. See the module docstring."""
+    state, vals, flags, failed_at = carry
+    d = state.x.shape[1]
+    Vc, Ec = cap.vertices, cap.edges
+    hid = hid0 + j
+    rh = r[hid]
+    vrow = jnp.arange(Vc) < state.nv
+    erow = jnp.arange(Ec) < state.ne
+
+    v = vals[:, j]
+    scale = jnp.max(jnp.where(vrow, jnp.abs(v), 0.0))
+    tol = rtol * scale
+    sv = jnp.where(vrow & (v > tol), 1, jnp.where(vrow & (v < -tol), -1, 0)).astype(jnp.int8)
+    a = sv[state.ends[:, 0]]
+    b = sv[state.ends[:, 1]]
+    split = erow & (a * b < 0)
+    K = jnp.sum(split, dtype=jnp.int32)
+    zero_v = vrow & (sv == 0)
+    one_zero = erow & ((a == 0) != (b == 0))
+    Zcount = jnp.sum(one_zero, dtype=jnp.int32)
+    in_h = erow & (a == 0) & (b == 0)
+    all_zero = scale == 0  # the function vanishes on the whole box: it cuts nothing
+
+    # Zero vertices gain this hyperplane in their zero set; they need a free slot.
+    free_slot = jnp.argmax(state.vz < 0, axis=1)
+    has_free = jnp.any(state.vz < 0, axis=1)
+
+    new_flags = jnp.int32(0)
+    new_flags |= jnp.where(K > cap.splits, FLAG_SPLITS, 0)
+    new_flags |= jnp.where(Zcount > cap.zero_edges, FLAG_ZERO_EDGES, 0)
+    new_flags |= jnp.where(jnp.any(zero_v & ~has_free) & ~all_zero, FLAG_ZERO_SLOTS, 0)
+    new_flags |= jnp.where(jnp.any(in_h) & ~all_zero, FLAG_EDGE_IN_HYPERPLANE, 0)
+
+    # -- split points ---------------------------------------------------------------------------
+    sidx, svalid = _compact(split, cap.splits)
+    p, q = state.ends[sidx, 0], state.ends[sidx, 1]
+    vp, vq = v[p], v[q]
+    t = (vp / (vp - vq))[:, None]
+    xm = state.x[p] + t * (state.x[q] - state.x[p])
+    valm = vals[p] + t * (vals[q] - vals[p])
+    valm = valm.at[:, j].set(0.0)
+    new_v = state.nv + jnp.arange(cap.splits, dtype=jnp.int32)  # ids of the split points
+
+    eh_old = state.eh
+    if d > 1:
+        # Crossing entries from split edges: every 2-face around a split edge is cut.
+        ez_s = state.ez[sidx]
+        keys_s, ok_s = _face_keys(eh_old[sidx], ez_s, r, num_facets)
+        ok_s = ok_s & svalid[:, None, None]
+        zs_s = jnp.broadcast_to(ez_s[:, None, None, :], ok_s.shape + (d - 1,))
+        # The new edge lies in the 2-face (the edge's zeros minus the flipped one) and in h.
+        flipped = jnp.arange(d - 1)[:, None, None] == jnp.arange(d - 1)[None, None, :]  # (slot, 1, zero)
+        zs_s = jnp.where(flipped, hid, zs_s)
+        ver_s = jnp.broadcast_to(new_v[:, None, None], ok_s.shape)
+
+        # Crossing entries from existing vertices exactly on h: group the faces around each such vertex
+        # by (face key, vertex); a face is cut at the vertex iff its two edges there leave on strictly
+        # opposite sides.
+        zidx, zvalid = _compact(one_zero, cap.zero_edges)
+        za, zb = a[zidx], b[zidx]
+        pz = jnp.where(za == 0, state.ends[zidx, 0], state.ends[zidx, 1])
+        far = jnp.where(za == 0, zb, za)
+        ez_z = state.ez[zidx]
+        keys_z, ok_z = _face_keys(eh_old[zidx], ez_z, r, num_facets)
+        ok_z = ok_z & zvalid[:, None, None]
+        shape_z = ok_z.shape
+        k0 = jnp.where(ok_z, keys_z[..., 0], _U64_MAX).reshape(-1)
+        k1 = jnp.where(ok_z, keys_z[..., 1], _U64_MAX).reshape(-1)
+        pv = jnp.where(ok_z, jnp.broadcast_to(pz[:, None, None], shape_z), jnp.iinfo(jnp.int32).max).reshape(-1)
+        farv = jnp.broadcast_to(far[:, None, None], shape_z).reshape(-1)
+        order, first, bad_z = _group_pairs((k0, k1, pv), ok_z.reshape(-1))
+        o1 = order
+        o2 = jnp.concatenate([order[1:], order[:1]])
+        cross = first & (farv[o1] * farv[o2] < 0)
+        zs_z = jnp.broadcast_to(ez_z[:, None, None, :], shape_z + (d - 1,))
+        zs_z = jnp.where(flipped, hid, zs_z)
+        zs_z = zs_z.reshape(-1, d - 1)[o1]
+        keys_zc = jnp.stack([k0[o1], k1[o1]], axis=-1)
+        ver_z = pv[o1]
+
+        # All crossing entries, grouped by face key: each cut face pairs exactly two crossing points.
+        all_keys = jnp.concatenate([keys_s.reshape(-1, 2), keys_zc])
+        all_ok = jnp.concatenate([ok_s.reshape(-1), cross])
+        all_ver = jnp.concatenate([ver_s.reshape(-1), ver_z])
+        all_zs = jnp.concatenate([zs_s.reshape(-1, d - 1), zs_z])
+        c0 = jnp.where(all_ok, all_keys[:, 0], _U64_MAX)
+        c1 = jnp.where(all_ok, all_keys[:, 1], _U64_MAX)
+        order2, first2, bad_pair = _group_pairs((c0, c1), all_ok)
+        L = jnp.sum(first2, dtype=jnp.int32)
+        num_entries = all_ok.shape[0]
+        lidx, lvalid = _compact(first2, num_entries // 2 + 1)
+        e1 = order2[lidx]
+        e2 = order2[jnp.minimum(lidx + 1, num_entries - 1)]
+        new_ends = jnp.stack([all_ver[e1], all_ver[e2]], axis=1)
+        new_ez = all_zs[e1]
+        new_eh = all_keys[e1]
+        new_flags |= jnp.where((bad_z | bad_pair) & ~all_zero, FLAG_PAIRING, 0)
+    else:
+        L = jnp.int32(0)
+
+    new_flags |= jnp.where(state.nv + K > Vc, FLAG_VERTICES, 0)
+    new_flags |= jnp.where(state.ne + K + L > Ec, FLAG_EDGES, 0)
+    ok = (new_flags == 0) & (flags == 0) & ~all_zero
+
+    def apply(args):
+        state, vals = args
+        tgt_v = jnp.where(svalid, new_v, Vc)  # out of range → dropped
+        x = state.x.at[tgt_v].set(xm, mode="drop")
+        vals2 = vals.at[tgt_v].set(valm, mode="drop")
+        vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
+        vz_s = vz_s.at[:, : d - 1].set(state.ez[sidx]).at[:, d - 1].set(hid)
+        vz = state.vz.at[tgt_v].set(vz_s, mode="drop")
+        # existing vertices exactly on h
+        zrows = jnp.where(zero_v, jnp.arange(Vc), Vc)
+        vz = vz.at[zrows, free_slot].set(hid, mode="drop")
+        # edges: non-split edges take their sign, split edges become (p, m) plus a new (m, q)
+        es = jnp.where(split, a, jnp.sign(a + b).astype(jnp.int8))
+        eh = state.eh + _signed(jnp.broadcast_to(rh, state.eh.shape), jnp.where(erow, es, 0))
+        ends = state.ends.at[jnp.where(svalid, sidx, Ec), 1].set(new_v, mode="drop")
+        tgt_e = jnp.where(svalid, state.ne + jnp.arange(cap.splits, dtype=jnp.int32), Ec)
+        ends = ends.at[tgt_e].set(jnp.stack([new_v, q], axis=1), mode="drop")
+        ez = state.ez.at[tgt_e].set(state.ez[sidx], mode="drop")
+        eh = eh.at[tgt_e].set(eh_old[sidx] + _signed(jnp.broadcast_to(rh, (cap.splits, 2)), b[sidx]), mode="drop")
+        ne = state.ne + K
+        if d > 1:
+            tgt_l = jnp.where(lvalid, ne + jnp.arange(lidx.shape[0], dtype=jnp.int32), Ec)
+            ends = ends.at[tgt_l].set(new_ends, mode="drop")
+            ez = ez.at[tgt_l].set(new_ez, mode="drop")
+            eh = eh.at[tgt_l].set(new_eh, mode="drop")
+        return State(x, vz, state.nv + K, ends, ez, eh, ne + L), vals2
+
+    state, vals = jax.lax.cond(ok, apply, lambda args: args, (state, vals))
+    fresh_fail = (flags == 0) & (new_flags != 0) & ~all_zero
+    failed_at = jnp.where(fresh_fail, j, failed_at)
+    flags = jnp.where(flags == 0, jnp.where(all_zero, 0, new_flags), flags)
+    return state, vals, flags, failed_at
+
+
+@functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol"), donate_argnums=(0, 1))
+def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *, cap: Capacity,
+              num_facets: int, rtol: float):
+    """Cut the complex with hyperplanes ``start..stop-1`` of a stage, whose values at the vertices are
+    the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``).
+
+    Stops at the first hyperplane that would overflow a capacity or meets an unresolved degeneracy.
+    Returns ``(state, vals, flags, failed_at)``: ``flags`` is 0 on success, else a bit set of
+    ``FLAG_*`` with ``failed_at`` the column to resume from after growing (the state is left as it was
+    before that column).
+    """
+    step = functools.partial(_hyperplane_step, r=r, hid0=hid0, num_facets=num_facets, cap=cap, rtol=rtol)
+
+    def cond(c):
+        return (c[0] < stop) & (c[1][2] == 0)
+
+    def body(c):
+        j, carry = c
+        return j + 1, step(carry, j)
+
+    init = (jnp.int32(start), (state, vals, jnp.int32(0), jnp.int32(stop)))
+    _, (state, vals, flags, failed_at) = jax.lax.while_loop(cond, body, init)
+    return state, vals, flags, failed_at
