@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jaxpoly.complex import Cells, Complex
 from jaxpoly.convert.arrays import from_arrays, load_npz, save_npz
 from jaxpoly.errors import (
     CapacityError,
@@ -12,6 +13,8 @@ from jaxpoly.errors import (
     StaleCombinatoricsError,
     UnsupportedLayerError,
 )
+from jaxpoly.extraction import extract
+from jaxpoly.mesh import Mesh
 from jaxpoly.models import BUNDLED_MODELS, load_model
 from jaxpoly.network import (
     Activation,
@@ -38,6 +41,8 @@ __all__ = [
     "Network", "Stage", "Activation", "AffineMaps", "HyperplaneId",
     "relu", "leaky_relu", "identity", "hard_tanh", "relu6", "piecewise_linear",
     "validate_network", "select_output", "output_difference",
+    # edge subdivision
+    "extract", "Complex", "Cells", "Mesh",
     # converters and models
     "from_arrays", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
     # errors

@@ -353,7 +353,7 @@ class Complex:
         np.savez_compressed(
             path, vertices=self.vertices, edges=self.edges, vertex_zeros=self.vertex_zeros,
             edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
-            level_set=np.array(self.level_set), **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
+            level_set=np.array(self.level_set), hash_table=self.hash_table, **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
         )
 
     @classmethod
@@ -363,8 +363,10 @@ class Complex:
 
         data = dict(np.load(path, allow_pickle=False))
         net = network_from_arrays({k[4:]: v for k, v in data.items() if k.startswith("net_")}, str(path))
-        return cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
-                   data["lo"], data["hi"], net, bool(data["level_set"]))
+        c = cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
+                data["lo"], data["hi"], net, bool(data["level_set"]))
+        object.__setattr__(c, "_hash_table", data["hash_table"])
+        return c
 
     def __repr__(self) -> str:
         return (f"Complex(d={self.dim}, vertices={self.num_vertices}, edges={self.num_edges}, "

@@ -119,7 +119,6 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
     cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 4),
                       zero_edges=64, zero_slots=d)
     state = sd.init_box(lo, hi, r_np, cap, dtype)
-    r = jnp.asarray(r_np)
     offs = net.hyperplane_offsets
     timings = {"stages": []}
     t_start = time.perf_counter()
@@ -131,6 +130,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         t0 = time.perf_counter()
         nv = int(state.nv)
         x = state.x
+        r = jnp.asarray(r_np)
         if stage is None:
             vals = _output_values(work_net, x)
         else:
@@ -139,9 +139,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         start = 0
         grows = 0
         while True:
-            state, vals, flags, failed_at = sd.run_stage(
+            state, vals, flags, failed_at, skipped = sd.run_stage(
                 state, vals, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
                 cap=cap, num_facets=num_facets, rtol=rtol)
+            skipped = np.asarray(skipped)[:width]
+            done = width if int(flags) == 0 else int(failed_at)
+            r_np[num_facets + off + np.nonzero(skipped[start:done])[0] + start] = 0
             flags = int(flags)
             if flags == 0:
                 break
@@ -212,9 +215,9 @@ def _raise_degenerate(flags: int, net: Network, hyper: int, is_level_set: bool) 
         "stage {0}, neuron {1} (breakpoint {2:g})".format(*net.hyperplane_id(hyper)))
     reasons = ", ".join(name for bit, name in sd.FLAG_NAMES.items() if bad & bit)
     raise DegenerateError(
-        f"non-generic arrangement at {where}: {reasons}. The complex up to that hyperplane is exact, "
-        "but this configuration (e.g. a hyperplane that coincides with another or with a box facet) is "
-        "not resolved by this version. Shrink or shift the box slightly, or perturb that neuron's bias."
+        f"non-generic arrangement at {where}: {reasons}. This configuration is not resolved by this "
+        "version, so no complex is returned. Perturb that neuron's bias (or the output bias) slightly, "
+        "or shrink or shift the box."
     )
 
 

@@ -72,7 +72,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import lu_factor, lu_solve
 
 __all__ = [
     "LPResult",
@@ -214,12 +213,14 @@ def _coerce(c, A, b, mask, *, batched: bool):
 class _Scaled(NamedTuple):
     """The normalised, box-augmented instance.
 
-    ``rows (m + 2n, n)``, ``rhs (m + 2n,)``, ``active (m + 2n,) bool`` (real rows and the box),
+    ``rows (m + 2n, n)``, ``cols (n, m)`` (the real rows transposed: the layout in which the batched
+    mat-vec of the pricing step is fastest on CPU), ``rhs (m + 2n,)``, ``active (m + 2n,) bool`` (real rows and the box),
     ``c (n,)`` unit or zero, ``sb`` and ``sc`` scalars (``x = sb x̂``, ``c = sc ĉ``), ``bad`` (non-finite
     real data), ``trivially_infeasible`` (a zero row with ``b_i < 0``).
     """
 
     rows: jax.Array
+    cols: jax.Array
     rhs: jax.Array
     active: jax.Array
     c: jax.Array
@@ -229,7 +230,7 @@ class _Scaled(NamedTuple):
     trivially_infeasible: jax.Array
 
 
-def _scale(c, A, b, mask, box: float) -> _Scaled:
+def _scale(c, A, b, mask, box: float, tol: float) -> _Scaled:
     """Normalise rows, ``b`` and ``c``, and append the box rows ``±e_j · x̂ <= box``."""
     m, n = A.shape
     row_finite = jnp.all(jnp.isfinite(A), axis=1) & jnp.isfinite(b)
@@ -245,7 +246,7 @@ def _scale(c, A, b, mask, box: float) -> _Scaled:
     sb = jnp.max(jnp.where(real, jnp.abs(bn), 0.0), initial=0.0)
     sb = jnp.where(sb > _TINY, sb, 1.0)
     bmax = jnp.max(jnp.where(mask & row_finite, jnp.abs(b), 0.0), initial=0.0)
-    trivially_infeasible = jnp.any(mask & row_finite & zero & (b < -DEFAULT_TOL * jnp.maximum(bmax, 1e-300)))
+    trivially_infeasible = jnp.any(mask & row_finite & zero & (b < -tol * jnp.maximum(bmax, 1e-300)))
 
     An = jnp.where(real[:, None], A / jnp.where(real, norms, 1.0)[:, None], 0.0)
     eye = jnp.eye(n, dtype=A.dtype)
@@ -254,7 +255,7 @@ def _scale(c, A, b, mask, box: float) -> _Scaled:
     active = jnp.concatenate([real, jnp.ones((2 * n,), bool)])
     cn = jnp.linalg.norm(c)
     sc = jnp.where(cn > 0, cn, 1.0)
-    return _Scaled(rows, rhs, active, c / sc, sb, sc, bad, trivially_infeasible)
+    return _Scaled(rows, An.T, rhs, active, c / sc, sb, sc, bad, trivially_infeasible)
 
 
 class _State(NamedTuple):
@@ -281,10 +282,15 @@ def _initial_state(p: _Scaled, m: int) -> _State:
 
 
 def _choose_entering(slack, bland, tol):
-    """Row to enter: the most violated (Dantzig) or the first violated (Bland). ``slack (R,)``."""
-    violated = slack < -tol
-    i = jnp.where(bland, jnp.argmax(violated), jnp.argmin(slack))
-    return i.astype(jnp.int32), jnp.any(violated)
+    """Row to enter: the most violated (Dantzig) or the first violated (Bland). ``slack (R,)``.
+
+    One ``argmin`` serves both rules: in Bland mode the score of a violated row ``r`` is
+    ``r - R < 0`` (smallest index wins), of any other row 0.
+    """
+    R = slack.shape[0]
+    score = jnp.where(bland, jnp.where(slack < -tol, jnp.arange(R) - R, 0).astype(slack.dtype), slack)
+    i = jnp.argmin(score).astype(jnp.int32)
+    return i, slack[i] < -tol
 
 
 def _choose_leaving(w, y, basis, bland, tol):
@@ -308,20 +314,30 @@ def _choose_leaving(w, y, basis, bland, tol):
     return k, jnp.any(cand), ratio[k]
 
 
-def _pivot(binv, w, k):
+def _pivot(binv, w, onehot_k):
     """Inverse of the basis matrix after its row ``k`` is replaced by ``a`` with ``w = B^{-T} a``.
 
-    ``B' = B + e_k (a - B_k)ᵀ`` so, by Sherman–Morrison, ``B'^{-1} = B^{-1} - B^{-1}_{:,k} (w - e_k)ᵀ /
-    w_k``.
+    ``B' = B + e_k (a - B_k)ᵀ`` so, by Sherman–Morrison, ``B'^{-1} = B^{-1} - B^{-1} e_k (w - e_k)ᵀ /
+    w_k`` (one-hot arithmetic instead of a scatter: scatters with a batched index are slow under
+    ``vmap`` on CPU). ``binv (n, n)``, ``w (n,)``, ``onehot_k (n,) bool``.
     """
-    p = binv[:, k]
-    new = binv - jnp.outer(p, w / w[k])
-    return new.at[:, k].set(p / w[k])
+    e = onehot_k.astype(binv.dtype)
+    p = binv @ e
+    return binv - jnp.outer(p, (w - e) / (w @ e))
+
+
+def _slack(p: _Scaled, x, m: int):
+    """``rhs - rows @ x`` over the augmented rows, ``+inf`` on padding; the box part is elementwise."""
+    real = p.rhs[:m] - x @ p.cols
+    n = x.shape[0]
+    return jnp.where(p.active, jnp.concatenate([real, p.rhs[m:m + n] - x, p.rhs[m + n:] + x]),
+                     jnp.inf)
 
 
 def _step(p: _Scaled, s: _State, *, max_iters: int, tol: float, bland_after: int) -> _State:
     """One iteration of the loop: price, ratio-test, pivot (or stop)."""
-    slack = jnp.where(p.active, p.rhs - p.rows @ s.x, jnp.inf)
+    m = p.rows.shape[0] - 2 * s.x.shape[0]
+    slack = _slack(p, s.x, m)
     bland = s.degen >= bland_after
     i, any_violated = _choose_entering(slack, bland, tol)
     w = s.binv.T @ p.rows[i]
@@ -333,45 +349,55 @@ def _step(p: _Scaled, s: _State, *, max_iters: int, tol: float, bland_after: int
         jnp.where(~has_cand, INFEASIBLE, jnp.where(s.it >= max_iters, ITERATION_LIMIT, _RUNNING)),
     ).astype(jnp.int32)
     go = status == _RUNNING
-
-    binv = _pivot(s.binv, w, k)
-    basis = s.basis.at[k].set(i)
-    x = binv @ p.rhs[basis]
-    y = binv.T @ p.c
+    onehot = jnp.arange(w.shape[0]) == k
+    # A stopped iteration pivots on w = e_k with row basis[k] re-entering: the identity update.
+    w = jnp.where(go, w, onehot.astype(w.dtype))
+    binv = _pivot(s.binv, w, onehot)
+    basis = jnp.where(onehot & go, i, s.basis)
     degenerate = step <= tol
-
-    def pick(new, old):
-        return jnp.where(go, new, old)
-
     return _State(
-        basis=pick(basis, s.basis),
-        binv=pick(binv, s.binv),
-        x=pick(x, s.x),
-        y=pick(y, s.y),
+        basis=basis,
+        binv=binv,
+        x=binv @ p.rhs[basis],
+        y=binv.T @ p.c,
         status=status,
         it=s.it + go.astype(jnp.int32),
-        degen=pick(jnp.where(degenerate, s.degen + 1, 0), s.degen).astype(jnp.int32),
+        degen=jnp.where(go, jnp.where(degenerate, s.degen + 1, 0), s.degen).astype(jnp.int32),
         enter=i,
     )
 
 
+def _refine(M, M_inv, R, steps: int = 2):
+    """Solve ``M V = R`` (``M (n, n)``, ``R (n, k)``) with an approximate inverse ``M_inv`` and
+    ``steps`` rounds of iterative refinement (Wilkinson), so that drift in the updated inverse does not
+    reach the answer; the caller checks the residual."""
+    V = M_inv @ R
+    for _ in range(steps):
+        V = V + M_inv @ (R - M @ V)
+    return V
+
+
 def _certify(p: _Scaled, s: _State, m: int, tol: float, box: float):
-    """Final status and point from a fresh factorisation of the final basis (see module docstring)."""
+    """Final status and point of the final basis, with explicit residual checks (module docstring)."""
     n = p.c.shape[0]
     t = _VERIFY * tol
     B = p.rows[s.basis]
-    lu = lu_factor(B)
-    x = lu_solve(lu, p.rhs[s.basis])
-    y = lu_solve(lu, p.c, trans=1)
     real = p.active[:m]
     in_box = s.basis >= m
+    # Stacked right-hand sides: (x, ray z) solve B v = ·, (y, Farkas w) solve Bᵀ v = ·.
+    xz = _refine(B, s.binv, jnp.stack([p.rhs[s.basis], in_box.astype(B.dtype)], axis=1))
+    yw = _refine(B.T, s.binv.T, jnp.stack([p.c, p.rows[s.enter]], axis=1))
+    x, z = xz[:, 0], xz[:, 1]
+    y, w = yw[:, 0], yw[:, 1]
+    res_x = jnp.max(jnp.abs(B @ x - p.rhs[s.basis]))
+    res_y = jnp.max(jnp.abs(B.T @ y - p.c))
 
     # OPTIMAL
     viol = jnp.max(jnp.where(real, p.rows[:m] @ x - p.rhs[:m], -jnp.inf), initial=-jnp.inf)
     xinf = jnp.max(jnp.abs(x))
     yinf = jnp.max(jnp.abs(y))
-    primal_ok = viol <= t * (1.0 + xinf)
-    dual_ok = jnp.min(y) >= -t * (1.0 + yinf)
+    primal_ok = (viol <= t * (1.0 + xinf)) & (res_x <= t * (1.0 + xinf))
+    dual_ok = (jnp.min(y) >= -t * (1.0 + yinf)) & (res_y <= t * (1.0 + yinf))
     primal_obj = p.c @ x
     real_terms = jnp.where(in_box, 0.0, p.rhs[s.basis] * y)
     gap_ok = jnp.abs(primal_obj - jnp.sum(real_terms)) <= t * (
@@ -381,14 +407,12 @@ def _certify(p: _Scaled, s: _State, m: int, tol: float, box: float):
     optimal_ok = primal_ok & dual_ok & gap_ok & box_free
 
     # UNBOUNDED: move every basic box row outwards.
-    z = lu_solve(lu, in_box.astype(x.dtype))
     zinf = jnp.max(jnp.abs(z))
     ray_viol = jnp.max(jnp.where(real, p.rows[:m] @ z, -jnp.inf), initial=-jnp.inf)
     unbounded_ok = (primal_ok & dual_ok & ~box_free & (ray_viol <= t * zinf)
                     & (p.c @ z > t * (1.0 + yinf)))
 
     # INFEASIBLE: Farkas ray (d_S, d_enter) = (-w, 1), restricted to real rows.
-    w = lu_solve(lu, p.rows[s.enter], trans=1)
     d_basis = jnp.where(in_box, 0.0, jnp.maximum(-w, 0.0))
     d = jnp.zeros(m + 2 * n, x.dtype).at[s.basis].add(d_basis)
     d = d.at[s.enter].add(jnp.where(s.enter < m, 1.0, 0.0))
@@ -413,12 +437,18 @@ def _certify(p: _Scaled, s: _State, m: int, tol: float, box: float):
     return x, status
 
 
-def _solve_core(c, A, b, mask, *, max_iters: int | None, tol: float, box: float) -> LPResult:
-    """:func:`solve_lp` without input checks. ``c (n,), A (m, n), b (m,), mask (m,)``."""
+def _solve_core(c, A, b, mask, *, max_iters: int | None, tol: float, box: float,
+                bland_after: int | None = None) -> LPResult:
+    """:func:`solve_lp` without input checks. ``c (n,), A (m, n), b (m,), mask (m,)``.
+
+    ``bland_after``: consecutive degenerate pivots before Bland's rule takes over (default ``n + 5``;
+    0 runs Bland's rule throughout, which the tests use).
+    """
     m, n = A.shape
     iters = default_max_iters(m, n) if max_iters is None else int(max_iters)
-    p = _scale(c, A, b, mask, box)
-    step = functools.partial(_step, p, max_iters=iters, tol=tol, bland_after=n + 5)
+    p = _scale(c, A, b, mask, box, tol)
+    bland_after = n + 5 if bland_after is None else int(bland_after)
+    step = functools.partial(_step, p, max_iters=iters, tol=tol, bland_after=bland_after)
     final = jax.lax.while_loop(lambda s: s.status == _RUNNING, step, _initial_state(p, m))
     x_hat, status = _certify(p, final, m, tol, box)
     x = x_hat * p.sb
@@ -430,7 +460,7 @@ def _solve_core(c, A, b, mask, *, max_iters: int | None, tol: float, box: float)
     return LPResult(x, value, status, final.it)
 
 
-_solve_jit = jax.jit(_solve_core, static_argnames=("max_iters", "tol", "box"))
+_solve_jit = jax.jit(_solve_core, static_argnames=("max_iters", "tol", "box", "bland_after"))
 
 
 def solve_lp(c, A, b, mask=None, *, max_iters: int | None = None, tol: float = DEFAULT_TOL,

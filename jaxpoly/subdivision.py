@@ -52,7 +52,9 @@ FLAG_NAMES = {
     FLAG_SPLITS: "splits per hyperplane",
     FLAG_ZERO_EDGES: "edges at exact-zero vertices",
     FLAG_ZERO_SLOTS: "hyperplanes through one vertex",
-    FLAG_EDGE_IN_HYPERPLANE: "a hyperplane contains an edge of the complex",
+    FLAG_EDGE_IN_HYPERPLANE: ("it vanishes on an edge of the complex while cutting elsewhere (it vanishes "
+                              "on a whole region, e.g. zero bias with all inputs off, or meets another "
+                              "hyperplane along a line in d >= 3)"),
     FLAG_PAIRING: "a cut 2-face without exactly two crossing points",
 }
 CAPACITY_FLAGS = FLAG_VERTICES | FLAG_EDGES | FLAG_SPLITS | FLAG_ZERO_EDGES | FLAG_ZERO_SLOTS
@@ -229,7 +231,7 @@ def _face_keys(eh: jax.Array, ez: jax.Array, r: jax.Array, num_facets: int):
 
 def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     """Cut the complex with hyperplane column ``j`` of ``vals``. See the module docstring."""
-    state, vals, flags, failed_at = carry
+    state, vals, flags, failed_at, skipped = carry
     d = state.x.shape[1]
     Vc, Ec = cap.vertices, cap.edges
     hid = hid0 + j
@@ -259,7 +261,6 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     new_flags |= jnp.where(K > cap.splits, FLAG_SPLITS, 0)
     new_flags |= jnp.where(Zcount > cap.zero_edges, FLAG_ZERO_EDGES, 0)
     new_flags |= jnp.where(jnp.any(zero_v & ~has_free) & ~all_zero, FLAG_ZERO_SLOTS, 0)
-    new_flags |= jnp.where(jnp.any(in_h) & ~all_zero, FLAG_EDGE_IN_HYPERPLANE, 0)
 
     # -- split points ---------------------------------------------------------------------------
     sidx, svalid = _compact(split, cap.splits)
@@ -324,13 +325,20 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         new_ends = jnp.stack([all_ver[e1], all_ver[e2]], axis=1)
         new_ez = all_zs[e1]
         new_eh = all_keys[e1]
-        new_flags |= jnp.where((bad_z | bad_pair) & ~all_zero, FLAG_PAIRING, 0)
+        cuts = (K > 0) | jnp.any(cross)
+        new_flags |= jnp.where((bad_z | bad_pair) & cuts, FLAG_PAIRING, 0)
     else:
         L = jnp.int32(0)
+        cuts = K > 0
+    # A hyperplane that cuts no face leaves the complex as it is; its sign on every face is then a
+    # function of the other hyperplanes' signs (a duplicate, a box facet, a plane touching a vertex),
+    # so it is left out of the hashes. One that cuts and also contains an edge is unresolved.
+    new_flags |= jnp.where(jnp.any(in_h) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
 
     new_flags |= jnp.where(state.nv + K > Vc, FLAG_VERTICES, 0)
     new_flags |= jnp.where(state.ne + K + L > Ec, FLAG_EDGES, 0)
-    ok = (new_flags == 0) & (flags == 0) & ~all_zero
+    ok = (new_flags == 0) & (flags == 0) & ~all_zero & cuts
+    touch_only = (new_flags == 0) & (flags == 0) & ~all_zero & ~cuts
 
     def apply(args):
         state, vals = args
@@ -359,11 +367,18 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
             eh = eh.at[tgt_l].set(new_eh, mode="drop")
         return State(x, vz, state.nv + K, ends, ez, eh, ne + L), vals2
 
+    def mark_zero_vertices(args):
+        state, vals = args
+        zrows = jnp.where(zero_v, jnp.arange(Vc), Vc)
+        return state._replace(vz=state.vz.at[zrows, free_slot].set(hid, mode="drop")), vals
+
     state, vals = jax.lax.cond(ok, apply, lambda args: args, (state, vals))
+    state, vals = jax.lax.cond(touch_only, mark_zero_vertices, lambda args: args, (state, vals))
     fresh_fail = (flags == 0) & (new_flags != 0) & ~all_zero
     failed_at = jnp.where(fresh_fail, j, failed_at)
     flags = jnp.where(flags == 0, jnp.where(all_zero, 0, new_flags), flags)
-    return state, vals, flags, failed_at
+    skipped = skipped.at[j].set(all_zero | touch_only)
+    return state, vals, flags, failed_at, skipped
 
 
 @functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol"), donate_argnums=(0, 1))
@@ -373,9 +388,10 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
     the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``).
 
     Stops at the first hyperplane that would overflow a capacity or meets an unresolved degeneracy.
-    Returns ``(state, vals, flags, failed_at)``: ``flags`` is 0 on success, else a bit set of
+    Returns ``(state, vals, flags, failed_at, skipped)``: ``flags`` is 0 on success, else a bit set of
     ``FLAG_*`` with ``failed_at`` the column to resume from after growing (the state is left as it was
-    before that column).
+    before that column); ``skipped (W,) bool`` marks hyperplanes that cut no face (left out of the
+    hashes: the caller zeroes their multipliers).
     """
     step = functools.partial(_hyperplane_step, r=r, hid0=hid0, num_facets=num_facets, cap=cap, rtol=rtol)
 
@@ -386,6 +402,7 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
         j, carry = c
         return j + 1, step(carry, j)
 
-    init = (jnp.int32(start), (state, vals, jnp.int32(0), jnp.int32(stop)))
-    _, (state, vals, flags, failed_at) = jax.lax.while_loop(cond, body, init)
-    return state, vals, flags, failed_at
+    skipped = jnp.zeros((vals.shape[1],), bool)
+    init = (jnp.int32(start), (state, vals, jnp.int32(0), jnp.int32(stop), skipped))
+    _, (state, vals, flags, failed_at, skipped) = jax.lax.while_loop(cond, body, init)
+    return state, vals, flags, failed_at, skipped

@@ -31,7 +31,7 @@ __all__ = ["from_flax"]
 
 # Relative tolerance when deciding that two affine expressions are proportional (float64 rounding of
 # e.g. ``0.01 * x`` versus ``x`` is far below it; a genuinely different expression is far above it).
-_PROP_RTOL = 1e-9
+_PROP_RTOL = 1e-11
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -41,10 +41,11 @@ _PROP_RTOL = 1e-9
 
 @dataclasses.dataclass
 class _Affine:
-    """``sum_s a_s @ coefs[s].reshape(n_s, -1) + const`` with ``coefs[s]`` of shape ``(n_s, *shape)``."""
+    """``sum_s a_s @ coefs[s].reshape(n_s, -1) + const`` with ``coefs[s]`` of shape ``(n_s, *shape)``
+    (float64 NumPy arrays)."""
 
-    coefs: dict[int, jax.Array]
-    const: jax.Array
+    coefs: dict[int, np.ndarray]
+    const: np.ndarray
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -66,12 +67,25 @@ def _is_const(v: _Value) -> bool:
     return not isinstance(v, (_Affine, _Sign))
 
 
+def _is_extended(dt: Any) -> bool:
+    """PRNG key arrays and other dtypes NumPy cannot hold."""
+    try:
+        return jnp.issubdtype(dt, jax.dtypes.extended)
+    except TypeError:
+        return True
+
+
 def _widen(x: Any) -> Any:
-    """Constants are kept in float64 whatever the model's dtype, so the conversion is exact."""
+    """Constants become NumPy arrays, floats in float64 whatever the model's dtype, so the
+    conversion is exact; PRNG keys stay JAX arrays."""
     dt = getattr(x, "dtype", None)
-    if dt is not None and jnp.issubdtype(dt, jnp.floating) and dt != jnp.float64:
-        return jnp.asarray(x, jnp.float64)
-    return x
+    if dt is None:
+        return np.asarray(x)
+    if _is_extended(dt):
+        return x
+    if jnp.issubdtype(dt, jnp.floating):
+        return np.asarray(x, np.float64)
+    return np.asarray(x)
 
 
 _DTYPE_PARAMS = ("new_dtype", "preferred_element_type", "dtype", "out_dtype")
@@ -89,25 +103,25 @@ def _widen_params(prim_name: str, params: dict) -> dict:
             except TypeError:
                 continue
             if floating:
-                out[key] = jnp.float64
+                out[key] = np.dtype(np.float64)
     return out
 
 
 def _as_affine(v: _Value) -> _Affine:
-    return v if isinstance(v, _Affine) else _Affine({}, jnp.asarray(v))
+    return v if isinstance(v, _Affine) else _Affine({}, np.asarray(v, np.float64))
 
 
 def _broadcast(a: _Affine, shape: tuple[int, ...]) -> _Affine:
-    coefs = {s: jnp.broadcast_to(c, c.shape[:1] + shape) for s, c in a.coefs.items()}
-    return _Affine(coefs, jnp.broadcast_to(a.const, shape))
+    coefs = {s: np.broadcast_to(c, c.shape[:1] + shape) for s, c in a.coefs.items()}
+    return _Affine(coefs, np.broadcast_to(a.const, shape))
 
 
 def _add(a: _Value, b: _Value) -> _Value:
     """``a + b`` with NumPy broadcasting."""
     if _is_const(a) and _is_const(b):
-        return jnp.asarray(a) + jnp.asarray(b)
+        return np.asarray(a) + np.asarray(b)
     a, b = _as_affine(a), _as_affine(b)
-    shape = tuple(jnp.broadcast_shapes(a.shape, b.shape))
+    shape = tuple(np.broadcast_shapes(a.shape, b.shape))
     a, b = _broadcast(a, shape), _broadcast(b, shape)
     coefs = dict(a.coefs)
     for s, c in b.coefs.items():
@@ -117,10 +131,10 @@ def _add(a: _Value, b: _Value) -> _Value:
 
 def _scale(k: Any, a: _Value) -> _Value:
     """``k * a`` for a constant ``k`` broadcastable to ``a``'s shape."""
-    k = jnp.asarray(k)
+    k = np.asarray(k, np.float64)
     if _is_const(a):
-        return k * jnp.asarray(a)
-    shape = tuple(jnp.broadcast_shapes(k.shape, a.shape))
+        return k * np.asarray(a)
+    shape = tuple(np.broadcast_shapes(k.shape, a.shape))
     a = _broadcast(a, shape)
     return _Affine({s: c * k for s, c in a.coefs.items()}, a.const * k)
 
@@ -136,8 +150,8 @@ def _stacked(a: _Affine, sources: Sequence[int], widths: dict[int, int]) -> np.n
     rows = []
     for s in sources:
         c = a.coefs.get(s)
-        rows.append(np.zeros((widths[s], n)) if c is None else np.asarray(c, np.float64).reshape(-1, n))
-    rows.append(np.asarray(a.const, np.float64).reshape(1, n))
+        rows.append(np.zeros((widths[s], n)) if c is None else np.reshape(c, (-1, n)))
+    rows.append(np.reshape(a.const, (1, n)))
     return np.concatenate(rows, axis=0)
 
 
@@ -147,7 +161,7 @@ def _proportional(u: _Value, v: _Value) -> np.ndarray | None:
     Elements where ``v`` is identically zero need ``u`` identically zero there too (then ``k = 0``).
     """
     u, v = _as_affine(u), _as_affine(v)
-    shape = tuple(jnp.broadcast_shapes(u.shape, v.shape))
+    shape = tuple(np.broadcast_shapes(u.shape, v.shape))
     u, v = _broadcast(u, shape), _broadcast(v, shape)
     widths = {s: c.shape[0] for s, c in list(u.coefs.items()) + list(v.coefs.items())}
     sources = sorted(widths)
@@ -182,11 +196,103 @@ def _activation(alpha: float, beta: float) -> Activation:
     """The activation with slope ``alpha`` below 0 and ``beta`` above."""
     if (alpha, beta) == (0.0, 1.0):
         return relu()
-    if beta == 1.0:
-        return leaky_relu(alpha)
     if (alpha, beta) == (-1.0, 1.0):
         return piecewise_linear((0.0,), (-1.0, 1.0), name="abs")
+    if beta == 1.0:
+        return leaky_relu(alpha)
     return piecewise_linear((0.0,), (alpha, beta), name=f"pwl({alpha:g},{beta:g})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# NumPy versions of common primitives, with a leading batch axis on every array operand; they avoid a
+# JAX compilation per primitive and shape, which dominates the conversion time otherwise.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _np_broadcast_in_dim(x: np.ndarray, shape: Sequence[int], broadcast_dimensions: Sequence[int], **_) -> np.ndarray:
+    inter = [x.shape[0]] + [1] * len(shape)
+    for i, d in enumerate(broadcast_dimensions):
+        inter[d + 1] = x.shape[i + 1]
+    return np.broadcast_to(x.reshape(inter), (x.shape[0],) + tuple(shape))
+
+
+def _np_slice(x: np.ndarray, start_indices, limit_indices, strides, **_) -> np.ndarray:
+    strides = strides or (1,) * len(start_indices)
+    return x[(slice(None),) + tuple(slice(a, b, c) for a, b, c in zip(start_indices, limit_indices, strides))]
+
+
+def _shift(axes: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(a) + 1 for a in axes)
+
+
+_NUMPY_PRIMS: dict[str, Callable[..., np.ndarray]] = {
+    "add": lambda a, b: a + b,
+    "add_any": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "neg": lambda a: -a,
+    "mul": lambda a, b, **_: a * b,
+    "div": lambda a, b: a / b,
+    "max": lambda a, b: np.maximum(a, b),
+    "min": lambda a, b: np.minimum(a, b),
+    "sqrt": lambda a, **_: np.sqrt(a),
+    "rsqrt": lambda a, **_: 1.0 / np.sqrt(a),
+    "copy": lambda a: a,
+    "copy_p": lambda a: a,
+    "convert_element_type": lambda a, new_dtype, **_: a.astype(new_dtype),
+    "reshape": lambda a, new_sizes, **_: a.reshape((a.shape[0],) + tuple(new_sizes)),
+    "broadcast_in_dim": _np_broadcast_in_dim,
+    "transpose": lambda a, permutation: a.transpose((0,) + _shift(permutation)),
+    "squeeze": lambda a, dimensions: np.squeeze(a, axis=_shift(dimensions)),
+    "expand_dims": lambda a, dimensions: np.expand_dims(a, axis=_shift(dimensions)),
+    "reduce_sum": lambda a, axes, **_: a.sum(axis=_shift(axes), dtype=a.dtype),
+    "concatenate": lambda *xs, dimension: np.concatenate(xs, axis=dimension + 1),
+    "slice": _np_slice,
+    "rev": lambda a, dimensions: np.flip(a, axis=_shift(dimensions)),
+}
+_ELEMENTWISE = {"add", "add_any", "sub", "mul", "div", "max", "min"}
+_NUMPY_FLOAT_ONLY = {"div", "sqrt", "rsqrt", "max", "min"}  # integer semantics differ from lax
+
+
+def _numpy_ok(name: str, params: dict, args: Sequence[Any]) -> bool:
+    if name not in _NUMPY_PRIMS or not all(isinstance(a, np.ndarray) for a in args):
+        return False
+    if name == "reshape" and params.get("dimensions") is not None:
+        return False
+    if name == "broadcast_in_dim" and list(params["broadcast_dimensions"]) != sorted(params["broadcast_dimensions"]):
+        return False
+    if name in _NUMPY_FLOAT_ONLY and not all(a.dtype == np.float64 for a in args):
+        return False
+    return all(a.dtype != object for a in args)
+
+
+def _bind_batched(prim: Any, params: dict, args: Sequence[Any], axes: Sequence[int | None]) -> list[np.ndarray]:
+    """``prim`` mapped over axis 0 of the operands whose axis is 0 (others unbatched)."""
+    name = prim.name
+    if _numpy_ok(name, params, args):
+        batch = next(a.shape[0] for a, ax in zip(args, axes) if ax == 0)
+        if name in _ELEMENTWISE:
+            # lax lets a scalar meet an array: unbatched scalars broadcast from the right already,
+            # batched ones need their per-example axes spelled out
+            rank = max(a.ndim - (ax == 0) for a, ax in zip(args, axes))
+            np_args = [a.reshape(a.shape[:1] + (1,) * rank) if ax == 0 and a.ndim == 1 else a
+                       for a, ax in zip(args, axes)]
+        else:
+            np_args = [a if ax == 0 else np.broadcast_to(a, (batch,) + a.shape) for a, ax in zip(args, axes)]
+        keep = {k: v for k, v in params.items() if k not in ("sharding", "out_sharding", "accuracy")}
+        out = _NUMPY_PRIMS[name](*np_args, **keep)
+        return [np.asarray(out)]
+    out = jax.vmap(lambda *xs: prim.bind(*xs, **params), in_axes=list(axes))(*args)
+    outs = list(out) if prim.multiple_results else [out]
+    return [_widen(o) for o in outs]
+
+
+def _bind_const(prim: Any, params: dict, args: Sequence[Any]) -> list[Any]:
+    """``prim`` on constants."""
+    if _numpy_ok(prim.name, params, args):
+        return [np.asarray(o[0]) for o in _bind_batched(prim, params, [a[None] for a in args], [0] * len(args))]
+    out = prim.bind(*args, **params)
+    outs = list(out) if prim.multiple_results else [out]
+    return [_widen(o) for o in outs]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -206,6 +312,8 @@ _LINEAR: dict[str, tuple[int, ...] | None] = {
 }
 # Bilinear primitives: linear in whichever operand depends on the input, if only one does.
 _BILINEAR = {"mul", "dot_general", "conv_general_dilated"}
+# Primitives that draw random bits: a model using them at inference is not one fixed function.
+_RANDOM = {"random_bits", "threefry2x32", "rng_bit_generator", "rng_uniform"}
 # Shape-only primitives that may also move a comparison result around (``jnp.where`` broadcasting).
 _STRUCTURAL = {"broadcast_in_dim", "reshape", "transpose", "squeeze", "expand_dims", "slice", "rev", "copy",
                "copy_p", "sharding_constraint"}
@@ -221,15 +329,17 @@ _ACTIVATION_HINT = (
 _HINTS = {
     "reduce_max": "max-pooling and max over features are not supported; use a strided convolution or avg_pool",
     "reduce_min": "min over features is not supported",
+    "reduce_window_max": "max-pooling is not supported; use a strided convolution or avg_pool",
     "argmax": "argmax is not continuous", "argmin": "argmin is not continuous",
     "sort": "sorting is not supported",
-    "mul": "a product of two input-dependent values (gating, attention, normalisation by input statistics) "
-           "is not piecewise affine",
-    "div": "dividing by an input-dependent value is not piecewise affine",
-    "dot_general": "a product of two input-dependent values (attention, bilinear layers) is not piecewise affine",
-    "conv_general_dilated": "a convolution whose kernel depends on the input is not piecewise affine",
+    "mul": "products of two input-dependent values (gating, attention, normalisation by input statistics) "
+           "are not supported",
+    "div": "only division by a constant is supported",
+    "dot_general": "products of two input-dependent values (attention, bilinear layers) are not supported",
+    "conv_general_dilated": "convolutions whose kernel depends on the input are not supported",
     "select_n": "jnp.where on an input-dependent condition is supported only for a comparison of an affine "
-                "value with a constant whose two branches agree on the boundary (e.g. a leaky ReLU)",
+                "value with a constant whose two branches agree on the boundary (e.g. a leaky ReLU); write "
+                "clipping with jnp.clip, jnp.maximum or jnp.minimum",
     "eq": "equality tests on the input are not continuous", "ne": "equality tests on the input are not continuous",
 }
 _NORM_HINT = (
@@ -266,7 +376,6 @@ class _Interpreter:
 
     def __init__(self):
         self.stages: list[Stage] = []
-        self.widths: dict[int, int] = {}
 
     # -- errors --------------------------------------------------------------------------------------
     def _unsupported(self, eqn: Any, prefix: str, what: str | None = None) -> UnsupportedLayerError:
@@ -284,7 +393,7 @@ class _Interpreter:
 
         def read(v):
             if isinstance(v, jcore.Literal):
-                return _widen(jnp.asarray(v.val, dtype=v.aval.dtype))
+                return _widen(np.asarray(v.val, dtype=v.aval.dtype))
             return env[v]
 
         for var, val in zip(jaxpr.constvars, consts):
@@ -318,15 +427,15 @@ class _Interpreter:
                 sub = params.get(key)
                 if isinstance(sub, (jcore.ClosedJaxpr, jcore.Jaxpr)):
                     return self.run_closed(sub, ins, sub_prefix)
+        if name in _RANDOM:
+            raise UnsupportedLayerError(
+                f"from_flax: the model draws random numbers (`{name}`{_where(eqn, prefix)}), so it is not one fixed "
+                "function; put Dropout and other stochastic layers in inference mode (flax.nnx: model.eval(); "
+                "flax.linen: deterministic=True)"
+            )
         if all(_is_const(v) for v in ins):
-            return self._bind_const(eqn.primitive, params, ins)
+            return _bind_const(eqn.primitive, params, ins)
         return self._nonconst(eqn, ins, params, prefix)
-
-    @staticmethod
-    def _bind_const(prim: Any, params: dict, ins: Sequence[Any]) -> list:
-        out = prim.bind(*ins, **params)
-        outs = list(out) if prim.multiple_results else [out]
-        return [_widen(o) for o in outs]
 
     # -- primitives on input-dependent values --------------------------------------------------------
     def _nonconst(self, eqn: Any, ins: list[_Value], params: dict, prefix: str) -> list[_Value]:
@@ -380,67 +489,70 @@ class _Interpreter:
 
     @staticmethod
     def _linear(prim: Any, params: dict, ins: Sequence[_Value], lin: tuple[int, ...]) -> list[_Value]:
-        """Apply a primitive that is jointly linear in the operands ``lin`` (others constant)."""
-        consts = [v.const if isinstance(v, _Affine) else v for v in ins]
-        const_outs = _Interpreter._bind_const(prim, params, consts)
-        sources = sorted({s for i in lin if isinstance(ins[i], _Affine) for s in ins[i].coefs})
-        coef_outs: dict[int, list] = {}
-        for s in sources:
-            args, axes = [], []
-            for i, v in enumerate(ins):
-                if i in lin and isinstance(v, _Affine) and s in v.coefs:
-                    args.append(v.coefs[s])
-                    axes.append(0)
-                elif i in lin:
-                    args.append(jnp.zeros_like(consts[i]))
-                    axes.append(None)
-                else:
-                    args.append(v)
-                    axes.append(None)
-            out = jax.vmap(lambda *xs: prim.bind(*xs, **params), in_axes=axes)(*args)
-            coef_outs[s] = list(out) if prim.multiple_results else [out]
-        return [_Affine({s: _widen(coef_outs[s][j]) for s in sources}, c) for j, c in enumerate(const_outs)]
+        """Apply a primitive that is jointly linear in the operands ``lin`` (others constant).
+
+        One batched call computes the constant (row 0, from the operands' constants) and every
+        coefficient row (from the operands' coefficients, zero for operands without that source).
+        """
+        widths: dict[int, int] = {}
+        for i in lin:
+            if isinstance(ins[i], _Affine):
+                widths.update({s: c.shape[0] for s, c in ins[i].coefs.items()})
+        sources = sorted(widths)
+        args, axes = [], []
+        for i, v in enumerate(ins):
+            if i not in lin:
+                args.append(v)
+                axes.append(None)
+                continue
+            a = _as_affine(v)
+            rows = [a.const[None]] + [a.coefs[s] if s in a.coefs else np.zeros((widths[s],) + a.shape) for s in sources]
+            args.append(np.concatenate(rows, axis=0))
+            axes.append(0)
+        outs = []
+        for out in _bind_batched(prim, params, args, axes):
+            coefs, off = {}, 1
+            for s in sources:
+                coefs[s] = out[off : off + widths[s]]
+                off += widths[s]
+            outs.append(_Affine(coefs, np.asarray(out[0])))
+        return outs
 
     # -- piecewise-linear primitives -----------------------------------------------------------------
     def _max(self, a: _Value, b: _Value) -> _Value:
         if _is_const(a) and _is_const(b):
-            return jnp.maximum(a, b)
+            return np.maximum(a, b)
         if _is_const(b):
             return self._pwl(b, 1.0, _sub(a, b))
         if _is_const(a):
             return self._pwl(a, 1.0, _sub(b, a))
-        beta = _proportional(b, a)  # max(a, beta a) = min(beta, 1) a + |1 - beta| relu(a)
-        if beta is not None:
-            return self._pwl(_scale(np.minimum(beta, 1.0), a), np.abs(1.0 - beta), a)
-        alpha = _proportional(a, b)
-        if alpha is not None:
-            return self._pwl(_scale(np.minimum(alpha, 1.0), b), np.abs(1.0 - alpha), b)
+        for u, v in _proportional_pairs(a, b):  # max(u, beta u) = min(beta, 1) u + |1 - beta| relu(u)
+            beta = _proportional(v, u)
+            if beta is not None:
+                return self._pwl(_scale(np.minimum(beta, 1.0), u), np.abs(1.0 - beta), u)
         return self._pwl(b, 1.0, _sub(a, b))
 
     def _min(self, a: _Value, b: _Value) -> _Value:
         if _is_const(a) and _is_const(b):
-            return jnp.minimum(a, b)
+            return np.minimum(a, b)
         if _is_const(b):
             return self._pwl(a, -1.0, _sub(a, b))  # a - relu(a - b)
         if _is_const(a):
             return self._pwl(b, -1.0, _sub(b, a))
-        beta = _proportional(b, a)  # min(a, beta a) = max(beta, 1) a - |1 - beta| relu(a)
-        if beta is not None:
-            return self._pwl(_scale(np.maximum(beta, 1.0), a), -np.abs(1.0 - beta), a)
-        alpha = _proportional(a, b)
-        if alpha is not None:
-            return self._pwl(_scale(np.maximum(alpha, 1.0), b), -np.abs(1.0 - alpha), b)
+        for u, v in _proportional_pairs(a, b):  # min(u, beta u) = max(beta, 1) u - |1 - beta| relu(u)
+            beta = _proportional(v, u)
+            if beta is not None:
+                return self._pwl(_scale(np.maximum(beta, 1.0), u), -np.abs(1.0 - beta), u)
         return self._pwl(a, -1.0, _sub(a, b))
 
     def _select(self, pred: _Sign, x_false: _Value, x_true: _Value) -> _Value | None:
         """``x_true`` where ``z > 0`` else ``x_false``; continuous only if ``x_true - x_false = k z``."""
-        shape = tuple(jnp.broadcast_shapes(pred.z.shape, jnp.shape(_as_affine(x_false).const),
-                                           jnp.shape(_as_affine(x_true).const)))
+        shape = tuple(np.broadcast_shapes(pred.z.shape, _as_affine(x_false).shape, _as_affine(x_true).shape))
         z = _broadcast(pred.z, shape)
         k = _proportional(_sub(x_true, x_false), z)
         if k is None:
             return None
-        return self._pwl(_add(x_false, jnp.zeros(shape)), k, z)
+        return self._pwl(_add(x_false, np.zeros(shape)), k, z)
 
     def _pwl(self, base: _Value, k: Any, z: _Value) -> _Value:
         """``base + k * relu(z)``, opening a new hidden stage on ``z``.
@@ -456,14 +568,17 @@ class _Interpreter:
         alpha = None if alpha_arr is None else _uniform(alpha_arr)
         k_u = _uniform(k)
         if alpha is not None and k_u is not None:
-            act = _activation(alpha, _snap(alpha + k_u))
+            beta = _snap(alpha + k_u)
+            if alpha == -1.0 and beta != 1.0:  # f(z) = g(-z) with g a (leaky) ReLU: use that form
+                z, alpha, beta = _scale(-1.0, z), -beta, -alpha
+            act = _activation(alpha, beta)
             out = self._new_stage(z, act)
             if out is not None:
                 return out
-            return jnp.asarray(act(z.const))
+            return np.asarray(act(z.const), np.float64)
         h = self._new_stage(z, relu())
         if h is None:
-            return _add(base, k * jnp.maximum(z.const, 0.0))
+            return _add(base, k * np.maximum(z.const, 0.0))
         return _add(base, _scale(k, h))
 
     def _new_stage(self, z: _Affine, act: Activation) -> _Affine | None:
@@ -475,8 +590,7 @@ class _Interpreter:
             return None
         self.stages.append(Stage(tuple(kernels), np.asarray(z.const, np.float64).reshape(n), tuple(sources), act))
         j = len(self.stages)
-        self.widths[j] = n
-        return _Affine({j: jnp.eye(n, dtype=jnp.float64).reshape((n,) + z.shape)}, jnp.zeros(z.shape, jnp.float64))
+        return _Affine({j: np.eye(n).reshape((n,) + z.shape)}, np.zeros(z.shape))
 
     # -- control flow --------------------------------------------------------------------------------
     def _cond(self, eqn: Any, ins: list[_Value], params: dict, prefix: str) -> list[_Value]:
@@ -513,9 +627,17 @@ class _Interpreter:
         n_ys = len(eqn.outvars) - ncar
         ys = [_stack0([step[j] for step in ys_steps]) for j in range(n_ys)]
         if length == 0:
-            ys = [jnp.zeros(v.aval.shape, jnp.float64 if jnp.issubdtype(v.aval.dtype, jnp.floating) else v.aval.dtype)
-                  for v in eqn.outvars[ncar:]]
+            ys = [_widen(np.zeros(v.aval.shape, v.aval.dtype)) for v in eqn.outvars[ncar:]]
         return carry + ys
+
+
+def _proportional_pairs(a: _Affine, b: _Affine) -> list[tuple[_Affine, _Affine]]:
+    """``(u, v)`` orders to try for ``v = beta u``: the larger operand first, so that a leaky ReLU
+    ``max(0.3 z, z)`` opens its stage on ``z`` rather than on ``0.3 z``."""
+    ratio = _proportional(b, a)
+    if ratio is not None and np.max(np.abs(ratio), initial=0.0) > 1.0:
+        return [(b, a), (a, b)]
+    return [(a, b), (b, a)]
 
 
 def _index0(v: _Value, t: int) -> _Value:
@@ -526,13 +648,13 @@ def _index0(v: _Value, t: int) -> _Value:
 
 def _stack0(vals: list[_Value]) -> _Value:
     if all(_is_const(v) for v in vals):
-        return jnp.stack(vals)
+        return np.stack(vals)
     affs = [_as_affine(v) for v in vals]
     widths = {s: c.shape[0] for a in affs for s, c in a.coefs.items()}
     coefs = {}
     for s, w in widths.items():
-        coefs[s] = jnp.stack([a.coefs.get(s, jnp.zeros((w,) + a.shape)) for a in affs], axis=1)
-    return _Affine(coefs, jnp.stack([a.const for a in affs]))
+        coefs[s] = np.stack([a.coefs.get(s, np.zeros((w,) + a.shape)) for a in affs], axis=1)
+    return _Affine(coefs, np.stack([a.const for a in affs]))
 
 
 def _kernels(z: _Affine) -> tuple[list[np.ndarray], list[int]]:
@@ -616,24 +738,29 @@ def _apply_fn(module: Any, variables: Any) -> tuple[Callable, Any]:
 
 def _trace(fn: Callable, params: Any, shape: tuple[int, ...]) -> Any:
     try:
-        from flax.errors import ModifyScopeVariableError
+        from flax.errors import InvalidRngError, ModifyScopeVariableError, ScopeParamShapeError
     except ImportError:  # pragma: no cover
-        ModifyScopeVariableError = ()  # noqa: N806
+        InvalidRngError = ModifyScopeVariableError = ScopeParamShapeError = ()  # noqa: N806
     x = jax.ShapeDtypeStruct((1,) + shape, jnp.float64)
     try:
         return jax.make_jaxpr(fn)(params, x)
+    except InvalidRngError as e:
+        raise UnsupportedLayerError(
+            f"from_flax: the module needs random numbers ({e}); put Dropout and other stochastic layers in "
+            "inference mode (deterministic=True)"
+        ) from None
     except ModifyScopeVariableError as e:
         raise UnsupportedLayerError(
             f"from_flax: the module updates a variable collection while running ({e}). If it is BatchNorm in "
             "training mode, use nn.BatchNorm(use_running_average=True): normalising by batch statistics is not "
             "piecewise affine"
         ) from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ScopeParamShapeError) as e:
         if isinstance(e, (UnsupportedLayerError, InvalidNetworkError)):
             raise
         raise InvalidNetworkError(
             f"from_flax: the module cannot be applied to an input of shape {(1,) + shape} "
-            f"(input_dim={shape if len(shape) > 1 else shape[0]}): {type(e).__name__}: {str(e).splitlines()[0]}"
+            f"(input_dim={shape if len(shape) > 1 else shape[0]}): {type(e).__name__}: {str(e).splitlines()[0].rstrip('.')}"
             f"{_first_kernel_hint(params)}"
         ) from None
 
@@ -643,7 +770,8 @@ def from_flax(module: Any, variables: Any = None, *, input_dim: int | Sequence[i
 
     Args:
       module: a ``flax.linen`` module (with ``variables``) or a ``flax.nnx`` module (``variables=None``).
-        Any other callable is accepted too: ``fn(x)``, or ``fn(variables, x)`` when variables are given.
+        Any other callable is accepted too: ``fn(x)``, or ``fn(variables, x)`` when variables are given
+        (e.g. ``lambda v, x: model.apply(v, x, train=False)`` for a module with extra arguments).
       variables: the linen variables (``module.init(...)``); ``None`` for nnx.
       input_dim: the per-example input shape: an int ``d`` for flat inputs, or a tuple such as
         ``(8, 8, 1)`` for convolutions on a fixed image size. The network's input is one example
@@ -654,6 +782,11 @@ def from_flax(module: Any, variables: Any = None, *, input_dim: int | Sequence[i
       ``min``, ``abs`` or continuous ``jnp.where`` (ReLU, leaky ReLU, clip, …); linear layers,
       convolutions, inference-mode BatchNorm, reshapes and residual additions are folded into the
       stages' kernels, one kernel per source read.
+
+    Linear maps are stored densely (a convolution becomes its full ``(in, out)`` matrix), so memory is
+    ``O(in * out)`` per layer: fine for small images, not for ImageNet-sized ones. ``lax.scan``,
+    ``fori_loop`` and ``cond`` with a constant predicate are unrolled.
+
     Raises:
       UnsupportedLayerError: an operation on the input is not piecewise affine (``tanh``, softmax,
         max-pooling, batch statistics, …); the message names the primitive.
@@ -672,9 +805,8 @@ def from_flax(module: Any, variables: Any = None, *, input_dim: int | Sequence[i
                 "(wrap it so that it returns only the network output)"
             )
         interp = _Interpreter()
-        interp.widths[0] = d
-        x = _Affine({0: jnp.eye(d, dtype=jnp.float64).reshape((d, 1) + shape)}, jnp.zeros((1,) + shape, jnp.float64))
-        leaves = [_widen(jnp.asarray(leaf)) for leaf in jax.tree_util.tree_leaves(params)]
+        x = _Affine({0: np.eye(d).reshape((d, 1) + shape)}, np.zeros((1,) + shape))
+        leaves = [_widen(leaf) for leaf in jax.tree_util.tree_leaves(params)]
         (y,) = interp.run(closed.jaxpr, closed.consts, leaves + [x])
         output = _output_stage(y, d)
     net = Network(tuple(interp.stages), output)

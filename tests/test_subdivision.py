@@ -1,0 +1,292 @@
+"""Edge subdivision (`jaxpoly.extract`) against independent references: the bunny reference counts,
+closed forms for generic arrangements, Euler's relation, hand-counted degenerate arrangements,
+vertex equations, sampling, and a scipy LP reference."""
+
+import os
+from math import comb
+
+import jax
+import numpy as np
+import pytest
+
+import jaxpoly
+from jaxpoly import extract
+
+from conftest import DATA
+
+# ../shared/models/README.md (reference PyTorch implementation, identical in float32 and float64).
+BUNNY = {
+    "2_2x50_relu_bunny.npz": ((289, 543, 255), (10, 9)),
+    "2_2x100_relu_bunny.npz": ((3203, 6287, 3085), (117, 114)),
+    "2_4x32_relu_bunny.npz": ((1284, 2507, 1224), (41, 38)),
+    "3_3x16_relu_bunny.npz": ((27562, 80656, 78682, 25587), (2878, 5751)),
+}
+
+
+def lines_net(normals, offsets):
+    """A one-hidden-layer net whose hyperplanes are ``normals @ x + offsets = 0``."""
+    normals = np.asarray(normals, float)
+    n = len(normals)
+    return jaxpoly.from_arrays([normals.T, np.ones((n, 1))], [np.asarray(offsets, float), np.zeros(1)])
+
+
+def random_net(rng, d, widths, out=1):
+    sizes = [d, *widths, out]
+    Ws = [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(size=b) * 0.3 for b in sizes[1:]]
+    return jaxpoly.from_arrays(Ws, bs)
+
+
+@pytest.mark.parametrize("name", list(BUNNY))
+def test_bunny_counts_match_reference(name):
+    """Vertex/edge/face counts and level-set counts equal the reference implementation's."""
+    net = jaxpoly.load_npz(os.path.join(DATA, name))
+    c = extract(net, (-0.5, 0.5))
+    f, ls = BUNNY[name]
+    assert c.f_vector == f
+    assert c.euler_characteristic == 1
+    mesh = c.level_set_mesh()
+    assert (mesh.num_vertices, mesh.num_edges) == ls
+    if c.dim == 3:
+        assert mesh.num_faces == 2874
+    assert len(c.regions) == f[-1]
+
+
+@pytest.mark.parametrize("d,n", [(1, 6), (2, 9), (3, 8), (4, 7), (5, 6)])
+def test_generic_single_layer_closed_form(d, n):
+    """n generic hyperplanes with all intersections inside the box: sum_{i<=d} C(n, i) regions."""
+    rng = np.random.default_rng(d)
+    A = rng.normal(size=(n, d))
+    A /= np.linalg.norm(A, axis=1, keepdims=True)
+    c = extract(lines_net(A, rng.uniform(-0.1, 0.1, n)), (-100, 100), level_set=False)
+    assert c.num_regions == sum(comb(n, i) for i in range(d + 1))
+    assert c.euler_characteristic == 1
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_interior_vertices_have_degree_2d(d):
+    """In a generic complex every vertex off the box boundary meets 2d edges."""
+    rng = np.random.default_rng(10 + d)
+    c = extract(random_net(rng, d, [6, 5]), (-1, 1))
+    deg = np.bincount(c.edges.ravel(), minlength=c.num_vertices)
+    interior = ~np.any(c.vertex_facets, axis=1)
+    assert interior.sum() > 0
+    assert np.all(deg[interior] == 2 * d)
+    assert c.euler_characteristic == 1
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_vertices_solve_their_hyperplane_equations(d):
+    """Each vertex lies in the box and on its d defining hyperplanes (to 1e-9), evaluated through the
+    network at the vertex itself."""
+    rng = np.random.default_rng(20 + d)
+    net = random_net(rng, d, [5, 5])
+    c = extract(net, (-1, 1))
+    assert np.all(c.vertices >= -1 - 1e-12) and np.all(c.vertices <= 1 + 1e-12)
+    hv = np.asarray(net.hyperplane_values(c.vertices))
+    vals = np.concatenate([hv, np.asarray(net(c.vertices))], axis=1)
+    z = c.vertex_zeros
+    assert np.all(np.sum(z >= 0, axis=1) >= d)
+    for k in range(z.shape[1]):
+        ids = z[:, k]
+        facet = (ids >= 0) & (ids < 2 * d)
+        axis, side = ids[facet] // 2, ids[facet] % 2
+        bound = np.where(side == 0, -1.0, 1.0)
+        assert np.allclose(c.vertices[facet, axis], bound, atol=1e-12)
+        hyper = ids >= 2 * d
+        err = np.abs(vals[np.nonzero(hyper)[0], ids[hyper] - 2 * d])
+        assert err.max(initial=0) < 1e-9
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_sampled_patterns_are_regions(d):
+    """Every activation pattern seen by random sampling is one of the extracted cells, and every cell's
+    witness has the cell's pattern; region_of finds the cell of each sample."""
+    rng = np.random.default_rng(30 + d)
+    net = random_net(rng, d, [8, 8])
+    c = extract(net, (-1, 1))
+    cells = c.regions
+    X = rng.uniform(-1, 1, size=(20000, d))
+    pats = np.concatenate([np.asarray(net.pattern(X)), np.asarray(net(X)) > 0], axis=1)
+    known = {p.tobytes() for p in cells.patterns}
+    assert all(p.tobytes() in known for p in np.unique(pats, axis=0))
+    wp = np.concatenate([np.asarray(net.pattern(cells.witnesses)), np.asarray(net(cells.witnesses)) > 0], axis=1)
+    assert np.array_equal(wp, cells.patterns)
+    idx = c.region_of(X)
+    assert np.all(idx >= 0)
+    assert np.array_equal(cells.patterns[idx], pats)
+    assert len(np.unique(cells.patterns, axis=0)) == len(cells)
+
+
+# -- degenerate arrangements: counts by hand -------------------------------------------------------
+
+
+def test_four_lines_through_a_common_point():
+    """x=0, y=0, x-y=0, x+y=1 in [-2,2]^2: three lines meet at the origin, so 10 regions, not 11.
+    V = 4 corners + 4 (x=0, y=0 on the boundary) + 2 (x+y=1 on the boundary) + 4 interior = 14
+    (x-y=0 ends in two corners); Euler gives E = 14 + 10 - 1 = 23."""
+    c = extract(lines_net([[1, 0], [0, 1], [1, -1], [1, 1]], [0, 0, 0, -1]), (-2, 2), level_set=False)
+    assert c.f_vector == (14, 23, 10)
+    origin = np.nonzero(np.all(np.abs(c.vertices) < 1e-12, axis=1))[0]
+    assert len(origin) == 1
+    assert np.sum(c.edges == origin[0]) == 6  # three lines through it
+
+
+def test_duplicated_and_opposite_neurons_change_nothing():
+    """A neuron repeated (scaled by 2, or negated) adds no region and no vertex."""
+    base = extract(lines_net([[1, 0], [0, 1], [1, 1]], [0, 0, -1]), (-2, 2), level_set=False)
+    dup = extract(lines_net([[1, 0], [0, 1], [2, 0], [-1, 0], [1, 1]], [0, 0, 0, 0, -1]), (-2, 2), level_set=False)
+    assert dup.f_vector == base.f_vector == (13, 19, 7)
+    assert dup.euler_characteristic == 1
+    assert len(dup.regions) == 7
+
+
+def test_hyperplane_on_box_facet_dead_and_zero_neurons():
+    """x = 2 on the facet of [-2,2]^2, a neuron with zero weights and bias, and one that never changes
+    sign in the box leave the two axes' 4 regions."""
+    c = extract(lines_net([[1, 0], [0, 1], [1, 0], [0, 0], [1, 0.5]], [0, 0, -2, 0, 10]), (-2, 2), level_set=False)
+    assert c.f_vector == (9, 12, 4)
+
+
+def test_parallel_and_corner_lines():
+    """Three parallel lines and one across give 8 regions; both diagonals of the square end in its
+    corners and give 4."""
+    c = extract(lines_net([[1, 0], [1, 0], [1, 0], [0, 1]], [0, -0.5, 0.5, 0]), (-2, 2), level_set=False)
+    assert c.num_regions == 8
+    c = extract(lines_net([[1, -1], [1, 1]], [0, 0]), (-2, 2), level_set=False)
+    assert c.f_vector == (5, 8, 4)
+
+
+@pytest.mark.parametrize("d,n", [(2, 6), (3, 5)])
+def test_central_arrangement_fan(d, n):
+    """n generic hyperplanes through the origin (zero biases): a central arrangement has
+    2 * sum_{i<d} C(n-1, i) regions."""
+    rng = np.random.default_rng(40 + d)
+    c = extract(lines_net(rng.normal(size=(n, d)), np.zeros(n)), (-1, 1), level_set=False)
+    assert c.num_regions == 2 * sum(comb(n - 1, i) for i in range(d))
+    assert c.euler_characteristic == 1
+
+
+def test_leaky_relu_same_partition_as_relu():
+    """Leaky-ReLU has breakpoints only at 0, so the same complex as ReLU with the same weights."""
+    rng = np.random.default_rng(5)
+    Ws = [rng.normal(size=(2, 6)), rng.normal(size=(6, 6)), rng.normal(size=(6, 1))]
+    bs = [rng.normal(size=6) * 0.3, rng.normal(size=6) * 0.3, np.full(1, 0.1)]
+    a = extract(jaxpoly.from_arrays(Ws, bs), (-1, 1), level_set=False)
+    b = extract(jaxpoly.from_arrays(Ws, bs, activation="leaky_relu", negative_slope=0.1), (-1, 1), level_set=False)
+    assert a.f_vector == b.f_vector
+    assert np.allclose(a.vertices, b.vertices)
+    assert b.euler_characteristic == 1
+
+
+def test_residual_network():
+    """A residual block h = relu(x + W2 relu(W1 x)) (a stage reading the input and stage 1): Euler holds
+    and every sampled point falls in a cell whose pattern it has."""
+    rng = np.random.default_rng(6)
+    s1 = jaxpoly.Stage((rng.normal(size=(2, 6)),), rng.normal(size=6) * 0.3, (0,), jaxpoly.relu())
+    s2 = jaxpoly.Stage((np.eye(2), rng.normal(size=(6, 2))), rng.normal(size=2) * 0.3, (0, 1), jaxpoly.relu())
+    out = jaxpoly.Stage((rng.normal(size=(2, 1)), rng.normal(size=(2, 1))), np.zeros(1), (0, 2), jaxpoly.identity())
+    net = jaxpoly.Network((s1, s2), out)
+    c = extract(net, (-1, 1))
+    assert c.euler_characteristic == 1
+    X = rng.uniform(-1, 1, size=(5000, 2))
+    idx = c.region_of(X)
+    assert np.all(idx >= 0)
+    assert np.array_equal(c.regions.patterns[idx, :-1], np.asarray(net.pattern(X)))
+
+
+def test_hard_tanh_two_hyperplanes_per_neuron():
+    """hard_tanh on one layer: each neuron gives the two parallel lines z = -1 and z = 1."""
+    normals = np.array([[1.0, 0.0], [0.0, 1.0]])
+    net = jaxpoly.from_arrays([normals.T * 2, np.ones((2, 1))], [np.zeros(2), np.zeros(1)], activation="hard_tanh")
+    c = extract(net, (-2, 2), level_set=False)
+    assert c.num_regions == 9  # x = ±1/2 and y = ±1/2: a 3x3 grid
+
+
+def test_float32_matches_on_bunny():
+    """float32 reproduces the reference counts on a bunny (they are identical in the reference too)."""
+    net = jaxpoly.load_npz(os.path.join(DATA, "2_2x50_relu_bunny.npz"))
+    assert extract(net, (-0.5, 0.5), dtype=np.float32).f_vector == (289, 543, 255)
+
+
+def test_small_capacity_grows_without_dropping():
+    """Starting from a tiny capacity forces several regrowths; the result is unchanged."""
+    net = jaxpoly.load_npz(os.path.join(DATA, "2_2x50_relu_bunny.npz"))
+    assert extract(net, (-0.5, 0.5), capacity=64).f_vector == (289, 543, 255)
+
+
+def test_output_vanishing_on_a_region_is_reported():
+    """y = relu(x1) - relu(x2) with zero output bias vanishes on the whole negative quadrant and changes
+    sign elsewhere; this version reports that instead of returning a complex that could be wrong. An
+    output that only touches zero (relu(x1) + relu(x2)) cuts nothing and is fine."""
+    W = np.eye(2)
+    cross = jaxpoly.from_arrays([W, np.array([[1.0], [-1.0]])], [np.zeros(2), np.zeros(1)])
+    with pytest.raises(jaxpoly.DegenerateError, match="level set"):
+        extract(cross, (-1, 1))
+    assert extract(cross, (-1, 1), level_set=False).num_regions == 4
+    touch = jaxpoly.from_arrays([W, np.ones((2, 1))], [np.zeros(2), np.zeros(1)])
+    assert extract(touch, (-1, 1)).num_regions == 4
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+def test_bad_bounds_and_networks():
+    net = jaxpoly.load_model("bunny-2d")
+    with pytest.raises(jaxpoly.InvalidBoundsError, match="inverted"):
+        extract(net, (0.5, -0.5))
+    with pytest.raises(jaxpoly.InvalidBoundsError, match="finite"):
+        extract(net, (-np.inf, 0.5))
+    with pytest.raises(jaxpoly.InvalidBoundsError, match="shape"):
+        extract(net, (np.zeros(3), np.ones(3)))
+    with pytest.raises(jaxpoly.InvalidBoundsError):
+        extract(net, (1.0,))
+    bad = jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 2))], [np.zeros(3), np.zeros(2)])
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="scalar output"):
+        extract(bad, (-1, 1))
+    nan_net = jax.tree_util.tree_map(lambda a: np.full_like(a, np.nan), net)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="NaN"):
+        extract(nan_net, (-1, 1))
+    with pytest.raises(jaxpoly.CapacityError, match="max_vertices"):
+        extract(net, (-0.5, 0.5), capacity=64, max_vertices=100)
+
+
+def test_save_load_roundtrip(tmp_path):
+    net = jaxpoly.load_model("bunny-2d")
+    c = extract(net, (-0.5, 0.5))
+    c.save(tmp_path / "c.npz")
+    c2 = jaxpoly.Complex.load(tmp_path / "c.npz")
+    assert c2.f_vector == c.f_vector
+    assert np.array_equal(c2.vertices, c.vertices)
+    assert np.array_equal(c2.regions.patterns, c.regions.patterns)
+
+
+# -- the independent scipy/HiGHS reference (tests/reference.py) ---------------------------------------
+
+
+@pytest.mark.parametrize("d,widths,seed", [(2, [5, 4], 0), (2, [4, 4, 3], 1), (3, [4, 3], 2), (3, [3, 3, 3], 3)])
+def test_f_vector_matches_lp_reference(d, widths, seed):
+    """Vertices and every f_k agree with the LP reference's face enumeration (level set included)."""
+    from reference import lp_f_vector, lp_vertices
+
+    rng = np.random.default_rng(100 + seed)
+    net = random_net(rng, d, widths)
+    c = extract(net, (-1, 1))
+    assert c.f_vector == lp_f_vector(net, -np.ones(d), np.ones(d), level_set=True)
+    ref = lp_vertices(net, -np.ones(d), np.ones(d), level_set=True)
+    got = c.vertices[np.lexsort(c.vertices.T[::-1])]
+    assert np.allclose(got, ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("d,widths,seed", [(4, [5, 4], 4), (4, [4, 3, 3], 5)])
+def test_regions_match_lp_reference_4d(d, widths, seed):
+    """In d = 4 the cells' activation patterns equal the LP reference's regions."""
+    from reference import lp_regions
+
+    rng = np.random.default_rng(200 + seed)
+    net = random_net(rng, d, widths)
+    c = extract(net, (-1, 1))
+    ref = {r.pattern for r in lp_regions(net, -np.ones(d), np.ones(d), level_set=True)}
+    got = {tuple(bool(b) for b in p) for p in c.regions.patterns}
+    assert got == ref
+    assert c.euler_characteristic == 1
