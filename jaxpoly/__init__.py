@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from jaxpoly.complex import Cells, Complex
 from jaxpoly.convert.arrays import from_arrays, load_npz, save_npz
+from jaxpoly.convert.flax import from_flax
+from jaxpoly.convert.torch import from_torch
 from jaxpoly.errors import (
     CapacityError,
     DegenerateError,
@@ -44,7 +46,7 @@ __all__ = [
     # edge subdivision
     "extract", "Complex", "Cells", "Mesh",
     # converters and models
-    "from_arrays", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
+    "from_arrays", "from_flax", "from_torch", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
     # errors
     "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidBoundsError",
     "CapacityError", "DegenerateError", "StaleCombinatoricsError",

@@ -167,16 +167,28 @@ def test_central_arrangement_fan(d, n):
     assert c.euler_characteristic == 1
 
 
-def test_leaky_relu_same_partition_as_relu():
-    """Leaky-ReLU has breakpoints only at 0, so the same complex as ReLU with the same weights."""
+def test_leaky_relu_single_layer_same_partition_as_relu():
+    """With one hidden layer, leaky-ReLU (breakpoint at 0) cuts exactly the ReLU hyperplanes."""
     rng = np.random.default_rng(5)
-    Ws = [rng.normal(size=(2, 6)), rng.normal(size=(6, 6)), rng.normal(size=(6, 1))]
-    bs = [rng.normal(size=6) * 0.3, rng.normal(size=6) * 0.3, np.full(1, 0.1)]
+    Ws, bs = [rng.normal(size=(2, 7)), rng.normal(size=(7, 1))], [rng.normal(size=7) * 0.3, np.full(1, 0.1)]
     a = extract(jaxpoly.from_arrays(Ws, bs), (-1, 1), level_set=False)
     b = extract(jaxpoly.from_arrays(Ws, bs, activation="leaky_relu", negative_slope=0.1), (-1, 1), level_set=False)
     assert a.f_vector == b.f_vector
-    assert np.allclose(a.vertices, b.vertices)
-    assert b.euler_characteristic == 1
+    assert np.allclose(np.sort(a.vertices, axis=0), np.sort(b.vertices, axis=0))
+
+
+@pytest.mark.parametrize("act", ["leaky_relu", "hard_tanh"])
+def test_deep_non_relu_activations_match_lp_reference(act):
+    """Deeper layers bend differently under leaky-ReLU / hard-tanh; the f-vector still matches the
+    LP reference, which handles any piecewise-linear activation."""
+    from reference import lp_f_vector
+
+    rng = np.random.default_rng(7)
+    Ws = [rng.normal(size=(2, 5)), rng.normal(size=(5, 4)) / 2, rng.normal(size=(4, 1))]
+    bs = [rng.normal(size=5) * 0.3, rng.normal(size=4) * 0.3, np.full(1, 0.1)]
+    net = jaxpoly.from_arrays(Ws, bs, activation=act, negative_slope=0.1)
+    c = extract(net, (-1, 1))
+    assert c.f_vector == lp_f_vector(net, -np.ones(2), np.ones(2), level_set=True)
 
 
 def test_residual_network():

@@ -16,7 +16,6 @@ input raises :class:`~jaxpoly.errors.UnsupportedLayerError` naming the primitive
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -701,7 +700,8 @@ def _first_kernel_hint(tree: Any) -> str:
             continue
         shape = tuple(np.shape(leaf))
         if len(shape) == 2:
-            return f"; the first kernel {jax.tree_util.keystr(path)} has shape {shape}, so input_dim={shape[0]} is expected"
+            return (f"; the first kernel {jax.tree_util.keystr(path)} has shape {shape}, so input_dim={shape[0]} "
+                    "is expected")
         if len(shape) > 2:
             return (f"; the first kernel {jax.tree_util.keystr(path)} has shape {shape}: pass the image shape, e.g. "
                     f"input_dim=(H, W, {shape[-2]})")
@@ -725,7 +725,9 @@ def _apply_fn(module: Any, variables: Any) -> tuple[Callable, Any]:
         return (lambda v, x: module.apply(v, x)), variables
     if isinstance(module, nnx.Module):
         if variables is not None:
-            raise InvalidNetworkError("a flax.nnx module holds its own parameters: call from_flax(model, input_dim=...)")
+            raise InvalidNetworkError(
+                "a flax.nnx module holds its own parameters: call from_flax(model, input_dim=...)"
+            )
         graphdef, state = nnx.split(module)
         # merge a copy inside the trace, so stateful layers cannot leak tracers into the user's model
         return (lambda s, x: nnx.merge(graphdef, s)(x)), state
@@ -760,7 +762,8 @@ def _trace(fn: Callable, params: Any, shape: tuple[int, ...]) -> Any:
             raise
         raise InvalidNetworkError(
             f"from_flax: the module cannot be applied to an input of shape {(1,) + shape} "
-            f"(input_dim={shape if len(shape) > 1 else shape[0]}): {type(e).__name__}: {str(e).splitlines()[0].rstrip('.')}"
+            f"(input_dim={shape if len(shape) > 1 else shape[0]}): "
+            f"{type(e).__name__}: {str(e).splitlines()[0].rstrip('.')}"
             f"{_first_kernel_hint(params)}"
         ) from None
 

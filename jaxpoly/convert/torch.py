@@ -78,7 +78,9 @@ def _affine(layer: Any, where: str, width: int, torch: Any) -> tuple[np.ndarray,
                 "call model.eval() before converting"
             )
         if layer.num_features != width:
-            raise InvalidNetworkError(f"from_torch: {where} (BatchNorm1d) has {layer.num_features} features, input has {width}")
+            raise InvalidNetworkError(
+                f"from_torch: {where} (BatchNorm1d) has {layer.num_features} features, input has {width}"
+            )
         scale = 1.0 / np.sqrt(_numpy(layer.running_var, f"{where}.running_var") + float(layer.eps))
         shift = -_numpy(layer.running_mean, f"{where}.running_mean") * scale
         if layer.affine:
@@ -90,12 +92,16 @@ def _affine(layer: Any, where: str, width: int, torch: Any) -> tuple[np.ndarray,
     if isinstance(layer, nn.Flatten):
         # the network input is already one flattened example, so only a full flatten is a no-op
         if layer.start_dim != 1 or layer.end_dim != -1:
-            raise UnsupportedLayerError(f"from_torch: {where} is Flatten(start_dim={layer.start_dim}, "
-                                        f"end_dim={layer.end_dim}); only Flatten() (start_dim=1, end_dim=-1) is supported")
+            raise UnsupportedLayerError(
+                f"from_torch: {where} is Flatten(start_dim={layer.start_dim}, end_dim={layer.end_dim}); "
+                "only Flatten() (start_dim=1, end_dim=-1) is supported"
+            )
         return np.eye(width), np.zeros(width)
     if isinstance(layer, nn.Dropout):
         if layer.training and layer.p > 0:
-            raise UnsupportedLayerError(f"from_torch: {where} is Dropout in training mode; call model.eval() before converting")
+            raise UnsupportedLayerError(
+                f"from_torch: {where} is Dropout in training mode; call model.eval() before converting"
+            )
         return np.eye(width), np.zeros(width)
     return None
 

@@ -1,0 +1,115 @@
+"""Edge-subdivision benchmark: bunny networks and random MLPs.
+
+Each case runs in a fresh Python process, so ``cold_s`` includes tracing and XLA compilation and
+``peak_rss_mb`` is that case's peak resident memory. ``warm_s`` is the best of ``--repeat`` further
+calls in the same process (compiled kernels cached); ``compile_s = cold_s - warm_s``.
+
+    python benchmarks/extract.py                       # default cases → benchmarks/results/extract_cpu.json
+    python benchmarks/extract.py --cases bunny-3d-8x32 --out benchmarks/results/extract_8x32.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+DEFAULT_CASES = ["bunny-2d-2x50", "bunny-2d-2x100", "bunny-2d-4x32", "bunny-3d-3x16",
+                 "random-2d-3x64", "random-3d-3x32", "random-3d-4x32", "random-4d-3x16"]
+
+
+def _net(case: str):
+    import numpy as np
+
+    import jaxpoly
+
+    if case.startswith("bunny"):
+        return jaxpoly.load_model(case), (-0.5, 0.5), True
+    _, dim, shape = case.split("-")
+    d, (L, W) = int(dim[:-1]), map(int, shape.split("x"))
+    rng = np.random.default_rng(0)
+    sizes = [d] + [W] * L + [1]
+    Ws = [rng.normal(size=(a, b)) * np.sqrt(2.0 / a) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(size=b) * 0.1 for b in sizes[1:]]
+    return jaxpoly.from_arrays(Ws, bs), (-1.0, 1.0), True
+
+
+def run_case(case: str, repeat: int, dtype: str) -> dict:
+    import resource
+
+    import jax
+    import numpy as np
+
+    import jaxpoly
+
+    jax.config.update("jax_enable_x64", True)
+    net, box, level_set = _net(case)
+    t = time.perf_counter()
+    c = jaxpoly.extract(net, box, level_set=level_set, dtype=np.dtype(dtype))
+    cold = time.perf_counter() - t
+    warm = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        c = jaxpoly.extract(net, box, level_set=level_set, dtype=np.dtype(dtype))
+        warm.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    f = c.f_vector
+    fvec_s = time.perf_counter() - t
+    out = {
+        "case": case, "dtype": dtype, "input_dim": net.input_dim, "widths": list(net.widths),
+        "vertices": c.num_vertices, "edges": c.num_edges, "regions": f[-1], "f_vector": list(f),
+        "euler_characteristic": c.euler_characteristic,
+        "cold_s": cold, "warm_s": min(warm) if warm else None,
+        "compile_s": cold - min(warm) if warm else None,
+        "vertices_per_s": c.num_vertices / (min(warm) if warm else cold),
+        "f_vector_s": fvec_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stages": c.timings.get("stages", []),
+    }
+    if level_set:
+        m = c.level_set_mesh()
+        out["level_set"] = {"vertices": m.num_vertices, "edges": m.num_edges, "faces": m.num_faces}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="*", default=DEFAULT_CASES)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--dtype", default="float64")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "extract_cpu.json"))
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(run_case(args.child, args.repeat, args.dtype)))
+        return
+    import jax
+
+    results = []
+    for case in args.cases:
+        r = subprocess.run([sys.executable, __file__, "--child", case, "--repeat", str(args.repeat),
+                            "--dtype", args.dtype], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"{case}: FAILED\n{r.stderr[-2000:]}", file=sys.stderr)
+            results.append({"case": case, "error": r.stderr[-2000:]})
+            continue
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        results.append(res)
+        print(f"{case:<18} V={res['vertices']:>10,} E={res['edges']:>11,} R={res['regions']:>10,} "
+              f"warm={res['warm_s'] if res['warm_s'] is not None else float('nan'):8.3f}s cold={res['cold_s']:7.2f}s "
+              f"{res['vertices_per_s']:>12,.0f} V/s peak={res['peak_rss_mb']:8.0f} MB", flush=True)
+    meta = {"machine": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
+            "date": time.strftime("%Y-%m-%d")}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"meta": meta, "results": results}, fh, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The Network spec: evaluation, patterns, per-region affine maps, activations, validation, npz."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpoly
+from jaxpoly.network import activation_from_name
+
+
+def mlp(rng, sizes, activation="relu"):
+    Ws = [rng.normal(size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(size=b) for b in sizes[1:]]
+    return jaxpoly.from_arrays(Ws, bs, activation=activation), Ws, bs
+
+
+def test_from_arrays_matches_numpy_forward():
+    rng = np.random.default_rng(0)
+    net, Ws, bs = mlp(rng, [3, 7, 5, 2])
+    X = rng.normal(size=(50, 3))
+    a = X
+    pres = []
+    for W, b in zip(Ws[:-1], bs[:-1]):
+        z = a @ W + b
+        pres.append(z)
+        a = np.maximum(z, 0)
+    y = a @ Ws[-1] + bs[-1]
+    assert np.allclose(net(X), y, atol=1e-12, rtol=0)
+    assert np.allclose(net.preactivations(X), np.concatenate(pres, 1), atol=1e-12, rtol=0)
+    assert np.array_equal(net.pattern(X), np.concatenate(pres, 1) > 0)
+    assert (net.input_dim, net.output_dim, net.widths, net.num_neurons) == (3, 2, (7, 5), 12)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "relu6", "hard_tanh"])
+def test_affine_maps_reproduce_forward_pass(act):
+    """On each point's region, the per-pattern affine maps give the hyperplane values and the output."""
+    rng = np.random.default_rng(1)
+    net, _, _ = mlp(rng, [4, 6, 6, 3], act)
+    X = rng.normal(size=(64, 4)) * 3
+    maps = net.affine_maps(net.pattern(X))
+    hv = jnp.einsum("bhd,bd->bh", maps.hyper_A, X) + maps.hyper_c
+    out = jnp.einsum("bod,bd->bo", maps.out_A, X) + maps.out_c
+    assert np.allclose(hv, net.hyperplane_values(X), atol=1e-10)
+    assert np.allclose(out, net(X), atol=1e-10)
+    assert net.num_hyperplanes == 12 * activation_from_name(act).num_breakpoints
+
+
+def test_activations_values():
+    z = jnp.linspace(-8, 8, 161)
+    assert np.allclose(jaxpoly.relu()(z), np.maximum(z, 0))
+    assert np.allclose(jaxpoly.leaky_relu(0.2)(z), np.where(z > 0, z, 0.2 * z))
+    assert np.allclose(jaxpoly.relu6()(z), np.clip(z, 0, 6))
+    assert np.allclose(jaxpoly.hard_tanh()(z), np.clip(z, -1, 1))
+    assert np.allclose(jaxpoly.identity()(z), z)
+    f = jaxpoly.piecewise_linear((-1.0, 2.0), (0.5, 1.0, -1.0), value_at_zero=3.0)
+    ref = np.where(z < -1, 3 - 1 + 0.5 * (z + 1), np.where(z < 2, 3 + z, 3 + 2 - (z - 2)))
+    assert np.allclose(f(z), ref)
+
+
+def test_residual_network_and_pytree():
+    """A ResNet block x + W2 relu(W1 x) as a stage DAG; the Network is a pytree for jit/grad/vmap."""
+    rng = np.random.default_rng(2)
+    W1, b1, W2 = rng.normal(size=(3, 5)), rng.normal(size=5), rng.normal(size=(5, 3))
+    s1 = jaxpoly.Stage((W1,), b1, (0,), jaxpoly.relu())
+    out = jaxpoly.Stage((np.eye(3), W2), np.zeros(3), (0, 1), jaxpoly.identity())
+    net = jaxpoly.Network((s1,), out)
+    X = rng.normal(size=(10, 3))
+    assert np.allclose(net(X), X + np.maximum(X @ W1 + b1, 0) @ W2)
+    assert not net.is_sequential
+    y = jax.jit(lambda n, x: n(x))(net, X)
+    assert np.allclose(y, net(X))
+    g = jax.grad(lambda n: jnp.sum(n(X)))(net)
+    assert isinstance(g, jaxpoly.Network) and g.stages[0].kernels[0].shape == (3, 5)
+    maps = net.affine_maps(net.pattern(X))
+    assert np.allclose(jnp.einsum("bod,bd->bo", maps.out_A, X) + maps.out_c, net(X), atol=1e-10)
+
+
+def test_npz_roundtrip_general_and_sequential(tmp_path):
+    rng = np.random.default_rng(3)
+    net, _, _ = mlp(rng, [2, 4, 1])
+    jaxpoly.save_npz(net, tmp_path / "a.npz")
+    assert set(np.load(tmp_path / "a.npz")) == {"W0", "b0", "W1", "b1"}
+    X = rng.normal(size=(5, 2))
+    assert np.allclose(jaxpoly.load_npz(tmp_path / "a.npz")(X), net(X))
+    s1 = jaxpoly.Stage((rng.normal(size=(2, 3)),), np.zeros(3), (0,), jaxpoly.hard_tanh())
+    gen = jaxpoly.Network((s1,), jaxpoly.Stage((np.eye(2), rng.normal(size=(3, 2))), np.zeros(2), (0, 1), jaxpoly.identity()))
+    jaxpoly.save_npz(gen, tmp_path / "b.npz")
+    back = jaxpoly.load_npz(tmp_path / "b.npz")
+    assert np.allclose(back(X), gen(X)) and back.stages[0].activation == jaxpoly.hard_tanh()
+
+
+def test_bundled_models_load():
+    for name in jaxpoly.BUNDLED_MODELS:
+        net = jaxpoly.load_model(name)
+        assert net.output_dim == 1 and net.input_dim in (2, 3)
+    assert jaxpoly.load_model("bunny-3d").widths == (16, 16, 16)
+
+
+def test_validation_errors(tmp_path):
+    E = jaxpoly.InvalidNetworkError
+    with pytest.raises(E, match="expects 4 inputs"):
+        jaxpoly.from_arrays([np.ones((2, 3)), np.ones((4, 1))], [np.zeros(3), np.zeros(1)])
+    with pytest.raises(E, match="biases\\[0\\] has shape"):
+        jaxpoly.from_arrays([np.ones((2, 3))], [np.zeros(2)])
+    with pytest.raises(E, match="NaN"):
+        jaxpoly.from_arrays([np.full((2, 3), np.nan), np.ones((3, 1))], [np.zeros(3), np.zeros(1)])
+    with pytest.raises(E, match="inf"):
+        jaxpoly.from_arrays([np.ones((2, 1))], [np.array([np.inf])])
+    with pytest.raises(E, match="unknown activation"):
+        jaxpoly.from_arrays([np.ones((2, 1))], [np.zeros(1)], activation="tanh")
+    with pytest.raises(E, match="source 2"):
+        jaxpoly.Network((), jaxpoly.Stage((np.ones((2, 1)),), np.zeros(1), (2,), jaxpoly.identity()))
+    with pytest.raises(E, match="identity"):
+        jaxpoly.Network((), jaxpoly.Stage((np.ones((2, 1)),), np.zeros(1), (0,), jaxpoly.relu()))
+    with pytest.raises(E, match="strictly increasing"):
+        jaxpoly.piecewise_linear((1.0, 0.0), (0.0, 1.0, 0.0))
+    net = jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 2))], [np.zeros(3), np.zeros(2)])
+    with pytest.raises(E, match="scalar output"):
+        jaxpoly.validate_network(net, scalar_output=True)
+    with pytest.raises(E, match="no hidden neuron"):
+        jaxpoly.validate_network(jaxpoly.from_arrays([np.ones((2, 1))], [np.zeros(1)]), need_hidden=True)
+    with pytest.raises(E, match="expected a jaxpoly.Network"):
+        jaxpoly.validate_network("not a net")
+    (tmp_path / "bad.npz").write_text("not an npz")
+    with pytest.raises(E, match="not a readable"):
+        jaxpoly.load_npz(tmp_path / "bad.npz")
+    np.savez(tmp_path / "empty.npz", x=np.zeros(2))
+    with pytest.raises(E, match="holds no weights"):
+        jaxpoly.load_npz(tmp_path / "empty.npz")
+    with pytest.raises(FileNotFoundError):
+        jaxpoly.load_npz(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError):
+        jaxpoly.load_model("no-such-model")
+
+
+def test_select_output_and_difference():
+    rng = np.random.default_rng(4)
+    net, _, _ = mlp(rng, [2, 5, 3])
+    X = rng.normal(size=(7, 2))
+    assert np.allclose(jaxpoly.select_output(net, 1)(X)[:, 0], net(X)[:, 1])
+    assert np.allclose(jaxpoly.output_difference(net, 0, 2)(X)[:, 0], net(X)[:, 0] - net(X)[:, 2])
