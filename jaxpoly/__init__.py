@@ -29,8 +29,10 @@ from jaxpoly.network import (
     leaky_relu,
     output_difference,
     piecewise_linear,
+    plane_through_points,
     relu,
     relu6,
+    restrict_to_plane,
     select_output,
     validate_network,
 )
@@ -42,7 +44,7 @@ __all__ = [
     # network spec
     "Network", "Stage", "Activation", "AffineMaps", "HyperplaneId",
     "relu", "leaky_relu", "identity", "hard_tanh", "relu6", "piecewise_linear",
-    "validate_network", "select_output", "output_difference",
+    "validate_network", "select_output", "output_difference", "restrict_to_plane", "plane_through_points",
     # edge subdivision
     "extract", "Complex", "Cells", "Mesh",
     # converters and models

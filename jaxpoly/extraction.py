@@ -22,7 +22,7 @@ from jaxpoly import subdivision as sd
 from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidNetworkError
-from jaxpoly.network import Network, validate_network
+from jaxpoly.network import Network, restrict_to_plane, validate_network
 
 __all__ = ["extract", "DEFAULT_RTOL"]
 
@@ -65,6 +65,7 @@ def extract(
     max_vertices: int | None = None,
     rtol: float | None = None,
     progress: bool = False,
+    slice: tuple[Any, Any, Any] | None = None,  # noqa: A002 - the documented keyword
 ) -> Complex:
     """The complete polyhedral complex of ``net`` inside the box ``bounds = (lo, hi)``.
 
@@ -85,6 +86,10 @@ def extract(
       rtol: the tolerance rule — a vertex lies on a hyperplane when the hyperplane's value there is at
         most ``rtol`` times its largest magnitude over the current vertices (default 1e-10 in float64).
       progress: log a line per stage (to the ``jaxpoly`` logger) and show a progress bar.
+      slice: ``(origin, u, v)``: extract on the plane ``x = origin + s u + t v`` of a
+        high-dimensional input instead (``bounds`` then bound ``(s, t)``; the complex's vertices are
+        plane coordinates — map them back with ``origin + s u + t v``). See
+        :func:`jaxpoly.plane_through_points` for the plane through three data points.
 
     Returns:
       A :class:`~jaxpoly.Complex`.
@@ -92,6 +97,12 @@ def extract(
       InvalidNetworkError, InvalidBoundsError, CapacityError, DegenerateError.
     """
     validate_network(net, scalar_output=level_set)
+    if slice is not None:
+        try:
+            origin, u, v = slice
+        except (TypeError, ValueError):
+            raise InvalidNetworkError("slice must be a triple (origin, u, v) of arrays of shape (d,)") from None
+        net = restrict_to_plane(net, origin, u, v)
     dtype = np.dtype(dtype or np.float64)
     if dtype not in DEFAULT_RTOL:
         raise InvalidNetworkError(f"dtype must be float32 or float64, got {dtype}")

@@ -70,7 +70,7 @@ class Mesh:
             cells = [("line", self.edges)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # meshio warns that PLY stores 32-bit indices
-            meshio.Mesh(pts, [(t, np.asarray(c, np.int64)) for t, c in cells]).write(path)
+            meshio.Mesh(pts, [(t, np.asarray(c, np.int32)) for t, c in cells]).write(path)
 
 
 def _polygon_blocks(ptr: np.ndarray, idx: np.ndarray) -> list[tuple[str, np.ndarray]]:

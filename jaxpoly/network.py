@@ -491,3 +491,50 @@ def output_difference(net: Network, i: int, j: int) -> Network:
     o = net.output
     kern = tuple(k[:, i : i + 1] - k[:, j : j + 1] for k in o.kernels)
     return Network(net.stages, Stage(kern, o.bias[i : i + 1] - o.bias[j : j + 1], o.sources, o.activation))
+
+
+def restrict_to_plane(net: Network, origin: Array, u: Array, v: Array) -> Network:
+    """``net`` restricted to the plane ``x = origin + s u + t v``: a network of the two inputs ``(s, t)``.
+
+    Every kernel that reads the network input is composed with the plane's parametrisation (exact:
+    the composition of affine maps is affine), so the restricted network's complex is the original
+    complex sliced by the plane (the SplineCam view).
+
+    Args:
+      origin, u, v: ``(d,)`` a point and two linearly independent directions in input space.
+    """
+    d = net.input_dim
+    o, u, v = (np.asarray(a, np.float64).reshape(-1) for a in (origin, u, v))
+    for name, a in (("origin", o), ("u", u), ("v", v)):
+        if a.shape != (d,):
+            raise InvalidNetworkError(f"slice {name} must have shape ({d},) for input_dim={d}, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise InvalidNetworkError(f"slice {name} contains NaN or inf")
+    P = np.stack([u, v])  # (2, d)
+    if np.linalg.matrix_rank(P, tol=1e-12 * max(np.abs(P).max(), 1.0)) < 2:
+        raise InvalidNetworkError("slice directions u and v must be linearly independent")
+
+    def restrict(st: Stage) -> Stage:
+        kernels, bias = [], st.bias
+        for s, k in zip(st.sources, st.kernels):
+            if s == 0:
+                kernels.append(P @ k)
+                bias = bias + o @ k
+            else:
+                kernels.append(k)
+        return Stage(tuple(kernels), bias, st.sources, st.activation)
+
+    return Network(tuple(restrict(st) for st in net.stages), restrict(net.output))
+
+
+def plane_through_points(p0: Array, p1: Array, p2: Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(origin, u, v)`` of the plane through three points, with ``p0 -> (0, 0)``, ``p1 -> (1, 0)`` and
+    ``p2`` at ``(s, t)`` with ``t > 0``; ``u, v`` orthogonal with ``|u| = |p1 - p0|``."""
+    p0, p1, p2 = (np.asarray(p, np.float64).reshape(-1) for p in (p0, p1, p2))
+    u = p1 - p0
+    w = p2 - p0
+    v = w - (w @ u) / (u @ u) * u
+    if np.linalg.norm(v) <= 1e-12 * max(np.linalg.norm(w), 1.0):
+        raise InvalidNetworkError("the three points are collinear: they do not define a plane")
+    v = v / np.linalg.norm(v) * np.linalg.norm(u)
+    return p0, u, v

@@ -302,3 +302,24 @@ def test_regions_match_lp_reference_4d(d, widths, seed):
     got = {tuple(bool(b) for b in p) for p in c.regions.patterns}
     assert got == ref
     assert c.euler_characteristic == 1
+
+
+def test_slice_of_a_higher_dimensional_network():
+    """Extracting on a plane through three points equals extracting the explicitly composed 2D network,
+    and the plane's cells are exactly the patterns sampled on the plane."""
+    rng = np.random.default_rng(8)
+    net = random_net(rng, 6, [8, 6])
+    pts = rng.normal(size=(3, 6))
+    origin, u, v = jaxpoly.plane_through_points(*pts)
+    c = extract(net, (-2, 2), slice=(origin, u, v))
+    S = rng.uniform(-2, 2, size=(20000, 2))
+    X = origin + S[:, :1] * u + S[:, 1:] * v
+    pats = np.concatenate([np.asarray(net.pattern(X)), np.asarray(net(X)) > 0], axis=1)
+    idx = c.region_of(S)
+    assert np.all(idx >= 0)
+    assert np.array_equal(c.regions.patterns[idx], pats)
+    assert c.euler_characteristic == 1
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="collinear"):
+        jaxpoly.plane_through_points(pts[0], pts[1], 2 * pts[1] - pts[0])
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="shape"):
+        extract(net, (-1, 1), slice=(origin[:3], u, v))
