@@ -6,6 +6,7 @@ from jaxpoly.complex import Cells, Complex
 from jaxpoly.convert.arrays import from_arrays, load_npz, save_npz
 from jaxpoly.convert.flax import from_flax
 from jaxpoly.convert.torch import from_torch
+from jaxpoly.enumeration import enumerate_regions, sample_regions
 from jaxpoly.errors import (
     CapacityError,
     DegenerateError,
@@ -18,6 +19,7 @@ from jaxpoly.errors import (
 from jaxpoly.extraction import extract
 from jaxpoly.mesh import Mesh
 from jaxpoly.models import BUNDLED_MODELS, load_model
+from jaxpoly.regions import Regions
 from jaxpoly.network import (
     Activation,
     AffineMaps,
@@ -47,6 +49,8 @@ __all__ = [
     "validate_network", "select_output", "output_difference", "restrict_to_plane", "plane_through_points",
     # edge subdivision
     "extract", "Complex", "Cells", "Mesh",
+    # region enumeration
+    "enumerate_regions", "sample_regions", "Regions",
     # converters and models
     "from_arrays", "from_flax", "from_torch", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
     # errors

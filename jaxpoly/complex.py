@@ -52,12 +52,19 @@ class Cells(NamedTuple):
 
 
 def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique rows of ``keys (n, 2) uint64`` (sorted) and the inverse index ``(n,)``."""
-    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    """Unique rows of ``keys (n, 2) uint64`` (sorted lexicographically) and the inverse index ``(n,)``.
+
+    Sorts by the first word only and checks that equal first words carry equal second words; only a
+    64-bit collision between different faces (rare) pays for the two-word sort.
+    """
+    order = np.argsort(keys[:, 0], kind="stable")
     sk = keys[order]
+    if len(sk) and np.any((sk[1:, 0] == sk[:-1, 0]) & (sk[1:, 1] != sk[:-1, 1])):
+        order = np.lexsort((keys[:, 1], keys[:, 0]))
+        sk = keys[order]
     new = np.ones(len(sk), bool)
     if len(sk):
-        new[1:] = np.any(sk[1:] != sk[:-1], axis=1)
+        new[1:] = (sk[1:, 0] != sk[:-1, 0]) | (sk[1:, 1] != sk[:-1, 1])
     group = np.cumsum(new) - 1
     inv = np.empty(len(keys), np.int64)
     inv[order] = group

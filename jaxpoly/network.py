@@ -212,6 +212,10 @@ class Stage:
     def width(self) -> int:
         return int(np.shape(self.kernels[0])[1])
 
+    def affine(self, act: Array) -> Array:
+        """Pre-activation of a stage that reads a single source: ``act @ kernels[0] + bias``."""
+        return act @ self.kernels[0] + self.bias
+
     def preactivation(self, acts: Sequence[Array]) -> Array:
         """``sum_k acts[sources[k]] @ kernels[k] + bias`` for activations listed by source index."""
         z = self.bias

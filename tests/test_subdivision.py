@@ -323,3 +323,25 @@ def test_slice_of_a_higher_dimensional_network():
         jaxpoly.plane_through_points(pts[0], pts[1], 2 * pts[1] - pts[0])
     with pytest.raises(jaxpoly.InvalidNetworkError, match="shape"):
         extract(net, (-1, 1), slice=(origin[:3], u, v))
+
+
+def test_triple_point_in_floating_point():
+    """Three lines through the non-representable point (1/3, 1/7): roundoff (~1e-16) stays inside the
+    tolerance rule, so the triple point is one vertex and there are 6 regions, not 7."""
+    p = np.array([1 / 3, 1 / 7])
+    rng = np.random.default_rng(9)
+    normals = rng.normal(size=(3, 2))
+    c = extract(lines_net(normals, -normals @ p), (-1, 1), level_set=False)
+    assert c.num_regions == 6
+    assert c.euler_characteristic == 1
+
+
+def test_near_degenerate_vertex_is_kept():
+    """The first three layers of the 8x32 bunny contain a vertex 9e-12 (relative) off a hyperplane;
+    it is a genuine vertex, and the per-layer counts equal the reference's (181,032 / 537,998)."""
+    net = jaxpoly.load_npz(os.path.join(DATA, "3_8x32_relu_bunny.npz"))
+    trunc = jaxpoly.Network(net.stages[:3], jaxpoly.Stage((np.ones((32, 1)),), np.zeros(1), (3,), jaxpoly.identity()))
+    c = extract(trunc, (-0.5, 0.5), level_set=False)
+    assert (c.num_vertices, c.num_edges) == (181032, 537998)
+    assert [s["vertices"] for s in c.timings["stages"]] == [5155, 47970, 181032]
+    assert c.euler_characteristic == 1

@@ -1,0 +1,301 @@
+"""The facet oracle of region enumeration: which constraints of a batch of polytopes are facets.
+
+A *cell* is a polytope ``{y : a_j · y <= b_j for the active slots j}`` in box-centred coordinates
+``y = x - centre``. Every cell of a batch has the same ``M = 2 d + H'`` constraint *slots*: slot
+``i < d`` is ``y_i <= half_i``, slot ``d + i`` is ``-y_i <= half_i`` and slot ``2 d + h`` is
+hyperplane ``h`` (the output's zero set is ``h = H`` with ``level_set``), oriented so that the
+cell's pattern holds. Rows are scaled to unit norm, so ``b_j - a_j · y`` is a Euclidean distance.
+
+Oracle, per batch (all steps vectorised over cells, rays and constraints):
+
+1. Chebyshev centre and inradius of every cell (one LP each): the witness.
+2. Ray shooting from the witness: along each of ``R`` shared directions the first constraint hit is a
+   *certified* facet when the hit point keeps a positive slack on every other active constraint.
+3. The cell's bounding box (``2 d`` LPs): a constraint whose hyperplane misses it is certified
+   redundant.
+4. Every constraint still undecided gets the redundancy LP ``max a_k · y`` over the cell with row ``k``
+   relaxed by ``delta``: a facet iff the optimum exceeds ``b_k`` by more than ``tol``.
+
+LPs go through :func:`jaxpoly.lp.solve_lp_robust` (JAX dual simplex, HiGHS on the host for the
+instances it flags), padded to power-of-two batch sizes so each shape compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpoly import lp
+from jaxpoly.network import Network
+
+__all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "redundancy_lps",
+           "classify_facets", "OracleCounters"]
+
+_CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
+_SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
+
+
+class CellRows(NamedTuple):
+    """Constraints of a batch of ``B`` cells with ``M`` slots in ``d`` dimensions.
+
+    A ``(B, M, d)`` unit rows, b ``(B, M)`` offsets, ``active (B, M)`` the rows that bound the cell,
+    ``same (B, M, M)`` which slots are the same (oriented) hyperplane, ``const (B, M)`` hyperplane
+    slots whose function is constant on the cell (dead neurons), ``rows_ok (B, M)`` slots with a
+    meaningful unit row (box rows and non-constant hyperplanes).
+    """
+
+    A: jax.Array
+    b: jax.Array
+    active: jax.Array
+    same: jax.Array
+    const: jax.Array
+    rows_ok: jax.Array
+
+
+class OracleCounters(NamedTuple):
+    lps: int
+    fallbacks: int
+    rays: int
+
+
+def _all_rows(net: Network, patterns: jax.Array, centre: jax.Array, level_set: bool):
+    """Every hyperplane as an affine function of ``y``: ``(G (B, H', d), g (B, H'))``."""
+    H = net.num_hyperplanes
+    maps = net.affine_maps(patterns[:, :H])
+    G, g = maps.hyper_A, maps.hyper_c
+    if level_set:
+        G = jnp.concatenate([G, maps.out_A[:, :1]], axis=1)
+        g = jnp.concatenate([g, maps.out_c[:, :1]], axis=1)
+    g = g + jnp.einsum("bhd,d->bh", G, centre)
+    return G, g
+
+
+@functools.partial(jax.jit, static_argnames=("stage", "level_set", "num_slots"))
+def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre: jax.Array,
+              half: jax.Array, *, stage: tuple[int, int], level_set: bool, num_slots: int) -> CellRows:
+    """The constraints of cells of one level.
+
+    Args:
+      patterns: ``(B, H') bool``; bits of hyperplanes after ``stage`` are ignored.
+      parent_mask: ``(B, M) bool``, the facets of each cell's parent (box slots for the first level).
+      centre, half: ``(d,)`` the box centre and half-widths.
+      stage: ``(h0, h1)``: the hyperplane ids this level adds.
+      num_slots: ``M >= 2 d + H'``; the extra slots are inactive padding (so that networks of similar
+        sizes share compiled LP solvers).
+    Returns:
+      :class:`CellRows`. Active rows: the parent's facets and this stage's non-constant hyperplanes
+      that meet the box; of rows that are the same hyperplane only the lowest slot is active.
+    """
+    d = centre.shape[0]
+    G, g = _all_rows(net, patterns, centre, level_set)
+    sign = jnp.where(patterns, -1.0, 1.0)  # bit True means g > 0, i.e. -G y <= g
+    Ah, bh = sign[..., None] * G, -sign * g
+    B = patterns.shape[0]
+    eye = jnp.eye(d, dtype=G.dtype)
+    Abox = jnp.broadcast_to(jnp.concatenate([eye, -eye]), (B, 2 * d, d))
+    bbox = jnp.broadcast_to(jnp.concatenate([half, half]), (B, 2 * d))
+    extra = num_slots - 2 * d - Ah.shape[1]
+    A = jnp.concatenate([Abox, Ah, jnp.zeros((B, extra, d), G.dtype)], axis=1)
+    b = jnp.concatenate([bbox, bh, jnp.zeros((B, extra), G.dtype)], axis=1)
+    M = num_slots
+
+    norms = jnp.linalg.norm(A, axis=-1)
+    scale = jnp.max(norms[:, 2 * d:], axis=1, keepdims=True, initial=1.0)
+    const = (norms <= _CONST * scale) & (jnp.arange(M) >= 2 * d)
+    A = jnp.where(const[..., None], 0.0, A / jnp.where(const, 1.0, norms)[..., None])
+    b = jnp.where(const, 0.0, b / jnp.where(const, 1.0, norms))
+    radius = jnp.linalg.norm(half)
+    slot = jnp.arange(M)
+    in_stage = (slot >= 2 * d + stage[0]) & (slot < 2 * d + stage[1])
+    meets_box = b <= radius * (1 + 1e-12)  # else the whole box satisfies the row: redundant
+    cand = parent_mask | (in_stage & ~const & meets_box)
+    rows_ok = ~const
+
+    dA = jnp.max(jnp.abs(A[:, :, None, :] - A[:, None, :, :]), axis=-1)
+    same = (dA <= _SAME) & (jnp.abs(b[:, :, None] - b[:, None, :]) <= _SAME * radius)
+    same = same & rows_ok[:, :, None] & rows_ok[:, None, :]
+    earlier = jnp.tril(jnp.ones((M, M), bool), k=-1)  # earlier[k, j]: j < k
+    dup = jnp.any(same & earlier & cand[:, None, :], axis=-1)
+    return CellRows(A, b, cand & ~dup, same, const, rows_ok)
+
+
+@jax.jit
+def shoot_rays(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, U: jax.Array,
+               margin: jax.Array) -> jax.Array:
+    """Facets certified by rays: ``(B, M) bool``.
+
+    Args:
+      A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` cell constraints (unit rows).
+      y0: ``(B, d)`` interior points; U: ``(R, d)`` ray directions; margin: the slack every other
+        constraint must keep at the hit point.
+    """
+    slack0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (B, M)
+    AU = jnp.einsum("bmd,rd->brm", A, U)  # (B, R, M)
+    toward = active[:, None, :] & (AU > 0)
+    t = jnp.where(toward, slack0[:, None, :] / jnp.where(toward, AU, 1.0), jnp.inf)
+    first = jnp.argmin(t, axis=-1)  # (B, R)
+    t1 = jnp.min(t, axis=-1)
+    slack_hit = slack0[:, None, :] - t1[..., None] * AU  # (B, R, M)
+    M = A.shape[1]
+    hit = jax.nn.one_hot(first, M, dtype=bool)
+    others_ok = jnp.all(jnp.where(active[:, None, :] & ~hit, slack_hit > margin, True), axis=-1)
+    ok = others_ok & jnp.isfinite(t1)
+    return jnp.any(hit & ok[..., None], axis=1)
+
+
+def _solve_robust(c, A, b, mask):
+    """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
+    and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
+    then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``."""
+    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, lp.DEFAULT_BOX)(c, A, b, mask)
+    x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
+    redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
+    if len(redo):
+        cn, An, bn, mn = (np.asarray(a) for a in (c, A, b, mask))
+        for i in redo:
+            h = lp.solve_lp_host(cn[i], An[i], bn[i], mn[i])
+            x[i], value[i], status[i] = h.x, h.value, h.status
+    return x, value, status, len(redo)
+
+
+def _solve_padded(build, n: int, size: int):
+    """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask)`` in chunks of exactly
+    ``size`` (the last chunk padded by repeating its first index), so one shape compiles once.
+
+    Returns NumPy ``(x (n, k), value (n,), status (n,))`` and the number of host fallbacks.
+    """
+    xs, vs, ss, fbs = [], [], [], 0
+    for s in range(0, n, size):
+        k = min(size, n - s)
+        idx = np.concatenate([np.arange(s, s + k), np.full(size - k, s)])
+        x, v, st, fb = _solve_robust(*build(idx))
+        xs.append(x[:k])
+        vs.append(v[:k])
+        ss.append(st[:k])
+        fbs += fb
+    if not xs:
+        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int32), 0
+    return np.concatenate(xs), np.concatenate(vs), np.concatenate(ss), fbs
+
+
+# Every LP of the oracle has the same layout, so one compiled solver serves all of them: variables
+# (y, r) in R^(d+1), rows [a_j, w_j] · (y, r) <= b_j for the M slots, then r <= cap and -r <= 0.
+# Chebyshev: w = 1, cap = r_cap, maximise r. Bounding box and redundancy: w = 0, cap = 0 (r = 0).
+
+
+@jax.jit
+def _cheb_problem(A, b, active, r_cap, idx):
+    A, b, active = A[idx], b[idx], active[idx]
+    B, M, d = A.shape
+    e = jnp.eye(d + 1, dtype=A.dtype)[d]
+    cap = jnp.broadcast_to(jnp.stack([e, -e]), (B, 2, d + 1))
+    A_aug = jnp.concatenate([jnp.concatenate([A, jnp.ones((B, M, 1), A.dtype)], axis=-1), cap], axis=1)
+    b_aug = jnp.concatenate([b, jnp.full((B, 1), r_cap, A.dtype), jnp.zeros((B, 1), A.dtype)], axis=1)
+    mask = jnp.concatenate([active, jnp.ones((B, 2), bool)], axis=1)
+    return jnp.broadcast_to(e, (B, d + 1)), A_aug, b_aug, mask
+
+
+@jax.jit
+def _plain_problem(A, b, active, cell, direction, relax_row, delta):
+    """``max direction · y`` over cell ``cell`` with row ``relax_row`` (``-1``: none) relaxed by ``delta``."""
+    A, b, active = A[cell], b[cell], active[cell]
+    N, M, d = A.shape
+    e = jnp.eye(d + 1, dtype=A.dtype)[d]
+    cap = jnp.broadcast_to(jnp.stack([e, -e]), (N, 2, d + 1))
+    A_aug = jnp.concatenate([jnp.concatenate([A, jnp.zeros((N, M, 1), A.dtype)], axis=-1), cap], axis=1)
+    b = b + delta * jax.nn.one_hot(relax_row, M, dtype=A.dtype)
+    b_aug = jnp.concatenate([b, jnp.zeros((N, 2), A.dtype)], axis=1)
+    mask = jnp.concatenate([active, jnp.ones((N, 2), bool)], axis=1)
+    c = jnp.concatenate([direction, jnp.zeros((N, 1), A.dtype)], axis=1)
+    return c, A_aug, b_aug, mask
+
+
+def chebyshev(rows: CellRows, r_cap: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks."""
+    B, _, d = rows.A.shape
+    x, _, status, fb = _solve_padded(
+        lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
+    r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
+    return x[:, :d], r, fb
+
+
+def bounding_box(rows: CellRows, sel: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Bounding boxes of the cells ``sel``: ``(upper (S, d), lower (S, d), ok (S,), fallbacks)``."""
+    d = rows.A.shape[-1]
+    S = len(sel)
+    cell = np.repeat(sel, 2 * d)
+    dirs = np.tile(np.concatenate([np.eye(d), -np.eye(d)]), (S, 1))
+    none = np.full(size, -1)
+
+    def build(idx):  # host-side gathers: device arrays of varying length would recompile
+        return _plain_problem(rows.A, rows.b, rows.active, cell[idx], dirs[idx], none, 0.0)
+
+    _, value, status, fb = _solve_padded(build, S * 2 * d, size)
+    value = value.reshape(S, 2 * d)
+    ok = np.all(status.reshape(S, 2 * d) == lp.OPTIMAL, axis=1)
+    return value[:, :d], -value[:, d:], ok, fb
+
+
+def redundancy_lps(rows: CellRows, cell: np.ndarray, row: np.ndarray, delta: float, size: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exceedance ``max a_k·y - b_k`` with row ``k`` relaxed by ``delta`` for each pair
+    ``(cell[i], row[i])``: ``(excess (N,), solved (N,) bool, fallbacks)``."""
+    dirs = np.asarray(rows.A)[cell, row]
+
+    def build(idx):
+        return _plain_problem(rows.A, rows.b, rows.active, cell[idx], dirs[idx], row[idx], delta)
+
+    _, value, status, fb = _solve_padded(build, len(cell), size)
+    excess = value - np.asarray(rows.b)[cell, row]
+    return excess, status == lp.OPTIMAL, fb
+
+
+@jax.jit
+def _meets(A, b, active, upper, lower, tol):
+    hi_val = jnp.sum(jnp.maximum(A * upper[:, None, :], A * lower[:, None, :]), axis=-1)
+    return active & (hi_val >= b - tol)
+
+
+def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: jax.Array, *,
+                    tol: float, margin: float, delta: float, use_bbox: bool = True
+                    ) -> tuple[np.ndarray, OracleCounters]:
+    """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring).
+
+    Args:
+      witness: ``(B, d)`` interior points (Chebyshev centres); valid: ``(B,) bool`` cells to classify.
+      U: ``(R, d)`` unit ray directions.
+      tol: the exceedance that makes a row a facet; margin: see :func:`shoot_rays`; delta: how far a
+        row is relaxed in the redundancy LP. LPs are solved ``B`` at a time.
+    """
+    B = valid.shape[0]
+    hits = np.array(shoot_rays(rows.A, rows.b, rows.active, jnp.asarray(witness), U, margin))
+    active = np.asarray(rows.active) & valid[:, None]
+    hits &= active
+    undecided = active & ~hits
+    lps = fbs = 0
+    sel = np.flatnonzero(valid & undecided.any(axis=1))
+    if use_bbox and len(sel):
+        upper, lower, ok, fb = bounding_box(rows, sel, B)
+        lps += len(sel) * 2 * witness.shape[1]
+        fbs += fb
+        up = np.zeros((B, witness.shape[1]))
+        low = np.zeros((B, witness.shape[1]))
+        up[sel], low[sel] = upper, lower
+        meets = np.asarray(_meets(rows.A, rows.b, jnp.asarray(undecided), jnp.asarray(up), jnp.asarray(low), tol))
+        okb = np.zeros(B, bool)
+        okb[sel] = ok
+        undecided = np.where(okb[:, None], meets, undecided)
+    cell, row = np.nonzero(undecided)
+    facets = hits.copy()
+    if len(cell):
+        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B)
+        lps += len(cell)
+        fbs += fb
+        # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
+        # neighbour's own Chebyshev test, a dropped one could lose a region
+        facets[cell, row] = ~solved | (excess > tol)
+    return facets, OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0])

@@ -1,0 +1,249 @@
+"""Exact region enumeration (``jaxpoly.enumeration``) against closed forms, the edge-subdivision engine
+and the independent scipy reference (``tests/reference.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+import jaxpoly as jp
+from jaxpoly.enumeration import enumerate_regions, sample_regions
+from jaxpoly.regions import Regions
+from reference import binomial_count, lp_regions, subset_count
+
+BATCH = 64  # one batch size everywhere: compiled kernels are shared across tests
+
+
+def _out(width: int, src: int, rng) -> jp.Stage:
+    return jp.Stage((rng.standard_normal((width, 1)),), np.array([0.1]), sources=(src,), activation=jp.identity())
+
+
+def single_layer(W: np.ndarray, b: np.ndarray, act=None) -> jp.Network:
+    """``W (d, n)``: one hidden layer whose hyperplanes are ``x @ W + b = 0``."""
+    rng = np.random.default_rng(0)
+    return jp.Network((jp.Stage((W,), b, activation=act or jp.relu()),), _out(W.shape[1], 1, rng))
+
+
+def mlp(seed: int, d: int, widths, act=None) -> jp.Network:
+    rng = np.random.default_rng(seed)
+    stages, prev = [], d
+    for i, w in enumerate(widths):
+        stages.append(jp.Stage((rng.standard_normal((prev, w)) / np.sqrt(prev),), 0.5 * rng.standard_normal(w),
+                               sources=(i,), activation=act or jp.relu()))
+        prev = w
+    return jp.Network(tuple(stages), _out(prev, len(widths), rng))
+
+
+def keys(patterns) -> set[bytes]:
+    return {bytes(r) for r in np.packbits(np.asarray(patterns, bool), axis=1)}
+
+
+def check_certificates(net: jp.Network, R: Regions) -> None:
+    """Witness patterns, inradii, no duplicates, facet/adjacency consistency."""
+    H = net.num_hyperplanes
+    w = np.asarray(R.witnesses)
+    assert np.all(R.inradius > 0)
+    assert np.all((w > R.lo) & (w < R.hi))
+    assert np.array_equal(np.asarray(net.pattern(w)), R.patterns[:, :H])
+    if R.level_set:
+        assert np.array_equal(np.asarray(net(w))[:, 0] > 0, R.patterns[:, H])
+    assert len(keys(R.patterns)) == len(R)
+    assert R.facet_ptr.shape == (len(R) + 1,) and R.facet_ptr[-1] == len(R.facet_idx)
+    assert np.all(np.diff(R.facet_ptr) >= 2)  # a bounded full-dimensional polytope has >= d + 1 >= 2 facets
+    if len(R.adjacency):
+        a = R.adjacency
+        assert np.all(a[:, 0] < a[:, 1]) and a.max() < len(R)
+        # adjacent regions differ exactly on the bits of the hyperplane(s) of their shared facet
+        diff = R.patterns[a[:, 0]] != R.patterns[a[:, 1]]
+        assert np.all(diff.any(axis=1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# single hidden layer: hyperplane arrangements
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d,n", [(2, 16), (3, 12), (4, 10), (5, 9), (6, 8)])
+def test_single_layer_matches_subset_count(d, n):
+    rng = np.random.default_rng(d)
+    W, b = rng.standard_normal((d, n)), 1.2 * rng.standard_normal(n)
+    net = single_layer(W, b)
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    assert R.complete
+    expected = subset_count(W.T, b, -1.0, 1.0)
+    assert expected < binomial_count(n, d)  # some hyperplanes miss parts of the box
+    assert len(R) == expected
+    check_certificates(net, R)
+
+
+def test_generic_single_layer_in_big_box_is_binomial():
+    rng = np.random.default_rng(7)
+    d, n = 3, 12
+    W, b = rng.standard_normal((d, n)), rng.standard_normal(n)
+    R = enumerate_regions(single_layer(W, b), (-1e3, 1e3), batch_size=BATCH)
+    assert len(R) == binomial_count(n, d) == 299
+
+
+# ---------------------------------------------------------------------------------------------------
+# deep networks: against extract() and the LP reference
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d,widths", [(2, (8, 8)), (3, (6, 6)), (4, (5, 5))])
+def test_multilayer_matches_extract(d, widths):
+    net = mlp(d, d, widths)
+    R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    C = jp.extract(net, (-1.0, 1.0), level_set=True)
+    assert R.complete and len(R) == C.num_regions
+    assert keys(R.patterns) == keys(C.regions.patterns)
+    check_certificates(net, R)
+    if d == 3:
+        seen = sample_regions(net, (-1.0, 1.0), 100_000, key=jax.random.key(0), level_set=True)
+        assert keys(seen) <= keys(R.patterns)
+        assert len(seen) < len(R)  # sampling misses small regions: the baseline is strictly weaker
+
+
+def test_bunny_2d():
+    net = jp.load_model("bunny-2d-2x50")
+    R = enumerate_regions(net, (-0.5, 0.5), level_set=True, batch_size=BATCH)
+    assert len(R) == 255
+    assert keys(R.patterns) == keys(jp.extract(net, (-0.5, 0.5), level_set=True).regions.patterns)
+    check_certificates(net, R)
+
+
+def test_matches_lp_reference_without_level_set():
+    net = mlp(11, 2, (5, 5))
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    ref = lp_regions(net, -1.0, 1.0)
+    assert keys(R.patterns) == keys([r.pattern for r in ref])
+
+
+# ---------------------------------------------------------------------------------------------------
+# degenerate arrangements, other activations, skip connections
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_three_lines_through_a_point():
+    # x = 0, y = 0, x - y = 0 meet at the origin; x + y = 1 cuts three of the six sectors
+    W = np.array([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, -1.0, 1.0]])
+    b = np.array([0.0, 0.0, 0.0, -1.0])
+    net = single_layer(W, b)
+    R = enumerate_regions(net, (-2.0, 2.0), batch_size=BATCH)
+    assert len(R) == 10
+    check_certificates(net, R)
+    assert keys(R.patterns) == keys([r.pattern for r in lp_regions(net, -2.0, 2.0)])
+
+
+def test_repeated_parallel_and_dead_neurons():
+    rng = np.random.default_rng(3)
+    W, b = rng.standard_normal((2, 6)), 0.5 * rng.standard_normal(6)
+    W = np.concatenate([W, W[:, :2], 2.0 * W[:, 2:3], -W[:, 3:4], W[:, 4:5], np.zeros((2, 2))], axis=1)
+    b = np.concatenate([b, b[:2], 2.0 * b[2:3], -b[3:4], b[4:5] + 0.3, [0.5, -0.5]])
+    # columns 6, 7: repeats; 8: a positive multiple; 9: the negated neuron; 10: parallel; 11, 12: dead
+    net = single_layer(W, b)
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    distinct = np.concatenate([W[:, :6], W[:, 10:11]], axis=1), np.concatenate([b[:6], b[10:11]])
+    assert len(R) == subset_count(distinct[0].T, distinct[1], -1.0, 1.0)
+    check_certificates(net, R)
+    assert np.all(R.patterns[:, 6:8] == R.patterns[:, :2]) and np.all(R.patterns[:, 9] != R.patterns[:, 3])
+    assert np.all(R.patterns[:, 11]) and not np.any(R.patterns[:, 12])
+
+
+def test_leaky_relu_matches_extract():
+    net = mlp(5, 2, (8, 8), act=jp.leaky_relu(0.1))
+    R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    assert keys(R.patterns) == keys(jp.extract(net, (-1.0, 1.0), level_set=True).regions.patterns)
+    check_certificates(net, R)
+
+
+def test_residual_network_matches_extract():
+    rng = np.random.default_rng(9)
+    s1 = jp.Stage((rng.standard_normal((2, 8)),), 0.5 * rng.standard_normal(8), sources=(0,))
+    s2 = jp.Stage((rng.standard_normal((2, 8)), 0.5 * rng.standard_normal((8, 8))), 0.5 * rng.standard_normal(8),
+                  sources=(0, 1))
+    out = jp.Stage((rng.standard_normal((2, 1)), rng.standard_normal((8, 1))), np.array([0.2]), sources=(0, 2),
+                   activation=jp.identity())
+    net = jp.Network((s1, s2), out)
+    R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    assert keys(R.patterns) == keys(jp.extract(net, (-1.0, 1.0), level_set=True).regions.patterns)
+    check_certificates(net, R)
+
+
+# ---------------------------------------------------------------------------------------------------
+# API: limits, persistence, queries, errors
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_max_regions_flags_incomplete(caplog):
+    net = mlp(2, 2, (8, 8))
+    full = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        part = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH, max_regions=10)
+    assert not part.complete and full.complete
+    assert len(part) == 10 and keys(part.patterns) <= keys(full.patterns)
+    assert "max_regions" in caplog.text
+
+
+def test_save_load_queries_and_maps(tmp_path):
+    net = mlp(2, 2, (8, 8))
+    R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    R.save(tmp_path / "r.npz")
+    L = Regions.load(tmp_path / "r.npz", net=net)
+    for f in ("patterns", "witnesses", "inradius", "facet_ptr", "facet_idx", "adjacency", "lo", "hi"):
+        assert np.array_equal(getattr(R, f), getattr(L, f))
+    assert L.complete == R.complete and L.stats["lps"] == R.stats["lps"]
+    assert np.array_equal(L.index_of(R.witnesses), np.arange(len(R)))
+    assert not L.contains(np.array([[5.0, 0.0]]))[0]
+    A, c = R.affine_maps()
+    y = np.einsum("rod,rd->ro", A, R.witnesses) + c
+    np.testing.assert_allclose(y, np.asarray(net(R.witnesses)), rtol=1e-10, atol=1e-12)
+    assert R.stats["lps"] > 0 and R.stats["rays"] > 0 and "lp_fallbacks" in R.stats
+
+
+def test_bad_inputs():
+    net = mlp(2, 2, (4,))
+    with pytest.raises(jp.InvalidBoundsError):
+        enumerate_regions(net, (1.0, -1.0))
+    with pytest.raises(jp.InvalidBoundsError):
+        enumerate_regions(net, ((0.0, 0.0, 0.0), 1.0))
+    bad = jp.Network((jp.Stage((np.full((2, 4), np.nan),), np.zeros(4)),), net.output)
+    with pytest.raises(jp.InvalidNetworkError):
+        enumerate_regions(bad, (-1.0, 1.0))
+    two = jp.Network(net.stages, jp.Stage((np.ones((4, 2)),), np.zeros(2), sources=(1,), activation=jp.identity()))
+    with pytest.raises(jp.InvalidNetworkError):
+        enumerate_regions(two, (-1.0, 1.0), level_set=True)
+    with pytest.raises(jp.CapacityError, match="batch_size <="):
+        enumerate_regions(net, (-1.0, 1.0), batch_size=10**12)
+
+
+_SHARDED = """
+import sys, jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, sys.argv[1])
+from test_enumeration import mlp
+from jaxpoly.enumeration import enumerate_regions
+assert len(jax.devices()) == 4
+net = mlp(2, 2, (8, 8))
+A = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
+B = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=jax.devices())
+for f in ("patterns", "facet_ptr", "facet_idx", "adjacency"):
+    assert np.array_equal(getattr(A, f), getattr(B, f)), f
+np.testing.assert_allclose(A.witnesses, B.witnesses, rtol=0, atol=1e-12)
+print("OK", len(A))
+"""
+
+
+def test_sharded_over_four_host_devices_matches_one_device():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK 81" in out.stdout
