@@ -17,9 +17,18 @@ from jaxpoly.errors import (
     UnsupportedLayerError,
 )
 from jaxpoly.extraction import extract
+from jaxpoly.geometry import (
+    VertexSystem,
+    is_stale,
+    level_set_positions,
+    network_from_params,
+    vertex_positions,
+)
 from jaxpoly.mesh import Mesh
 from jaxpoly.models import BUNDLED_MODELS, load_model
 from jaxpoly.regions import Regions
+from jaxpoly.training import ExactGeometry, refresh_if_stale
+from jaxpoly import geometry
 from jaxpoly.network import (
     Activation,
     AffineMaps,
@@ -51,6 +60,9 @@ __all__ = [
     "extract", "Complex", "Cells", "Mesh",
     # region enumeration
     "enumerate_regions", "sample_regions", "Regions",
+    # differentiable geometry
+    "geometry", "vertex_positions", "level_set_positions", "is_stale", "VertexSystem", "network_from_params",
+    "ExactGeometry", "refresh_if_stale",
     # converters and models
     "from_arrays", "from_flax", "from_torch", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
     # errors

@@ -32,6 +32,7 @@ log = logging.getLogger("jaxpoly")
 DEFAULT_RTOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-5}
 
 _MAX_VERTICES_DEFAULT = 200_000_000
+_DEFAULT_VERTICES = 32768
 
 
 def _bucket(n: int) -> int:
@@ -66,15 +67,20 @@ def _values_from_input(net: Network, x: jax.Array, stage: int | None, width: int
     return jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
 
 
-@functools.partial(jax.jit, static_argnames=("prev", "stage", "width"), donate_argnums=(1,))
-def _values_from_previous(net: Network, vals: jax.Array, prev: int, stage: int | None, width: int) -> jax.Array:
-    """Hyperplane values of ``stage`` (``None``: the output) computed from the previous stage's values
-    ``vals (Vc, >=W_prev*m)`` when the stage reads only that stage: one affine map per vertex instead of
-    a forward pass from the input."""
+@functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
+def _values_from_previous(net: Network, vals: jax.Array, prev: int, stage: int | None) -> jax.Array:
+    """Hyperplane values of ``stage`` (``None``: the output) from the previous stage's values, when the
+    stage reads only that stage: one affine map per vertex instead of a forward pass from the input.
+
+    ``vals (Vc, W)`` holds the previous stage's values and is overwritten in place, block of rows by
+    block of rows, so no second ``(Vc, W)`` buffer is needed.
+    """
     st_prev = net.stages[prev]
     m = st_prev.activation.num_breakpoints
     bp0 = st_prev.activation.breakpoints[0]
     st = net.output if stage is None else net.stages[stage]
+    n, width = vals.shape
+    rows = _CHUNK if n % _CHUNK == 0 else n
 
     def fn(v):
         z = v[:, : st_prev.width * m : m] + bp0  # pre-activations from the first breakpoint's column
@@ -82,10 +88,13 @@ def _values_from_previous(net: Network, vals: jax.Array, prev: int, stage: int |
         if stage is not None and st.activation.breakpoints:
             bp = jnp.asarray(st.activation.breakpoints, out.dtype)
             out = (out[:, :, None] - bp).reshape(out.shape[0], -1)
-        return out
+        return jnp.pad(out, ((0, 0), (0, width - out.shape[1])))
 
-    new = _chunked(fn, vals)
-    return jnp.pad(new, ((0, 0), (0, width - new.shape[1])))
+    def body(i, buf):
+        block = jax.lax.dynamic_slice_in_dim(buf, i * rows, rows)
+        return jax.lax.dynamic_update_slice_in_dim(buf, fn(block).astype(buf.dtype), i * rows, 0)
+
+    return jax.lax.fori_loop(0, n // rows, body, vals)
 
 
 def extract(
@@ -160,9 +169,9 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
     stages = [i for i, st in enumerate(net.stages) if st.activation.num_breakpoints]
     widths = [net.stages[i].width * net.stages[i].activation.num_breakpoints for i in stages]
     W = max(widths + [1])
-    v0 = 2**d
-    vcap = _bucket(capacity or max(4096, 64 * v0))
-    cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 4),
+    # One default bucket holds the small networks outright (one compilation); larger ones grow.
+    vcap = _bucket(capacity or max(_DEFAULT_VERTICES, 64 * 2**d))
+    cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 8),
                       zero_edges=64, zero_slots=d)
     state = sd.init_box(lo, hi, r_np, cap, dtype)
     offs = net.hyperplane_offsets
@@ -180,7 +189,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         r = jnp.asarray(r_np)
         reads = net.output.sources if stage is None else net.stages[stage].sources
         if prev is not None and reads == (prev + 1,):
-            vals = _values_from_previous(work_net, vals, prev, stage, W)
+            vals = _values_from_previous(work_net, vals, prev, stage)
         else:
             vals = _values_from_input(work_net, x, stage, W)
         prev = stage
@@ -212,13 +221,18 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         if bar is not None:
             bar.update(1)
             bar.set_postfix(vertices=nv2, edges=ne2)
-        # Leave headroom for the next stage so most stages need no regrowth.
-        if nv2 > 0.45 * cap.vertices and stage is not None:
-            growth = max(nv2 / max(nv, 1), 1.5)
-            target = min(int(nv2 * growth * 1.1), max_vertices)
-            if target > cap.vertices:
-                new = sd.Capacity(_bucket(target), _bucket(max(target * d, ne2 * growth * 1.1)),
-                                  _bucket(max(cap.splits, target // 8)), cap.zero_edges, cap.zero_slots)
+        # Grow before the next stage when it is predicted not to fit: vertices grew by ``g`` per
+        # hyperplane in this stage, so the next stage's ``w`` hyperplanes give about ``nv2 * g^w``.
+        nxt = plan.index((stage, off, width)) + 1
+        if nxt < len(plan):
+            per_plane = (nv2 / max(nv, 1)) ** (1.0 / max(width, 1))
+            target = min(int(nv2 * per_plane ** plan[nxt][2] * 1.15) + 1024, max_vertices)
+            # Only a clear shortfall is worth a recompilation now; a near miss grows on overflow.
+            if target > 2 * cap.vertices or ne2 + (target - nv2) * (d + 1) > 2 * cap.edges:
+                new = sd.Capacity(max(cap.vertices, _bucket(target)),
+                                  max(cap.edges, _bucket(ne2 + (target - nv2) * (d + 1) * 1.1)),
+                                  max(cap.splits, _bucket((target - nv2) // max(plan[nxt][2], 1) * 3)),
+                                  cap.zero_edges, cap.zero_slots)
                 state, vals = sd.grow(state, vals, new)
                 cap = new
     if bar is not None:

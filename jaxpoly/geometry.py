@@ -1,0 +1,698 @@
+"""Differentiable geometry: vertex positions as functions of the parameters, staleness, geometric losses.
+
+Every vertex of a complex is where ``d`` hyperplanes meet: box facets, breakpoint hyperplanes of the
+hidden neurons (bent by the earlier layers), and the output's level set. On a linear region adjacent
+to the vertex each of them is affine, ``a_h(θ) · x + c_h(θ) = 0``, with ``a_h, c_h`` functions of *all*
+weights and biases of the layers up to ``h`` (:meth:`jaxpoly.Network.affine_maps`). Solving
+
+    M(θ) x = r(θ),    M = [a_h]_{h in S},   r = [-c_h]_{h in S}       (S: d independent hyperplanes)
+
+recomputes the vertex as a pure, differentiable function of θ: ``dx/dθ = -M^{-1} (dM/dθ x - dr/dθ)``
+(implicit function theorem), which is what ``jax.grad`` through :func:`vertex_positions` computes. It
+is the exact derivative as long as the *combinatorics* (which hyperplanes meet at each vertex, which
+side of every other hyperplane each vertex lies on) stay those of the extracted complex;
+:func:`is_stale` checks that exactly, and :func:`jaxpoly.training.refresh_if_stale` re-extracts.
+
+The region's activation pattern matters only for the hyperplanes *not* through the vertex: a deep
+hyperplane bent at an earlier hyperplane ``j`` through the same vertex has pieces on both sides of ``j``
+that differ by a multiple of ``j``'s own function, so with ``j`` in ``S`` both pieces give the same
+solution for every θ.
+
+Flax users differentiate with respect to their params tree by building the network *inside* the
+differentiated function with the traceable :func:`network_from_params` (or
+:func:`network_from_flax_params` for a linen MLP of ``Dense`` layers)::
+
+    system = jaxpoly.geometry.level_set_system(complex)          # once per extraction
+    def loss(params):
+        net = network_from_flax_params(params)                   # traceable, no NumPy conversion
+        x = jaxpoly.geometry.vertex_positions(net, system)       # (n, d)
+        return chamfer_distance(x, targets)
+    grads = jax.grad(loss)(params)
+
+(:func:`jaxpoly.from_arrays` and :func:`jaxpoly.from_flax` convert to NumPy and cannot be traced.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import re
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpoly.complex import Complex
+from jaxpoly.errors import InvalidNetworkError, JaxpolyError
+from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, validate_network
+from jaxpoly.pytree import pytree_dataclass
+
+__all__ = [
+    "VertexSystem",
+    "vertex_system",
+    "level_set_system",
+    "vertex_positions",
+    "level_set_positions",
+    "stale_vertices",
+    "is_stale",
+    "check_compatible",
+    "network_from_params",
+    "network_from_flax_params",
+    "chamfer_distance",
+    "hausdorff_distance",
+    "level_set_length",
+    "level_set_area",
+    "edge_length_variance",
+    "boundary_distances",
+    "segment_distances",
+    "margin_loss",
+    "count_regions",
+]
+
+Array = Any
+
+#: Default relative tolerance of :func:`is_stale` for values that must stay zero (a vertex's own
+#: hyperplanes, re-evaluated through the network at the recomputed position).
+STALE_RTOL = 1e-8
+
+
+# ----------------------------------------------------------------------------------------------------
+# The combinatorial data of the vertices
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytree_dataclass(
+    data=("ids", "patterns", "ref_signs", "ref_facets", "scale", "mask", "index", "lo", "hi"),
+    meta=("signature", "level_set", "kind"),
+)
+@dataclasses.dataclass(frozen=True, eq=False)
+class VertexSystem:
+    """What :func:`vertex_positions` needs about ``P`` vertices, decided once from an extracted complex.
+
+    A pytree (arrays are leaves, the rest static), so it can be passed to ``jax.jit``-compiled
+    functions; systems padded to the same ``P`` (``pad_to``) reuse one compilation.
+
+    Attributes:
+      ids: ``(P, d) int32`` internal ids of the ``d`` hyperplanes solved for each vertex (``0..2d-1`` box
+        facets, ``2d..2d+H-1`` network hyperplanes, ``2d+H`` the level set).
+      patterns: ``(P, H) bool`` activation pattern of a region adjacent to each vertex.
+      ref_signs: ``(P, H') int8`` sign of every hyperplane (and the output, with a level set) at each
+        vertex at extraction; ``0`` for the hyperplanes the vertex lies on.
+      ref_facets: ``(P, 2d) bool`` whether the vertex lies on each box facet.
+      scale: ``(H',)`` largest ``|value|`` of each hyperplane over the vertices (tolerances are relative
+        to it).
+      mask: ``(P,) bool`` real rows (``False`` for padding; padded rows sit at the box corner ``lo``).
+      index: ``(P,) int32`` the row's vertex index in the complex (``-1`` for padding).
+      lo, hi: ``(d,)`` the box.
+      signature: static ``(input_dim, widths, breakpoints per stage, output_dim)`` of the network.
+      level_set: static, whether id ``2d + H`` is the output's zero set.
+      kind: static, ``"all"``, ``"level_set"`` or ``"subset"``.
+    """
+
+    ids: Array
+    patterns: Array
+    ref_signs: Array
+    ref_facets: Array
+    scale: Array
+    mask: Array
+    index: Array
+    lo: Array
+    hi: Array
+    signature: tuple
+    level_set: bool
+    kind: str
+
+    @property
+    def dim(self) -> int:
+        return int(np.shape(self.ids)[1])
+
+    @property
+    def size(self) -> int:
+        """``P``: rows including padding."""
+        return int(np.shape(self.ids)[0])
+
+    @property
+    def num_vertices(self) -> int:
+        """Real (unpadded) rows."""
+        return int(np.sum(np.asarray(self.mask)))
+
+    def __repr__(self) -> str:
+        return (f"VertexSystem(kind={self.kind!r}, vertices={self.num_vertices}, padded_to={self.size}, "
+                f"d={self.dim}, level_set={self.level_set})")
+
+
+def _signature(net: Network) -> tuple:
+    return (net.input_dim, net.widths, tuple(a.num_breakpoints for a in net.activations), net.output_dim)
+
+
+def _describe(sig: tuple) -> str:
+    return f"input_dim={sig[0]}, widths={sig[1]}, breakpoints per stage={sig[2]}, output_dim={sig[3]}"
+
+
+def check_compatible(net: Network, system: VertexSystem) -> None:
+    """Raise :class:`~jaxpoly.InvalidNetworkError` unless ``net`` has the architecture the system (its
+    complex) was extracted from. Works on traced networks (only shapes are compared)."""
+    if not isinstance(net, Network):
+        raise InvalidNetworkError(
+            f"expected a jaxpoly.Network, got {type(net).__name__}; build one inside the differentiated "
+            "function with jaxpoly.geometry.network_from_params, or pass to_network="
+        )
+    sig = _signature(net)
+    if sig[:3] != system.signature[:3] or (system.level_set and sig[3] != 1):
+        raise InvalidNetworkError(
+            "the complex does not belong to this network: it was extracted from a network with "
+            f"{_describe(system.signature)}, this one has {_describe(sig)}; extract the complex of this "
+            "network with jaxpoly.extract"
+        )
+
+
+def _check_finite(net: Network) -> None:
+    """Finite weights (concrete leaves only: traced values are checked by the caller's own code)."""
+    validate_network(net)
+
+
+@functools.partial(jax.jit, static_argnames=("level_set",))
+def _values(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
+    """Every hyperplane's value ``(n, H)`` at ``x (n, d)``, plus the output's first entry if ``level_set``."""
+    out, pres = net._forward(x)
+    vals = net._hyperplane_values_from(pres, x)
+    return jnp.concatenate([vals, out[:, :1]], axis=1) if level_set else vals
+
+
+def _homogeneous_maps(net: Network, patterns: jax.Array, level_set: bool) -> jax.Array:
+    """Every hyperplane's (and the output's) affine function on each vertex's region, ``(P, d + 1, H + L)``.
+
+    Column ``h`` holds ``(a_h, c_h)`` with ``a_h . x + c_h`` the value of hyperplane ``h`` on that region
+    (``L = 1``: the output's first entry as the last column). Same maps as
+    :meth:`jaxpoly.Network.affine_maps`, in a layout where each layer is one ``(P (d + 1), in) @ (in, out)``
+    matrix product, several times faster for many vertices.
+    """
+    P, d = patterns.shape[0], net.input_dim
+    dtype = jnp.result_type(*[k for st in net.stages + (net.output,) for k in st.kernels], float)
+    const_row = (jnp.arange(d + 1) == d).astype(dtype)  # adds a bias to the constant row only
+    maps = [jnp.broadcast_to(jnp.concatenate([jnp.eye(d, dtype=dtype), jnp.zeros((1, d), dtype)]), (P, d + 1, d))]
+    offs = net.hyperplane_offsets
+    cols = []
+
+    def pre_map(st):
+        z = const_row[:, None] * st.bias
+        for src, k in zip(st.sources, st.kernels):
+            z = z + maps[src] @ k
+        return z  # (P, d + 1, width)
+
+    for i, st in enumerate(net.stages):
+        z = pre_map(st)
+        m = st.activation.num_breakpoints
+        above = patterns[:, offs[i] : offs[i + 1]].reshape(P, st.width, m)
+        if m:
+            bp = jnp.asarray(st.activation.breakpoints, dtype)
+            cols.append((z[..., None] - const_row[:, None, None] * bp).reshape(P, d + 1, st.width * m))
+        slope, icpt = st.activation.slope_intercept(above)
+        maps.append(z * slope[:, None, :] + const_row[:, None] * icpt[:, None, :])
+    if level_set:
+        cols.append(pre_map(net.output)[..., :1])
+    if not cols:
+        return jnp.zeros((P, d + 1, 0), dtype)
+    return jnp.concatenate(cols, axis=-1)
+
+
+def _constraint_rows(net: Network, patterns: jax.Array, lo: jax.Array, hi: jax.Array, level_set: bool):
+    """All constraints of each vertex's region as rows ``A x = b``.
+
+    Returns ``A (P, 2d + H + L, d)`` and ``b (P, 2d + H + L)`` (``L = 1`` with a level set), indexed by
+    internal hyperplane id: facet ``2i`` is ``x_i = lo_i``, ``2i + 1`` is ``x_i = hi_i``.
+    """
+    T = _constraint_columns(net, patterns, lo, hi, level_set)
+    d = lo.shape[0]
+    return jnp.swapaxes(T[:, :d, :], 1, 2), -T[:, d, :]
+
+
+def _constraint_columns(net: Network, patterns: jax.Array, lo: jax.Array, hi: jax.Array, level_set: bool):
+    """``(P, d + 1, 2d + H + L)``: column ``j`` is ``(a_j, c_j)`` of constraint ``a_j . x + c_j = 0``."""
+    hyper = _homogeneous_maps(net, patterns, level_set)
+    P, d = patterns.shape[0], lo.shape[0]
+    dtype = hyper.dtype
+    eye2 = jnp.repeat(jnp.eye(d, dtype=dtype), 2, axis=1)  # (d, 2d): facet 2i and 2i+1 read x_i
+    facet_c = -jnp.stack([lo, hi], axis=1).reshape(1, -1).astype(dtype)
+    facets = jnp.broadcast_to(jnp.concatenate([eye2, facet_c]), (P, d + 1, 2 * d))
+    return jnp.concatenate([facets, hyper], axis=-1)
+
+
+def _solve(net: Network, system: VertexSystem) -> jax.Array:
+    T = _constraint_columns(net, system.patterns, system.lo, system.hi, system.level_set)
+    d = system.lo.shape[0]
+    C = jnp.take_along_axis(T, system.ids[:, None, :], axis=2)  # (P, d + 1, d): the chosen constraints
+    M = jnp.swapaxes(C[:, :d, :], 1, 2)
+    return jnp.linalg.solve(M, -C[:, d, :, None])[..., 0]
+
+
+_rows64 = jax.jit(_constraint_rows, static_argnames=("level_set",))
+_solve64 = jax.jit(_solve)
+
+
+def _best_subset(rows: np.ndarray, candidates: np.ndarray, d: int) -> np.ndarray:
+    """The ``d`` of ``candidates`` whose row-normalised matrix has the largest ``|det|``."""
+    R = rows[candidates]
+    R = R / np.maximum(np.linalg.norm(R, axis=1, keepdims=True), 1e-300)
+    best, best_det = None, -1.0
+    for sub in itertools.combinations(range(len(candidates)), d):
+        det = abs(np.linalg.det(R[list(sub)]))
+        if det > best_det:
+            best, best_det = sub, det
+    if best_det <= 1e-12:
+        raise JaxpolyError(f"no {d} linearly independent hyperplanes among {candidates.tolist()} at a vertex")
+    return candidates[list(best)]
+
+
+def _bucket(n: int) -> int:
+    return max(16, 1 << max(int(n) - 1, 0).bit_length())
+
+
+def _values_padded(net: Network, x: np.ndarray, level_set: bool) -> np.ndarray:
+    """:func:`_values` on rows padded to a bucket size (one compilation per bucket, not per complex)."""
+    n = len(x)
+    xp = np.zeros((_bucket(n), x.shape[1]), x.dtype)
+    xp[:n] = x
+    return np.array(_values(net, jnp.asarray(xp), level_set))[:n]
+
+
+def _repad(s: "VertexSystem", P: int) -> "VertexSystem":
+    """``s`` with its rows padded or cut to ``P`` (padding: box corner ``lo``, masked out)."""
+    n = s.size
+
+    def fit(a, fill):
+        a = np.asarray(a)
+        if P <= n:
+            return a[:P]
+        return np.concatenate([a, np.broadcast_to(fill, (P - n,) + a.shape[1:]).astype(a.dtype)])
+
+    d = s.dim
+    return dataclasses.replace(
+        s, ids=fit(s.ids, 2 * np.arange(d)), patterns=fit(s.patterns, False), ref_signs=fit(s.ref_signs, 0),
+        ref_facets=fit(s.ref_facets, False), mask=fit(s.mask, False), index=fit(s.index, -1))
+
+
+def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None, *,
+                  pad_to: int | str | None = None, kind: str | None = None) -> VertexSystem:
+    """Precompute the combinatorics of (some of) a complex's vertices for :func:`vertex_positions`.
+
+    For each vertex: ``d`` independent hyperplanes through it (exactly its own for a generic vertex;
+    for a degenerate one the best-conditioned ``d``, decided from the stored positions), and the
+    activation pattern of an adjacent region: the signs at the midpoint of one of its edges, with the
+    hyperplanes containing that edge taken on their positive side (the cell the complex itself
+    generates by flipping the edge's zeros). The pattern is verified against the signs at the vertex,
+    and the recomputed float64 positions against the stored ones.
+
+    Args:
+      c: an extracted complex.
+      vertices: indices ``(n,)`` of the vertices to include (default: all, in order).
+      pad_to: pad to this many rows (``"bucket"``: the next power of two, at least 16), so systems of
+        successive re-extractions share one ``jit`` compilation.
+      kind: label stored in the system (default ``"all"`` or ``"subset"``).
+    Returns:
+      A :class:`VertexSystem` with ``P = pad_to or n`` rows.
+    """
+    if not isinstance(c, Complex):
+        raise TypeError(f"expected a jaxpoly.Complex, got {type(c).__name__}")
+    net, d, level_set = c.net, c.dim, bool(c.level_set)
+    H = net.num_hyperplanes
+    nid = 2 * d + H + int(level_set)
+    idx = np.arange(c.num_vertices) if vertices is None else np.asarray(vertices, np.int64).reshape(-1)
+    kind = kind or ("all" if vertices is None else "subset")
+    n = len(idx)
+    with jax.enable_x64(True):
+        net64 = net.astype(np.float64)
+        X = np.asarray(c.vertices, np.float64)
+        vals_all = _values_padded(net64, X, level_set)  # (V, H')
+        scale = np.maximum(np.abs(vals_all).max(axis=0, initial=0.0), np.finfo(np.float64).tiny)
+        vz = np.asarray(c.vertex_zeros)[idx]
+        on = np.zeros((n, nid), bool)  # incidence, by internal id
+        rows, slots = np.nonzero(vz >= 0)
+        on[rows, vz[rows, slots]] = True
+        # One incident edge per vertex; its midpoint lies inside every adjacent hyperplane but its own.
+        edge_of = np.full(c.num_vertices, -1, np.int64)
+        E = np.asarray(c.edges)
+        edge_of[E[:, 1]] = np.arange(len(E))
+        edge_of[E[:, 0]] = np.arange(len(E))
+        e = edge_of[idx]
+        if np.any(e < 0):
+            raise JaxpolyError("a vertex of the complex has no edge; the complex is malformed")
+        mid = X[E[e]].mean(axis=1)
+        patterns = _values_padded(net64, mid, False) > 0
+        ez = np.asarray(c.edge_zeros)[e]
+        er, es = np.nonzero(ez >= 2 * d)
+        net_ids = ez[er, es] - 2 * d
+        keep = net_ids < H  # the level set is not part of the pattern
+        patterns[er[keep], net_ids[keep]] = True
+        vals = vals_all[idx]
+        signs = np.sign(vals).astype(np.int8)
+        signs[on[:, 2 * d :]] = 0
+        if H and np.any((signs[:, :H] != 0) & ((signs[:, :H] > 0) != patterns)):
+            raise JaxpolyError("internal consistency check failed: an edge's region disagrees with its "
+                               "vertex's signs. Please report this with the network and box.")
+        counts = on.sum(axis=1)
+        if np.any(counts < d):
+            raise JaxpolyError(f"a vertex lies on fewer than d={d} hyperplanes; the complex is malformed")
+        ids = np.zeros((n, d), np.int64)
+        simple = counts == d
+        ids[simple] = np.nonzero(on[simple])[1].reshape(-1, d)
+        degenerate = np.nonzero(~simple)[0]
+        if len(degenerate):
+            A, _ = _rows64(net64, jnp.asarray(patterns[degenerate]), jnp.asarray(c.lo), jnp.asarray(c.hi),
+                           level_set)
+            A = np.asarray(A)
+            for k, v in enumerate(degenerate):
+                ids[v] = _best_subset(A[k], np.nonzero(on[v])[0], d)
+        facets = on[:, : 2 * d]
+        P = n if pad_to is None else (_bucket(n) if pad_to == "bucket" else int(pad_to))
+        if P < n:
+            raise ValueError(f"pad_to={P} is smaller than the number of vertices {n}")
+        pad = P - n
+        system = VertexSystem(
+            ids=np.concatenate([ids, np.tile(2 * np.arange(d), (pad, 1))]).astype(np.int32),
+            patterns=np.concatenate([patterns, np.zeros((pad, H), bool)]),
+            ref_signs=np.concatenate([signs, np.zeros((pad, signs.shape[1]), np.int8)]),
+            ref_facets=np.concatenate([facets, np.zeros((pad, 2 * d), bool)]),
+            scale=scale,
+            mask=np.concatenate([np.ones(n, bool), np.zeros(pad, bool)]),
+            index=np.concatenate([idx, -np.ones(pad, np.int64)]).astype(np.int32),
+            lo=np.asarray(c.lo, np.float64), hi=np.asarray(c.hi, np.float64),
+            signature=_signature(net), level_set=level_set, kind=kind,
+        )
+        if n:
+            x = np.asarray(_solve64(net64, system if P == _bucket(n) else _repad(system, _bucket(n))))[:n]
+            err = np.abs(x - X[idx]).max()
+            if not err <= 1e-6 * max(1.0, float(np.abs(X).max())):
+                raise JaxpolyError(f"internal consistency check failed: recomputed vertices differ from the "
+                                   f"extracted ones by {err:.3g}. Please report this with the network and box.")
+    return system
+
+
+def level_set_system(c: Complex, *, pad_to: int | str | None = None) -> VertexSystem:
+    """:func:`vertex_system` of the level-set vertices, in the order of ``c.level_set_mesh().vertices``
+    (so the mesh's ``edges``/``triangles`` index its rows)."""
+    lid = c.level_set_hyperplane
+    vid = np.nonzero(np.any(np.asarray(c.vertex_zeros) == lid, axis=1))[0]
+    return vertex_system(c, vid, pad_to=pad_to, kind="level_set")
+
+
+def _resolve(complex_or_system: Complex | VertexSystem, kind: str) -> tuple[VertexSystem, int | None]:
+    """The system to solve and how many leading rows to return (``None``: all, for a user's system).
+
+    A complex's systems are cached on it, padded to a bucket size so that the compiled staleness check
+    is shared by the complexes of successive re-extractions.
+    """
+    if isinstance(complex_or_system, VertexSystem):
+        return complex_or_system, None
+    if not isinstance(complex_or_system, Complex):
+        raise TypeError(f"expected a jaxpoly.Complex or a VertexSystem, got {type(complex_or_system).__name__}")
+    c = complex_or_system
+    if kind == "all":
+        system = c._cached("_geometry_vertex_system", lambda: vertex_system(c, pad_to="bucket", kind="all"))
+    else:
+        system = c._cached("_geometry_level_set_system", lambda: level_set_system(c, pad_to="bucket"))
+    return system, system.num_vertices
+
+
+def _as_network(params_or_net: Any, to_network: Callable[[Any], Network] | None) -> Network:
+    net = to_network(params_or_net) if to_network is not None else params_or_net
+    if not isinstance(net, Network):
+        raise InvalidNetworkError(
+            f"expected a jaxpoly.Network, got {type(net).__name__}; for a params tree pass "
+            "to_network=... (e.g. jaxpoly.geometry.network_from_flax_params)"
+        )
+    return net
+
+
+# ----------------------------------------------------------------------------------------------------
+# Positions and staleness
+# ----------------------------------------------------------------------------------------------------
+
+
+def vertex_positions(params_or_net: Any, complex_or_system: Complex | VertexSystem, *,
+                     to_network: Callable[[Any], Network] | None = None) -> jax.Array:
+    """Every vertex recomputed from its ``d`` hyperplanes by a linear solve: a pure function of the weights.
+
+    ``jax.grad``/``jax.jacobian``/``jax.jvp`` with respect to the network (or to ``params`` with
+    ``to_network``) reach every weight and bias the vertex depends on; works under ``jit`` and ``vmap``
+    (e.g. over an ensemble of parameter sets sharing the combinatorics; pass a :class:`VertexSystem`,
+    not a :class:`~jaxpoly.Complex`, into compiled code). Box facets are constants.
+
+    Args:
+      params_or_net: a :class:`~jaxpoly.Network`, or anything ``to_network`` turns into one.
+      complex_or_system: a complex (all its vertices, cached system) or a :class:`VertexSystem`.
+      to_network: optional traceable converter, e.g. :func:`network_from_flax_params`.
+    Returns:
+      ``(V, d)`` positions (``(P, d)`` for a padded system; padded rows are at ``lo``), in the network's
+      float dtype.
+    Raises:
+      InvalidNetworkError: architecture mismatch, or non-finite (concrete) weights.
+    """
+    net = _as_network(params_or_net, to_network)
+    system, n = _resolve(complex_or_system, "all")
+    return _positions(net, system, n)
+
+
+def _positions(net: Network, system: VertexSystem, n: int | None) -> jax.Array:
+    check_compatible(net, system)
+    _check_finite(net)
+    x = _solve(net, system)
+    return x if n is None else x[:n]
+
+
+def level_set_positions(params_or_net: Any, complex_or_system: Complex | VertexSystem, *,
+                        to_network: Callable[[Any], Network] | None = None) -> jax.Array:
+    """The level-set mesh vertices ``(n, d)`` as functions of the weights, in the order of
+    ``complex.level_set_mesh().vertices``; pass a complex or a system from :func:`level_set_system`."""
+    system, n = _resolve(complex_or_system, "level_set")
+    if system.kind != "level_set":
+        raise ValueError(f"level_set_positions needs a system from level_set_system, got kind={system.kind!r}")
+    return _positions(_as_network(params_or_net, to_network), system, n)
+
+
+def _stale_rows(net: Network, system: VertexSystem, rtol: float) -> jax.Array:
+    x = _solve(net, system)
+    vals = _values(net, x, system.level_set)
+    ref = system.ref_signs
+    tol = rtol * system.scale.astype(vals.dtype)
+    ok_h = jnp.where(ref != 0, jnp.sign(vals) == ref, jnp.abs(vals) <= tol)
+    lo, hi = system.lo.astype(x.dtype), system.hi.astype(x.dtype)
+    box_tol = rtol * (hi - lo)
+    on_lo, on_hi = system.ref_facets[:, 0::2], system.ref_facets[:, 1::2]
+    ok_lo = jnp.where(on_lo, jnp.abs(x - lo) <= box_tol, x > lo)
+    ok_hi = jnp.where(on_hi, jnp.abs(x - hi) <= box_tol, x < hi)
+    ok = jnp.all(ok_h, axis=1) & jnp.all(ok_lo & ok_hi, axis=1) & jnp.all(jnp.isfinite(x), axis=1)
+    return system.mask & ~ok
+
+
+_stale_rows_jit = jax.jit(_stale_rows)
+
+
+def stale_vertices(params_or_net: Any, complex_or_system: Complex | VertexSystem, *,
+                   rtol: float = STALE_RTOL, to_network: Callable[[Any], Network] | None = None) -> np.ndarray:
+    """``(V,) bool`` (``(P,)`` for a system): the vertices whose combinatorics no longer hold for these
+    weights.
+
+    A vertex is stale when, at its recomputed position ``x(θ)`` evaluated through the network, some
+    hyperplane it did not lie on changed sign (or became zero), a box constraint it did not lie on is
+    no longer strict, one of its own hyperplanes is no longer zero to ``rtol`` times that hyperplane's
+    scale (only possible for a degenerate vertex or an inconsistent pattern), or the solve failed.
+    """
+    net = _as_network(params_or_net, to_network)
+    system, n = _resolve(complex_or_system, "all")
+    check_compatible(net, system)
+    _check_finite(net)
+    rows = np.asarray(_stale_rows_jit(net, system, rtol))
+    return rows if n is None else rows[:n]
+
+
+def is_stale(params_or_net: Any, complex_or_system: Complex | VertexSystem, *, rtol: float = STALE_RTOL,
+             to_network: Callable[[Any], Network] | None = None) -> bool:
+    """Whether the complex's combinatorics no longer hold for these weights (see :func:`stale_vertices`).
+
+    With a complex (or a system of *all* its vertices) this is an exact test for a generic arrangement:
+    if every vertex keeps its strict signs, every cell — a simple polytope cut out by its region's
+    affine pieces — keeps its vertices, hence (Balinski: its vertex graph is connected) its whole face
+    lattice, and no hyperplane piece can enter a cell without changing the sign of one of its
+    vertices. Degenerate vertices (more than ``d`` hyperplanes) are checked up to ``rtol``.
+
+    Raises:
+      InvalidNetworkError: architecture mismatch or non-finite weights.
+    """
+    return bool(np.any(stale_vertices(params_or_net, complex_or_system, rtol=rtol, to_network=to_network)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Traceable network construction
+# ----------------------------------------------------------------------------------------------------
+
+
+def network_from_params(weights: Sequence[Array], biases: Sequence[Array],
+                        activation: str | Activation = "relu") -> Network:
+    """A sequential MLP from per-layer arrays, *without* converting them: traceable, so ``jax.grad``
+    with respect to ``weights``/``biases`` flows through :func:`vertex_positions`.
+
+    Args:
+      weights: ``weights[i]`` of shape ``(in_i, out_i)`` (``z = a @ W + b``, the Flax convention).
+      biases: ``biases[i]`` of shape ``(out_i,)``.
+      activation: after every layer but the last (name or :class:`~jaxpoly.Activation`).
+    """
+    weights, biases = list(weights), list(biases)
+    if not weights or len(weights) != len(biases):
+        raise InvalidNetworkError(f"need one bias per weight matrix, got {len(weights)} and {len(biases)}")
+    act = activation if isinstance(activation, Activation) else activation_from_name(activation)
+    stages = tuple(Stage((w,), b, (i,), act) for i, (w, b) in enumerate(zip(weights[:-1], biases[:-1])))
+    return Network(stages, Stage((weights[-1],), biases[-1], (len(stages),), identity()))
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def network_from_flax_params(params: Any, activation: str | Activation = "relu") -> Network:
+    """A linen MLP's params (``{"params": {"Dense_0": {"kernel", "bias"}, ...}}`` or the inner dict) as
+    a :class:`~jaxpoly.Network`, traceably; layers in natural name order (``Dense_2`` before
+    ``Dense_10``). For other architectures use :func:`network_from_params`."""
+    if "params" in params and not {"kernel", "bias"} <= set(params):
+        params = params["params"]
+    names = sorted((k for k, v in params.items() if isinstance(v, dict) and "kernel" in v), key=_natural_key)
+    if not names:
+        raise InvalidNetworkError("no Dense layers (dicts with 'kernel' and 'bias') in the params tree")
+    return network_from_params([params[k]["kernel"] for k in names], [params[k]["bias"] for k in names],
+                               activation)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Geometric losses (pure, differentiable) and statistics
+# ----------------------------------------------------------------------------------------------------
+
+
+def _sq_dists(a: Array, b: Array) -> jax.Array:
+    """``(n, m)`` squared distances, by differences (no cancellation for close points)."""
+    return jnp.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1)
+
+
+def _safe_norm(v: Array, axis: int = -1) -> jax.Array:
+    """``|v|`` with a finite (zero) gradient at ``v = 0``."""
+    sq = jnp.sum(v * v, axis=axis)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def _masked_mean(v: Array, mask: Array | None) -> jax.Array:
+    if mask is None:
+        return jnp.mean(v)
+    m = mask.astype(v.dtype)
+    return jnp.sum(v * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def chamfer_distance(a: Array, b: Array, *, mask_a: Array | None = None, mask_b: Array | None = None,
+                     squared: bool = True) -> jax.Array:
+    """Symmetric Chamfer distance between point sets ``a (n, d)`` and ``b (m, d)``:
+
+        CD = mean_{i} min_{j} |a_i - b_j|^p + mean_{j} min_{i} |a_i - b_j|^p,   p = 2 (squared) or 1
+
+    over the rows where ``mask_a``/``mask_b`` (``(n,)``/``(m,)`` bool) hold (padding excluded).
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    D = _sq_dists(a, b)
+    if not squared:
+        D = _safe_norm(a[:, None, :] - b[None, :, :])
+    big = jnp.asarray(jnp.finfo(D.dtype).max, D.dtype)
+    Da = D if mask_b is None else jnp.where(mask_b[None, :], D, big)
+    Db = D if mask_a is None else jnp.where(mask_a[:, None], D, big)
+    return _masked_mean(jnp.min(Da, axis=1), mask_a) + _masked_mean(jnp.min(Db, axis=0), mask_b)
+
+
+def hausdorff_distance(a: Array, b: Array) -> jax.Array:
+    """Hausdorff distance between finite point sets: ``max(max_i min_j |a_i - b_j|, max_j min_i |a_i - b_j|)``."""
+    D = jnp.sqrt(_sq_dists(jnp.asarray(a), jnp.asarray(b)))
+    return jnp.maximum(jnp.max(jnp.min(D, axis=1)), jnp.max(jnp.min(D, axis=0)))
+
+
+def _edge_lengths(positions: Array, edges: Array) -> jax.Array:
+    positions = jnp.asarray(positions)
+    edges = jnp.asarray(edges)
+    return _safe_norm(positions[edges[:, 1]] - positions[edges[:, 0]])
+
+
+def level_set_length(positions: Array, edges: Array, *, mask: Array | None = None) -> jax.Array:
+    """Length of a curve (2D level set): ``sum_e |x_{e1} - x_{e0}|`` over edges ``(m, 2)`` (optional
+    ``mask (m,)``)."""
+    lengths = _edge_lengths(positions, edges)
+    return jnp.sum(lengths if mask is None else jnp.where(mask, lengths, 0.0))
+
+
+def level_set_area(positions: Array, triangles: Array, *, mask: Array | None = None) -> jax.Array:
+    """Area of a triangulated surface (3D level set): ``sum_t |(x_b - x_a) x (x_c - x_a)| / 2`` over
+    ``triangles (t, 3)`` (e.g. ``mesh.triangles``; optional ``mask (t,)``)."""
+    p = jnp.asarray(positions)
+    t = jnp.asarray(triangles)
+    a, b, c = p[t[:, 0]], p[t[:, 1]], p[t[:, 2]]
+    areas = 0.5 * _safe_norm(jnp.cross(b - a, c - a))
+    return jnp.sum(areas if mask is None else jnp.where(mask, areas, 0.0))
+
+
+def edge_length_variance(positions: Array, edges: Array, *, mask: Array | None = None) -> jax.Array:
+    """Edge-length regularity: ``mean_e (l_e - mean l)^2`` with ``l_e = |x_{e1} - x_{e0}|``."""
+    lengths = _edge_lengths(positions, edges)
+    mean = _masked_mean(lengths, mask)
+    return _masked_mean((lengths - mean) ** 2, mask)
+
+
+def boundary_distances(points: Array, boundary: Array, *, mask: Array | None = None) -> jax.Array:
+    """``(m,)`` distance from each point ``(m, d)`` to its nearest boundary vertex ``(n, d)``:
+    ``min_j |p_i - v_j|`` (over ``mask (n,)``)."""
+    D = _sq_dists(jnp.asarray(points), jnp.asarray(boundary))
+    if mask is not None:
+        D = jnp.where(mask[None, :], D, jnp.finfo(D.dtype).max)
+    dmin = jnp.min(D, axis=1)
+    pos = dmin > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, dmin, 1.0)), 0.0)
+
+
+def segment_distances(points: Array, positions: Array, edges: Array, *, mask: Array | None = None) -> jax.Array:
+    """``(m,)`` exact distance from each point ``(m, d)`` to a polyline/edge set (its ``edges (k, 2)``
+    into ``positions (n, d)``, optional ``mask (k,)``):
+
+        min_e |p - (x_{e0} + t (x_{e1} - x_{e0}))|,  t = clip(<p - x_{e0}, x_{e1} - x_{e0}> / |x_{e1} - x_{e0}|^2, 0, 1)
+
+    In 2D with the level-set mesh's edges, this is the exact distance to the decision boundary.
+    """
+    p = jnp.asarray(points)[:, None, :]
+    x = jnp.asarray(positions)
+    e = jnp.asarray(edges)
+    a, b = x[e[:, 0]][None], x[e[:, 1]][None]
+    ab = b - a
+    L2 = jnp.sum(ab * ab, axis=-1)
+    t = jnp.clip(jnp.sum((p - a) * ab, axis=-1) / jnp.where(L2 > 0, L2, 1.0), 0.0, 1.0)
+    D = jnp.sum((p - a - t[..., None] * ab) ** 2, axis=-1)  # (m, k)
+    if mask is not None:
+        D = jnp.where(mask[None, :], D, jnp.finfo(D.dtype).max)
+    dmin = jnp.min(D, axis=1)
+    pos = dmin > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, dmin, 1.0)), 0.0)
+
+
+def margin_loss(points: Array, boundary: Array, margin: float, *, edges: Array | None = None,
+                mask: Array | None = None) -> jax.Array:
+    """Hinge-squared margin penalty ``mean_i relu(margin - dist_i)^2``.
+
+    ``dist_i`` is the distance from data point ``i`` to the nearest decision-boundary vertex
+    (:func:`boundary_distances`, ``mask`` over vertices) or, with ``edges``, to the nearest boundary
+    edge (:func:`segment_distances`, ``mask`` over edges).
+    """
+    if edges is None:
+        dist = boundary_distances(points, boundary, mask=mask)
+    else:
+        dist = segment_distances(points, boundary, edges, mask=mask)
+    return jnp.mean(jax.nn.relu(margin - dist) ** 2)
+
+
+def count_regions(net: Network, bounds: Sequence[Any], **extract_kwargs) -> int:
+    """Number of linear regions of ``net`` inside ``bounds`` (exact, by extraction; not differentiable)."""
+    from jaxpoly.extraction import extract
+
+    return int(extract(net, bounds, level_set=False, **extract_kwargs).num_regions)

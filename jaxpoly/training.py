@@ -1,0 +1,141 @@
+"""Exact geometry inside training loops: keep an extracted complex in sync with changing weights.
+
+Typical loop (see ``examples/fit_sdf_exact_mesh.py``)::
+
+    geo = ExactGeometry(net, bounds)                  # extracts once
+    for step in range(n):
+        net = to_network(params)
+        geo.update(net)                               # re-extracts only when the combinatorics changed
+        loss, grads = step_fn(params, geo.level_system, ...)   # jit: vertex_positions(net, system)
+
+Systems are padded to power-of-two sizes, so a re-extraction only recompiles a jitted step when the
+number of vertices crosses a bucket boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jaxpoly.complex import Complex
+from jaxpoly.errors import StaleCombinatoricsError
+from jaxpoly.extraction import extract
+from jaxpoly.geometry import (
+    STALE_RTOL,
+    VertexSystem,
+    _bucket,
+    _resolve,
+    check_compatible,
+    stale_vertices,
+    vertex_positions,
+)
+from jaxpoly.mesh import Mesh
+from jaxpoly.network import Network
+
+__all__ = ["refresh_if_stale", "ExactGeometry"]
+
+
+def _stale_message(num: int, total: int) -> str:
+    return (f"the complex's combinatorics no longer hold for these weights: {num} of {total} vertices "
+            "changed sides of a hyperplane or left the box, so vertex positions and their gradients from "
+            "this complex are no longer exact. Re-extract with jaxpoly.extract(net, bounds), or call "
+            "refresh_if_stale(net, complex) without strict=True to re-extract automatically.")
+
+
+def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | None = None, *,
+                     strict: bool = False, rtol: float = STALE_RTOL, **extract_kwargs) -> Complex:
+    """``complex`` if its combinatorics still hold for ``net`` (:func:`jaxpoly.geometry.is_stale`), else a
+    fresh :func:`jaxpoly.extract` (same box and level-set setting unless ``bounds`` is given).
+
+    Raises:
+      InvalidNetworkError: ``complex`` was extracted from a different architecture, or ``net`` has
+        non-finite weights.
+      StaleCombinatoricsError: the complex is stale and ``strict=True``.
+    """
+    stale = stale_vertices(net, complex, rtol=rtol)
+    if not stale.any():
+        return complex
+    if strict:
+        raise StaleCombinatoricsError(_stale_message(int(stale.sum()), len(stale)))
+    box = (complex.lo, complex.hi) if bounds is None else bounds
+    return extract(net, box, level_set=complex.level_set, **extract_kwargs)
+
+
+def _pad_rows(a: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``a (n, k)`` padded with zero rows to ``(size, k)`` and the mask ``(size,)`` of real rows."""
+    n = len(a)
+    out = np.zeros((size,) + a.shape[1:], a.dtype)
+    out[:n] = a
+    return out, np.arange(size) < n
+
+
+class ExactGeometry:
+    """An extracted complex that follows a changing network, with padded systems for jitted steps.
+
+    Attributes:
+      complex: the current :class:`~jaxpoly.Complex`.
+      num_extractions: extractions so far (the first included).
+      num_checks: staleness checks so far.
+    """
+
+    def __init__(self, net: Network, bounds: Sequence[Any], *, level_set: bool = True, strict: bool = False,
+                 rtol: float = STALE_RTOL, **extract_kwargs):
+        self.bounds = bounds
+        self.level_set = level_set
+        self.strict = strict
+        self.rtol = rtol
+        self.extract_kwargs = extract_kwargs
+        self.complex = extract(net, bounds, level_set=level_set, **extract_kwargs)
+        self.num_extractions = 1
+        self.num_checks = 0
+
+    def update(self, net: Network) -> bool:
+        """Re-extract if the combinatorics no longer hold for ``net``; returns whether it did.
+
+        Raises:
+          InvalidNetworkError: architecture mismatch or non-finite weights.
+          StaleCombinatoricsError: stale and ``strict=True``.
+        """
+        self.num_checks += 1
+        stale = stale_vertices(net, self.complex, rtol=self.rtol)
+        if not stale.any():
+            return False
+        if self.strict:
+            raise StaleCombinatoricsError(_stale_message(int(stale.sum()), len(stale)))
+        self.complex = extract(net, self.bounds, level_set=self.level_set, **self.extract_kwargs)
+        self.num_extractions += 1
+        return True
+
+    @property
+    def system(self) -> VertexSystem:
+        """All vertices, padded to a power of two (rows ``>= complex.num_vertices`` are masked)."""
+        return _resolve(self.complex, "all")[0]
+
+    @property
+    def level_system(self) -> VertexSystem:
+        """The level-set vertices in mesh order, padded to a power of two (see ``.mask``)."""
+        return _resolve(self.complex, "level_set")[0]
+
+    @property
+    def mesh(self) -> Mesh:
+        """The current level-set mesh (cached per extraction)."""
+        return self.complex._cached("_geometry_mesh", self.complex.level_set_mesh)
+
+    def level_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """The level-set mesh edges ``(Q, 2)`` (indices into :attr:`level_system` rows), padded with
+        ``(0, 0)`` to a power of two, and their mask ``(Q,)``."""
+        e = np.asarray(self.mesh.edges, np.int32).reshape(-1, 2)
+        return _pad_rows(e, _bucket(len(e)))
+
+    def positions(self, params_or_net: Any, *, to_network: Callable[[Any], Network] | None = None):
+        """All vertices ``(V, d)`` of the current complex as functions of the weights."""
+        return vertex_positions(params_or_net, self.complex, to_network=to_network)
+
+    def check(self, net: Network) -> None:
+        """Raise :class:`~jaxpoly.InvalidNetworkError` unless ``net`` fits the current complex."""
+        check_compatible(net, self.system)
+
+    def __repr__(self) -> str:
+        return (f"ExactGeometry({self.complex!r}, extractions={self.num_extractions}, "
+                f"checks={self.num_checks})")
