@@ -10,6 +10,7 @@ from jaxpoly.enumeration import enumerate_regions, sample_regions
 from jaxpoly.errors import (
     CapacityError,
     DegenerateError,
+    InvalidArgumentError,
     InvalidBoundsError,
     InvalidNetworkError,
     JaxpolyError,
@@ -66,6 +67,6 @@ __all__ = [
     # converters and models
     "from_arrays", "from_flax", "from_torch", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
     # errors
-    "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidBoundsError",
+    "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidArgumentError", "InvalidBoundsError",
     "CapacityError", "DegenerateError", "StaleCombinatoricsError",
 ]

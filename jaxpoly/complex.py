@@ -71,6 +71,23 @@ def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sk[new], inv
 
 
+def _count_unique(keys: np.ndarray) -> int:
+    """Number of distinct rows of ``keys (n, 2) uint64``.
+
+    Counts each word separately with a plain sort (an order of magnitude faster than the ``argsort``
+    a row-wise unique needs). Equal counts mean no 64-bit collision in either word, or collisions in both
+    at once (the same odds as a wrong pairing in the subdivision); unequal counts reveal a collision and
+    fall back to the exact row-wise count.
+    """
+    counts = []
+    for w in range(keys.shape[1]):
+        sk = np.sort(keys[:, w])
+        counts.append(int(np.count_nonzero(sk[1:] != sk[:-1])) + int(len(sk) > 0))
+    if len(set(counts)) == 1:
+        return counts[0]
+    return len(_unique_keys(keys)[0])
+
+
 def _flip_keys(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, nflip: int):
     """Keys of the faces around each edge with ``nflip`` of its zeros flipped to ``±``.
 
@@ -191,7 +208,7 @@ class Complex:
         f = [self.num_vertices, self.num_edges]
         for k in range(2, d + 1):
             keys, _ = _flip_keys(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, k - 1)
-            f.append(len(_unique_keys(keys)[0]))
+            f.append(_count_unique(keys))
         return tuple(f)
 
     @property

@@ -28,6 +28,11 @@ class InvalidNetworkError(JaxpolyError, ValueError):
     output)."""
 
 
+class InvalidArgumentError(JaxpolyError, ValueError):
+    """An option has a value outside its domain (a non-positive capacity or limit, an unknown dtype, a
+    malformed slice). The message names the argument and what it accepts."""
+
+
 class UnsupportedLayerError(JaxpolyError, TypeError):
     """A converter met an operation that is not piecewise affine (tanh, softmax, max-pool, …) or a
     module type it does not know. The message names the op."""

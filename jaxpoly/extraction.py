@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from typing import Any, Sequence
 
@@ -21,7 +22,7 @@ import numpy as np
 from jaxpoly import subdivision as sd
 from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
-from jaxpoly.errors import CapacityError, DegenerateError, InvalidNetworkError
+from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError
 from jaxpoly.network import Network, restrict_to_plane, validate_network
 
 __all__ = ["extract", "DEFAULT_RTOL"]
@@ -43,6 +44,7 @@ def _bucket(n: int) -> int:
 
 
 _CHUNK = 1 << 16
+_NARROW_BYTES = 256 << 20
 
 
 def _chunked(fn, x: jax.Array) -> jax.Array:
@@ -105,6 +107,7 @@ def extract(
     dtype: Any = None,
     capacity: int | None = None,
     max_vertices: int | None = None,
+    max_memory: int | None = None,
     rtol: float | None = None,
     progress: bool = False,
     slice: tuple[Any, Any, Any] | None = None,  # noqa: A002 - the documented keyword
@@ -125,6 +128,9 @@ def extract(
       capacity: initial vertex capacity (grown automatically; a hint to avoid recompiles).
       max_vertices: refuse to grow beyond this many vertices (default 2e8) with a
         :class:`~jaxpoly.CapacityError`.
+      max_memory: bytes the padded arrays may take (default 90% of physical memory); a growth beyond
+        it raises :class:`~jaxpoly.CapacityError` with the size reached, instead of swapping or being
+        killed by the OS.
       rtol: the tolerance rule — a vertex lies on a hyperplane when the hyperplane's value there is at
         most ``rtol`` times its largest magnitude over the current vertices (default 1e-13 in float64:
         roundoff at vertices on a hyperplane is ~1e-15, the closest genuine near-miss in the bunny
@@ -138,20 +144,26 @@ def extract(
     Returns:
       A :class:`~jaxpoly.Complex`.
     Raises:
-      InvalidNetworkError, InvalidBoundsError, CapacityError, DegenerateError.
+      InvalidNetworkError, InvalidBoundsError, InvalidArgumentError, CapacityError, DegenerateError.
     """
     validate_network(net, scalar_output=level_set)
     if slice is not None:
         try:
             origin, u, v = slice
         except (TypeError, ValueError):
-            raise InvalidNetworkError("slice must be a triple (origin, u, v) of arrays of shape (d,)") from None
+            raise InvalidArgumentError("slice must be a triple (origin, u, v) of arrays of shape (d,)") from None
         net = restrict_to_plane(net, origin, u, v)
     dtype = np.dtype(dtype or np.float64)
     if dtype not in DEFAULT_RTOL:
-        raise InvalidNetworkError(f"dtype must be float32 or float64, got {dtype}")
+        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype}")
+    for name, val in (("capacity", capacity), ("max_vertices", max_vertices), ("max_memory", max_memory)):
+        if val is not None and not (isinstance(val, (int, np.integer)) and val > 0):
+            raise InvalidArgumentError(f"{name} must be a positive integer or None, got {val!r}")
+    if rtol is not None and not (np.isfinite(rtol) and 0 <= rtol < 1e-2):
+        raise InvalidArgumentError(f"rtol must be a small non-negative number (default 1e-13), got {rtol!r}")
     rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
     max_vertices = int(max_vertices or _MAX_VERTICES_DEFAULT)
+    max_memory = int(max_memory or 0.9 * _physical_memory())
     d = net.input_dim
     lo, hi = as_box(bounds, d)
     H = net.num_hyperplanes
@@ -159,10 +171,10 @@ def extract(
     r_np = sd.hash_table(num_facets + H + 1)
     # Work in float64 regardless of the user's x64 setting; float32 runs cast the network.
     with jax.enable_x64(True):
-        return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progress, r_np)
+        return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np)
 
 
-def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progress, r_np) -> Complex:
+def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np) -> Complex:
     d = net.input_dim
     num_facets = 2 * d
     work_net = net.astype(dtype)
@@ -173,6 +185,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
     vcap = _bucket(capacity or max(_DEFAULT_VERTICES, 64 * 2**d))
     cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 8),
                       zero_edges=64, zero_slots=d)
+    itemsize = np.dtype(dtype).itemsize
+    _check_memory(None, cap, None, d, W, itemsize, max_memory)
     state = sd.init_box(lo, hi, r_np, cap, dtype)
     offs = net.hyperplane_offsets
     timings = {"stages": []}
@@ -193,6 +207,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         else:
             vals = _values_from_input(work_net, x, stage, W)
         prev = stage
+        if stage is None and vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
+            vals = vals[:, :1]  # the level set needs one column; on large complexes that frees gigabytes
         start = 0
         grows = 0
         while True:
@@ -207,9 +223,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
                 break
             failed_at = int(failed_at)
             hyper = off + failed_at
-            _raise_degenerate(flags, net, hyper, level_set and stage is None)
-            cap = _grown(cap, flags, state, max_vertices)
-            state, vals = sd.grow(state, vals, cap)
+            if not flags & sd.CAPACITY_FLAGS:  # an overflowing step's other flags saw truncated arrays
+                _raise_degenerate(flags, net, hyper, level_set and stage is None)
+            new = _grown(cap, flags, state, max_vertices)
+            _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
+            state, vals = sd.grow(state, vals, new)
+            cap = new
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
@@ -221,18 +240,21 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         if bar is not None:
             bar.update(1)
             bar.set_postfix(vertices=nv2, edges=ne2)
-        # Grow before the next stage when it is predicted not to fit: vertices grew by ``g`` per
-        # hyperplane in this stage, so the next stage's ``w`` hyperplanes give about ``nv2 * g^w``.
+        # Grow before the next stage when it is predicted not to fit. Growth ratios shrink from layer to
+        # layer (8x32 bunny: 9.3, 3.8, 2.8, 2.5, 2.1, ...), so the next ratio is predicted as the square
+        # root of this one (scaled by the widths); an underestimate only costs a regrowth mid-stage.
         nxt = plan.index((stage, off, width)) + 1
         if nxt < len(plan):
-            per_plane = (nv2 / max(nv, 1)) ** (1.0 / max(width, 1))
-            target = min(int(nv2 * per_plane ** plan[nxt][2] * 1.15) + 1024, max_vertices)
-            # Only a clear shortfall is worth a recompilation now; a near miss grows on overflow.
-            if target > 2 * cap.vertices or ne2 + (target - nv2) * (d + 1) > 2 * cap.edges:
-                new = sd.Capacity(max(cap.vertices, _bucket(target)),
-                                  max(cap.edges, _bucket(ne2 + (target - nv2) * (d + 1) * 1.1)),
+            ratio = max(nv2 / max(nv, 1), 1.0) ** (0.5 * plan[nxt][2] / max(width, 1))
+            target = min(int(nv2 * ratio * 1.15) + 1024, max_vertices)
+            new_edges = int(ne2 + (target - nv2) * d * 1.15)  # about d new edges per new vertex
+            # A shortfall under 2x costs one regrowth on overflow anyway (capacities double), so only a
+            # larger one is worth growing for now.
+            if target > 2 * cap.vertices or new_edges > 2 * cap.edges:
+                new = sd.Capacity(max(cap.vertices, _bucket(target)), max(cap.edges, _bucket(new_edges)),
                                   max(cap.splits, _bucket((target - nv2) // max(plan[nxt][2], 1) * 3)),
                                   cap.zero_edges, cap.zero_slots)
+                _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
                 state, vals = sd.grow(state, vals, new)
                 cap = new
     if bar is not None:
@@ -244,6 +266,37 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, rtol, progre
         x=np.asarray(state.x[:nv]), vz=np.asarray(state.vz[:nv]), ends=np.asarray(state.ends[:ne]),
         ez=np.asarray(state.ez[:ne]), eh=np.asarray(state.eh[:ne]), hash_table=r_np, timings=timings,
     )
+
+
+def _physical_memory() -> int:
+    """Bytes of physical memory on this host (8 GiB when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _state_bytes(cap: sd.Capacity, d: int, width: int, itemsize: int) -> int:
+    """Bytes of the padded state and stage values at capacity ``cap`` (see :mod:`jaxpoly.subdivision`)."""
+    per_vertex = d * itemsize + 4 * cap.zero_slots + width * itemsize
+    per_edge = 8 + 4 * max(d - 1, 1) + 16
+    # A step's temporaries: a few per-edge masks/indices and per-split rows (positions, keys, slots).
+    per_step = 6 * cap.edges + cap.splits * (8 * d + 8 * d * 2 + 4 * cap.zero_slots + 64)
+    return cap.vertices * per_vertex + cap.edges * per_edge + per_step
+
+
+def _check_memory(old: sd.Capacity | None, new: sd.Capacity, state: sd.State | None, d: int, width: int,
+                  itemsize: int, limit: int) -> None:
+    """Refuse a growth whose arrays (old and new side by side while copying) would not fit ``limit``."""
+    need = (_state_bytes(old, d, width, itemsize) if old else 0) + _state_bytes(new, d, width, itemsize)
+    if need > limit:
+        nv, ne = (int(state.nv), int(state.ne)) if state is not None else (0, 0)
+        raise CapacityError(
+            f"the complex has reached {nv:,} vertices and {ne:,} edges; growing to "
+            f"{new.vertices:,} vertices / {new.edges:,} edges needs about {need / 2**30:.1f} GiB, more than "
+            f"the {limit / 2**30:.1f} GiB allowed (max_memory). Shrink the box, extract a 2D slice, use "
+            "dtype=float32, or raise max_memory on a machine with more memory."
+        )
 
 
 def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int) -> sd.Capacity:

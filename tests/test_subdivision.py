@@ -227,6 +227,15 @@ def test_small_capacity_grows_without_dropping():
     assert extract(net, (-0.5, 0.5), capacity=64).f_vector == (289, 543, 255)
 
 
+def test_split_overflow_in_3d_grows_instead_of_reporting_degeneracy():
+    """In 3D a step whose splits overflow sees a truncated list of crossing points, so its pairing check
+    fails too; that must trigger growth, not a DegenerateError (seen on the 8x32 bunny's layer 5)."""
+    net = jaxpoly.load_npz(os.path.join(DATA, "3_3x16_relu_bunny.npz"))
+    c = extract(net, (-0.5, 0.5), capacity=64)
+    assert c.f_vector == (27562, 80656, 78682, 25587)
+    assert sum(s["regrows"] for s in c.timings["stages"]) >= 3
+
+
 def test_output_vanishing_on_a_region_is_reported():
     """y = relu(x1) - relu(x2) with zero output bias vanishes on the whole negative quadrant and changes
     sign elsewhere; this version reports that instead of returning a complex that could be wrong. An
@@ -261,6 +270,24 @@ def test_bad_bounds_and_networks():
         extract(nan_net, (-1, 1))
     with pytest.raises(jaxpoly.CapacityError, match="max_vertices"):
         extract(net, (-0.5, 0.5), capacity=64, max_vertices=100)
+    with pytest.raises(jaxpoly.CapacityError, match="max_memory"):
+        extract(net, (-0.5, 0.5), capacity=64, max_memory=4_000_000)
+    for kwargs in ({"capacity": 0}, {"max_vertices": -5}, {"max_memory": 1.5}, {"rtol": np.nan},
+                   {"dtype": np.int32}, {"slice": (np.zeros(2),)}):
+        with pytest.raises(jaxpoly.InvalidArgumentError):
+            extract(net, (-0.5, 0.5), **kwargs)
+
+
+def test_memory_estimate_covers_the_state():
+    """The memory guard's estimate is at least the bytes of the arrays it guards."""
+    from jaxpoly import subdivision as sd
+    from jaxpoly.extraction import _state_bytes
+
+    cap = sd.Capacity(vertices=4096, edges=12288, splits=512, zero_edges=64, zero_slots=3)
+    state = sd.init_box(np.zeros(3), np.ones(3), sd.hash_table(20), cap, np.float64)
+    vals = np.zeros((cap.vertices, 16))
+    actual = sum(np.asarray(a).nbytes for a in state) + vals.nbytes
+    assert actual <= _state_bytes(cap, 3, 16, 8) <= 3 * actual
 
 
 def test_save_load_roundtrip(tmp_path):
