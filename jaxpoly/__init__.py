@@ -14,19 +14,24 @@ from jaxpoly.errors import (
     InvalidBoundsError,
     InvalidNetworkError,
     JaxpolyError,
+    ModelLoadError,
+    ModelNotFoundError,
     StaleCombinatoricsError,
     UnsupportedLayerError,
 )
 from jaxpoly.extraction import extract
 from jaxpoly.geometry import (
+    InradiusSystem,
     VertexSystem,
     is_stale,
     level_set_positions,
     network_from_params,
+    region_inradius,
     vertex_positions,
 )
 from jaxpoly.mesh import Mesh
 from jaxpoly.models import BUNDLED_MODELS, load_model
+from jaxpoly.loading import Arch, load_network, parse_arch
 from jaxpoly.regions import Regions
 from jaxpoly.training import ExactGeometry, refresh_if_stale
 from jaxpoly import geometry
@@ -64,8 +69,10 @@ __all__ = [
     # differentiable geometry
     "geometry", "vertex_positions", "level_set_positions", "is_stale", "VertexSystem", "network_from_params",
     "ExactGeometry", "refresh_if_stale",
+    "region_inradius", "InradiusSystem",
     # converters and models
     "from_arrays", "from_flax", "from_torch", "load_npz", "save_npz", "load_model", "BUNDLED_MODELS",
+    "load_network", "parse_arch", "Arch", "ModelLoadError", "ModelNotFoundError",
     # errors
     "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidArgumentError", "InvalidBoundsError",
     "CapacityError", "DegenerateError", "StaleCombinatoricsError",

@@ -12,10 +12,19 @@ the cells of those arrangements, all parents at once:
 * per batch of ``batch_size`` cells (padded, so every kernel compiles once): constraints
   (:func:`jaxpoly.oracle.cell_rows`), Chebyshev centre and inradius (the certificate: a cell counts
   iff its inradius exceeds ``tol * |half-diagonal|``), facets (:func:`jaxpoly.oracle.classify_facets`:
-  rays, then LPs for what rays missed);
+  rays and LP-free certificates, then LPs for what they left undecided);
 * neighbours: crossing a facet on a hyperplane of the current level flips that hyperplane's bit (and
   the bits of every hyperplane that coincides with it); parent facets are never crossed. New patterns
   are deduplicated on the host by their packed bits.
+
+The first level is a plain hyperplane arrangement in the box. When it has few enough ``d``-subsets of
+constraints (:data:`_VERTEX_MAX_SUBSETS`, e.g. width 64 in ``d <= 4``) its cells come from the
+arrangement's vertices instead, with no LP (:func:`_vertex_level`): every cell is a bounded polytope
+with a vertex, the ``2^k`` sign choices of a simple vertex's ``k`` hyperplanes are exactly the cells
+around it, and the cell's facets there are the vertex's defining constraints. The witness is the
+centroid of the cell's vertices and the inradius its smallest slack (a certified ball, not the
+Chebyshev one). Any sign of non-simplicity (coincident or parallel rows, dead neurons, a vertex within
+rounding error of another row, an ill-conditioned vertex inside the box) falls back to the search.
 
 Regions are the cells of the last level. Exact up to the tolerance: every cell whose inradius exceeds
 ``tol`` (relative to the box half-diagonal) and that is connected to the seed through such cells is
@@ -47,6 +56,7 @@ __all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes"]
 log = logging.getLogger("jaxpoly")
 
 _SEED_CANDIDATES = 32
+_BBOX_MAX_DIM = 6
 
 
 def estimate_batch_bytes(d: int, num_hyperplanes: int, batch_size: int, rays: int) -> int:
@@ -156,8 +166,10 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, stage: tuple[
     valid = np.zeros(ctx.B, bool)
     valid[:n] = True
     good = valid & (rad > ctx.tol)
+    # bounding-box LPs pay off in low dimension only (measured: faster up to d = 6, slower from d = 8,
+    # where most rows of a cell are facets anyway)
     facets, cnt = oracle.classify_facets(rows, wit, good, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
-                                         delta=2.0 * ctx.radius)
+                                         delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM)
     st = ctx.stats
     st["lps"] += n + cnt.lps
     st["lp_fallbacks"] += fb + cnt.fallbacks
@@ -237,12 +249,243 @@ def _new_only(known: set, pats: np.ndarray) -> np.ndarray:
     return np.asarray(sel, np.int64)
 
 
+# ---------------------------------------------------------------------------------------------------
+# First level in low dimension: the arrangement's vertices (no LPs)
+# ---------------------------------------------------------------------------------------------------
+
+_VERTEX_MAX_SUBSETS = 4_000_000  # the vertex path runs when the first level has at most this many d-subsets
+_VERTEX_CHUNK = 1 << 15
+_VERTEX_DET = 1e-9  # smallest |det| of a vertex system (unit rows) trusted without falling back
+_VERTEX_EPS = 1e-11  # sign-ambiguity threshold at a vertex, times (1 + |v|) / |det|
+
+
+def _combinations(n: int, k: int) -> np.ndarray:
+    """All ``k``-subsets of ``range(n)`` as sorted rows ``(C(n, k), k)`` (vectorised)."""
+    if k == 0:
+        return np.zeros((1, 0), np.int64)
+    if k > n:
+        return np.zeros((0, k), np.int64)
+    c = np.arange(n, dtype=np.int64)[:, None]
+    for _ in range(k - 1):
+        last = c[:, -1]
+        counts = n - 1 - last
+        total = int(counts.sum())
+        rep = np.repeat(c, counts, axis=0)
+        start = np.repeat(np.cumsum(counts) - counts, counts)
+        new = np.repeat(last, counts) + 1 + (np.arange(total) - start)
+        c = np.concatenate([rep, new[:, None]], axis=1)
+    return c
+
+
+def _vertex_subsets(d: int, n: int) -> int:
+    return sum(math.comb(n, k) * math.comb(d, d - k) * 2 ** (d - k) for k in range(0, min(d, n) + 1))
+
+
+def _small_solve(Ms: jax.Array, rs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Gaussian elimination with partial pivoting, vectorised over a batch of small systems
+    ``Ms (C, d, d) v = rs (C, d)`` (``d`` unrolled: much faster on CPU than per-matrix LAPACK calls).
+    Returns ``(v (C, d), |det| (C,))``; singular systems give non-finite ``v`` and ``det = 0``."""
+    C, d, _ = Ms.shape
+    T = jnp.concatenate([Ms, rs[..., None]], axis=2)  # (C, d, d + 1)
+    det = jnp.ones((C,), Ms.dtype)
+    rows = jnp.arange(d)
+    for k in range(d):
+        col = jnp.where(rows[None, :] >= k, jnp.abs(T[:, :, k]), -1.0)
+        p = jnp.argmax(col, axis=1)
+        rk, rp = T[:, k], jnp.take_along_axis(T, p[:, None, None], axis=1)[:, 0]
+        swap_p = (rows[None, :] == p[:, None])[..., None]
+        T = jnp.where(swap_p, rk[:, None, :], T)
+        T = T.at[:, k].set(rp)
+        piv = rp[:, k]
+        det = det * jnp.abs(piv)
+        ok = piv != 0
+        f = jnp.where(rows[None, :] > k, T[:, :, k] / jnp.where(ok, piv, 1.0)[:, None], 0.0)
+        T = T - f[..., None] * rp[:, None, :]
+    v = jnp.zeros((C, d), Ms.dtype)
+    for k in range(d - 1, -1, -1):
+        acc = T[:, k, d] - jnp.sum(T[:, k, :d] * v, axis=1)
+        v = v.at[:, k].set(acc / T[:, k, k])
+    return v, det
+
+
+@jax.jit
+def _vertex_chunk(A, b, idx, half, eps_scale):
+    """Vertices of the d-subsets ``idx (C, d)`` of the unit rows ``A (M, d) · y = b (M,)`` (slot
+    layout of :mod:`jaxpoly.oracle`; rows of hyperplanes unoriented). Returns ``(v (C, d), bits (C, M)
+    value > 0, ok (C,), degenerate (C,))``: ``ok`` a simple vertex inside the box, ``degenerate`` a
+    vertex inside the box that is not simple or not trustworthy (the caller then falls back)."""
+    Ms = A[idx]  # (C, d, d)
+    rs = b[idx]
+    v, det = _small_solve(Ms, rs)
+    safe = jnp.abs(det) > 1e-300
+    vals = v @ A.T - b  # (C, M): row value minus offset
+    M = A.shape[0]
+    defining = jnp.any(jax.nn.one_hot(idx, M, dtype=bool), axis=1)
+    eps = eps_scale * (1.0 + jnp.max(jnp.abs(v), axis=1)) / jnp.maximum(jnp.abs(det), 1e-300)
+    d = A.shape[1]
+    box = jnp.arange(M) < 2 * d
+    # inside the box: every non-defining box row strictly satisfied (value < 0 means y_i < half_i)
+    inside = safe & jnp.all(jnp.isfinite(v), axis=1) & jnp.all(jnp.where(box & ~defining, vals < eps[:, None], True),
+                                                                 axis=1)
+    near = (jnp.abs(vals) <= eps[:, None]) & jnp.any(A != 0, axis=1)[None, :]  # padding rows are zero
+    degenerate = inside & (jnp.any(near & ~defining, axis=1) | (jnp.abs(det) < _VERTEX_DET))
+    return v, vals > 0, inside & ~degenerate, degenerate
+
+
+def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
+    """Cells of the first level from the vertices of its arrangement inside the box, or ``None`` when
+    the arrangement is not simple there (coincident, parallel-through-a-vertex, constant or
+    numerically ambiguous hyperplanes) and the LP search must run instead.
+
+    Every cell of a hyperplane arrangement restricted to the box is a bounded polytope, so it has a
+    vertex: ``d`` constraints (hyperplanes or box faces) meeting at a point. At a simple vertex the
+    ``2^k`` sign choices of its ``k`` hyperplanes are exactly the cells around it, and the cell's facets
+    there are its ``d`` defining constraints. Grouping (vertex, orthant) pairs by pattern therefore gives
+    every cell, each facet (every facet of a polytope contains a vertex), and the centroid of the
+    cell's vertices, an interior point whose smallest slack certifies the inradius.
+    """
+    d, M = ctx.d, ctx.M
+    h0, h1 = stage
+    n = h1 - h0
+    if n == 0 or _vertex_subsets(d, n) > _VERTEX_MAX_SUBSETS:
+        return None
+    G, g = oracle._all_rows(ctx.net, jnp.zeros((1, ctx.Hp), bool), jnp.asarray(ctx.centre), ctx.level_set)
+    G, g = np.asarray(G[0, h0:h1]), np.asarray(g[0, h0:h1])
+    norms = np.linalg.norm(G, axis=1)
+    scale = max(float(norms.max()), 1e-300)
+    if np.any(norms <= 1e-6 * scale):
+        return None  # constant (dead) or nearly constant neurons
+    Gn, gn = G / norms[:, None], g / norms
+    # coincident or parallel hyperplanes: fall back (the search handles them)
+    cos = np.abs(Gn @ Gn.T) - np.eye(n)
+    if np.any(cos >= 1.0 - 1e-9):
+        return None
+    eye = np.eye(d)
+    A = np.concatenate([eye, -eye, Gn, np.zeros((M - 2 * d - n, d))])  # rows: a · y <= / = b
+    b = np.concatenate([ctx.half, ctx.half, -gn, np.zeros(M - 2 * d - n)])
+    # hyperplane row h: value a · y - b = (G y + g) / |G| (sign = pattern bit)
+    A_j, b_j, half = jnp.asarray(A), jnp.asarray(b), jnp.asarray(ctx.half)
+    eps_scale = _VERTEX_EPS * max(1.0, ctx.radius)
+
+    parts = []
+    for k in range(min(d, n), -1, -1):
+        hyp = _combinations(n, k) + 2 * d
+        for coords in _combinations(d, d - k):
+            for signs in range(2 ** (d - k)):
+                box_slots = np.array([c + d * ((signs >> i) & 1) for i, c in enumerate(coords)], np.int64)
+                parts.append(np.concatenate([hyp, np.broadcast_to(box_slots, (len(hyp), d - k))], axis=1))
+    idx_all = np.concatenate(parts)
+    C = _VERTEX_CHUNK
+    vs, bits, defs = [], [], []
+    for s in range(0, len(idx_all), C):
+        chunk = idx_all[s : s + C]
+        k = len(chunk)
+        if k < C:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], C - k, axis=0)])
+        v, bt, ok, degen = _vertex_chunk(A_j, b_j, jnp.asarray(chunk), half, eps_scale)
+        ok, degen = np.asarray(ok)[:k], np.asarray(degen)[:k]
+        if degen.any():
+            log.debug("vertex path: %d degenerate vertices, falling back to the LP search", int(degen.sum()))
+            return None
+        sel = np.flatnonzero(ok)
+        if len(sel):
+            vs.append(np.asarray(v)[sel])
+            bits.append(np.asarray(bt)[sel][:, 2 * d : 2 * d + n])
+            defs.append(chunk[sel])
+    if not vs:
+        return None
+    V, Bt, D = np.concatenate(vs), np.concatenate(bits), np.concatenate(defs)
+    # expand every vertex into the 2^k cells around it: set its defining hyperplanes' bits to each of
+    # the 2^k sign choices, on packed 64-bit words
+    words = _words(np.packbits(Bt, axis=1))  # (V, W), hyperplane 0 is the top bit of word 0
+    is_h = D >= 2 * d
+    reps = 1 << is_h.sum(axis=1)
+    E = int(reps.sum())
+    vid = np.repeat(np.arange(len(V)), reps)
+    orth = (np.arange(E) - np.repeat(np.cumsum(reps) - reps, reps)).astype(np.uint64)
+    kw = words[vid]
+    Dv = D[vid]
+    hv = np.where(is_h[vid], Dv - 2 * d, 0)
+    wi, bit = hv // 64, (np.uint64(63) - (hv % 64).astype(np.uint64))
+    ar = np.arange(E)
+    for j in range(d):
+        hj = is_h[vid, j]
+        m = np.where(hj, np.left_shift(np.uint64(1), bit[:, j]), np.uint64(0))
+        val = np.where(hj, np.left_shift((orth >> np.uint64(j)) & np.uint64(1), bit[:, j]), np.uint64(0))
+        kw[ar, wi[:, j]] = (kw[ar, wi[:, j]] & ~m) | val
+    if kw.shape[1] == 1:
+        _, first, inv = np.unique(kw[:, 0], return_index=True, return_inverse=True)
+    else:
+        _, first, inv = np.unique(kw, axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    R = len(first)
+    cell_pats = np.unpackbits(kw[first].astype(">u8").view(np.uint8), axis=1, count=n).astype(bool)
+    facets = np.zeros((R, M), bool)
+    facets[np.repeat(inv, d), Dv.ravel()] = True
+    cnt = np.bincount(inv, minlength=R).astype(np.float64)
+    wit = np.stack([np.bincount(inv, weights=V[vid, i], minlength=R) for i in range(d)], axis=1) / cnt[:, None]
+    # certificate: the witness's slacks on every row (unit rows: distances), signs as the pattern says
+    vals = wit @ Gn.T + gn
+    sgn = np.where(cell_pats, 1.0, -1.0)
+    slack_h = vals * sgn
+    slack_b = np.concatenate([ctx.half - wit, ctx.half + wit], axis=1)
+    rad = np.minimum(slack_h.min(axis=1), slack_b.min(axis=1))
+    bad = ~(rad > ctx.tol)
+    if bad.any():
+        # rare: a centroid too close to the boundary; certify those cells by their Chebyshev LP
+        full = np.zeros((int(bad.sum()), ctx.Hp), bool)
+        full[:, h0:h1] = cell_pats[bad]
+        pm = np.zeros((len(full), M), bool)
+        pm[:, : 2 * d] = True
+        w2, r2 = [], []
+        for s in range(0, len(full), ctx.B):
+            p_ = _pad_rows(full[s : s + ctx.B], ctx.B)
+            rows = oracle.cell_rows(ctx.net, ctx.put(p_), ctx.put(_pad_rows(pm[s : s + ctx.B], ctx.B)),
+                                    jnp.asarray(ctx.centre), jnp.asarray(ctx.half), stage=stage,
+                                    level_set=ctx.level_set, num_slots=M)
+            w_, r_, fb = oracle.chebyshev(rows, 2.0 * ctx.radius)
+            ctx.stats["lps"] += ctx.B
+            ctx.stats["lp_fallbacks"] += fb
+            k = min(ctx.B, len(full) - s)
+            w2.append(w_[:k])
+            r2.append(r_[:k])
+        wit[bad], rad[bad] = np.concatenate(w2), np.concatenate(r2)
+    keep = rad > ctx.tol
+    ctx.stats["empty_cells"] += int((~keep).sum())
+    out = np.zeros((int(keep.sum()), ctx.Hp), bool)
+    out[:, h0:h1] = cell_pats[keep]
+    ctx.stats["cells"] += len(out)
+    ctx.stats["vertices"] = ctx.stats.get("vertices", 0) + len(V)
+    ctx.stats["vertex_systems"] = ctx.stats.get("vertex_systems", 0) + len(idx_all)
+    return out, wit[keep], rad[keep], facets[keep]
+
+
+def _vertex_output(ctx: _Ctx, fast, final: bool, max_regions: int | None):
+    """The vertex path's cells in :func:`_search_level`'s output format."""
+    pats, wit, rad, facets = fast
+    stopped = max_regions is not None and len(pats) > max_regions
+    if stopped:
+        pats, wit, rad, facets = pats[:max_regions], wit[:max_regions], rad[:max_regions], facets[:max_regions]
+    a = None
+    if final:
+        src, slot = np.nonzero(facets[:, 2 * ctx.d :])
+        nb = pats[src].copy()
+        nb[np.arange(len(src)), slot] ^= True
+        a = (src, np.packbits(nb, axis=1))
+    return [(pats, wit, rad, facets, a)], ([a] if a is not None else []), stopped
+
+
 def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, final: bool,
-                  max_regions: int | None, progress: bool):
+                  max_regions: int | None, bar):
     """BFS over the cells of one level, from one seed pattern per parent.
 
-    Returns ``(patterns, witnesses, radii, facets, adjacency, stopped)``: per-batch lists of arrays,
-    and on the final level the adjacency candidates ``(region index (k,), neighbour keys)``.
+    Stops after ``max_regions`` cells on any level (each cell of an intermediate level holds at least
+    one region, so the final level still reaches ``max_regions``). A ``KeyboardInterrupt`` stops the
+    search after the last finished batch.
+
+    Returns ``(batches, adjacency, stopped, interrupted)``: ``batches`` a list of per-batch tuples
+    ``(patterns, witnesses, radii, facets)`` and on the final level the adjacency candidates
+    ``(region index (k,), neighbour keys)``.
     """
     slots = ctx.slot_mask(stage)
     all_h = np.arange(ctx.M) >= 2 * ctx.d
@@ -251,38 +494,100 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     sel = _new_only(known, seeds)
     queue.push(seeds[sel], seed_mask[sel])
     n_seeds, popped = len(sel), 0
-    out_p, out_w, out_r, out_f, adj = [], [], [], [], []
+    out: list = []
     count = 0
-    stopped = False
-    while queue.size:
-        take = ctx.B
-        if final and max_regions is not None:
-            if count >= max_regions:
-                stopped = True
-                break
-            take = min(take, max_regions - count)
-        pats, pmask = queue.pop(take)
-        is_seed = np.arange(popped, popped + len(pats)) < n_seeds
-        popped += len(pats)
-        good, wit, rad, facets, same, rows_ok = _process_batch(ctx, pats, pmask, stage)
-        ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
-        pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
-        same, rows_ok = same[good], rows_ok[good]
-        src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
-        sel = _new_only(known, nb)
-        if len(sel):
-            queue.push(nb[sel], pmask[src[sel]])
-        out_p.append(pats)
-        out_w.append(wit)
-        out_r.append(rad)
-        out_f.append(facets)
-        if final:
-            asrc, _, anb = _flips(pats, facets, same, rows_ok, all_h, ctx.d)
-            adj.append((asrc + count, pattern_keys(anb)))
-        count += len(pats)
-        if progress:
-            log.info("hyperplanes %d-%d: %d cells, %d queued", stage[0], stage[1], count, queue.size)
-    return out_p, out_w, out_r, out_f, adj, stopped
+    stopped = interrupted = False
+    try:
+        while queue.size:
+            take = ctx.B
+            if max_regions is not None:
+                if count >= max_regions:
+                    stopped = True
+                    break
+                take = min(take, max_regions - count)
+            pats, pmask = queue.pop(take)
+            is_seed = np.arange(popped, popped + len(pats)) < n_seeds
+            popped += len(pats)
+            good, wit, rad, facets, same, rows_ok = _process_batch(ctx, pats, pmask, stage)
+            ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
+            pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
+            same, rows_ok = same[good], rows_ok[good]
+            src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
+            sel = _new_only(known, nb)
+            a = None
+            if final:
+                asrc, _, anb = _flips(pats, facets, same, rows_ok, all_h, ctx.d)
+                a = (asrc + count, np.packbits(anb, axis=1))
+            # commit the batch (single statements, so an interrupt leaves the outputs consistent)
+            out.append((pats, wit, rad, facets, a))
+            count += len(pats)
+            if len(sel):
+                queue.push(nb[sel], pmask[src[sel]])
+            if bar is not None:
+                bar.update(len(pats), queue.size)
+    except KeyboardInterrupt:
+        interrupted = True
+    adj = [o[4] for o in out if o[4] is not None]
+    return out, adj, stopped, interrupted
+
+
+class _Progress:
+    """A tqdm bar (or one log line per batch without tqdm): level, cells found, rate, queue."""
+
+    def __init__(self, enabled: bool, num_levels: int):
+        self.enabled, self.L, self.bar, self.level = enabled, num_levels, None, 0
+
+    def start(self, level: int) -> None:
+        if not self.enabled:
+            return
+        self.close()
+        self.level = level
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is in the viz extra
+            return
+        final = level == self.L - 1
+        self.bar = tqdm(desc=f"layer {level + 1}/{self.L}", unit=" regions" if final else " cells",
+                        dynamic_ncols=True, leave=True)
+
+    def update(self, n: int, queued: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(queued=queued, refresh=False)
+        elif self.enabled:
+            log.info("layer %d/%d: +%d cells, %d queued", self.level + 1, self.L, n, queued)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _words(packed: np.ndarray) -> np.ndarray:
+    """Packed bit rows ``(N, bytes)`` as rows of big-endian ``uint64`` words ``(N, W)`` (order-preserving)."""
+    nb = packed.shape[1]
+    W = max(1, -(-nb // 8))
+    buf = np.zeros((packed.shape[0], 8 * W), np.uint8)
+    buf[:, :nb] = packed
+    return buf.view(">u8").astype(np.uint64)
+
+
+def _lookup_packed(table: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Row index in ``table (R, bytes)`` (distinct rows) of each row of ``query (N, bytes)``, or ``-1``."""
+    if len(table) == 0 or len(query) == 0:
+        return np.full(len(query), -1, np.int64)
+    t, q = _words(table), _words(query)
+    if t.shape[1] == 1:
+        order = np.argsort(t[:, 0], kind="stable")
+        ts = t[order, 0]
+        pos = np.clip(np.searchsorted(ts, q[:, 0]), 0, len(ts) - 1)
+        return np.where(ts[pos] == q[:, 0], order[pos], -1).astype(np.int64)
+    allk = np.concatenate([t, q])
+    _, inv = np.unique(allk, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    owner = np.full(inv.max() + 1, -1, np.int64)
+    owner[inv[: len(t)]] = np.arange(len(t))
+    return owner[inv[len(t):]]
 
 
 def _cat(parts: list, shape_tail: tuple, dtype) -> np.ndarray:
@@ -328,10 +633,12 @@ def enumerate_regions(
       bounds: ``(lo, hi)``, scalars or ``(d,)`` arrays with ``lo < hi``.
       level_set: split regions by the sign of the scalar output as well (its zero set is the last
         hyperplane, id ``H``).
-      max_regions: stop after this many regions (``complete=False`` and a logged warning).
+      max_regions: stop after this many regions (``complete=False`` and a logged warning); an
+        intermediate level also stops after this many cells (each holds at least one region).
       batch_size: cells processed per step (the compiled kernels' static batch size).
       rays: ray directions shot from each cell's centre (the first ``2 d`` are the axes).
-      progress: log one line per batch (logger ``"jaxpoly"``, level INFO).
+      progress: show a tqdm progress bar per level (cells found, rate, queue length); without tqdm,
+        one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
       devices: a list of devices or a :class:`jax.sharding.Mesh`: every batch is sharded over them
         along its batch axis (``batch_size`` is rounded up to a multiple of the device count).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
@@ -340,7 +647,10 @@ def enumerate_regions(
         generic networks).
 
     Returns:
-      :class:`jaxpoly.Regions` (patterns, witnesses, inradii, facets, adjacency, stats).
+      :class:`jaxpoly.Regions` (patterns, witnesses, inradii, facets, adjacency, stats). A
+      ``KeyboardInterrupt`` (Ctrl-C) during the search stops it cleanly: the regions certified so far
+      come back with ``complete=False`` and a logged warning (none when it arrives before the last
+      level, whose cells are the regions).
 
     Raises:
       InvalidNetworkError: non-finite weights, or ``level_set`` with a non-scalar output.
@@ -365,9 +675,16 @@ def enumerate_regions(
             f"batch_size={batch_size} needs about {need / 2**30:.1f} GiB per batch (d={d}, {Hp} hyperplanes, "
             f"{rays} rays) but the limit is {limit / 2**30:.1f} GiB; use batch_size <= {fit}"
         )
-    with jax.enable_x64(True):
-        return _enumerate(net.astype(np.float64), lo, hi, level_set, max_regions, int(batch_size), int(rays),
-                          progress, float(tol), int(seed), sharding)
+    try:
+        with jax.enable_x64(True):
+            return _enumerate(net.astype(np.float64), lo, hi, level_set, max_regions, int(batch_size), int(rays),
+                              progress, float(tol), int(seed), sharding)
+    except Exception as e:  # an allocation the estimate did not foresee (e.g. a smaller device)
+        if "RESOURCE_EXHAUSTED" not in str(e) and not isinstance(e, MemoryError):
+            raise
+        raise CapacityError(
+            f"batch_size={batch_size} ran out of memory (d={d}, {Hp} hyperplanes, {rays} rays): "
+            f"use batch_size <= {max(1, batch_size // 4)}") from e
 
 
 def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, tol, seed, sharding) -> Regions:
@@ -381,30 +698,51 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     par_fac = np.zeros((1, M), bool)
     par_fac[:, : 2 * d] = True
     adj: list = []
-    stopped = False
-    for li, stage in enumerate(levels):
-        final = li == len(levels) - 1
-        seeds = _seed_level(ctx, par_pat, par_wit, par_rad, stage)
-        out_p, out_w, out_r, out_f, adj, stopped = _search_level(
-            ctx, seeds, par_fac, stage, final, max_regions, progress)
-        par_pat = _cat(out_p, (Hp,), bool)
-        par_wit = _cat(out_w, (d,), np.float64)
-        par_rad = _cat(out_r, (), np.float64)
-        par_fac = _cat(out_f, (M,), bool)
+    stopped = interrupted = False
+    bar = _Progress(progress, len(levels))
+    try:
+        for li, stage in enumerate(levels):
+            final = li == len(levels) - 1
+            bar.start(li)
+            try:
+                fast = _vertex_level(ctx, stage) if li == 0 else None
+                if fast is not None:
+                    out, adj, st = _vertex_output(ctx, fast, final, max_regions)
+                    if progress:
+                        bar.update(len(out[0][0]), 0)
+                else:
+                    seeds = _seed_level(ctx, par_pat, par_wit, par_rad, stage)
+                    out, adj, st, interrupted = _search_level(ctx, seeds, par_fac, stage, final, max_regions,
+                                                              bar if progress else None)
+                stopped |= st
+            except KeyboardInterrupt:
+                interrupted = True
+                out, adj = [], []
+            if interrupted and not final:
+                out, adj = [], []  # the cells of an intermediate level are not regions
+            par_pat = _cat([o[0] for o in out], (Hp,), bool)
+            par_wit = _cat([o[1] for o in out], (d,), np.float64)
+            par_rad = _cat([o[2] for o in out], (), np.float64)
+            par_fac = _cat([o[3] for o in out], (M,), bool)
+            if interrupted:
+                break
+    finally:
+        bar.close()
     if not levels:
         ctx.stats["cells"] = 1
     if max_regions is not None and len(par_pat) > max_regions:
         stopped = True
         par_pat, par_wit, par_rad, par_fac = (a[:max_regions] for a in (par_pat, par_wit, par_rad, par_fac))
 
-    keys = {k: i for i, k in enumerate(pattern_keys(par_pat))}
-    pairs = set()
-    for src, nkeys in adj:
-        for i, k in zip(src, nkeys):
-            j = keys.get(k)
-            if j is not None and j != i:
-                pairs.add((min(int(i), j), max(int(i), j)))
-    adjacency = np.array(sorted(pairs), np.int64).reshape(-1, 2)
+    adjacency = np.zeros((0, 2), np.int64)
+    if adj:
+        src = np.concatenate([a[0] for a in adj]).astype(np.int64)
+        nbk = np.concatenate([a[1] for a in adj])
+        j = _lookup_packed(np.packbits(par_pat, axis=1), nbk)
+        ok = (j >= 0) & (j != src) & (src < len(par_pat))
+        lo_, hi_ = np.minimum(src[ok], j[ok]), np.maximum(src[ok], j[ok])
+        code = np.unique(lo_ * max(len(par_pat), 1) + hi_)
+        adjacency = np.stack([code // max(len(par_pat), 1), code % max(len(par_pat), 1)], axis=1).astype(np.int64)
 
     slot_ids = np.concatenate([-(1 + np.arange(2 * d)), np.arange(Hp)])
     par_fac = par_fac[:, : 2 * d + Hp]
@@ -412,14 +750,17 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     facet_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     facet_idx = np.broadcast_to(slot_ids, par_fac.shape)[par_fac].astype(np.int64)
 
-    complete = not stopped and ctx.stats["seed_failures"] == 0
+    complete = not stopped and not interrupted and ctx.stats["seed_failures"] == 0
+    if interrupted:
+        log.warning("enumerate_regions interrupted: returning the %d regions certified so far "
+                    "(complete=False)", len(par_pat))
     if stopped:
         log.warning("enumerate_regions stopped at max_regions=%d: the result is incomplete (complete=False)",
                     max_regions)
     if ctx.stats["seed_failures"]:
         log.warning("enumerate_regions: %d parent cells could not be seeded (all candidate points within "
                     "tol of a hyperplane); the result is incomplete", ctx.stats["seed_failures"])
-    stats = dict(ctx.stats, time_s=time.perf_counter() - t0, regions=int(len(par_pat)))
+    stats = dict(ctx.stats, time_s=time.perf_counter() - t0, regions=int(len(par_pat)), interrupted=interrupted)
     return Regions(patterns=par_pat, witnesses=par_wit + ctx.centre, inradius=par_rad, facet_ptr=facet_ptr,
                    facet_idx=facet_idx, adjacency=adjacency, lo=lo, hi=hi, level_set=level_set,
                    complete=complete, stats=stats, net=net)

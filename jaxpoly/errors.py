@@ -56,3 +56,12 @@ class DegenerateError(JaxpolyError, ArithmeticError):
 class StaleCombinatoricsError(JaxpolyError, ValueError):
     """Parameters moved so far that the stored combinatorics (which hyperplanes meet at each vertex)
     no longer hold; re-extract the complex."""
+
+
+class ModelLoadError(JaxpolyError, ValueError):
+    """A model file could not be turned into a network: unknown or unreadable format, an architecture
+    that does not fit the weights, or a missing optional dependency (PyTorch, Orbax)."""
+
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """Neither an existing file or folder nor a bundled model name."""

@@ -37,10 +37,12 @@ _DEFAULT_VERTICES = 32768
 
 
 def _bucket(n: int) -> int:
-    """Smallest capacity of the form ``2^k`` or ``3 * 2^(k-1)`` that holds ``n`` (at least 64)."""
+    """Smallest capacity of the form ``m * 2^k`` with ``m`` in 4..7 that holds ``n`` (at least 64):
+    steps of at most 25%, so padding wastes little while the number of distinct shapes (compilations)
+    stays logarithmic."""
     n = max(int(n), 64)
-    k = math.ceil(math.log2(n))
-    return (3 << (k - 2)) if (3 << (k - 2)) >= n else (1 << k)
+    k = max(math.ceil(math.log2(n)) - 3, 0)
+    return next(m << k for m in (4, 5, 6, 7, 8) if (m << k) >= n)
 
 
 _CHUNK = 1 << 16
@@ -234,23 +236,25 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         nv2, ne2 = int(state.nv), int(state.ne)
         dt = time.perf_counter() - t0
         timings["stages"].append({"stage": "level_set" if stage is None else stage, "vertices": nv2,
-                                  "edges": ne2, "seconds": dt, "regrows": grows})
+                                  "edges": ne2, "seconds": dt, "regrows": grows, "capacity": list(cap),
+                                  "peak_rss_mb": _peak_rss_mb()})
         log.info("stage %s: %d vertices, %d edges (%.2fs)", "level set" if stage is None else stage,
                  nv2, ne2, dt)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(vertices=nv2, edges=ne2)
         # Grow before the next stage when it is predicted not to fit. Growth ratios shrink from layer to
-        # layer (8x32 bunny: 9.3, 3.8, 2.8, 2.5, 2.1, ...), so the next ratio is predicted as the square
-        # root of this one (scaled by the widths); an underestimate only costs a regrowth mid-stage.
+        # layer (8x32 bunny: 9.3, 3.8, 2.8, 2.5, 2.1, 2.2, 1.7), so the next ratio is predicted as this
+        # one to the power 3/4 (scaled by the widths); an underestimate only costs a regrowth mid-stage.
         nxt = plan.index((stage, off, width)) + 1
         if nxt < len(plan):
-            ratio = max(nv2 / max(nv, 1), 1.0) ** (0.5 * plan[nxt][2] / max(width, 1))
+            power = 0.5 if nxt == 1 else 0.75  # the first stage grows from the 2^d corners: a poor guide
+            ratio = max(nv2 / max(nv, 1), 1.0) ** (power * plan[nxt][2] / max(width, 1))
             target = min(int(nv2 * ratio * 1.15) + 1024, max_vertices)
             new_edges = int(ne2 + (target - nv2) * d * 1.15)  # about d new edges per new vertex
-            # A shortfall under 2x costs one regrowth on overflow anyway (capacities double), so only a
+            # A shortfall under 1.5x costs one regrowth on overflow anyway (capacities double), so only a
             # larger one is worth growing for now.
-            if target > 2 * cap.vertices or new_edges > 2 * cap.edges:
+            if target > 1.5 * cap.vertices or new_edges > 1.5 * cap.edges:
                 new = sd.Capacity(max(cap.vertices, _bucket(target)), max(cap.edges, _bucket(new_edges)),
                                   max(cap.splits, _bucket((target - nv2) // max(plan[nxt][2], 1) * 3)),
                                   cap.zero_edges, cap.zero_slots)
@@ -266,6 +270,15 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         x=np.asarray(state.x[:nv]), vz=np.asarray(state.vz[:nv]), ends=np.asarray(state.ends[:ne]),
         ez=np.asarray(state.ez[:ne]), eh=np.asarray(state.eh[:ne]), hash_table=r_np, timings=timings,
     )
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MiB (``None`` where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _physical_memory() -> int:
@@ -300,7 +313,10 @@ def _check_memory(old: sd.Capacity | None, new: sd.Capacity, state: sd.State | N
 
 
 def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int) -> sd.Capacity:
+    """Capacities after an overflow: double what overflowed, and keep the others in proportion (about
+    ``d`` edges per vertex), so one regrowth (one recompilation) serves the rest of the stage."""
     v, e, s, z, zs = cap
+    d = state.x.shape[1]
     if flags & sd.FLAG_VERTICES:
         v = _bucket(2 * v)
     if flags & sd.FLAG_EDGES:
@@ -311,6 +327,9 @@ def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int) -> 
         z = _bucket(4 * z)
     if flags & sd.FLAG_ZERO_SLOTS:
         zs = zs + 2
+    if flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES):
+        v = max(v, _bucket(int(state.nv) * 1.5))
+        e = max(e, _bucket(v * max(d, 1)), _bucket(int(state.ne) * 1.5))
     s = min(s, v)
     e = max(e, _bucket(int(state.ne) + 2 * s))
     if v > max_vertices and v > cap.vertices:

@@ -30,12 +30,25 @@ differentiated function with the traceable :func:`network_from_params` (or
     grads = jax.grad(loss)(params)
 
 (:func:`jaxpoly.from_arrays` and :func:`jaxpoly.from_flax` convert to NumPy and cannot be traced.)
+
+Regions get the same treatment: :func:`region_inradius` is each linear region's Chebyshev radius
+(largest inscribed ball in the box) as a function of θ, from the constraints active at its Chebyshev
+optimum (decided once on the host by :func:`inradius_system`), e.g. to keep regions from becoming thin.
+
+Losses and statistics (pure functions of positions/radii, differentiable):
+
+* point sets: :func:`chamfer_distance`, :func:`hausdorff_distance`;
+* the level set: :func:`level_set_length` (2D), :func:`level_set_area` (3D), :func:`edge_length_variance`;
+* margins: :func:`boundary_distances`, :func:`segment_distances`, :func:`margin_loss`;
+* regions: :func:`inradius_loss` (hinge on :func:`region_inradius`); :func:`count_regions` (exact count,
+  not differentiable).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
 import re
 from typing import Any, Callable, Sequence
@@ -45,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.complex import Complex
-from jaxpoly.errors import InvalidNetworkError, JaxpolyError
+from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, validate_network
 from jaxpoly.pytree import pytree_dataclass
 
@@ -58,6 +71,9 @@ __all__ = [
     "stale_vertices",
     "is_stale",
     "check_compatible",
+    "InradiusSystem",
+    "inradius_system",
+    "region_inradius",
     "network_from_params",
     "network_from_flax_params",
     "chamfer_distance",
@@ -68,6 +84,7 @@ __all__ = [
     "boundary_distances",
     "segment_distances",
     "margin_loss",
+    "inradius_loss",
     "count_regions",
 ]
 
@@ -525,6 +542,346 @@ def is_stale(params_or_net: Any, complex_or_system: Complex | VertexSystem, *, r
 
 
 # ----------------------------------------------------------------------------------------------------
+# Region inradii (Chebyshev radii) as functions of the parameters
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytree_dataclass(
+    data=("patterns", "ids", "signs", "slot_mask", "center", "mask", "index", "lo", "hi"),
+    meta=("signature", "level_set"),
+)
+@dataclasses.dataclass(frozen=True, eq=False)
+class InradiusSystem:
+    """What :func:`region_inradius` needs about ``P`` regions, decided once on the host.
+
+    A pytree like :class:`VertexSystem` (arrays are leaves, the rest static): pass it, not the complex,
+    into ``jit``/``vmap``-compiled code.
+
+    Attributes:
+      patterns: ``(P, H) bool`` each region's activation pattern (the network hyperplanes).
+      ids: ``(P, d + 1) int32`` internal ids (``0..2d-1`` box facets, ``2d..2d+H-1`` network
+        hyperplanes, ``2d+H`` the level set) of the constraints that determine the Chebyshev radius.
+      signs: ``(P, d + 1)`` the side ``s = ±1`` of each: the region is ``s (a · x + c) >= 0``.
+      slot_mask: ``(P, d + 1) bool`` used slots (``k <= d + 1`` constraints; fewer when the centre
+        is not unique).
+      center: ``(P, d + 1)`` the reference optimum ``(x0, r0)`` at the parameters it was built from
+        (the centre of the optimal face when the centre is not unique).
+      mask: ``(P,) bool`` real rows (``False`` for padding). index: ``(P,) int32`` the region's index
+        in the complex's :attr:`~jaxpoly.Complex.regions` or the :class:`~jaxpoly.Regions` (``-1``:
+        padding).
+      lo, hi: ``(d,)`` the box.
+      signature: static architecture (as :class:`VertexSystem`). level_set: static, whether the
+        output's sign is part of the pattern (its zero set is then a constraint).
+    """
+
+    patterns: Array
+    ids: Array
+    signs: Array
+    slot_mask: Array
+    center: Array
+    mask: Array
+    index: Array
+    lo: Array
+    hi: Array
+    signature: tuple
+    level_set: bool
+
+    @property
+    def dim(self) -> int:
+        return int(np.shape(self.lo)[0])
+
+    @property
+    def size(self) -> int:
+        return int(np.shape(self.ids)[0])
+
+    @property
+    def num_regions(self) -> int:
+        return int(np.sum(np.asarray(self.mask)))
+
+    def __repr__(self) -> str:
+        return (f"InradiusSystem(regions={self.num_regions}, padded_to={self.size}, d={self.dim}, "
+                f"level_set={self.level_set})")
+
+
+_columns64 = jax.jit(_constraint_columns, static_argnames=("level_set",))
+
+
+def _region_source(obj: Any, net: Network | None):
+    """``(patterns (R, H'), lo, hi, level_set, net)`` of a complex's cells or a ``Regions``."""
+    from jaxpoly.regions import Regions
+
+    if isinstance(obj, Complex):
+        return (np.asarray(obj.regions.patterns, bool), obj.lo, obj.hi, bool(obj.level_set),
+                net if net is not None else obj.net)
+    if isinstance(obj, Regions):
+        net = net if net is not None else obj.net
+        if net is None:
+            raise InvalidArgumentError(
+                "this Regions was loaded from a file and has no network: pass net= (the network it was "
+                "enumerated from) to jaxpoly.geometry.inradius_system")
+        return np.asarray(obj.patterns, bool), obj.lo, obj.hi, bool(obj.level_set), net
+    raise TypeError(f"expected a jaxpoly.Complex, jaxpoly.Regions or InradiusSystem, got {type(obj).__name__}")
+
+
+def _select(regions: Any, R: int) -> np.ndarray:
+    if regions is None:
+        return np.arange(R)
+    idx = np.asarray(regions).reshape(-1)
+    if idx.dtype == bool:
+        if idx.shape != (R,):
+            raise InvalidArgumentError(f"a boolean regions mask must have shape ({R},), got {idx.shape}")
+        return np.nonzero(idx)[0]
+    if idx.size and not np.issubdtype(idx.dtype, np.integer):
+        raise InvalidArgumentError(f"regions must be integer indices or a boolean mask, got dtype {idx.dtype}")
+    idx = idx.astype(np.int64)
+    if idx.size and (idx.min() < -R or idx.max() >= R):
+        raise InvalidArgumentError(f"regions indices must lie in [0, {R}), got {idx.min()}..{idx.max()}")
+    return idx % max(R, 1)
+
+
+def _chebyshev_host(G: np.ndarray, beta: np.ndarray, d: int):
+    """Chebyshev LP ``max r s.t. G z <= beta`` (``z = (x, r)``, rows with unit ``x``-part) by HiGHS:
+    ``(z, duals)``, or ``None`` if unsolved."""
+    from scipy.optimize import linprog
+
+    c = np.zeros(d + 1)
+    c[d] = -1.0
+    res = linprog(c, A_ub=G, b_ub=beta, bounds=[(None, None)] * (d + 1), method="highs-ds",
+                  options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10})
+    if res.status != 0:
+        return None
+    return np.asarray(res.x, np.float64), -np.asarray(res.ineqlin.marginals, np.float64)
+
+
+def _independent(G: np.ndarray, order: np.ndarray, limit: int) -> list[int]:
+    """Greedy: the rows of ``G`` in ``order`` that are linearly independent of the ones before."""
+    chosen: list[int] = []
+    for j in order:
+        trial = G[chosen + [int(j)]]
+        if np.linalg.matrix_rank(trial, tol=1e-9) == len(chosen) + 1:
+            chosen.append(int(j))
+            if len(chosen) == limit:
+                break
+    return chosen
+
+
+def _face_center(G: np.ndarray, beta: np.ndarray, S: list[int], z: np.ndarray, d: int) -> np.ndarray:
+    """The mean of the extreme points of the optimal face ``{G z <= beta, G_S z = beta_S}`` along each
+    direction of its null space (both ways): a point inside the face, by symmetry its centre for the
+    common cases (a rectangle's midline)."""
+    from scipy.optimize import linprog
+
+    GS = G[S]
+    _, sv, vt = np.linalg.svd(GS)
+    null = vt[len(S):]
+    pts = []
+    for n in null:
+        for sgn in (1.0, -1.0):
+            res = linprog(sgn * n, A_ub=G, b_ub=beta, A_eq=GS, b_eq=beta[S], bounds=[(None, None)] * (d + 1),
+                          method="highs-ds", options={"primal_feasibility_tolerance": 1e-10,
+                                                      "dual_feasibility_tolerance": 1e-10})
+            if res.status != 0:
+                return z
+            pts.append(np.asarray(res.x, np.float64))
+    return np.mean(pts, axis=0) if pts else z
+
+
+def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray | None = None, *,
+                    net: Network | None = None, pad_to: int | str | None = None) -> InradiusSystem:
+    """Precompute, on the host, the combinatorics of the Chebyshev balls of (some of) the regions.
+
+    Each region is ``{x in box : s_j (a_j · x + c_j) >= 0}`` over every network hyperplane ``j`` (its
+    affine piece on the region, side ``s_j`` from the pattern; the output's zero set too when the
+    complex/regions split by the level set) and the ``2d`` box facets. Its Chebyshev LP
+
+        max r   s.t.   -s_j a_j · x + |a_j| r <= s_j c_j      (every j)
+
+    is solved once with HiGHS (rows normalised). The constraints with a positive dual multiplier
+    (``k <= d + 1``, linearly independent: the LP's dual support) are kept, with the optimum as the
+    reference point; when ``k < d + 1`` the centre is not unique (e.g. a rectangle) and the reference
+    is the middle of the optimal face (see :func:`region_inradius`).
+
+    Args:
+      complex_or_regions: an extracted :class:`~jaxpoly.Complex` (its :attr:`~jaxpoly.Complex.regions`)
+        or a :class:`~jaxpoly.Regions` from :func:`jaxpoly.enumerate_regions`.
+      regions: indices (or a boolean mask) of the regions to include (default: all, in order).
+      net: the network whose regions these are (default: the one stored on the complex/regions;
+        required for a ``Regions`` loaded from a file).
+      pad_to: pad to this many rows (``"bucket"``: next power of two, at least 16) to share a ``jit``
+        compilation between systems.
+    Raises:
+      InvalidNetworkError: non-finite weights, or a network whose hyperplanes do not match the patterns.
+      InvalidArgumentError: bad ``regions``/``pad_to``.
+      JaxpolyError: a region is empty or lower-dimensional for these weights (no positive inradius).
+    """
+    pats, lo, hi, level_set, net = _region_source(complex_or_regions, net)
+    if not isinstance(net, Network):
+        raise InvalidNetworkError(f"expected a jaxpoly.Network, got {type(net).__name__}")
+    _check_finite(net)
+    H, d = net.num_hyperplanes, net.input_dim
+    lo = np.asarray(lo, np.float64).reshape(-1)
+    hi = np.asarray(hi, np.float64).reshape(-1)
+    if pats.ndim != 2 or pats.shape[1] != H + int(level_set) or lo.shape != (d,):
+        raise InvalidNetworkError(
+            f"the regions do not belong to this network: their patterns have {pats.shape[-1]} bits in "
+            f"dimension {lo.shape[0]}, the network has {H} hyperplanes{' + 1 level set' if level_set else ''} "
+            f"and input_dim={d}; extract or enumerate the regions of this network")
+    if level_set and net.output_dim != 1:
+        raise InvalidNetworkError("the regions split by a level set, but the network has a non-scalar output")
+    idx = _select(regions, pats.shape[0])
+    n = len(idx)
+    P = n if pad_to is None else (_bucket(n) if pad_to == "bucket" else pad_to)
+    if not isinstance(P, (int, np.integer)) or P < n:
+        raise InvalidArgumentError(f"pad_to must be 'bucket' or an integer >= {n} (the regions), got {pad_to!r}")
+    P, K, M = int(P), d + 1, 2 * d + H + int(level_set)
+    ids = np.tile(np.arange(K) % (2 * d), (P, 1)).astype(np.int32)
+    signs = np.ones((P, K))
+    slot_mask = np.zeros((P, K), bool)
+    center = np.zeros((P, K))
+    center[:, :d] = (lo + hi) / 2
+    patterns = np.zeros((P, H), bool)
+    patterns[:n] = pats[idx, :H]
+    side = np.concatenate([np.tile([1.0, -1.0], d), np.zeros(M - 2 * d)])
+    with jax.enable_x64(True):
+        net64 = net.astype(np.float64)
+        B = min(256, _bucket(n))
+        for s in range(0, n, B):  # padded chunks: one compilation per bucket size
+            cnt = min(B, n - s)
+            chunk = np.zeros((B, H), bool)
+            chunk[:cnt] = patterns[s : s + cnt]
+            T = np.asarray(_columns64(net64, jnp.asarray(chunk), jnp.asarray(lo), jnp.asarray(hi), level_set))
+            for k in range(cnt):
+                i = s + k
+                sg = side.copy()
+                sg[2 * d :] = np.where(pats[idx[i]], 1.0, -1.0)
+                a, c = T[k, :d, :].T, T[k, d, :]
+                norm = np.linalg.norm(a, axis=1)
+                live = norm > 1e-12 * max(float(norm.max()), 1e-300)
+                if np.any(~live & (sg * c < 0)):
+                    raise JaxpolyError(f"region {idx[i]} is empty for these weights (a constant hyperplane "
+                                       "has the wrong sign)")
+                rows = np.nonzero(live)[0]
+                G = np.concatenate([-(sg[rows, None] * a[rows]) / norm[rows, None], np.ones((len(rows), 1))], 1)
+                beta = sg[rows] * c[rows] / norm[rows]
+                sol = _chebyshev_host(G, beta, d)
+                if sol is None or not sol[0][d] > 0:
+                    raise JaxpolyError(f"region {idx[i]} has no positive inradius for these weights (the "
+                                       "Chebyshev LP found it empty or lower-dimensional)")
+                z, lam = sol
+                order = np.argsort(-lam, kind="stable")
+                pos = order[lam[order] > 1e-9 * max(float(lam.max()), 1e-300)]
+                S = _independent(G, pos, K)
+                # e_r must lie in the span of the kept rows (stationarity), else use every active row
+                er = np.eye(K)[d]
+                if not S or np.linalg.norm(G[S].T @ np.linalg.lstsq(G[S].T, er, rcond=None)[0] - er) > 1e-8:
+                    slack = beta - G @ z
+                    active = np.argsort(slack, kind="stable")
+                    active = active[slack[active] <= 1e-9 * max(1.0, float(np.abs(beta).max()))]
+                    S = _independent(G, np.concatenate([pos, np.setdiff1d(active, pos)]), K)
+                    if not S or np.linalg.norm(G[S].T @ np.linalg.lstsq(G[S].T, er, rcond=None)[0] - er) > 1e-8:
+                        raise DegenerateError(f"region {idx[i]}: no set of active constraints determines its "
+                                              "Chebyshev radius")
+                if len(S) < K:
+                    z = _face_center(G, beta, S, z, d)
+                z = z + np.linalg.lstsq(G[S], beta[S] - G[S] @ z, rcond=None)[0]  # onto the active set
+                ids[i, : len(S)] = rows[S]
+                signs[i, : len(S)] = sg[rows[S]]
+                slot_mask[i, : len(S)] = True
+                center[i] = z
+    mask = np.zeros(P, bool)
+    mask[:n] = True
+    index = -np.ones(P, np.int32)
+    index[:n] = idx
+    return InradiusSystem(patterns=patterns, ids=ids, signs=signs, slot_mask=slot_mask, center=center, mask=mask,
+                          index=index, lo=lo, hi=hi, signature=_signature(net), level_set=level_set)
+
+
+def _radii(net: Network, system: InradiusSystem) -> jax.Array:
+    T = _constraint_columns(net, system.patterns, system.lo, system.hi, system.level_set)
+    d = system.lo.shape[0]
+    dtype = T.dtype
+    C = jnp.take_along_axis(T, system.ids[:, None, :], axis=2)  # (P, d + 1, K)
+    a = jnp.swapaxes(C[:, :d, :], 1, 2)  # (P, K, d)
+    s = system.signs.astype(dtype)
+    m = system.slot_mask
+    G = jnp.concatenate([-s[..., None] * a, _safe_norm(a)[..., None]], axis=-1)  # (P, K, d + 1)
+    G = jnp.where(m[..., None], G, 0.0)
+    z0 = system.center.astype(dtype)
+    resid = jnp.where(m, s * C[:, d, :] - jnp.einsum("pkj,pj->pk", G, z0), 0.0)
+    gram = G @ jnp.swapaxes(G, 1, 2) + jnp.eye(m.shape[1], dtype=dtype) * (~m)[:, None, :]
+    y = jnp.linalg.solve(gram, resid[..., None])[..., 0]
+    r = z0[:, d] + jnp.einsum("pk,pk->p", G[..., d], y)
+    return jnp.where(system.mask, r, 0.0)
+
+
+_radii_jit = jax.jit(_radii)
+
+
+def _cache_on(obj: Any, name: str, fn: Callable[[], Any]):
+    val = obj.__dict__.get(name)
+    if val is None:
+        val = fn()
+        object.__setattr__(obj, name, val)
+    return val
+
+
+def region_inradius(params_or_net: Any, complex_or_regions: Any, regions: Sequence[int] | np.ndarray | None = None,
+                    *, to_network: Callable[[Any], Network] | None = None) -> jax.Array:
+    """The Chebyshev radius (largest inscribed ball) of each selected linear region inside the box, as a
+    pure, differentiable function of the weights.
+
+    The combinatorics are those of :func:`inradius_system` (built once and cached on the complex /
+    regions from the network stored there): each region's activation pattern and the ``k <= d + 1``
+    constraints ``g_j · z <= b_j`` (``z = (x, r)``, ``g_j = (-s_j a_j, |a_j|)``, ``b_j = s_j c_j``,
+    ``a_j, c_j`` the affine piece on the region: functions of every earlier layer) carrying the LP's
+    dual multipliers. By LP duality ``e_r = G^T λ``, so every solution of ``G z = b`` has the same ``r``,
+    the optimal value; with the host optimum ``z0`` as reference,
+
+        z(θ) = z0 + G^T (G G^T)^{-1} (b - G z0),      r(θ) = z(θ)_r
+
+    (minimum-norm correction; a plain solve when ``k = d + 1``). ``r(θ)`` equals the Chebyshev radius
+    as long as that dual support stays optimal, and its derivative is the LP's envelope derivative
+    ``λ^T (db - dG z0)``. When the centre is not unique (``k < d + 1``, e.g. a rectangle) the radius
+    is not differentiable in the directions that tilt its long sides; ``z0`` is then the middle of the
+    optimal face, whose envelope derivative is the mean of the one-sided derivatives in the common
+    symmetric cases (and always a generalised gradient); in the other directions it is exact.
+
+    ``jax.grad``/``jvp``/``jit``/``vmap`` as :func:`vertex_positions` (pass an :class:`InradiusSystem`
+    into compiled code).
+
+    Args:
+      params_or_net: a :class:`~jaxpoly.Network`, or anything ``to_network`` turns into one.
+      complex_or_regions: a :class:`~jaxpoly.Complex` (its ``regions``), a :class:`~jaxpoly.Regions`
+        or an :class:`InradiusSystem`.
+      regions: indices (or a boolean mask) of the regions (default all); not with a system.
+      to_network: optional traceable converter, e.g. :func:`network_from_flax_params`.
+    Returns:
+      ``(R,)`` radii (``(P,)`` for a padded system; ``0`` on padding) in the network's float dtype.
+    Raises:
+      InvalidNetworkError: architecture mismatch or non-finite (concrete) weights.
+      InvalidArgumentError: bad ``regions``.
+    """
+    net = _as_network(params_or_net, to_network)
+    if isinstance(complex_or_regions, InradiusSystem):
+        if regions is not None:
+            raise InvalidArgumentError("regions= selects rows when building the system; with an "
+                                       "InradiusSystem pass inradius_system(..., regions=...) instead")
+        system, n = complex_or_regions, None
+    else:
+        key = "_geometry_inradius_system"
+        if regions is not None:
+            sel = _select(regions, len(_region_source(complex_or_regions, None)[0]))
+            key += "_" + hashlib.sha1(sel.tobytes()).hexdigest()
+        system = _cache_on(complex_or_regions, key,
+                           lambda: inradius_system(complex_or_regions, regions, pad_to="bucket"))
+        n = system.num_regions
+    check_compatible(net, system)
+    _check_finite(net)
+    r = _radii_jit(net, system)
+    return r if n is None else r[:n]
+
+
+# ----------------------------------------------------------------------------------------------------
 # Traceable network construction
 # ----------------------------------------------------------------------------------------------------
 
@@ -689,6 +1046,15 @@ def margin_loss(points: Array, boundary: Array, margin: float, *, edges: Array |
     else:
         dist = segment_distances(points, boundary, edges, mask=mask)
     return jnp.mean(jax.nn.relu(margin - dist) ** 2)
+
+
+def inradius_loss(radii: Array, min_radius: float, *, mask: Array | None = None, squared: bool = False) -> jax.Array:
+    """Hinge penalty on thin regions: ``mean_i relu(min_radius - r_i)`` (``relu(...)^2`` with
+    ``squared``), over the regions where ``mask`` holds; ``radii`` from :func:`region_inradius`.
+    Zero once every region's inscribed ball has radius ``>= min_radius``."""
+    r = jnp.asarray(radii)
+    v = jax.nn.relu(min_radius - r)
+    return _masked_mean(v * v if squared else v, mask)
 
 
 def count_regions(net: Network, bounds: Sequence[Any], **extract_kwargs) -> int:

@@ -11,8 +11,11 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
 1. Chebyshev centre and inradius of every cell (one LP each): the witness.
 2. Ray shooting from the witness: along each of ``R`` shared directions the first constraint hit is a
    *certified* facet when the hit point keeps a positive slack on every other active constraint.
-3. The cell's bounding box (``2 d`` LPs): a constraint whose hyperplane misses it is certified
-   redundant.
+   LP-free certificates (:func:`cheap_certificates`): the foot point of the witness on each row
+   (a "normal ray") certifies a facet the same way; a row that misses the simplex bounded by the
+   ``d + 1`` rows nearest the witness misses the cell: certified redundant.
+3. The cell's bounding box (``2 d`` LPs, only for cells with undecided rows): a constraint whose
+   hyperplane misses it is certified redundant.
 4. Every constraint still undecided gets the redundancy LP ``max a_k · y`` over the cell with row ``k``
    relaxed by ``delta``: a facet iff the optimum exceeds ``b_k`` by more than ``tol``.
 
@@ -147,6 +150,48 @@ def shoot_rays(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, U: 
     return jnp.any(hit & ok[..., None], axis=1)
 
 
+@jax.jit
+def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, margin: jax.Array,
+                       tol: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """LP-free decisions from an interior point ``y0 (B, d)`` (the Chebyshev centre):
+    ``(facet (B, M), redundant (B, M))``, both certified, in closed form.
+
+    * Normal rays: the foot point of ``y0`` on row ``k``, ``p_k = y0 + s_k a_k``, keeps a slack above
+      ``margin`` on every other active row: ``p_k`` is in the relative interior of facet ``k``.
+    * Simplex test: the ``d + 1`` active rows closest to ``y0`` (for the Chebyshev centre, the rows
+      its ball touches) bound a simplex ``S ⊇ cell`` when their normals positively span; its
+      vertices are ``d + 1`` small solves. A row whose value stays below ``b_k - tol`` on every vertex
+      misses ``S``, hence the cell: redundant.
+    """
+    B, M, d = A.shape
+    s = b - jnp.einsum("bmd,bd->bm", A, y0)  # slacks (B, M)
+    G = jnp.einsum("bmd,bkd->bmk", A, A)  # (B, M, M) a_j · a_k
+    # slack of row j at p_k: s_j - s_k (a_j · a_k)
+    sp = s[:, :, None] - s[:, None, :] * G  # [b, j, k]
+    other = active[:, :, None] & ~jnp.eye(M, dtype=bool)[None]
+    facet = active & jnp.all(jnp.where(other, sp > margin, True), axis=1) & (s > 0)
+
+    s_act = jnp.where(active, s, jnp.inf)
+    _, idx = jax.lax.top_k(-s_act, d + 1)  # (B, d + 1)
+    AS = jnp.take_along_axis(A, idx[..., None], axis=1)  # (B, d + 1, d)
+    bS = jnp.take_along_axis(b, idx, axis=1)
+    okS = jnp.all(jnp.isfinite(jnp.take_along_axis(s_act, idx, axis=1)), axis=1)
+    drop = np.array([[k for k in range(d + 1) if k != j] for j in range(d + 1)])  # (d + 1, d)
+    Msys = AS[:, drop]  # (B, d + 1, d, d): vertex j solves the rows other than j
+    rhs = bS[:, drop]
+    V = jnp.linalg.solve(Msys, rhs[..., None])[..., 0]  # (B, d + 1, d)
+    resid = jnp.max(jnp.abs(jnp.einsum("bjkd,bjd->bjk", Msys, V) - rhs), axis=(1, 2))
+    vmax = jnp.max(jnp.abs(V), axis=(1, 2))
+    # bounded iff every vertex is strictly inside its own dropped row (positive spanning normals)
+    own = jnp.einsum("bjd,bjd->bj", AS, V) - bS
+    scale = 1.0 + vmax + jnp.max(jnp.abs(bS), axis=1)
+    valid = okS & jnp.all(jnp.isfinite(V), axis=(1, 2)) & (resid <= 1e-9 * scale) & jnp.all(own < 0, axis=1)
+    val = jnp.max(jnp.einsum("bmd,bjd->bmj", A, V), axis=-1) - b  # (B, M)
+    thr = tol + 1e-9 * scale
+    redundant = active & valid[:, None] & (val < -thr[:, None])
+    return facet, redundant
+
+
 def _solve_robust(c, A, b, mask):
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
     and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
@@ -272,12 +317,16 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         row is relaxed in the redundancy LP. LPs are solved ``B`` at a time.
     """
     B = valid.shape[0]
-    hits = np.array(shoot_rays(rows.A, rows.b, rows.active, jnp.asarray(witness), U, margin))
+    y0 = jnp.asarray(witness)
+    hits = shoot_rays(rows.A, rows.b, rows.active, y0, U, margin)
+    nfac, red = cheap_certificates(rows.A, rows.b, rows.active, y0, margin, tol)
+    hits, red = np.array(hits | nfac), np.asarray(red)
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
-    undecided = active & ~hits
+    undecided = active & ~hits & ~red
     lps = fbs = 0
-    sel = np.flatnonzero(valid & undecided.any(axis=1))
+    # the bounding box costs 2 d LPs: only worth it for cells with more undecided rows than that
+    sel = np.flatnonzero(valid & (undecided.sum(axis=1) > 2 * witness.shape[1]))
     if use_bbox and len(sel):
         upper, lower, ok, fb = bounding_box(rows, sel, B)
         lps += len(sel) * 2 * witness.shape[1]

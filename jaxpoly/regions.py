@@ -33,7 +33,8 @@ class Regions:
     Attributes:
       patterns: ``(R, H') bool``; ``H' = H`` hidden hyperplanes (+1 for the output's sign ``y > 0``
         with ``level_set=True``). Bit ``h`` is ``hyperplane_value_h(x) > 0`` inside the region.
-      witnesses: ``(R, d)`` an interior point of each region (its Chebyshev centre).
+      witnesses: ``(R, d)`` an interior point of each region (its Chebyshev centre, or the centroid
+        of its vertices for cells found by the vertex path of the first level).
       inradius: ``(R,)`` the radius of a ball around the witness inside the region (``> 0``).
       facet_ptr: ``(R + 1,)`` and facet_idx ``(sum of facet counts,)``: CSR lists of each region's
         facets, ``facet_idx[facet_ptr[r]:facet_ptr[r + 1]]`` (ids: see the module docstring).

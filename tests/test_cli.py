@@ -1,18 +1,36 @@
-"""The command line end to end, through subprocesses."""
+"""The command line end to end, through subprocesses, and :func:`jaxpoly.load_network` on model files."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
+import numpy as np
 import pytest
 
 from conftest import DATA
 
+import jaxpoly
+
+
+_ENV = dict(os.environ)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _jax_compilation_cache(request, tmp_path_factory):
+    """The subprocesses share JAX's persistent compilation cache (kept in pytest's cache folder across
+    runs): each CLI call would otherwise compile the same kernels again."""
+    cache = getattr(request.config, "cache", None)
+    path = cache.mkdir("jax-compilation-cache") if cache is not None else tmp_path_factory.mktemp("jax-cache")
+    _ENV.update(JAX_COMPILATION_CACHE_DIR=str(path), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+
 
 def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "jaxpoly.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+                          timeout=600, env=_ENV)
 
 
 def test_version_and_info():
@@ -25,33 +43,135 @@ def test_version_and_info():
     assert r.returncode == 0 and "[50, 50]" in r.stdout
 
 
+@pytest.mark.parametrize("verb", ["info", "extract", "enumerate", "sample", "demo"])
+def test_help(verb):
+    r = run(verb, "--help")
+    assert r.returncode == 0 and "usage: jaxpoly " + verb in r.stdout
+
+
 def test_extract_writes_readable_files(tmp_path):
     import meshio
 
-    import jaxpoly
-
     out = tmp_path / "out"
     r = run("extract", "bunny-2d-2x50", "--bounds", "-0.5", "0.5", "--out", str(out), "--mesh",
-            str(tmp_path / "ls.ply"), "--plot")
+            str(tmp_path / "ls.ply"), "--plot", "--quiet")
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["f_vector"] == [289, 543, 255] and summary["level_set"]["vertices"] == 10
-    assert jaxpoly.Complex.load(out / "complex.npz").f_vector == (289, 543, 255)
+    assert (summary["vertices"], summary["edges"], summary["regions"]) == (289, 543, 255)
+    assert json.loads(r.stdout)["regions"] == 255
+    c = jaxpoly.Complex.load(out / "complex.npz")
+    assert c.f_vector == (289, 543, 255) and c.num_regions == 255
     assert (out / "partition.png").stat().st_size > 10_000
     m = meshio.read(tmp_path / "ls.ply")
     assert len(m.points) == 10 and len(m.cells[0].data) == 9
 
 
-@pytest.mark.parametrize("args,needle", [
+def test_enumerate_matches_extract_region_count(tmp_path):
+    # Convention: with the level set, the output's zero set splits regions in both engines, so
+    # `enumerate --level-set` counts the same 255 cells as extract's f_vector[-1] (246 without it).
+    out = tmp_path / "e"
+    r = run("enumerate", "bunny-2d-2x50", "--bounds", "-0.5", "0.5", "--level-set", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regions"] == 255 and summary["complete"] and not summary["interrupted"]
+    regions = jaxpoly.Regions.load(out / "regions.npz")
+    assert regions.num_regions == 255 and regions.complete and regions.level_set
+    assert regions.patterns.shape == (255, 101)
+    assert "jaxpoly.enumerate" in r.stderr or "layer" in r.stderr  # the progress bar is on in the CLI
+
+
+def test_sample(tmp_path):
+    r = run("sample", "bunny-2d-2x50", "--samples", "20000", "--seed", "3", "--out", str(tmp_path), "-q")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    with np.load(tmp_path / "patterns.npz") as f:
+        pats = f["patterns"]
+    assert pats.shape == (summary["distinct_patterns"], 100) and 150 < len(pats) <= 246
+    assert summary["samples"] == 20000 and summary["seed"] == 3
+
+
+def test_extract_slice_of_a_high_dimensional_input(tmp_path):
+    # A 5-D ReLU net (5 -> 50 -> 50 -> 1) sliced by the plane through three data points.
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((5, 50)), rng.standard_normal((50, 50)) / 7, rng.standard_normal((50, 1)) / 7]
+    bs = [rng.standard_normal(50) * 0.3, rng.standard_normal(50) * 0.3, np.array([0.05])]
+    net = jaxpoly.from_arrays(Ws, bs)
+    jaxpoly.save_npz(net, tmp_path / "net5.npz")
+    P = rng.uniform(-1, 1, (3, 5))
+    np.save(tmp_path / "p1.npy", P[1])
+    # points as comma lists or files
+    pts = [",".join(map(repr, P[0].tolist())), str(tmp_path / "p1.npy"), ", ".join(map(repr, P[2].tolist()))]
+    out = tmp_path / "s"
+    r = run("extract", str(tmp_path / "net5.npz"), "--slice", *pts, "--out", str(out), "--plot", "--mesh",
+            str(tmp_path / "curve.ply"), "-q")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dim"] == 2 and np.allclose(summary["slice"]["points"], P)
+    c = jaxpoly.Complex.load(out / "complex.npz")
+    assert c.dim == 2 and c.f_vector == tuple(summary["f_vector"]) and c.num_regions > 10 and c.level_set
+    # The level set's vertices, mapped back to the 5-D input, are zeros of the network, and every
+    # region's witness has the region's activation pattern there.
+    o, u, v = (np.asarray(summary["slice"][k]) for k in ("origin", "u", "v"))
+    ls = c.level_set_mesh().vertices
+    assert len(ls) and np.abs(np.asarray(net(o + ls[:, :1] * u + ls[:, 1:] * v))).max() < 1e-9
+    w = c.regions.witnesses
+    vals = np.asarray(net.hyperplane_values(o + w[:, :1] * u + w[:, 1:] * v))
+    assert np.array_equal(vals > 0, c.regions.patterns[:, : net.num_hyperplanes])
+    assert (out / "partition.png").stat().st_size > 10_000 and (tmp_path / "curve.ply").stat().st_size > 0
+
+
+BAD_INPUT = [
     (("info", "no-such-model"), "neither a file nor a bundled model"),
+    (("info", "bunny-9d"), "bunny-2d-2x50, bunny-2d-2x100"),
     (("extract", "bunny-2d", "--bounds", "1", "0"), "LO < HI"),
+    (("enumerate", "bunny-2d", "--bounds", "0.5", "0.5"), "LO < HI"),
+    (("extract", "bunny-2d", "--bounds", "a", "1"), "cannot parse 'a'"),
     (("info", "/nonexistent/model.npz"), "neither a file"),
-])
+    (("extract", "bunny-3d", "--slice", "0,0,0", "1,0,0"), "three points"),
+    (("extract", "bunny-3d", "--slice", "0,0,0", "1,0,x", "0,1,0"), "cannot parse '1,0,x'"),
+    (("extract", "bunny-3d", "--slice", "0,0", "1,0", "0,1"), "2 coordinates but the model's input has 3"),
+    (("extract", "bunny-3d", "--slice", "0,0,0", "1,1,1", "2,2,2"), "collinear"),
+    (("extract", "bunny-3d", "--slice", "-1,0,0", "-2,-1e-1,0", "-3,-.2,0"), "collinear"),  # minus signs are values
+    (("extract", "bunny-2d", "--bounds", "-1,-2", "-1.5,3"), "LO < HI"),
+    (("extract", "bunny-2d", "--slice", "0,0", "1,0", "0,1", "--plane", "0,0", "1,0", "0,1"), "not both"),
+    (("enumerate", "bunny-2d", "--max-regions", "0"), "--max-regions must be positive"),
+    (("sample", "bunny-2d"), "--samples"),
+    (("extract", "bunny-2d", "--output", "3"), "out of range"),
+    (("extract", "bunny-2d", "--bogus"), "unrecognized arguments"),
+    (("frobnicate",), "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("args,needle", [BAD_INPUT[i] for i in (0, 2, 7, 16)])
 def test_bad_input_is_one_line_without_traceback(args, needle):
     r = run(*args)
-    assert r.returncode != 0
+    assert r.returncode == 2, (r.returncode, r.stderr)
     assert needle in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.fixture
+def keep_logging():
+    """``cli.main`` configures the "jaxpoly" logger for a process; restore it for the other tests."""
+    import logging
+
+    logger = logging.getLogger("jaxpoly")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.mark.parametrize("args,needle", BAD_INPUT)
+def test_bad_input_in_process(args, needle, capsys, keep_logging):
+    from jaxpoly import cli
+
+    try:
+        code = cli.main(list(args))
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_wrong_format_file(tmp_path):
@@ -59,3 +179,141 @@ def test_wrong_format_file(tmp_path):
     p.write_text("garbage")
     r = run("info", str(p))
     assert r.returncode != 0 and "not a readable .npz" in r.stderr and "Traceback" not in r.stderr
+    p = tmp_path / "m.bin"
+    p.write_text("garbage")
+    r = run("extract", str(p))
+    assert r.returncode == 2 and "unknown model format" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("info", str(tmp_path))  # a folder that is not an Orbax checkpoint
+    assert r.returncode == 2 and "not an Orbax checkpoint" in r.stderr
+    np.savetxt(tmp_path / "two.txt", [[0, 0, 0], [1, 0, 0]])
+    r = run("extract", "bunny-3d", "--slice", str(tmp_path / "two.txt"))
+    assert r.returncode == 2 and "must hold three points" in r.stderr
+
+
+def _interrupt(args, cwd, trigger, delay):
+    """Start the CLI, wait for ``trigger`` on stderr (the progress bar), then Ctrl-C it."""
+    p = subprocess.Popen([sys.executable, "-m", "jaxpoly.cli", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=cwd, env=_ENV)
+    buf: list[str] = []
+    th = threading.Thread(target=lambda: buf.extend(iter(lambda: p.stderr.read(1), "")), daemon=True)
+    th.start()
+    t = time.time()
+    while trigger not in "".join(buf) and time.time() - t < 120 and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    p.wait(120)
+    th.join(10)
+    return p.returncode, "".join(buf)
+
+
+def test_ctrl_c_saves_incomplete_regions_and_exits_130(tmp_path):
+    pytest.importorskip("tqdm")  # the trigger is the progress bar
+    rc, err = _interrupt(["enumerate", "bunny-3d-8x32", "--out", "o"], tmp_path, "cells", 0.5)
+    assert rc == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    regions = jaxpoly.Regions.load(tmp_path / "o" / "regions.npz")
+    assert not regions.complete
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["interrupted"]
+
+
+def test_ctrl_c_during_extract_is_one_line(tmp_path):
+    pytest.importorskip("tqdm")
+    rc, err = _interrupt(["extract", "bunny-3d-8x32", "--out", "o"], tmp_path, "stage", 0.3)
+    assert rc == 130, err
+    assert "Traceback" not in err and "jaxpoly: interrupted" in err
+
+
+# ----------------------------------------------------------------------------------------------------
+# load_network on model files
+# ----------------------------------------------------------------------------------------------------
+
+
+def _flax_mlp(n_hidden=11, width=5, d=3):
+    import jax
+    import flax.linen as nn
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(n_hidden):
+                x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
+            return nn.Dense(1)(x)
+
+    m = MLP()
+    return m, m.init(jax.random.PRNGKey(0), np.zeros((1, d)))
+
+
+def test_load_network_flax_msgpack(tmp_path):
+    import jax
+    from flax import serialization
+
+    m, v = _flax_mlp()
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 3))
+    ref = np.asarray(m.apply(v, x))
+    # ``tree_map`` sorts dict keys (Dense_10 before Dense_2): layers are read in natural order
+    sorted_v = jax.tree_util.tree_map(lambda a: a, {"params": dict(v["params"])})
+    (tmp_path / "m.msgpack").write_bytes(serialization.to_bytes(sorted_v))
+    net = jaxpoly.load_network(tmp_path / "m.msgpack", arch="mlp:3,5,5,5,5,5,5,5,5,5,5,5,1:leaky_relu=0.2")
+    assert net.input_dim == 3 and len(net.stages) == 11
+    np.testing.assert_allclose(np.asarray(net(x)), ref, atol=1e-6)
+    json_arch = tmp_path / "arch.json"
+    json_arch.write_text(json.dumps({"kind": "mlp", "activation": "leaky_relu", "negative_slope": 0.2}))
+    np.testing.assert_allclose(np.asarray(jaxpoly.load_network(tmp_path / "m.msgpack", arch=str(json_arch))(x)),
+                               ref, atol=1e-6)
+    with pytest.raises(jaxpoly.ModelLoadError, match="needs an architecture"):
+        jaxpoly.load_network(tmp_path / "m.msgpack")
+    with pytest.raises(jaxpoly.ModelLoadError, match="widths"):
+        jaxpoly.load_network(tmp_path / "m.msgpack", arch="mlp:2,5,1:relu")
+    with pytest.raises(jaxpoly.ModelLoadError, match="input dimension"):
+        jaxpoly.load_network(tmp_path / "m.msgpack", arch="mlp:leaky_relu=0.2", input_dim=4)
+
+
+def test_load_network_orbax(tmp_path):
+    ocp = pytest.importorskip("orbax.checkpoint")
+    m, v = _flax_mlp(n_hidden=2)
+    ck = ocp.StandardCheckpointer()
+    ck.save(tmp_path / "ckpt", v)
+    ck.wait_until_finished()
+    x = np.random.default_rng(1).uniform(-1, 1, (8, 3))
+    net = jaxpoly.load_network(tmp_path / "ckpt", arch="mlp:leaky_relu=0.2")
+    np.testing.assert_allclose(np.asarray(net(x)), np.asarray(m.apply(v, x)), atol=1e-6)
+
+
+def test_load_network_torchscript_and_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(4, 8), nn.LeakyReLU(0.1), nn.Sequential(nn.Linear(8, 8), nn.Hardtanh(-2.0, 3.0)),
+                          nn.Linear(8, 2)).double().eval()
+    x = np.random.default_rng(2).uniform(-1, 1, (16, 4))
+    ref = model(torch.tensor(x)).detach().numpy()
+    torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
+    torch.jit.trace(model, torch.zeros(1, 4, dtype=torch.float64)).save(str(tmp_path / "traced.ts"))
+    for name in ("scripted.pt", "traced.ts"):
+        net = jaxpoly.load_network(tmp_path / name)
+        assert [st.activation.name for st in net.stages] == ["leaky_relu(0.1)", "hard_tanh(-2,3)"]
+        np.testing.assert_allclose(np.asarray(net(x)), ref, atol=1e-12)
+    plain = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+    torch.save(plain.state_dict(), tmp_path / "sd.pt")
+    net = jaxpoly.load_network(tmp_path / "sd.pt", arch="mlp:4,8,1:relu")
+    np.testing.assert_allclose(np.asarray(net(x)), plain(torch.tensor(x)).detach().numpy(), atol=1e-12)
+    with pytest.raises(jaxpoly.ModelLoadError, match="needs an architecture"):
+        jaxpoly.load_network(tmp_path / "sd.pt")
+    # and through the CLI
+    with pytest.raises(jaxpoly.ModelLoadError, match=r"holds \[4, 8, 1\]"):
+        jaxpoly.load_network(tmp_path / "sd.pt", arch="mlp:4,9,1:relu")
+    r = run("info", str(tmp_path / "sd.pt"), "--arch", "mlp:4,8,1:relu")
+    assert r.returncode == 0 and "input dim:    4" in r.stdout and "widths:       [8]" in r.stdout, r.stderr
+
+
+def test_load_network_names_and_errors(tmp_path):
+    assert jaxpoly.load_network("bunny-2d").widths == (50, 50)
+    with pytest.raises(jaxpoly.ModelNotFoundError, match="bunny-3d-8x32"):
+        jaxpoly.load_network("bunny-7d")
+    with pytest.raises(FileNotFoundError):
+        jaxpoly.load_network(tmp_path / "missing.pt")
+    with pytest.raises(jaxpoly.ModelLoadError, match="cannot parse"):
+        jaxpoly.parse_arch("cnn:3,3")
+    assert jaxpoly.parse_arch("mlp:2,64,64,1:relu") == jaxpoly.Arch("mlp", (2, 64, 64, 1), "relu")
+    assert jaxpoly.parse_arch("mlp:leaky_relu=0.3").negative_slope == 0.3

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import jaxpoly as jp
+from jaxpoly import enumeration
 from jaxpoly.enumeration import enumerate_regions, sample_regions
 from jaxpoly.regions import Regions
 from reference import binomial_count, lp_regions, subset_count
@@ -77,6 +78,36 @@ def test_single_layer_matches_subset_count(d, n):
     assert expected < binomial_count(n, d)  # some hyperplanes miss parts of the box
     assert len(R) == expected
     check_certificates(net, R)
+
+
+@pytest.mark.parametrize("d,widths", [(3, (14,)), (3, (6, 6))])
+def test_vertex_path_matches_lp_search(monkeypatch, d, widths):
+    # the first level from the arrangement's vertices (no LPs) against the LP search on the same net
+    net = mlp(20 + d, d, widths, act=jp.leaky_relu(0.1))
+    V = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
+    S = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    assert V.stats["vertices"] > 0 and "vertices" not in S.stats
+    assert V.complete and S.complete and len(V) == len(S)
+    kv = [bytes(r) for r in np.packbits(V.patterns, axis=1)]
+    ks = [bytes(r) for r in np.packbits(S.patterns, axis=1)]
+    assert set(kv) == set(ks)
+    pos = {k: i for i, k in enumerate(kv)}
+    perm = np.array([pos[k] for k in ks])
+    for i, j in enumerate(perm):
+        assert set(S.facets(i)) == set(V.facets(j))
+    pairs_s = {tuple(sorted((perm[a], perm[b]))) for a, b in S.adjacency}
+    assert pairs_s == {tuple(p) for p in V.adjacency}
+    check_certificates(net, V)
+
+
+def test_vertex_path_falls_back_on_degenerate_arrangements():
+    # three lines through the origin: a non-simple vertex, so the LP search must run
+    W = np.array([[1.0, 0.0, 1.0, 0.3], [0.0, 1.0, -1.0, 1.0]])
+    b = np.array([0.0, 0.0, 0.0, -0.5])
+    R = enumerate_regions(single_layer(W, b), (-1.0, 1.0), batch_size=BATCH)
+    assert "vertices" not in R.stats and R.stats["lps"] > 0
+    assert keys(R.patterns) == keys([r.pattern for r in lp_regions(single_layer(W, b), -1.0, 1.0)])
 
 
 def test_generic_single_layer_in_big_box_is_binomial():
@@ -187,6 +218,76 @@ def test_max_regions_flags_incomplete(caplog):
     assert "max_regions" in caplog.text
 
 
+@pytest.mark.parametrize("vertex_path", [True, False])
+def test_max_regions_on_an_intermediate_level(monkeypatch, caplog, vertex_path):
+    net = mlp(2, 2, (8, 8))
+    full = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    if not vertex_path:
+        monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
+    first = enumerate_regions(jp.Network(net.stages[:1], _out(8, 1, np.random.default_rng(0))), (-1.0, 1.0),
+                              batch_size=BATCH)
+    cap = len(first) // 2  # the first level alone has more cells than this
+    seen = []
+    name = "_vertex_output" if vertex_path else "_search_level"
+    orig = getattr(enumeration, name)
+
+    def spy(ctx, *args):
+        res = orig(ctx, *args)
+        seen.append((sum(len(o[0]) for o in res[0]), res[2]))
+        return res
+
+    monkeypatch.setattr(enumeration, name, spy)
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        part = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH, max_regions=cap)
+    assert not part.complete and full.complete
+    assert len(part) == cap and keys(part.patterns) <= keys(full.patterns)
+    assert seen[0] == (cap, True)  # the first level stopped at max_regions cells
+    assert "max_regions" in caplog.text
+    check_certificates(net, part)
+
+
+@pytest.mark.parametrize("where", ["final", "intermediate", "vertex"])
+def test_keyboard_interrupt_returns_partial_result(monkeypatch, caplog, where):
+    net = mlp(2, 2, (8, 8))
+    full = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    levels = enumeration._levels(net, True)  # hidden 1 (vertex path), hidden 2, output sign
+    target = levels[-1] if where == "final" else levels[-2]
+    orig = enumeration._process_batch
+    calls = {"n": 0}
+
+    def flaky(ctx, pats, pmask, stage):
+        if stage == target:
+            calls["n"] += 1
+            if calls["n"] == 2:  # after the first batch of the target level
+                raise KeyboardInterrupt
+        return orig(ctx, pats, pmask, stage)
+
+    def vertex_interrupted(ctx, stage):
+        raise KeyboardInterrupt
+
+    if where == "vertex":
+        monkeypatch.setattr(enumeration, "_vertex_level", vertex_interrupted)
+    else:
+        monkeypatch.setattr(enumeration, "_process_batch", flaky)
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        part = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=8)
+    assert not part.complete and part.stats["interrupted"]
+    assert "interrupted" in caplog.text
+    if where == "final":
+        assert len(part) == 8  # the first batch of the last level: certified regions
+        assert keys(part.patterns) <= keys(full.patterns)
+        check_certificates(net, part)
+    else:
+        assert len(part) == 0  # stopped before the last level: no region certified yet
+
+
+def test_progress_bar(capsys):
+    net = mlp(2, 2, (8,))
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH, progress=True)
+    err = capsys.readouterr().err
+    assert R.complete and "layer 1/1" in err and "regions" in err
+
+
 def test_save_load_queries_and_maps(tmp_path):
     net = mlp(2, 2, (8, 8))
     R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
@@ -217,6 +318,15 @@ def test_bad_inputs():
         enumerate_regions(two, (-1.0, 1.0), level_set=True)
     with pytest.raises(jp.CapacityError, match="batch_size <="):
         enumerate_regions(net, (-1.0, 1.0), batch_size=10**12)
+
+
+def test_out_of_memory_becomes_capacity_error(monkeypatch):
+    def oom(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(enumeration, "_enumerate", oom)
+    with pytest.raises(jp.CapacityError, match=r"batch_size <= 16"):
+        enumerate_regions(mlp(2, 2, (4,)), (-1.0, 1.0), batch_size=64)
 
 
 _SHARDED = """

@@ -366,3 +366,197 @@ def test_example_smoke(name, tmp_path):
 def test_example_full(name, tmp_path):
     result = _load_example(name).main(out_dir=str(tmp_path))
     assert result["improved"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Region inradii (Chebyshev radii) and their derivatives
+# ----------------------------------------------------------------------------------------------------
+
+
+def _np_layers(net):
+    """``(Ws, bs)`` of a sequential ReLU MLP built by ``from_arrays`` (NumPy)."""
+    Ws = [np.asarray(st.kernels[0]) for st in net.stages] + [np.asarray(net.output.kernels[0])]
+    bs = [np.asarray(st.bias) for st in net.stages] + [np.asarray(net.output.bias)]
+    return Ws, bs
+
+
+def chebyshev_reference(net, patterns, lo, hi, level_set=False):
+    """Independent Chebyshev radii: each region's hyperplanes from a NumPy walk through the layers
+    (sequential ReLU MLP, pattern bit = pre-activation > 0), one SciPy ``linprog`` per region."""
+    from scipy.optimize import linprog
+
+    Ws, bs = _np_layers(net)
+    d = Ws[0].shape[0]
+    out = []
+    for pat in np.asarray(patterns, bool):
+        A, c = np.eye(d), np.zeros(d)  # current layer's input as an affine map of x: x -> x @ A + c
+        rows_a, rows_c, k = [], [], 0
+        for W, b in zip(Ws[:-1], bs[:-1]):
+            za, zc = A @ W, c @ W + b
+            on = pat[k : k + W.shape[1]]
+            rows_a.append(za.T)
+            rows_c.append(zc)
+            A, c = za * on, zc * on
+            k += W.shape[1]
+        if level_set:
+            rows_a.append((A @ Ws[-1]).T[:1])
+            rows_c.append((c @ Ws[-1] + bs[-1])[:1])
+        a, cc = np.concatenate(rows_a), np.concatenate(rows_c)
+        s = np.where(pat, 1.0, -1.0)
+        nrm = np.linalg.norm(a, axis=1)
+        A_ub = np.concatenate([np.concatenate([-s[:, None] * a, nrm[:, None]], 1),
+                               np.concatenate([np.eye(d), np.ones((d, 1))], 1),
+                               np.concatenate([-np.eye(d), np.ones((d, 1))], 1)])
+        b_ub = np.concatenate([s * cc, np.broadcast_to(hi, d), -np.broadcast_to(lo, d)])
+        res = linprog(-np.eye(d + 1)[d], A_ub=A_ub, b_ub=b_ub, bounds=[(None, None)] * (d + 1), method="highs")
+        assert res.status == 0
+        out.append(res.x[d])
+    return np.array(out)
+
+
+def _leaf_directions(net, seed):
+    """One random direction per parameter array (every weight matrix and bias vector of every layer)."""
+    rng = np.random.default_rng(seed)
+    leaves, treedef = jax.tree.flatten(net)
+    for i in range(len(leaves)):
+        yield i, jax.tree.unflatten(treedef, [rng.normal(size=np.shape(a)) if j == i else np.zeros(np.shape(a))
+                                              for j, a in enumerate(leaves)])
+
+
+@pytest.mark.parametrize("d,widths,seed,level_set", [(2, (6, 5), 1, False), (3, (5, 4), 1, True)])
+def test_region_inradius_matches_linprog_and_finite_differences(d, widths, seed, level_set):
+    """Two hidden layers (deep hyperplanes bent by the first layer). In 2D the regions come from
+    ``enumerate_regions``, whose stored ``inradius`` is the same Chebyshev radius for every cell of a
+    level after the first (LP-certified); in 3D from ``extract`` with a level set: the cells are also
+    split (and bounded) by the output's zero set."""
+    net = random_net(d, widths, seed)
+    box = (-1.0, 1.0)
+    if level_set:
+        src = jaxpoly.extract(net, box, level_set=True)
+        pats = src.regions.patterns
+    else:
+        src = jaxpoly.enumerate_regions(net, box, batch_size=16)
+        pats = src.patterns
+    R = len(pats)
+    ref = chebyshev_reference(net, pats, -1.0, 1.0, level_set)
+    r = np.asarray(g.region_inradius(net, src))
+    assert r.shape == (R,) and np.all(ref > 0)
+    assert np.abs(r - ref).max() <= 1e-9
+    if not level_set:
+        assert np.abs(r - src.inradius).max() <= 1e-8
+    # a selection; a padded system under jit
+    sel = np.arange(0, R, 3)[:16]
+    system = g.inradius_system(src, sel, pad_to=32)
+    rp = np.asarray(jax.jit(g.region_inradius)(net, system))
+    assert rp.shape == (32,) and np.abs(rp[: len(sel)] - ref[sel]).max() <= 1e-9 and np.all(rp[len(sel) :] == 0)
+    # derivatives: one random direction per weight/bias array, jvp against central differences of the
+    # independent LP (on the selection); reverse mode agrees with the jvp
+    grad = jax.grad(lambda n: jnp.sum(g.region_inradius(n, system)))(net)
+    eps = 1e-6
+    for i, delta in _leaf_directions(net, seed + 7):
+        fd = (chebyshev_reference(axpy(net, delta, eps), pats[sel], -1.0, 1.0, level_set)
+              - chebyshev_reference(axpy(net, delta, -eps), pats[sel], -1.0, 1.0, level_set)) / (2 * eps)
+        _, jvp = jax.jvp(lambda n: g.region_inradius(n, system), (net,), (delta,))
+        jvp = np.asarray(jvp)[: len(sel)]
+        if i >= len(jax.tree.leaves(net)) - 2 and not level_set:  # the output layer bounds no region
+            assert np.all(fd == 0) and np.all(jvp == 0), i
+            continue
+        assert np.abs(fd).max() > 1e-3, i
+        assert rel_err(jvp, fd) <= 1e-6, (i, rel_err(jvp, fd))
+        lhs = sum(float(np.sum(np.asarray(a) * np.asarray(b))) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(delta)))
+        assert abs(lhs - jvp.sum()) <= 1e-9 * max(1.0, abs(lhs)), i
+
+
+def test_region_inradius_vs_vertex_path_regions():
+    """For the cells of ``enumerate_regions``' first-level vertex path, ``Regions.inradius`` is the
+    centroid's smallest slack: a certified ball, at most the Chebyshev radius (equality is the
+    2-level case in the test above)."""
+    net1 = random_net(2, (6,), 1)
+    R1 = jaxpoly.enumerate_regions(net1, (-1.0, 1.0), batch_size=16)
+    r1 = np.asarray(g.region_inradius(net1, R1))
+    assert np.abs(r1 - chebyshev_reference(net1, R1.patterns, -1.0, 1.0)).max() <= 1e-9
+    assert np.all(R1.inradius <= r1 + 1e-12) and np.any(R1.inradius < r1 - 1e-6)
+
+
+def test_region_inradius_rectangles_non_unique_centre():
+    """Axis-aligned neurons ``x = 0.3``, ``y = 0.2``: four rectangles, each with a non-unique Chebyshev
+    centre (2 active constraints in 2D). The radius is half the short side; its derivative is exact in
+    the directions that keep the rectangles, and for the weight that tilts the long sides (where the
+    radius has a kink) the mean of the one-sided derivatives, i.e. the central difference."""
+    W1, b1 = np.eye(2), np.array([-0.3, -0.2])
+    lo, hi = np.array([-2.0, -1.0]), np.array([2.0, 1.0])
+
+    def make(W):
+        return jaxpoly.from_arrays([W, np.ones((2, 1))], [b1, np.zeros(1)])
+
+    net = make(W1)
+    pats = np.array([[False, False], [True, False], [False, True], [True, True]])
+    # a hand-made Regions (no enumeration needed: the patterns are all inradius_system reads)
+    regions = jaxpoly.Regions(patterns=pats, witnesses=np.zeros((4, 2)), inradius=np.zeros(4),
+                              facet_ptr=np.zeros(5, np.int64), facet_idx=np.zeros(0, np.int64),
+                              adjacency=np.zeros((0, 2), np.int64), lo=lo, hi=hi,
+                              level_set=False, complete=True, net=net)
+    system = g.inradius_system(regions)
+    assert np.all(np.asarray(system.slot_mask).sum(axis=1) == 2)
+    xs = np.where(pats[:, 0], 2.0 - 0.3, 0.3 + 2.0)  # the rectangles' sides
+    ys = np.where(pats[:, 1], 1.0 - 0.2, 0.2 + 1.0)
+    assert np.all(ys < xs)  # the y-neuron sets every short side
+    r = np.asarray(g.region_inradius(net, regions))
+    assert np.abs(r - ys / 2).max() <= 1e-12
+    assert np.abs(r - chebyshev_reference(net, pats, lo, hi)).max() <= 1e-12
+    w = np.array([1.0, 2.0, 3.0, 5.0])  # weights, so that the regions' derivatives do not cancel
+    grad = jax.grad(lambda n: jnp.sum(w * g.region_inradius(n, system)))(net)
+    gW, gb = np.asarray(grad.stages[0].kernels[0]), np.asarray(grad.stages[0].bias)
+    # closed form in the smooth directions: the side y = -b (w = 1) moves down when b grows
+    assert np.abs(gb - [0.0, np.sum(w * np.where(pats[:, 1], 0.5, -0.5))]).max() <= 1e-12
+    assert np.abs(np.asarray(grad.output.kernels[0])).max() == 0.0
+    r0 = w @ chebyshev_reference(net, pats, lo, hi)
+    eps = 1e-7
+    for i, j in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+        E = np.zeros((2, 2))
+        E[i, j] = eps
+        rp = w @ chebyshev_reference(make(W1 + E), pats, lo, hi)
+        rm = w @ chebyshev_reference(make(W1 - E), pats, lo, hi)
+        central = (rp - rm) / (2 * eps)
+        assert abs(gW[i, j] - central) <= 1e-6 * max(1.0, abs(central)), ((i, j), gW[i, j], central)
+        if (i, j) == (0, 1):  # the y-neuron's x-coefficient tilts the long sides: a real kink
+            right, left = (rp - r0) / eps, (r0 - rm) / eps
+            assert abs(right - left) > 0.1, (left, right)
+
+
+def test_region_inradius_errors_and_loss():
+    net = random_net(2, (6, 5), 1)
+    c = jaxpoly.enumerate_regions(net, (-1.0, 1.0), batch_size=16)
+    other = random_net(2, (6, 4), 1)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="does not belong"):
+        g.region_inradius(other, c)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="do not belong"):
+        g.inradius_system(c, net=other)
+    bad = jax.tree.map(lambda a: np.asarray(a).copy(), net)
+    bad.stages[1].bias[2] = np.nan
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="NaN"):
+        g.region_inradius(bad, c)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="NaN"):
+        g.inradius_system(c, net=bad)
+    with pytest.raises(jaxpoly.InvalidArgumentError):
+        g.region_inradius(net, c, [len(c)])
+    with pytest.raises(jaxpoly.InvalidArgumentError):
+        g.region_inradius(net, g.inradius_system(c, [0]), [0])
+    with pytest.raises(jaxpoly.InvalidArgumentError):
+        g.inradius_system(c, pad_to=1)
+    with pytest.raises(jaxpoly.InvalidNetworkError):
+        g.region_inradius({"w": 1}, c)
+    import dataclasses
+
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="net="):  # a loaded Regions has no network
+        g.region_inradius(net, dataclasses.replace(c, net=None))
+    # a complex whose regions no longer exist for the weights it is built from
+    empty = jax.tree.map(lambda a: np.asarray(a).copy(), net)
+    empty.stages[0].bias[:] += 10.0
+    with pytest.raises(jaxpoly.JaxpolyError):
+        g.inradius_system(c, net=empty)
+    # the hinge loss
+    r = jnp.array([0.1, 0.3, 0.05])
+    assert float(g.inradius_loss(r, 0.2)) == pytest.approx((0.1 + 0.15) / 3)
+    assert float(g.inradius_loss(r, 0.2, squared=True)) == pytest.approx((0.01 + 0.0225) / 3)
+    assert float(g.inradius_loss(r, 0.2, mask=jnp.array([True, True, False]))) == pytest.approx(0.05)

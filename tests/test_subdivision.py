@@ -271,7 +271,7 @@ def test_bad_bounds_and_networks():
     with pytest.raises(jaxpoly.CapacityError, match="max_vertices"):
         extract(net, (-0.5, 0.5), capacity=64, max_vertices=100)
     with pytest.raises(jaxpoly.CapacityError, match="max_memory"):
-        extract(net, (-0.5, 0.5), capacity=64, max_memory=4_000_000)
+        extract(net, (-0.5, 0.5), capacity=64, max_memory=100_000)
     for kwargs in ({"capacity": 0}, {"max_vertices": -5}, {"max_memory": 1.5}, {"rtol": np.nan},
                    {"dtype": np.int32}, {"slice": (np.zeros(2),)}):
         with pytest.raises(jaxpoly.InvalidArgumentError):
@@ -372,3 +372,15 @@ def test_near_degenerate_vertex_is_kept():
     assert (c.num_vertices, c.num_edges) == (181032, 537998)
     assert [s["vertices"] for s in c.timings["stages"]] == [5155, 47970, 181032]
     assert c.euler_characteristic == 1
+
+
+def test_face_count_survives_a_collision_in_one_hash_word():
+    """The f-vector counts each hash word with a plain sort; a collision in one word only (two faces
+    equal in word 0, different in word 1) must be detected and counted exactly."""
+    from jaxpoly.complex import _count_faces
+
+    r = np.array([[0, 0], [0, 0], [3, 3]], np.uint64)  # facets 0, 1 (never flipped to −), hyperplane 2
+    ez = np.array([[2], [2], [2]], np.int32)
+    eh = np.array([[10, 20], [10, 21], [10, 20]], np.uint64)  # faces: {10±3} x {20±3, 21±3}
+    assert _count_faces(eh, ez, r, 2, 1) == 4
+    assert _count_faces(eh[[0, 2]], ez[:2], r, 2, 1) == 2

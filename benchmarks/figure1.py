@@ -1,0 +1,162 @@
+"""Balestriero & LeCun (ICASSP 2023), Figure 1: regions found against wall time, exact enumeration
+(``enumerate_regions``) against uniform sampling (``sample_regions``), one hidden leaky-ReLU layer of
+width 64 with random weights, box [-1, 1]^d, d = 4 and 8 (not a test).
+
+Exact curves: the vertex path (d = 4: the whole arrangement at once, no LPs) and the LP search (a
+curve per batch; stopped by a KeyboardInterrupt after ``--exact-seconds``, which returns the regions
+certified so far with ``complete=False``). Sampling: batches of ``--sample-batch`` uniform points,
+distinct activation patterns so far, until the sampling budget is spent. Compile time is excluded
+(every kernel is warmed up first). Writes ``results/figure1.png`` and ``results/figure1.json``.
+
+    python benchmarks/figure1.py [--dims 4,8] [--exact-seconds 120] [--sample-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from enumerate import BOUNDS, lp_search_only, machine, peak_rss_mib, random_net  # noqa: E402
+
+from jaxpoly import enumeration  # noqa: E402
+from jaxpoly.enumeration import enumerate_regions, sample_regions  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class _Recorder:
+    """Stands in for ``enumeration._Progress``: records (time, regions of the last level) per batch and
+    raises KeyboardInterrupt once the time budget is spent (the documented clean stop)."""
+
+    budget = float("inf")
+    curve: list = []
+    t0 = 0.0
+
+    def __init__(self, enabled, num_levels):
+        self.L, self.level, self.count = num_levels, 0, 0
+
+    def start(self, level):
+        self.level, self.count = level, 0
+
+    def update(self, n, queued):
+        if self.level == self.L - 1:
+            self.count += n
+            _Recorder.curve.append((time.perf_counter() - _Recorder.t0, self.count))
+        if time.perf_counter() - _Recorder.t0 > _Recorder.budget:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def exact_curve(net, budget: float, batch_size: int) -> dict:
+    old = enumeration._Progress
+    enumeration._Progress = _Recorder
+    try:
+        enumerate_regions(net, BOUNDS, max_regions=2 * batch_size, batch_size=batch_size, progress=True)  # warm
+        _Recorder.budget, _Recorder.curve, _Recorder.t0 = budget, [(0.0, 0)], time.perf_counter()
+        R = enumerate_regions(net, BOUNDS, batch_size=batch_size, progress=True)
+        wall = time.perf_counter() - _Recorder.t0
+    finally:
+        enumeration._Progress = old
+    curve = list(_Recorder.curve)
+    if curve[-1][1] != len(R):
+        curve.append((wall, len(R)))
+    return {"regions": len(R), "complete": R.complete, "wall_s": wall, "regions_per_s": len(R) / wall,
+            "time_s": [t for t, _ in curve], "found": [c for _, c in curve]}
+
+
+def sampling_curve(net, budget: float, batch: int, max_samples: int) -> dict:
+    d = net.input_dim
+    sample_regions(net, BOUNDS, batch, key=jax.random.key(123), batch_size=batch)  # warm
+    seen: set[bytes] = set()
+    ts, found, ns = [0.0], [0], [0]
+    t0 = time.perf_counter()
+    i = 0
+    while time.perf_counter() - t0 < budget and i * batch < max_samples:
+        pats = sample_regions(net, BOUNDS, batch, key=jax.random.key(i), batch_size=batch)
+        seen.update(bytes(r) for r in np.packbits(pats, axis=1))
+        i += 1
+        ts.append(time.perf_counter() - t0)
+        found.append(len(seen))
+        ns.append(i * batch)
+    return {"samples": i * batch, "distinct": len(seen), "wall_s": ts[-1], "time_s": ts, "found": found,
+            "samples_at": ns, "d": d}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dims", default="4,8")
+    ap.add_argument("--exact-seconds", type=float, default=120.0, help="time cap of each LP-search curve")
+    ap.add_argument("--sample-seconds", type=float, default=60.0, help="sampling budget per d")
+    ap.add_argument("--sample-batch", type=int, default=65536)
+    ap.add_argument("--max-samples", type=int, default=10**9)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "figure1.json"))
+    ap.add_argument("--png", default=os.path.join(HERE, "results", "figure1.png"))
+    args = ap.parse_args()
+    dims = [int(x) for x in args.dims.split(",")]
+    res = {"machine": machine(), "setting": "one hidden layer, width 64, leaky-ReLU(0.1), random weights "
+           "(N(0, 1/d) kernel, N(0, 0.25) bias), box [-1, 1]^d", "panels": []}
+    for d in dims:
+        net = random_net(0, d, (64,))
+        panel = {"d": d}
+        if enumeration._vertex_subsets(d, 64) <= enumeration._VERTEX_MAX_SUBSETS:
+            panel["exact_vertex"] = exact_curve(net, float("inf"), args.batch_size)
+        with lp_search_only():
+            panel["exact_search"] = exact_curve(net, args.exact_seconds, args.batch_size)
+        panel["sampling"] = sampling_curve(net, args.sample_seconds, args.sample_batch, args.max_samples)
+        panel["peak_rss_mib"] = peak_rss_mib()
+        res["panels"].append(panel)
+        print(d, {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)} if isinstance(v, dict) else v
+                  for k, v in panel.items()}, flush=True)
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1, default=float)
+    plot(res, args.png)
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = res["panels"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        full = None
+        if "exact_vertex" in p:
+            e = p["exact_vertex"]
+            ax.plot(e["time_s"], e["found"], "-", color="C2", lw=2, label=f"exact, vertex path ({e['regions']})")
+            full = e["regions"] if e["complete"] else None
+        e = p["exact_search"]
+        lab = "exact, LP search" + ("" if e["complete"] else f" (stopped at {e['wall_s']:.0f} s)")
+        ax.plot(e["time_s"], e["found"], "-", color="C0", lw=2, label=lab)
+        if e["complete"]:
+            full = e["regions"]
+        s = p["sampling"]
+        ax.plot(s["time_s"], s["found"], "-", color="C3", lw=2, label=f"uniform sampling ({s['samples']:.2g} points)")
+        if full is not None:
+            ax.axhline(full, color="k", ls="--", lw=1, label=f"all regions ({full})")
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("regions found")
+        ax.set_title(f"d = {p['d']}: width 64, leaky-ReLU, [-1, 1]^{p['d']}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
