@@ -278,7 +278,7 @@ def _summary(c, seconds: float) -> dict:
     out = {"dim": c.dim, "vertices": c.num_vertices, "edges": c.num_edges, "regions": f[-1],
            "f_vector": list(f), "euler_characteristic": c.euler_characteristic, "seconds": round(seconds, 4),
            "bounds": [c.lo.tolist(), c.hi.tolist()]}
-    if c.level_set:
+    if c.has_level_set:
         m = c.level_set_mesh()
         out["level_set"] = {"vertices": m.num_vertices, "edges": m.num_edges, "faces": m.num_faces}
     return out
@@ -309,7 +309,7 @@ def _cmd_extract(args) -> int:
     c.save(os.path.join(args.out, "complex.npz"))
     _write_summary(args.out, summary)
     if args.mesh:
-        if not c.level_set:
+        if not c.has_level_set:
             raise _UsageError("--mesh needs the level set (a scalar output; drop --no-level-set)")
         c.level_set_mesh().save(args.mesh)
     if args.plot:
@@ -320,7 +320,7 @@ def _cmd_extract(args) -> int:
             fig, _ = plot_slice(net, points, os.path.join(args.out, "partition.png"), complex=c)
         elif c.dim == 2:
             fig, _ = plot_partition(c, os.path.join(args.out, "partition.png"))
-        elif c.dim == 3 and c.level_set and c.level_set_mesh().num_faces:
+        elif c.dim == 3 and c.has_level_set and c.level_set_mesh().num_faces:
             fig, _ = plot_mesh3d(c.level_set_mesh(), os.path.join(args.out, "mesh.png"))
         else:
             fig = None

@@ -122,7 +122,7 @@ def _flip_keys(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, n
 
 @pytree_dataclass(
     data=("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash", "lo", "hi", "net"),
-    meta=("level_set",),
+    meta=("has_level_set",),
 )
 @dataclasses.dataclass(frozen=True, eq=False)
 class Complex:
@@ -139,7 +139,8 @@ class Complex:
       edge_hash: ``(E, 2) uint64`` sign-vector hashes of the edges.
       lo, hi: ``(d,)`` the box.
       net: the network.
-      level_set: whether the output's zero set was added as the last hyperplane.
+      has_level_set: whether the output's zero set was added as the last hyperplane (then
+        :meth:`level_set` is its mesh).
     """
 
     vertices: np.ndarray
@@ -150,7 +151,7 @@ class Complex:
     lo: np.ndarray
     hi: np.ndarray
     net: Network
-    level_set: bool
+    has_level_set: bool
 
     @classmethod
     def from_state(cls, *, net, lo, hi, level_set, x, vz, ends, ez, eh, hash_table, timings) -> "Complex":
@@ -180,7 +181,7 @@ class Complex:
     @property
     def num_hyperplanes(self) -> int:
         """``H'``: the network's hyperplanes plus the level set if present."""
-        return self.net.num_hyperplanes + int(self.level_set)
+        return self.net.num_hyperplanes + int(self.has_level_set)
 
     @property
     def hash_table(self) -> np.ndarray:
@@ -233,7 +234,7 @@ class Complex:
         """Values of the network hyperplanes (and the output, if level set) at points ``(n, d)``."""
         with jax.enable_x64(True):
             vals = np.asarray(_hyper_and_output(self.net.astype(np.float64), jnp.asarray(x, jnp.float64)))
-        return vals if self.level_set else vals[:, :-1]
+        return vals if self.has_level_set else vals[:, :-1]
 
     def _hash_of_points(self, x: np.ndarray) -> np.ndarray:
         """Sign-vector hashes ``(n, 2)`` of points strictly inside the box (facets count +)."""
@@ -333,11 +334,15 @@ class Complex:
     @property
     def level_set_hyperplane(self) -> int:
         """Internal id of the level set."""
-        if not self.level_set:
+        if not self.has_level_set:
             raise JaxpolyError("this complex was extracted with level_set=False")
         return 2 * self.dim + self.net.num_hyperplanes
 
     # -- level set -----------------------------------------------------------------------------------
+    def level_set(self) -> Mesh:
+        """The exact zero set of the output as a :class:`~jaxpoly.Mesh` (see :meth:`level_set_mesh`)."""
+        return self.level_set_mesh()
+
     def level_set_mesh(self) -> Mesh:
         """The exact zero set of the output as a :class:`~jaxpoly.Mesh`.
 
@@ -384,7 +389,7 @@ class Complex:
         np.savez_compressed(
             path, vertices=self.vertices, edges=self.edges, vertex_zeros=self.vertex_zeros,
             edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
-            level_set=np.array(self.level_set), hash_table=self.hash_table, **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
+            level_set=np.array(self.has_level_set), hash_table=self.hash_table, **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
         )
 
     @classmethod
@@ -401,7 +406,7 @@ class Complex:
 
     def __repr__(self) -> str:
         return (f"Complex(d={self.dim}, vertices={self.num_vertices}, edges={self.num_edges}, "
-                f"level_set={self.level_set})")
+                f"has_level_set={self.has_level_set})")
 
 
 def _as_void(keys: np.ndarray) -> np.ndarray:

@@ -333,7 +333,7 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
     """
     if not isinstance(c, Complex):
         raise TypeError(f"expected a jaxpoly.Complex, got {type(c).__name__}")
-    net, d, level_set = c.net, c.dim, bool(c.level_set)
+    net, d, level_set = c.net, c.dim, bool(c.has_level_set)
     H = net.num_hyperplanes
     nid = 2 * d + H + int(level_set)
     idx = np.arange(c.num_vertices) if vertices is None else np.asarray(vertices, np.int64).reshape(-1)

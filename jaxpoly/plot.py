@@ -69,7 +69,7 @@ def plot_partition(c: Complex, path: str | os.PathLike | None = None, *, ax=None
     ax.add_collection(LineCollection(c.vertices[c.edges], colors="0.25", linewidths=0.4))
     if show_vertices:
         ax.scatter(*c.vertices.T, s=2, c="0.1", zorder=3)
-    if c.level_set:
+    if c.has_level_set:
         m = c.level_set_mesh()
         ax.add_collection(LineCollection(m.vertices[m.edges], colors="k", linewidths=2.0, zorder=4))
     ax.set_xlim(c.lo[0], c.hi[0])

@@ -59,7 +59,7 @@ def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | Non
     if strict:
         raise StaleCombinatoricsError(_stale_message(int(stale.sum()), len(stale)))
     box = (complex.lo, complex.hi) if bounds is None else bounds
-    return extract(net, box, level_set=complex.level_set, **extract_kwargs)
+    return extract(net, box, level_set=complex.has_level_set, **extract_kwargs)
 
 
 def _pad_rows(a: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -109,7 +109,7 @@ def test_extract_slice_of_a_high_dimensional_input(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dim"] == 2 and np.allclose(summary["slice"]["points"], P)
     c = jaxpoly.Complex.load(out / "complex.npz")
-    assert c.dim == 2 and c.f_vector == tuple(summary["f_vector"]) and c.num_regions > 10 and c.level_set
+    assert c.dim == 2 and c.f_vector == tuple(summary["f_vector"]) and c.num_regions > 10 and c.has_level_set
     # The level set's vertices, mapped back to the 5-D input, are zeros of the network, and every
     # region's witness has the region's activation pattern there.
     o, u, v = (np.asarray(summary["slice"][k]) for k in ("origin", "u", "v"))

@@ -47,7 +47,7 @@ def test_plot_slice_of_a_high_dimensional_input(tmp_path):
     points = rng.uniform(-1, 1, (3, 5))
     fig, ax = plot.plot_slice(net, points, tmp_path / "s.png", labels=["a", "b", "c"])
     c = ax.jaxpoly_complex
-    assert c.dim == 2 and c.level_set and c.num_regions > 10
+    assert c.dim == 2 and c.has_level_set and c.num_regions > 10
     assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
     # the marked points sit at (0, 0), (1, 0) and above the s axis, inside the drawn box
     (plane, (lo, hi), coords) = plot.slice_through_points(points)

@@ -45,7 +45,7 @@ def test_bunny_counts_match_reference(name):
     f, ls = BUNNY[name]
     assert c.f_vector == f
     assert c.euler_characteristic == 1
-    mesh = c.level_set_mesh()
+    mesh = c.level_set()
     assert (mesh.num_vertices, mesh.num_edges) == ls
     if c.dim == 3:
         assert mesh.num_faces == 2874
