@@ -119,7 +119,8 @@ def main() -> None:
               f"{res['vertices_per_s']:>12,.0f} V/s peak={res['peak_rss_mb']:8.0f} MB", flush=True)
     meta = {"machine": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"),
+            "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump({"meta": meta, "results": results}, fh, indent=2)

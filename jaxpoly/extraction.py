@@ -33,7 +33,10 @@ log = logging.getLogger("jaxpoly")
 DEFAULT_RTOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-5}
 
 _MAX_VERTICES_DEFAULT = 200_000_000
-_DEFAULT_VERTICES = 32768
+# Initial vertex capacity by input dimension: each hyperplane step costs time proportional to the
+# capacity, so it starts near the size of typical complexes (2D bunnies: 300-3,000 vertices; the 3D
+# 3x16 bunny: 27,562) and grows (one recompilation per growth) when a network makes more.
+_DEFAULT_VERTICES = {1: 1024, 2: 4096, 3: 32768}
 
 
 def _bucket(n: int) -> int:
@@ -184,7 +187,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     widths = [net.stages[i].width * net.stages[i].activation.num_breakpoints for i in stages]
     W = max(widths + [1])
     # One default bucket holds the small networks outright (one compilation); larger ones grow.
-    vcap = _bucket(capacity or max(_DEFAULT_VERTICES, 64 * 2**d))
+    vcap = _bucket(capacity or max(_DEFAULT_VERTICES.get(d, 65536), 64 * 2**d))
     cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 8),
                       zero_edges=64, zero_slots=d)
     itemsize = np.dtype(dtype).itemsize

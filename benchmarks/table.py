@@ -1,0 +1,65 @@
+"""Markdown tables for the README from the benchmark JSON files in ``benchmarks/results``.
+
+    python benchmarks/table.py            # prints the extraction and gradient tables
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _load(name: str) -> dict | None:
+    path = os.path.join(RESULTS, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def extraction_table(*names: str) -> str:
+    rows = ["| network | d | vertices | edges | regions | warm [s] | cold [s] | of which compile [s] | "
+            "vertices/s | peak memory |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        data = _load(name)
+        if data is None:
+            continue
+        for r in data["results"]:
+            if "error" in r:
+                rows.append(f"| {r['case']} | failed | | | | | | | | |")
+                continue
+            rows.append(
+                f"| {r['case']} | {r['input_dim']} | {r['vertices']:,} | {r['edges']:,} | {r['regions']:,} | "
+                f"{_fmt_s(r['warm_s'])} | {_fmt_s(r['cold_s'])} | {_fmt_s(r['compile_s'])} | "
+                f"{r['vertices_per_s']:,.0f} | {r['peak_rss_mb'] / 1024:.2f} GB |")
+    return "\n".join(rows)
+
+
+def gradient_table(name: str = "gradient_cpu.json") -> str:
+    r = _load(name)
+    if r is None:
+        return ""
+    return "\n".join([
+        "| 3_3x16 bunny (27,562 vertices) | seconds (warm) |",
+        "|---|---|",
+        f"| `extract` (re-extraction) | {r['extract_s']:.3f} |",
+        f"| `vertex_positions` (all vertices) | {r['positions_s']:.3f} |",
+        f"| value and gradient of a loss over all vertices | {r['value_and_grad_s']:.3f} |",
+        f"| value and gradient over the level-set vertices | {r['level_set_value_and_grad_s']:.4f} |",
+        f"| staleness check | {r['stale_check_s']:.3f} |",
+    ])
+
+
+if __name__ == "__main__":
+    print(extraction_table("extract_cpu.json", "extract_8x32_cpu.json"))
+    print()
+    print(gradient_table())
