@@ -95,9 +95,10 @@ def main() -> None:
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "extract_cpu.json"))
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--plot-only", action="store_true", help="redraw the plot from --out's JSON")
+    p.add_argument("--plot-extra", nargs="*", default=[], help="more result JSON files to draw in the plot")
     args = p.parse_args()
     if args.plot_only:
-        plot(args.out)
+        plot(args.out, args.plot_extra)
         return
     if args.child:
         print(json.dumps(run_case(args.child, args.repeat, args.dtype)))
@@ -128,34 +129,43 @@ def main() -> None:
     plot(args.out)
 
 
-def plot(path: str) -> None:
-    """Log-log plot of warm wall time against vertices produced (one point per case, plus the cumulative
-    per-stage times of each case), with a line of slope 1 for reference."""
+def plot(path: str, extra: list[str] | None = None) -> None:
+    """Two log-log panels: warm wall time against the vertices produced (one point per case, grey lines:
+    cumulative per-layer times), and against the work the kernel actually does, hyperplane steps times
+    the edges each step scans (``sum over stages of width x edges``), with lines of slope 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    with open(path) as fh:
-        results = [r for r in json.load(fh)["results"] if "error" not in r]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    results = []
+    for p in [path] + list(extra or []):
+        if os.path.exists(p):
+            with open(p) as fh:
+                results += [r for r in json.load(fh)["results"] if "error" not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for r in results:
-        t = r["warm_s"] or r["cold_s"]
-        ax.loglog(r["vertices"], t, "o", label=r["case"])
+        t = r["warm_s"] or (r["cold_s"] - (r["compile_s"] or 0))
         st = r.get("stages") or []
+        widths = [w for w in r["widths"]][: len(st)] + [1] * max(len(st) - len(r["widths"]), 0)
+        work = sum(w * s["edges"] for w, s in zip(widths, st)) or r["edges"]
+        r["_t"], r["_work"] = t, work
+        axes[0].loglog(r["vertices"], t, "o", label=r["case"])
+        axes[1].loglog(work, t, "o", label=r["case"])
         if len(st) > 2:
             v = np.array([s["vertices"] for s in st], float)
-            ts = np.cumsum([s["seconds"] for s in st])
-            ax.loglog(v, ts, "-", color="0.7", lw=0.8, zorder=0)
-    v = np.array([min(r["vertices"] for r in results), max(r["vertices"] for r in results)], float)
-    rate = np.median([r["vertices"] / (r["warm_s"] or r["cold_s"]) for r in results if r["vertices"] > 1e5]
-                     or [1e6])
-    ax.loglog(v, v / rate, "k--", lw=1, label=f"slope 1 ({rate:,.0f} vertices/s)")
-    ax.set_xlabel("vertices of the complex")
-    ax.set_ylabel("wall time [s] (warm; grey: cumulative per layer)")
-    ax.set_title("jaxpoly.extract: cost vs vertices produced")
-    ax.legend(fontsize=7)
+            axes[0].loglog(v, np.cumsum([s["seconds"] for s in st]), "-", color="0.75", lw=0.8, zorder=0)
+    for ax, key, unit in ((axes[0], "vertices", "vertices/s"), (axes[1], "_work", "edge-steps/s")):
+        xs = np.array([r[key] for r in results], float)
+        rate = np.median([r[key] / r["_t"] for r in results if r["vertices"] > 1e5] or [1.0])
+        x = np.array([xs.min(), xs.max()])
+        ax.loglog(x, x / rate, "k--", lw=1, label=f"slope 1 ({rate:,.0f} {unit})")
+        ax.set_ylabel("wall time [s] (warm)")
+        ax.legend(fontsize=7)
+    axes[0].set_xlabel("vertices of the complex (grey: cumulative per layer)")
+    axes[1].set_xlabel("hyperplane steps x edges scanned (sum over stages of width x edges)")
+    fig.suptitle("jaxpoly.extract on a 2-core CPU, float64: cost vs size")
     fig.tight_layout()
     out = os.path.splitext(path)[0] + "_scaling.png"
     fig.savefig(out, dpi=120)
