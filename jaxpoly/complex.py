@@ -168,14 +168,17 @@ class Complex:
     # -- sizes ---------------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
+        """``d``: the input dimension."""
         return int(self.vertices.shape[1])
 
     @property
     def num_vertices(self) -> int:
+        """``V``: number of vertices (0-faces)."""
         return int(self.vertices.shape[0])
 
     @property
     def num_edges(self) -> int:
+        """``E``: number of edges (1-faces)."""
         return int(self.edges.shape[0])
 
     @property
@@ -185,6 +188,7 @@ class Complex:
 
     @property
     def hash_table(self) -> np.ndarray:
+        """``(2d + H + 1, 2) uint64`` the random multipliers of the sign-vector hashes."""
         r = getattr(self, "_hash_table", None)
         if r is None:
             from jaxpoly.subdivision import hash_table

@@ -143,6 +143,7 @@ class VertexSystem:
 
     @property
     def dim(self) -> int:
+        """``d``: the input dimension."""
         return int(np.shape(self.ids)[1])
 
     @property
@@ -588,14 +589,17 @@ class InradiusSystem:
 
     @property
     def dim(self) -> int:
+        """``d``: the input dimension."""
         return int(np.shape(self.lo)[0])
 
     @property
     def size(self) -> int:
+        """Rows including padding."""
         return int(np.shape(self.ids)[0])
 
     @property
     def num_regions(self) -> int:
+        """Real (unpadded) rows."""
         return int(np.sum(np.asarray(self.mask)))
 
     def __repr__(self) -> str:

@@ -33,14 +33,17 @@ class Mesh:
 
     @property
     def num_vertices(self) -> int:
+        """Number of mesh vertices."""
         return int(self.vertices.shape[0])
 
     @property
     def num_edges(self) -> int:
+        """Number of mesh edges (segments in 2D, polygon sides in 3D)."""
         return int(self.edges.shape[0])
 
     @property
     def num_faces(self) -> int:
+        """Number of polygons (0 for a curve)."""
         return int(len(self.face_ptr) - 1)
 
     def faces(self) -> list[np.ndarray]:

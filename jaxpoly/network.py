@@ -85,6 +85,7 @@ class Activation:
 
     @property
     def num_breakpoints(self) -> int:
+        """Number of kinks of the activation (1 for ReLU, 2 for hard-tanh, 0 for identity)."""
         return len(self.breakpoints)
 
     @property
@@ -210,6 +211,7 @@ class Stage:
 
     @property
     def width(self) -> int:
+        """Number of neurons of this stage."""
         return int(np.shape(self.kernels[0])[1])
 
     def affine(self, act: Array) -> Array:
@@ -294,6 +296,7 @@ class Network:
     # -- sizes ---------------------------------------------------------------------------------------
     @property
     def input_dim(self) -> int:
+        """``d``: the input dimension."""
         for st in self.stages + (self.output,):
             for s, k in zip(st.sources, st.kernels):
                 if s == 0:
@@ -302,6 +305,7 @@ class Network:
 
     @property
     def output_dim(self) -> int:
+        """Number of outputs of the network."""
         return self.output.width
 
     @property
@@ -311,6 +315,7 @@ class Network:
 
     @property
     def activations(self) -> tuple[Activation, ...]:
+        """Each hidden stage's activation, in order."""
         return tuple(st.activation for st in self.stages)
 
     @property
@@ -320,6 +325,7 @@ class Network:
 
     @property
     def num_hyperplanes(self) -> int:
+        """``H``: breakpoint hyperplanes of all hidden neurons (one per neuron and breakpoint)."""
         return sum(st.width * st.activation.num_breakpoints for st in self.stages)
 
     @property

@@ -66,6 +66,7 @@ class Regions:
 
     @property
     def num_regions(self) -> int:
+        """``R``: number of regions found."""
         return len(self)
 
     def facets(self, r: int) -> np.ndarray:
