@@ -249,10 +249,10 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         # Grow before the next stage when it is predicted not to fit. Growth ratios shrink from layer to
         # layer (8x32 bunny: 9.3, 3.8, 2.8, 2.5, 2.1, 2.2, 1.7), so the next ratio is predicted as this
         # one to the power 3/4 (scaled by the widths); an underestimate only costs a regrowth mid-stage.
+        # The first stage grows from the 2^d corners, no guide to the next: it grows on overflow.
         nxt = plan.index((stage, off, width)) + 1
-        if nxt < len(plan):
-            power = 0.5 if nxt == 1 else 0.75  # the first stage grows from the 2^d corners: a poor guide
-            ratio = max(nv2 / max(nv, 1), 1.0) ** (power * plan[nxt][2] / max(width, 1))
+        if 1 < nxt < len(plan):
+            ratio = max(nv2 / max(nv, 1), 1.0) ** (0.75 * plan[nxt][2] / max(width, 1))
             target = min(int(nv2 * ratio * 1.15) + 1024, max_vertices)
             new_edges = int(ne2 + (target - nv2) * d * 1.15)  # about d new edges per new vertex
             # A shortfall under 1.5x costs one regrowth on overflow anyway (capacities double), so only a
