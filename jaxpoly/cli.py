@@ -383,7 +383,8 @@ def _cmd_sample(args) -> int:
         net = restrict_to_plane(net, *plane)
     t = time.perf_counter()
     pats = sample_regions(net, bounds, args.samples, key=jax.random.PRNGKey(args.seed),
-                          batch_size=min(args.batch_size, args.samples), level_set=args.level_set)
+                          batch_size=min(args.batch_size, args.samples), level_set=args.level_set,
+                          progress=not args.quiet)
     seconds = time.perf_counter() - t
     summary = {"model": args.model, "dim": net.input_dim, "samples": args.samples, "seed": args.seed,
                "distinct_patterns": int(len(pats)), "level_set": bool(args.level_set),

@@ -47,7 +47,7 @@ import numpy as np
 
 from jaxpoly import oracle
 from jaxpoly.bounds import as_box
-from jaxpoly.errors import CapacityError
+from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.network import Network, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 
@@ -767,14 +767,24 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
 
 
 def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key: jax.Array,
-                   batch_size: int = 65536, level_set: bool = False) -> np.ndarray:
+                   batch_size: int = 65536, level_set: bool = False, progress: bool = False) -> np.ndarray:
     """Distinct patterns ``(K, H') bool`` (sorted) of ``num_samples`` uniform points in the box: the
-    sampling baseline, a lower bound on the region count."""
+    sampling baseline, a lower bound on the region count. ``progress`` shows a tqdm bar of samples."""
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
     lo, hi = as_box(bounds, d)
-    if num_samples < 1 or batch_size < 1:
-        raise ValueError("num_samples and batch_size must be positive")
+    if not (isinstance(num_samples, (int, np.integer)) and num_samples >= 1):
+        raise InvalidArgumentError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=num_samples, desc="jaxpoly.sample", unit=" points", unit_scale=True)
+        except ImportError:  # pragma: no cover - tqdm is in the viz extra
+            bar = None
     seen = []
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)
@@ -784,6 +794,10 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
             x = jnp.asarray(lo) + u * jnp.asarray(hi - lo)
             bits = np.asarray(_hyper_values_jit(net64, x, level_set) > 0)[:n]
             seen.append(np.unique(np.packbits(bits, axis=1), axis=0))
+            if bar is not None:
+                bar.update(n)
+    if bar is not None:
+        bar.close()
     packed = np.unique(np.concatenate(seen), axis=0)
     Hp = net.num_hyperplanes + int(level_set)
     return np.unpackbits(packed, axis=1, count=Hp).astype(bool)

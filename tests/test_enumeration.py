@@ -357,3 +357,11 @@ def test_sharded_over_four_host_devices_matches_one_device():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK 81" in out.stdout
+
+
+def test_sample_regions_rejects_bad_counts():
+    net = jp.from_arrays([np.eye(2), np.ones((2, 1))], [np.zeros(2), np.zeros(1)])
+    for kwargs in ({"num_samples": 0}, {"num_samples": 10, "batch_size": 0}, {"num_samples": 2.5}):
+        n = kwargs.pop("num_samples")
+        with pytest.raises(jp.InvalidArgumentError):
+            sample_regions(net, (-1, 1), n, key=jax.random.key(0), **kwargs)
