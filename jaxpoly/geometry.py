@@ -100,12 +100,29 @@ STALE_RTOL = 1e-8
 # ----------------------------------------------------------------------------------------------------
 
 
+class _PaddedRows:
+    """Sizes shared by the padded systems (rows ``ids``, validity ``mask``, box ``lo``)."""
+
+    @property
+    def dim(self) -> int:
+        """``d``: the input dimension."""
+        return int(np.shape(self.lo)[0])
+
+    @property
+    def size(self) -> int:
+        """``P``: rows including padding."""
+        return int(np.shape(self.ids)[0])
+
+    def _num_real(self) -> int:
+        return int(np.sum(np.asarray(self.mask)))
+
+
 @pytree_dataclass(
     data=("ids", "patterns", "ref_signs", "ref_facets", "scale", "mask", "index", "lo", "hi"),
     meta=("signature", "level_set", "kind"),
 )
 @dataclasses.dataclass(frozen=True, eq=False)
-class VertexSystem:
+class VertexSystem(_PaddedRows):
     """What :func:`vertex_positions` needs about ``P`` vertices, decided once from an extracted complex.
 
     A pytree (arrays are leaves, the rest static), so it can be passed to ``jax.jit``-compiled
@@ -142,19 +159,9 @@ class VertexSystem:
     kind: str
 
     @property
-    def dim(self) -> int:
-        """``d``: the input dimension."""
-        return int(np.shape(self.ids)[1])
-
-    @property
-    def size(self) -> int:
-        """``P``: rows including padding."""
-        return int(np.shape(self.ids)[0])
-
-    @property
     def num_vertices(self) -> int:
         """Real (unpadded) rows."""
-        return int(np.sum(np.asarray(self.mask)))
+        return self._num_real()
 
     def __repr__(self) -> str:
         return (f"VertexSystem(kind={self.kind!r}, vertices={self.num_vertices}, padded_to={self.size}, "
@@ -552,7 +559,7 @@ def is_stale(params_or_net: Any, complex_or_system: Complex | VertexSystem, *, r
     meta=("signature", "level_set"),
 )
 @dataclasses.dataclass(frozen=True, eq=False)
-class InradiusSystem:
+class InradiusSystem(_PaddedRows):
     """What :func:`region_inradius` needs about ``P`` regions, decided once on the host.
 
     A pytree like :class:`VertexSystem` (arrays are leaves, the rest static): pass it, not the complex,
@@ -588,19 +595,9 @@ class InradiusSystem:
     level_set: bool
 
     @property
-    def dim(self) -> int:
-        """``d``: the input dimension."""
-        return int(np.shape(self.lo)[0])
-
-    @property
-    def size(self) -> int:
-        """Rows including padding."""
-        return int(np.shape(self.ids)[0])
-
-    @property
     def num_regions(self) -> int:
         """Real (unpadded) rows."""
-        return int(np.sum(np.asarray(self.mask)))
+        return self._num_real()
 
     def __repr__(self) -> str:
         return (f"InradiusSystem(regions={self.num_regions}, padded_to={self.size}, d={self.dim}, "
