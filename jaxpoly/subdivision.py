@@ -283,6 +283,45 @@ def _build_masks(state: State, vals: jax.Array, tol: jax.Array, nv):
     codes = _edge_codes(vpos[:, a], vneg[:, a], vpos[:, b], vneg[:, b])
     return vpos, vneg, jnp.stack(codes)
 
+def _pack_bits(mask: jax.Array) -> jax.Array:
+    """``mask (n,) bool`` as words ``(ceil(n / 32),) uint32``, bit ``k`` of word ``w`` = ``mask[32 w + k]``."""
+    n = mask.shape[0]
+    nw = -(-n // 32)
+    bits = jnp.pad(mask, (0, nw * 32 - n)).reshape(nw, 32)
+    return jnp.sum(jnp.where(bits, _BITS, np.uint32(0)), axis=1, dtype=jnp.uint32)
+
+
+def _compact_bits(words: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`_compact` of a bit-packed mask (see :func:`_pack_bits`), with its count.
+
+    Prefix sums over words instead of entries, then the words holding set bits (at most ``size`` of them
+    matter) hand out their bits in rounds, lowest first: as many rounds as the most bits in one word.
+    """
+    cnt = jax.lax.population_count(words).astype(jnp.int32)
+    incl = jnp.cumsum(cnt, dtype=jnp.int32)
+    count = incl[-1]
+    base = incl - cnt
+    nwsize = min(size, words.shape[0])
+    widx, wvalid = _compact(cnt > 0, nwsize)
+    rem = jnp.where(wvalid, words[widx], np.uint32(0))
+    wbase = base[widx]
+    out = jnp.zeros(size, jnp.int32)
+
+    def cond(c):
+        return jnp.any(c[1] != 0)
+
+    def body(c):
+        r, rem, out = c
+        low = rem & (np.uint32(0) - rem)
+        bitpos = jax.lax.population_count(low - np.uint32(1)).astype(jnp.int32)
+        tgt = jnp.where(rem != 0, wbase + r, size)
+        out = out.at[tgt].set(widx * 32 + bitpos, mode="drop")
+        return r + 1, rem & (rem - np.uint32(1)), out
+
+    _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(0), rem, out))
+    return out, jnp.arange(size) < count, count
+
+
 # ----------------------------------------------------------------------------------------------------
 # One hyperplane
 # ----------------------------------------------------------------------------------------------------
@@ -316,7 +355,6 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vrow = jnp.arange(Vc) < state.nv
     erow = jnp.arange(Ec) < state.ne
 
-    v = vals[:, j]
     scale = scales[j]  # max over the valid vertices of |v| (kept exactly as rows are added)
     tol = rtol * scale
 
@@ -329,10 +367,10 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
 
     cP, cN, cX = bit(codes[0, wj]), bit(codes[1, wj]), bit(codes[2, wj])
     split = erow & cP & cN
-    K = jnp.sum(split, dtype=jnp.int32)
-    zero_v = vrow & ~(v > tol) & ~(v < -tol)
+    zero_v = vrow & ~bit(vpos[wj] | vneg[wj])
     one_zero = erow & cX & (cP != cN)
-    Zcount = jnp.sum(one_zero, dtype=jnp.int32)
+    sidx, svalid, K = _compact_bits(_pack_bits(split), cap.splits)
+    zidx, zvalid, Zcount = _compact_bits(_pack_bits(one_zero), cap.zero_edges)
     in_h = erow & ~cP & ~cN
     all_zero = scale == 0  # the function vanishes on the whole box: it cuts nothing
 
@@ -346,9 +384,8 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     new_flags |= jnp.where(jnp.any(zero_v & ~has_free) & ~all_zero, FLAG_ZERO_SLOTS, 0)
 
     # -- split points ---------------------------------------------------------------------------
-    sidx, svalid = _compact(split, cap.splits)
     p, q = state.ends[sidx, 0], state.ends[sidx, 1]
-    vp, vq = v[p], v[q]
+    vp, vq = vals[p, j], vals[q, j]
     t = (vp / (vp - vq))[:, None]
     xm = state.x[p] + t * (state.x[q] - state.x[p])
     valm = vals[p] + t * (vals[q] - vals[p])
@@ -370,7 +407,6 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         # Crossing entries from existing vertices exactly on h: group the faces around each such vertex
         # by (face key, vertex); a face is cut at the vertex iff its two edges there leave on strictly
         # opposite sides.
-        zidx, zvalid = _compact(one_zero, cap.zero_edges)
         z0 = state.ends[zidx, 0]
         za_zero = ~bit(vpos[wj, z0] | vneg[wj, z0])
         pz = jnp.where(za_zero, z0, state.ends[zidx, 1])
@@ -442,8 +478,9 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vals = vals.at[tgt_v].set(valm, mode="drop")
     vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
     vz_s = vz_s.at[:, : d - 1].set(ez_s).at[:, d - 1].set(hid)
-    vz = state.vz.at[tgt_v].set(vz_s, mode="drop")
-    vz = vz.at[zrows, free_slot].set(hid, mode="drop")
+    # Existing vertices on h take it in their first free slot (an elementwise update: no scatter over Vc).
+    on_h = (zrows < Vc)[:, None] & (jnp.arange(cap.zero_slots)[None, :] == free_slot[:, None])
+    vz = jnp.where(on_h, hid, state.vz).at[tgt_v].set(vz_s, mode="drop")
     ends = state.ends.at[jnp.where(okv, sidx, Ec), 1].set(new_v, mode="drop")
     tgt_e = jnp.where(okv, state.ne + jnp.arange(cap.splits, dtype=jnp.int32), Ec)
     ends = ends.at[tgt_e].set(jnp.stack([new_v, q], axis=1), mode="drop")
