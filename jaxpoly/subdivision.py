@@ -284,11 +284,19 @@ def _build_masks(state: State, vals: jax.Array, tol: jax.Array, nv):
     return vpos, vneg, jnp.stack(codes)
 
 def _pack_bits(mask: jax.Array) -> jax.Array:
-    """``mask (n,) bool`` as words ``(ceil(n / 32),) uint32``, bit ``k`` of word ``w`` = ``mask[32 w + k]``."""
+    """``mask (n, ...) bool`` as words ``(ceil(n / 32), ...) uint32``: bit ``k`` of word ``w`` is
+    ``mask[32 w + k]`` (several masks side by side are packed in one pass)."""
     n = mask.shape[0]
     nw = -(-n // 32)
-    bits = jnp.pad(mask, (0, nw * 32 - n)).reshape(nw, 32)
-    return jnp.sum(jnp.where(bits, _BITS, np.uint32(0)), axis=1, dtype=jnp.uint32)
+    pad = [(0, nw * 32 - n)] + [(0, 0)] * (mask.ndim - 1)
+    bits = jnp.pad(mask, pad).reshape((nw, 32) + mask.shape[1:])
+    weights = _BITS.reshape((1, 32) + (1,) * (mask.ndim - 1))
+    return jnp.sum(jnp.where(bits, weights, np.uint32(0)), axis=1, dtype=jnp.uint32)
+
+
+def _unpack_bits(words: jax.Array, n: int) -> jax.Array:
+    """Inverse of :func:`_pack_bits`: ``(n,) bool``."""
+    return ((words[:, None] & _BITS[None, :]) != 0).reshape(-1)[:n]
 
 
 def _compact_bits(words: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -366,12 +374,16 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         return ((w >> sh) & np.uint32(1)).astype(bool)
 
     cP, cN, cX = bit(codes[0, wj]), bit(codes[1, wj]), bit(codes[2, wj])
-    split = erow & cP & cN
-    zero_v = vrow & ~bit(vpos[wj] | vneg[wj])
-    one_zero = erow & cX & (cP != cN)
-    sidx, svalid, K = _compact_bits(_pack_bits(split), cap.splits)
-    zidx, zvalid, Zcount = _compact_bits(_pack_bits(one_zero), cap.zero_edges)
-    in_h = erow & ~cP & ~cN
+    zero_w = _pack_bits(vrow & ~bit(vpos[wj] | vneg[wj]))  # vertices on h
+    zero_v = _unpack_bits(zero_w, Vc)
+    # One pass over the codes packs this column's masks: split edges, edges with one endpoint on h, the
+    # edges' signs (split edges: their first endpoint's), edges in h. Everything after reads these words,
+    # so every read of the codes comes before their in-place updates (XLA would copy them otherwise).
+    masks_w = _pack_bits(erow[:, None] & jnp.stack(
+        [cP & cN, cX & (cP != cN), cP & ~(cN & cX), cN & ~(cP & ~cX), ~cP & ~cN], axis=1))
+    split_w, one_zero_w, esp_w, esn_w, in_h_w = (masks_w[:, i] for i in range(5))
+    sidx, svalid, K = _compact_bits(split_w, cap.splits)
+    zidx, zvalid, Zcount = _compact_bits(one_zero_w, cap.zero_edges)
     all_zero = scale == 0  # the function vanishes on the whole box: it cuts nothing
 
     # Zero vertices gain this hyperplane in their zero set; they need a free slot.
@@ -410,7 +422,8 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         z0 = state.ends[zidx, 0]
         za_zero = ~bit(vpos[wj, z0] | vneg[wj, z0])
         pz = jnp.where(za_zero, z0, state.ends[zidx, 1])
-        far = jnp.where(bit(codes[0, wj, zidx]), 1, -1).astype(jnp.int8)  # the other endpoint's sign
+        zw, zsh = zidx >> 5, (zidx & 31).astype(jnp.uint32)
+        far = jnp.where((esp_w[zw] >> zsh) & np.uint32(1) != 0, 1, -1).astype(jnp.int8)  # the other end's sign
         ez_z = state.ez[zidx]
         keys_z, ok_z = _face_keys(eh_old[zidx], ez_z, r, num_facets)
         ok_z = ok_z & zvalid[:, None, None]
@@ -453,7 +466,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     # A hyperplane that cuts no face leaves the complex as it is; its sign on every face is then a
     # function of the other hyperplanes' signs (a duplicate, a box facet, a plane touching a vertex),
     # so it is left out of the hashes. One that cuts and also contains an edge is unresolved.
-    new_flags |= jnp.where(jnp.any(in_h) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
+    new_flags |= jnp.where(jnp.any(in_h_w != 0) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
 
     new_flags |= jnp.where(state.nv + K > Vc, FLAG_VERTICES, 0)
     new_flags |= jnp.where(state.ne + K + L > Ec, FLAG_EDGES, 0)
@@ -466,13 +479,18 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     tgt_v = jnp.where(okv, new_v, Vc)
     zrows = jnp.where(zero_v & (ok | touch_only), jnp.arange(Vc), Vc)  # existing vertices on h
     # Edges: non-split edges take their sign; a split edge (p, q) becomes (p, m) plus a new (m, q).
-    upd = erow & ok
-    es_pos = upd & (cP & ~(cN & cX))
-    es_neg = upd & (cN & ~(cP & ~cX))
+    es_pos = ok & _unpack_bits(esp_w, Ec)
+    es_neg = ok & _unpack_bits(esn_w, Ec)
     eh = state.eh + jnp.where(es_pos[:, None], rh, jnp.where(es_neg[:, None], jnp.zeros_like(rh) - rh,
                                                              jnp.zeros_like(rh)))
-    b_s = jnp.where(bit(codes[2, wj, sidx]), 1, -1)  # the far endpoint of a split edge: opposite to p
-    ppos, pneg, qpos, qneg = vpos[:, p], vneg[:, p], vpos[:, q], vneg[:, q]
+    # The far endpoint of a split edge has the sign opposite to p's.
+    sw, ssh = sidx >> 5, (sidx & 31).astype(jnp.uint32)
+    b_s = jnp.where((esp_w[sw] >> ssh) & np.uint32(1) != 0, -1, jnp.where((esn_w[sw] >> ssh) & np.uint32(1) != 0, 1, 0))
+    # The endpoints' sign words, from their values (what the stored words hold; reading those here would
+    # again come after nothing that orders it before their update).
+    all_s = jnp.ones((cap.splits,), bool)
+    ppos, pneg = _pack_signs(vals[p], all_s, tols)
+    qpos, qneg = _pack_signs(vals[q], all_s, tols)
     ez_s = state.ez[sidx]
     x = state.x.at[tgt_v].set(xm, mode="drop")
     vals = vals.at[tgt_v].set(valm, mode="drop")
@@ -481,7 +499,9 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     # Existing vertices on h take it in their first free slot (an elementwise update: no scatter over Vc).
     on_h = (zrows < Vc)[:, None] & (jnp.arange(cap.zero_slots)[None, :] == free_slot[:, None])
     vz = jnp.where(on_h, hid, state.vz).at[tgt_v].set(vz_s, mode="drop")
-    ends = state.ends.at[jnp.where(okv, sidx, Ec), 1].set(new_v, mode="drop")
+    # (p, m) written as a whole row, so the update reads p and q (ordering their reads before it).
+    ends = state.ends.at[jnp.where(okv, sidx, Ec)].set(jnp.stack([p, jnp.where(q < 0, -1, new_v)], axis=1),
+                                                       mode="drop")
     tgt_e = jnp.where(okv, state.ne + jnp.arange(cap.splits, dtype=jnp.int32), Ec)
     ends = ends.at[tgt_e].set(jnp.stack([new_v, q], axis=1), mode="drop")
     ez = state.ez.at[tgt_e].set(ez_s, mode="drop")
