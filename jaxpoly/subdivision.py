@@ -232,7 +232,6 @@ def _compact(mask: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
     return idx, jnp.arange(size) < count
 
 
-
 # ----------------------------------------------------------------------------------------------------
 # Packed sign masks (one stage)
 # ----------------------------------------------------------------------------------------------------
@@ -278,10 +277,12 @@ def _edge_codes(pa, na, pb, nb):
 
 
 def _build_masks(state: State, vals: jax.Array, tol: jax.Array, nv):
+    """Sign words of the vertices (rows below ``nv``) and codes of all edge rows."""
     vpos, vneg = _pack_signs(vals, jnp.arange(vals.shape[0]) < nv, tol)
     a, b = state.ends[:, 0], state.ends[:, 1]
     codes = _edge_codes(vpos[:, a], vneg[:, a], vpos[:, b], vneg[:, b])
     return vpos, vneg, jnp.stack(codes)
+
 
 def _pack_bits(mask: jax.Array) -> jax.Array:
     """``mask (n, ...) bool`` as words ``(ceil(n / 32), ...) uint32``: bit ``k`` of word ``w`` is
@@ -364,8 +365,6 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     erow = jnp.arange(Ec) < state.ne
 
     scale = scales[j]  # max over the valid vertices of |v| (kept exactly as rows are added)
-    tol = rtol * scale
-
     tols = rtol * scales_used  # the masks' tolerances (``run_stage`` ensures ``scales_used[j] == scale``)
     wj = j // 32
     sh = (j % 32).astype(jnp.uint32)
@@ -423,7 +422,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         za_zero = ~bit(vpos[wj, z0] | vneg[wj, z0])
         pz = jnp.where(za_zero, z0, state.ends[zidx, 1])
         zw, zsh = zidx >> 5, (zidx & 31).astype(jnp.uint32)
-        far = jnp.where((esp_w[zw] >> zsh) & np.uint32(1) != 0, 1, -1).astype(jnp.int8)  # the other end's sign
+        far = jnp.where((esp_w[zw] >> zsh) & np.uint32(1) != 0, 1, -1).astype(jnp.int8)  # the other end
         ez_z = state.ez[zidx]
         keys_z, ok_z = _face_keys(eh_old[zidx], ez_z, r, num_facets)
         ok_z = ok_z & zvalid[:, None, None]
@@ -485,7 +484,8 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
                                                              jnp.zeros_like(rh)))
     # The far endpoint of a split edge has the sign opposite to p's.
     sw, ssh = sidx >> 5, (sidx & 31).astype(jnp.uint32)
-    b_s = jnp.where((esp_w[sw] >> ssh) & np.uint32(1) != 0, -1, jnp.where((esn_w[sw] >> ssh) & np.uint32(1) != 0, 1, 0))
+    b_s = jnp.where((esp_w[sw] >> ssh) & np.uint32(1) != 0, -1,
+                    jnp.where((esn_w[sw] >> ssh) & np.uint32(1) != 0, 1, 0))
     # The endpoints' sign words, from their values (what the stored words hold; reading those here would
     # again come after nothing that orders it before their update).
     all_s = jnp.ones((cap.splits,), bool)
@@ -522,8 +522,8 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         ez = ez.at[tgt_l].set(new_ez, mode="drop")
         eh = eh.at[tgt_l].set(new_eh, mode="drop")
         u, w = new_ends[:, 0], new_ends[:, 1]
-        codes = codes.at[:, :, tgt_l].set(jnp.stack(_edge_codes(vpos[:, u], vneg[:, u], vpos[:, w], vneg[:, w])),
-                                          mode="drop")
+        codes_l = jnp.stack(_edge_codes(vpos[:, u], vneg[:, u], vpos[:, w], vneg[:, w]))
+        codes = codes.at[:, :, tgt_l].set(codes_l, mode="drop")
     state = State(x, vz, state.nv + jnp.where(ok, K, 0), ends, ez, eh, ne + jnp.where(ok, L, 0))
     fresh_fail = (flags == 0) & (new_flags != 0) & ~all_zero
     failed_at = jnp.where(fresh_fail, j, failed_at)
@@ -532,9 +532,10 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     return state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used)
 
 
-@functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol"), donate_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol", "rebuild_masks"),
+                   donate_argnums=(0, 1))
 def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *, cap: Capacity,
-              num_facets: int, rtol: float):
+              num_facets: int, rtol: float, rebuild_masks: bool = False):
     """Cut the complex with hyperplanes ``start..stop-1`` of a stage, whose values at the vertices are
     the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``).
 
@@ -542,7 +543,8 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
     Returns ``(state, vals, flags, failed_at, skipped)``: ``flags`` is 0 on success, else a bit set of
     ``FLAG_*`` with ``failed_at`` the column to resume from after growing (the state is left as it was
     before that column); ``skipped (W,) bool`` marks hyperplanes that cut no face (left out of the
-    hashes: the caller zeroes their multipliers).
+    hashes: the caller zeroes their multipliers). ``rebuild_masks`` (a check for tests) rebuilds the
+    stage's sign masks before every hyperplane instead of keeping them current.
     """
     step = functools.partial(_hyperplane_step, r=r, hid0=hid0, num_facets=num_facets, cap=cap, rtol=rtol)
 
@@ -552,7 +554,8 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
     def cond(c):
         j, (_, _, flags, _, _, masks) = c
         scales, scales_used = masks[3], masks[4]
-        return (j < stop) & (flags == 0) & same(scales[jnp.minimum(j, stop - 1)], scales_used[jnp.minimum(j, stop - 1)])
+        k = jnp.minimum(j, stop - 1)
+        return (j < stop) & (flags == 0) & same(scales[k], scales_used[k])
 
     def body(c):
         j, carry = c
@@ -569,7 +572,10 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
         j, (state, vals, flags, failed_at, skipped, masks) = c
         scales = masks[3]
         masks = (*_build_masks(state, vals, rtol * scales, state.nv), scales, scales)
-        return jax.lax.while_loop(cond, body, (j, (state, vals, flags, failed_at, skipped, masks)))
+        carry = (state, vals, flags, failed_at, skipped, masks)
+        if rebuild_masks:
+            return body((j, carry))
+        return jax.lax.while_loop(cond, body, (j, carry))
 
     nw = -(-vals.shape[1] // 32)
     vrow = jnp.arange(vals.shape[0]) < state.nv
