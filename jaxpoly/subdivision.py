@@ -386,13 +386,26 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     all_zero = scale == 0  # the function vanishes on the whole box: it cuts nothing
 
     # Zero vertices gain this hyperplane in their zero set; they need a free slot.
-    free_slot = jnp.argmax(state.vz < 0, axis=1)
-    has_free = jnp.any(state.vz < 0, axis=1)
+    # (Only when some vertex is on h: in general position none is, and these are passes over all vertices.)
+    zc = cap.zero_slots
+    any_zero = jnp.any(zero_w != 0)
+
+    def first_free(vz):
+        """``(Vc, zc) bool``: each row's first free slot (none where the row is full)."""
+        free = [vz[:, s] < 0 for s in range(zc)]
+        firsts, taken = [], jnp.zeros_like(free[0])
+        for f in free:
+            firsts.append(f & ~taken)
+            taken = taken | f
+        return jnp.stack(firsts, axis=1), taken
+
+    full_zero = jax.lax.cond(any_zero, lambda vz: jnp.any(zero_v & ~first_free(vz)[1]),
+                             lambda vz: jnp.bool_(False), state.vz)
 
     new_flags = jnp.int32(0)
     new_flags |= jnp.where(K > cap.splits, FLAG_SPLITS, 0)
     new_flags |= jnp.where(Zcount > cap.zero_edges, FLAG_ZERO_EDGES, 0)
-    new_flags |= jnp.where(jnp.any(zero_v & ~has_free) & ~all_zero, FLAG_ZERO_SLOTS, 0)
+    new_flags |= jnp.where(full_zero & ~all_zero, FLAG_ZERO_SLOTS, 0)
 
     # -- split points ---------------------------------------------------------------------------
     p, q = state.ends[sidx, 0], state.ends[sidx, 1]
@@ -476,7 +489,6 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     # the step must not apply, every scatter target is out of range (dropped) and the counts stay.
     okv = svalid & ok
     tgt_v = jnp.where(okv, new_v, Vc)
-    zrows = jnp.where(zero_v & (ok | touch_only), jnp.arange(Vc), Vc)  # existing vertices on h
     # Edges: non-split edges take their sign; a split edge (p, q) becomes (p, m) plus a new (m, q).
     es_pos = ok & _unpack_bits(esp_w, Ec)
     es_neg = ok & _unpack_bits(esn_w, Ec)
@@ -496,9 +508,12 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vals = vals.at[tgt_v].set(valm, mode="drop")
     vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
     vz_s = vz_s.at[:, : d - 1].set(ez_s).at[:, d - 1].set(hid)
-    # Existing vertices on h take it in their first free slot (an elementwise update: no scatter over Vc).
-    on_h = (zrows < Vc)[:, None] & (jnp.arange(cap.zero_slots)[None, :] == free_slot[:, None])
-    vz = jnp.where(on_h, hid, state.vz).at[tgt_v].set(vz_s, mode="drop")
+    # Existing vertices on h (if any) take it in their first free slot: elementwise, no scatter over Vc.
+    def put_h(vz):
+        return jnp.where(zero_v[:, None] & first_free(vz)[0], hid, vz)
+
+    vz = jax.lax.cond(any_zero & (ok | touch_only), put_h, lambda vz: vz, state.vz)
+    vz = vz.at[tgt_v].set(vz_s, mode="drop")
     # (p, m) written as a whole row, so the update reads p and q (ordering their reads before it).
     ends = state.ends.at[jnp.where(okv, sidx, Ec)].set(jnp.stack([p, jnp.where(q < 0, -1, new_v)], axis=1),
                                                        mode="drop")
