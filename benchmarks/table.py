@@ -40,7 +40,7 @@ def extraction_table(*names: str) -> str:
             rows.append(
                 f"| {r['case']} | {r['input_dim']} | {r['vertices']:,} | {r['edges']:,} | {r['regions']:,} | "
                 f"{_fmt_s(r['warm_s'])} | {_fmt_s(r['cold_s'])} | {_fmt_s(r['compile_s'])} | "
-                f"{r['vertices_per_s']:,.0f} | {r['peak_rss_mb'] / 1024:.2f} GB |")
+                f"{r['vertices_per_s']:,.0f} | {r['peak_rss_mb'] / 1024:.2f} GiB |")
     return "\n".join(rows)
 
 
