@@ -56,6 +56,10 @@ def gradient_table(name: str = "gradient_cpu.json") -> str:
         f"| value and gradient of a loss over all vertices | {r['value_and_grad_s']:.3f} |",
         f"| value and gradient over the level-set vertices | {r['level_set_value_and_grad_s']:.4f} |",
         f"| staleness check | {r['stale_check_s']:.3f} |",
+        "",
+        f"Ratios to re-extraction: positions {r['ratio_extract_over_positions']:.0f}x, value and gradient over "
+        f"all vertices {r['ratio_extract_over_value_and_grad']:.1f}x, over the level set "
+        f"{r['ratio_extract_over_level_set_value_and_grad']:.0f}x cheaper.",
     ])
 
 

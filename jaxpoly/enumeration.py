@@ -48,6 +48,7 @@ import numpy as np
 from jaxpoly import oracle
 from jaxpoly.bounds import as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
+from jaxpoly.linalg import small_solve
 from jaxpoly.network import Network, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 
@@ -281,33 +282,6 @@ def _vertex_subsets(d: int, n: int) -> int:
     return sum(math.comb(n, k) * math.comb(d, d - k) * 2 ** (d - k) for k in range(0, min(d, n) + 1))
 
 
-def _small_solve(Ms: jax.Array, rs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Gaussian elimination with partial pivoting, vectorised over a batch of small systems
-    ``Ms (C, d, d) v = rs (C, d)`` (``d`` unrolled: much faster on CPU than per-matrix LAPACK calls).
-    Returns ``(v (C, d), |det| (C,))``; singular systems give non-finite ``v`` and ``det = 0``."""
-    C, d, _ = Ms.shape
-    T = jnp.concatenate([Ms, rs[..., None]], axis=2)  # (C, d, d + 1)
-    det = jnp.ones((C,), Ms.dtype)
-    rows = jnp.arange(d)
-    for k in range(d):
-        col = jnp.where(rows[None, :] >= k, jnp.abs(T[:, :, k]), -1.0)
-        p = jnp.argmax(col, axis=1)
-        rk, rp = T[:, k], jnp.take_along_axis(T, p[:, None, None], axis=1)[:, 0]
-        swap_p = (rows[None, :] == p[:, None])[..., None]
-        T = jnp.where(swap_p, rk[:, None, :], T)
-        T = T.at[:, k].set(rp)
-        piv = rp[:, k]
-        det = det * jnp.abs(piv)
-        ok = piv != 0
-        f = jnp.where(rows[None, :] > k, T[:, :, k] / jnp.where(ok, piv, 1.0)[:, None], 0.0)
-        T = T - f[..., None] * rp[:, None, :]
-    v = jnp.zeros((C, d), Ms.dtype)
-    for k in range(d - 1, -1, -1):
-        acc = T[:, k, d] - jnp.sum(T[:, k, :d] * v, axis=1)
-        v = v.at[:, k].set(acc / T[:, k, k])
-    return v, det
-
-
 @jax.jit
 def _vertex_chunk(A, b, idx, half, eps_scale):
     """Vertices of the d-subsets ``idx (C, d)`` of the unit rows ``A (M, d) · y = b (M,)`` (slot
@@ -316,7 +290,7 @@ def _vertex_chunk(A, b, idx, half, eps_scale):
     vertex inside the box that is not simple or not trustworthy (the caller then falls back)."""
     Ms = A[idx]  # (C, d, d)
     rs = b[idx]
-    v, det = _small_solve(Ms, rs)
+    v, det = small_solve(Ms, rs)
     safe = jnp.abs(det) > 1e-300
     vals = v @ A.T - b  # (C, M): row value minus offset
     M = A.shape[0]
