@@ -294,8 +294,9 @@ def _physical_memory() -> int:
 
 def _state_bytes(cap: sd.Capacity, d: int, width: int, itemsize: int) -> int:
     """Bytes of the padded state and stage values at capacity ``cap`` (see :mod:`jaxpoly.subdivision`)."""
-    per_vertex = d * itemsize + 4 * cap.zero_slots + width * itemsize
-    per_edge = 8 + 4 * max(d - 1, 1) + 16
+    words = -(-width // 32)  # a stage's packed sign masks: 2 words per vertex, 3 per edge (per 32 columns)
+    per_vertex = d * itemsize + 4 * cap.zero_slots + width * itemsize + 8 * words
+    per_edge = 8 + 4 * max(d - 1, 1) + 16 + 12 * words
     # A step's temporaries: a few per-edge masks/indices and per-split rows (positions, keys, slots).
     per_step = 6 * cap.edges + cap.splits * (8 * d + 8 * d * 2 + 4 * cap.zero_slots + 64)
     return cap.vertices * per_vertex + cap.edges * per_edge + per_step

@@ -233,6 +233,105 @@ def _compact(mask: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Packed sign masks (one stage)
+# ----------------------------------------------------------------------------------------------------
+#
+# Inside a stage the step for column ``j`` needs, for every edge, its endpoints' signs for ``j``. Instead
+# of gathering the signs of both endpoints over all edges at every step, the signs of every vertex for
+# all ``W`` columns are packed into bit words once per stage (``pos``/``neg``: ``(nw, Vc) uint32``,
+# ``nw = ceil(W / 32)``), and every edge carries a 3-bit code per column (``(3, nw, Ec) uint32``):
+#
+#   (P, N, X) = (1, 0, 0) both endpoints +        (0, 1, 0) both -        (0, 0, 0) both zero
+#               (1, 0, 1) one zero, the other +   (0, 1, 1) one zero, the other -
+#               (1, 1, 0) split, first endpoint + (1, 1, 1) split, first endpoint -
+#
+# so a step reads one bit of three words per edge. Codes are kept current where edges change (split
+# halves, new face edges), from the endpoints' words (new vertices: from their interpolated values).
+# The tolerance of column ``k`` is ``rtol * max_valid |vals[:, k]|``; the maxima are kept exactly (new
+# rows are folded in as they are written) and the masks are rebuilt if the maximum of the column about to
+# be processed ever differs from the one the masks were built with, so every sign equals the per-step
+# rule's.
+
+_BITS = np.uint32(1) << np.arange(32, dtype=np.uint32)
+
+
+def _pack_signs(vals: jax.Array, valid: jax.Array, tol: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Strict signs of ``vals (n, W)`` against ``tol (W,)`` as bit words ``pos, neg (nw, n) uint32``."""
+    n, w = vals.shape
+    nw = -(-w // 32)
+
+    def pack(bits):
+        bits = jnp.pad(bits, ((0, 0), (0, nw * 32 - w))).reshape(n, nw, 32)
+        words = jnp.sum(jnp.where(bits, _BITS, np.uint32(0)), axis=2, dtype=jnp.uint32)
+        return words.T
+
+    valid = valid[:, None]
+    return pack(valid & (vals > tol)), pack(valid & (vals < -tol))
+
+
+def _edge_codes(pa, na, pb, nb):
+    """The ``(P, N, X)`` code words of edges whose endpoints have sign words ``(pa, na)``, ``(pb, nb)``."""
+    cut = (pa & nb) | (na & pb)
+    one_zero = ~(pa | na) ^ ~(pb | nb)
+    return (pa | pb | cut), (na | nb | cut), ((cut & na) | one_zero)
+
+
+def _build_masks(state: State, vals: jax.Array, tol: jax.Array, nv):
+    """Sign words of the vertices (rows below ``nv``) and codes of all edge rows."""
+    vpos, vneg = _pack_signs(vals, jnp.arange(vals.shape[0]) < nv, tol)
+    a, b = state.ends[:, 0], state.ends[:, 1]
+    codes = _edge_codes(vpos[:, a], vneg[:, a], vpos[:, b], vneg[:, b])
+    return vpos, vneg, jnp.stack(codes)
+
+
+def _pack_bits(mask: jax.Array) -> jax.Array:
+    """``mask (n, ...) bool`` as words ``(ceil(n / 32), ...) uint32``: bit ``k`` of word ``w`` is
+    ``mask[32 w + k]`` (several masks side by side are packed in one pass)."""
+    n = mask.shape[0]
+    nw = -(-n // 32)
+    pad = [(0, nw * 32 - n)] + [(0, 0)] * (mask.ndim - 1)
+    bits = jnp.pad(mask, pad).reshape((nw, 32) + mask.shape[1:])
+    weights = _BITS.reshape((1, 32) + (1,) * (mask.ndim - 1))
+    return jnp.sum(jnp.where(bits, weights, np.uint32(0)), axis=1, dtype=jnp.uint32)
+
+
+def _unpack_bits(words: jax.Array, n: int) -> jax.Array:
+    """Inverse of :func:`_pack_bits`: ``(n,) bool``."""
+    return ((words[:, None] & _BITS[None, :]) != 0).reshape(-1)[:n]
+
+
+def _compact_bits(words: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`_compact` of a bit-packed mask (see :func:`_pack_bits`), with its count.
+
+    Prefix sums over words instead of entries, then the words holding set bits (at most ``size`` of them
+    matter) hand out their bits in rounds, lowest first: as many rounds as the most bits in one word.
+    """
+    cnt = jax.lax.population_count(words).astype(jnp.int32)
+    incl = jnp.cumsum(cnt, dtype=jnp.int32)
+    count = incl[-1]
+    base = incl - cnt
+    nwsize = min(size, words.shape[0])
+    widx, wvalid = _compact(cnt > 0, nwsize)
+    rem = jnp.where(wvalid, words[widx], np.uint32(0))
+    wbase = base[widx]
+    out = jnp.zeros(size, jnp.int32)
+
+    def cond(c):
+        return jnp.any(c[1] != 0)
+
+    def body(c):
+        r, rem, out = c
+        low = rem & (np.uint32(0) - rem)
+        bitpos = jax.lax.population_count(low - np.uint32(1)).astype(jnp.int32)
+        tgt = jnp.where(rem != 0, wbase + r, size)
+        out = out.at[tgt].set(widx * 32 + bitpos, mode="drop")
+        return r + 1, rem & (rem - np.uint32(1)), out
+
+    _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(0), rem, out))
+    return out, jnp.arange(size) < count, count
+
+
+# ----------------------------------------------------------------------------------------------------
 # One hyperplane
 # ----------------------------------------------------------------------------------------------------
 
@@ -257,7 +356,7 @@ def _face_keys(eh: jax.Array, ez: jax.Array, r: jax.Array, num_facets: int):
 
 def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     """Cut the complex with hyperplane column ``j`` of ``vals``. See the module docstring."""
-    state, vals, flags, failed_at, skipped = carry
+    state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used) = carry
     d = state.x.shape[1]
     Vc, Ec = cap.vertices, cap.edges
     hid = hid0 + j
@@ -265,33 +364,52 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vrow = jnp.arange(Vc) < state.nv
     erow = jnp.arange(Ec) < state.ne
 
-    v = vals[:, j]
-    scale = jnp.max(jnp.where(vrow, jnp.abs(v), 0.0))
-    tol = rtol * scale
-    sv = jnp.where(vrow & (v > tol), 1, jnp.where(vrow & (v < -tol), -1, 0)).astype(jnp.int8)
-    a = sv[state.ends[:, 0]]
-    b = sv[state.ends[:, 1]]
-    split = erow & (a * b < 0)
-    K = jnp.sum(split, dtype=jnp.int32)
-    zero_v = vrow & (sv == 0)
-    one_zero = erow & ((a == 0) != (b == 0))
-    Zcount = jnp.sum(one_zero, dtype=jnp.int32)
-    in_h = erow & (a == 0) & (b == 0)
+    scale = scales[j]  # max over the valid vertices of |v| (kept exactly as rows are added)
+    tols = rtol * scales_used  # the masks' tolerances (``run_stage`` ensures ``scales_used[j] == scale``)
+    wj = j // 32
+    sh = (j % 32).astype(jnp.uint32)
+
+    def bit(w):
+        return ((w >> sh) & np.uint32(1)).astype(bool)
+
+    cP, cN, cX = bit(codes[0, wj]), bit(codes[1, wj]), bit(codes[2, wj])
+    zero_w = _pack_bits(vrow & ~bit(vpos[wj] | vneg[wj]))  # vertices on h
+    zero_v = _unpack_bits(zero_w, Vc)
+    # One pass over the codes packs this column's masks: split edges, edges with one endpoint on h, the
+    # edges' signs (split edges: their first endpoint's), edges in h. Everything after reads these words,
+    # so every read of the codes comes before their in-place updates (XLA would copy them otherwise).
+    masks_w = _pack_bits(erow[:, None] & jnp.stack(
+        [cP & cN, cX & (cP != cN), cP & ~(cN & cX), cN & ~(cP & ~cX), ~cP & ~cN], axis=1))
+    split_w, one_zero_w, esp_w, esn_w, in_h_w = (masks_w[:, i] for i in range(5))
+    sidx, svalid, K = _compact_bits(split_w, cap.splits)
+    zidx, zvalid, Zcount = _compact_bits(one_zero_w, cap.zero_edges)
     all_zero = scale == 0  # the function vanishes on the whole box: it cuts nothing
 
     # Zero vertices gain this hyperplane in their zero set; they need a free slot.
-    free_slot = jnp.argmax(state.vz < 0, axis=1)
-    has_free = jnp.any(state.vz < 0, axis=1)
+    # (Only when some vertex is on h: in general position none is, and these are passes over all vertices.)
+    zc = cap.zero_slots
+    any_zero = jnp.any(zero_w != 0)
+
+    def first_free(vz):
+        """``(Vc, zc) bool``: each row's first free slot (none where the row is full)."""
+        free = [vz[:, s] < 0 for s in range(zc)]
+        firsts, taken = [], jnp.zeros_like(free[0])
+        for f in free:
+            firsts.append(f & ~taken)
+            taken = taken | f
+        return jnp.stack(firsts, axis=1), taken
+
+    full_zero = jax.lax.cond(any_zero, lambda vz: jnp.any(zero_v & ~first_free(vz)[1]),
+                             lambda vz: jnp.bool_(False), state.vz)
 
     new_flags = jnp.int32(0)
     new_flags |= jnp.where(K > cap.splits, FLAG_SPLITS, 0)
     new_flags |= jnp.where(Zcount > cap.zero_edges, FLAG_ZERO_EDGES, 0)
-    new_flags |= jnp.where(jnp.any(zero_v & ~has_free) & ~all_zero, FLAG_ZERO_SLOTS, 0)
+    new_flags |= jnp.where(full_zero & ~all_zero, FLAG_ZERO_SLOTS, 0)
 
     # -- split points ---------------------------------------------------------------------------
-    sidx, svalid = _compact(split, cap.splits)
     p, q = state.ends[sidx, 0], state.ends[sidx, 1]
-    vp, vq = v[p], v[q]
+    vp, vq = vals[p, j], vals[q, j]
     t = (vp / (vp - vq))[:, None]
     xm = state.x[p] + t * (state.x[q] - state.x[p])
     valm = vals[p] + t * (vals[q] - vals[p])
@@ -313,10 +431,11 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         # Crossing entries from existing vertices exactly on h: group the faces around each such vertex
         # by (face key, vertex); a face is cut at the vertex iff its two edges there leave on strictly
         # opposite sides.
-        zidx, zvalid = _compact(one_zero, cap.zero_edges)
-        za, zb = a[zidx], b[zidx]
-        pz = jnp.where(za == 0, state.ends[zidx, 0], state.ends[zidx, 1])
-        far = jnp.where(za == 0, zb, za)
+        z0 = state.ends[zidx, 0]
+        za_zero = ~bit(vpos[wj, z0] | vneg[wj, z0])
+        pz = jnp.where(za_zero, z0, state.ends[zidx, 1])
+        zw, zsh = zidx >> 5, (zidx & 31).astype(jnp.uint32)
+        far = jnp.where((esp_w[zw] >> zsh) & np.uint32(1) != 0, 1, -1).astype(jnp.int8)  # the other end
         ez_z = state.ez[zidx]
         keys_z, ok_z = _face_keys(eh_old[zidx], ez_z, r, num_facets)
         ok_z = ok_z & zvalid[:, None, None]
@@ -359,7 +478,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     # A hyperplane that cuts no face leaves the complex as it is; its sign on every face is then a
     # function of the other hyperplanes' signs (a duplicate, a box facet, a plane touching a vertex),
     # so it is left out of the hashes. One that cuts and also contains an edge is unresolved.
-    new_flags |= jnp.where(jnp.any(in_h) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
+    new_flags |= jnp.where(jnp.any(in_h_w != 0) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
 
     new_flags |= jnp.where(state.nv + K > Vc, FLAG_VERTICES, 0)
     new_flags |= jnp.where(state.ne + K + L > Ec, FLAG_EDGES, 0)
@@ -370,38 +489,68 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     # the step must not apply, every scatter target is out of range (dropped) and the counts stay.
     okv = svalid & ok
     tgt_v = jnp.where(okv, new_v, Vc)
+    # Edges: non-split edges take their sign; a split edge (p, q) becomes (p, m) plus a new (m, q).
+    es_pos = ok & _unpack_bits(esp_w, Ec)
+    es_neg = ok & _unpack_bits(esn_w, Ec)
+    eh = state.eh + jnp.where(es_pos[:, None], rh, jnp.where(es_neg[:, None], jnp.zeros_like(rh) - rh,
+                                                             jnp.zeros_like(rh)))
+    # The far endpoint of a split edge has the sign opposite to p's.
+    sw, ssh = sidx >> 5, (sidx & 31).astype(jnp.uint32)
+    b_s = jnp.where((esp_w[sw] >> ssh) & np.uint32(1) != 0, -1,
+                    jnp.where((esn_w[sw] >> ssh) & np.uint32(1) != 0, 1, 0))
+    # The endpoints' sign words, from their values (what the stored words hold; reading those here would
+    # again come after nothing that orders it before their update).
+    all_s = jnp.ones((cap.splits,), bool)
+    ppos, pneg = _pack_signs(vals[p], all_s, tols)
+    qpos, qneg = _pack_signs(vals[q], all_s, tols)
+    ez_s = state.ez[sidx]
     x = state.x.at[tgt_v].set(xm, mode="drop")
     vals = vals.at[tgt_v].set(valm, mode="drop")
     vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
-    vz_s = vz_s.at[:, : d - 1].set(state.ez[sidx]).at[:, d - 1].set(hid)
-    vz = state.vz.at[tgt_v].set(vz_s, mode="drop")
-    zrows = jnp.where(zero_v & (ok | touch_only), jnp.arange(Vc), Vc)  # existing vertices on h
-    vz = vz.at[zrows, free_slot].set(hid, mode="drop")
-    # Edges: non-split edges take their sign; a split edge (p, q) becomes (p, m) plus a new (m, q).
-    es = jnp.where(split, a, jnp.sign(a + b).astype(jnp.int8))
-    eh = state.eh + _signed(jnp.broadcast_to(rh, state.eh.shape), jnp.where(erow & ok, es, 0))
-    ends = state.ends.at[jnp.where(okv, sidx, Ec), 1].set(new_v, mode="drop")
+    vz_s = vz_s.at[:, : d - 1].set(ez_s).at[:, d - 1].set(hid)
+    # Existing vertices on h (if any) take it in their first free slot: elementwise, no scatter over Vc.
+    def put_h(vz):
+        return jnp.where(zero_v[:, None] & first_free(vz)[0], hid, vz)
+
+    vz = jax.lax.cond(any_zero & (ok | touch_only), put_h, lambda vz: vz, state.vz)
+    vz = vz.at[tgt_v].set(vz_s, mode="drop")
+    # (p, m) written as a whole row, so the update reads p and q (ordering their reads before it).
+    ends = state.ends.at[jnp.where(okv, sidx, Ec)].set(jnp.stack([p, jnp.where(q < 0, -1, new_v)], axis=1),
+                                                       mode="drop")
     tgt_e = jnp.where(okv, state.ne + jnp.arange(cap.splits, dtype=jnp.int32), Ec)
     ends = ends.at[tgt_e].set(jnp.stack([new_v, q], axis=1), mode="drop")
-    ez = state.ez.at[tgt_e].set(state.ez[sidx], mode="drop")
-    eh = eh.at[tgt_e].set(eh_old[sidx] + _signed(jnp.broadcast_to(rh, (cap.splits, 2)), b[sidx]), mode="drop")
+    ez = state.ez.at[tgt_e].set(ez_s, mode="drop")
+    eh = eh.at[tgt_e].set(eh_old[sidx] + _signed(jnp.broadcast_to(rh, (cap.splits, 2)), b_s), mode="drop")
+    # Masks: the split points' sign words, then the codes of the changed and new edges.
+    mpos, mneg = _pack_signs(valm, jnp.ones((cap.splits,), bool), tols)
+    vpos = vpos.at[:, tgt_v].set(mpos, mode="drop")
+    vneg = vneg.at[:, tgt_v].set(mneg, mode="drop")
+    codes = codes.at[:, :, jnp.where(okv, sidx, Ec)].set(jnp.stack(_edge_codes(ppos, pneg, mpos, mneg)),
+                                                           mode="drop")
+    codes = codes.at[:, :, tgt_e].set(jnp.stack(_edge_codes(mpos, mneg, qpos, qneg)), mode="drop")
+    new_max = jnp.max(jnp.where(okv[:, None], jnp.abs(valm), jnp.zeros_like(valm)), axis=0)
+    scales = jnp.maximum(scales, new_max)
     ne = state.ne + jnp.where(ok, K, 0)
     if d > 1:
         tgt_l = jnp.where(lvalid & ok, ne + jnp.arange(lidx.shape[0], dtype=jnp.int32), Ec)
         ends = ends.at[tgt_l].set(new_ends, mode="drop")
         ez = ez.at[tgt_l].set(new_ez, mode="drop")
         eh = eh.at[tgt_l].set(new_eh, mode="drop")
+        u, w = new_ends[:, 0], new_ends[:, 1]
+        codes_l = jnp.stack(_edge_codes(vpos[:, u], vneg[:, u], vpos[:, w], vneg[:, w]))
+        codes = codes.at[:, :, tgt_l].set(codes_l, mode="drop")
     state = State(x, vz, state.nv + jnp.where(ok, K, 0), ends, ez, eh, ne + jnp.where(ok, L, 0))
     fresh_fail = (flags == 0) & (new_flags != 0) & ~all_zero
     failed_at = jnp.where(fresh_fail, j, failed_at)
     flags = jnp.where(flags == 0, jnp.where(all_zero, 0, new_flags), flags)
     skipped = skipped.at[j].set(all_zero | touch_only)
-    return state, vals, flags, failed_at, skipped
+    return state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used)
 
 
-@functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol"), donate_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol", "rebuild_masks"),
+                   donate_argnums=(0, 1))
 def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *, cap: Capacity,
-              num_facets: int, rtol: float):
+              num_facets: int, rtol: float, rebuild_masks: bool = False):
     """Cut the complex with hyperplanes ``start..stop-1`` of a stage, whose values at the vertices are
     the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``).
 
@@ -409,18 +558,46 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
     Returns ``(state, vals, flags, failed_at, skipped)``: ``flags`` is 0 on success, else a bit set of
     ``FLAG_*`` with ``failed_at`` the column to resume from after growing (the state is left as it was
     before that column); ``skipped (W,) bool`` marks hyperplanes that cut no face (left out of the
-    hashes: the caller zeroes their multipliers).
+    hashes: the caller zeroes their multipliers). ``rebuild_masks`` (a check for tests) rebuilds the
+    stage's sign masks before every hyperplane instead of keeping them current.
     """
     step = functools.partial(_hyperplane_step, r=r, hid0=hid0, num_facets=num_facets, cap=cap, rtol=rtol)
 
+    def same(a, b):
+        return (a == b) | (jnp.isnan(a) & jnp.isnan(b))
+
     def cond(c):
-        return (c[0] < stop) & (c[1][2] == 0)
+        j, (_, _, flags, _, _, masks) = c
+        scales, scales_used = masks[3], masks[4]
+        k = jnp.minimum(j, stop - 1)
+        return (j < stop) & (flags == 0) & same(scales[k], scales_used[k])
 
     def body(c):
         j, carry = c
         return j + 1, step(carry, j)
 
+    # The masks hold the signs under the tolerances ``rtol * scales_used``. The inner loop leaves when the
+    # next column's maximum has moved since they were built (an interpolated value rounded past the old
+    # maximum: rare); the outer loop then rebuilds them and goes on.
+    def outer_cond(c):
+        j, (_, _, flags, _, _, _) = c
+        return (j < stop) & (flags == 0)
+
+    def outer_body(c):
+        j, (state, vals, flags, failed_at, skipped, masks) = c
+        scales = masks[3]
+        masks = (*_build_masks(state, vals, rtol * scales, state.nv), scales, scales)
+        carry = (state, vals, flags, failed_at, skipped, masks)
+        if rebuild_masks:
+            return body((j, carry))
+        return jax.lax.while_loop(cond, body, (j, carry))
+
+    nw = -(-vals.shape[1] // 32)
+    vrow = jnp.arange(vals.shape[0]) < state.nv
+    scales = jnp.max(jnp.where(vrow[:, None], jnp.abs(vals), jnp.zeros_like(vals)), axis=0)
+    masks = (jnp.zeros((nw, cap.vertices), jnp.uint32), jnp.zeros((nw, cap.vertices), jnp.uint32),
+             jnp.zeros((3, nw, cap.edges), jnp.uint32), scales, scales)
     skipped = jnp.zeros((vals.shape[1],), bool)
-    init = (jnp.int32(start), (state, vals, jnp.int32(0), jnp.int32(stop), skipped))
-    _, (state, vals, flags, failed_at, skipped) = jax.lax.while_loop(cond, body, init)
+    init = (jnp.int32(start), (state, vals, jnp.int32(0), jnp.int32(stop), skipped, masks))
+    _, (state, vals, flags, failed_at, skipped, _) = jax.lax.while_loop(outer_cond, outer_body, init)
     return state, vals, flags, failed_at, skipped

@@ -384,3 +384,31 @@ def test_face_count_survives_a_collision_in_one_hash_word():
     eh = np.array([[10, 20], [10, 21], [10, 20]], np.uint64)  # faces: {10±3} x {20±3, 21±3}
     assert _count_faces(eh, ez, r, 2, 1) == 4
     assert _count_faces(eh[[0, 2]], ez[:2], r, 2, 1) == 2
+
+
+@pytest.mark.parametrize("case", ["3_3x16", "2_2x100", "2_4x32_small", "hard_tanh_3d"])
+def test_kept_sign_masks_equal_rebuilt_masks(case, monkeypatch):
+    """A stage's packed sign masks, kept current through its steps (split halves, new vertices, new face
+    edges), give exactly what masks rebuilt from scratch before every hyperplane give: the same vertices,
+    edges, zero sets and hashes (more than 32 columns, regrowth mid-stage, two hyperplanes per neuron)."""
+    import functools
+
+    from jaxpoly import subdivision as sd
+
+    kwargs = {}
+    if case == "hard_tanh_3d":
+        rng = np.random.default_rng(7)
+        Ws = [rng.normal(size=(3, 20)), rng.normal(size=(20, 20)) / 4, rng.normal(size=(20, 1))]
+        bs = [rng.normal(size=20) * 0.3, rng.normal(size=20) * 0.3, np.zeros(1)]
+        net = jaxpoly.from_arrays(Ws, bs, activation="hard_tanh")
+    else:
+        name = {"3_3x16": "3_3x16_relu_bunny.npz", "2_2x100": "2_2x100_relu_bunny.npz",
+                "2_4x32_small": "2_4x32_relu_bunny.npz"}[case]
+        net = jaxpoly.load_npz(os.path.join(DATA, name))
+        if case == "2_4x32_small":
+            kwargs["capacity"] = 64
+    kept = extract(net, (-0.5, 0.5), **kwargs)
+    monkeypatch.setattr(sd, "run_stage", functools.partial(sd.run_stage, rebuild_masks=True))
+    rebuilt = extract(net, (-0.5, 0.5), **kwargs)
+    for field in ("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash"):
+        np.testing.assert_array_equal(getattr(kept, field), getattr(rebuilt, field), err_msg=field)
