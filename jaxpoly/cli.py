@@ -301,7 +301,8 @@ def _cmd_extract(args) -> int:
         log.warning("the model has %d outputs: no level set (pick one with --output K or I-J)", net.output_dim)
     t = time.perf_counter()
     c = _interruptible(extract, net, bounds, level_set=level_set, progress=not args.quiet, slice=plane,
-                       dtype=np.float32 if args.float32 else np.float64, max_vertices=args.max_vertices)
+                       dtype=np.float32 if args.float32 else np.float64, max_vertices=args.max_vertices,
+                       max_memory=None if args.max_memory is None else int(args.max_memory * 2**30))
     summary = {"model": args.model, **_summary(c, time.perf_counter() - t)}
     if plane is not None:
         summary["slice"] = _slice_json(plane, points)
@@ -469,6 +470,16 @@ def _model_args(with_slice: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from jaxpoly import __version__
 
@@ -494,6 +505,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--no-level-set", action="store_true", help="leave out the output's zero set")
     q.add_argument("--float32", action="store_true", help="compute in float32 (see README: limits)")
     q.add_argument("--max-vertices", type=int, default=None, help="refuse complexes larger than this")
+    q.add_argument("--max-memory", type=_positive_float, default=None, metavar="GIB",
+                   help="memory the padded arrays may take, in GiB (default: 90%% of physical memory)")
     q.set_defaults(func=_cmd_extract)
 
     q = sub.add_parser("enumerate", parents=[common, model],

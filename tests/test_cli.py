@@ -140,6 +140,8 @@ BAD_INPUT = [
     (("extract", "bunny-2d", "--output", "3"), "out of range"),
     (("extract", "bunny-2d", "--bogus"), "unrecognized arguments"),
     (("frobnicate",), "invalid choice"),
+    (("extract", "bunny-2d", "--max-memory", "0"), "expected a positive number"),
+    (("extract", "bunny-3d", "--max-memory", "1e-5"), "raise max_memory"),
 ]
 
 
