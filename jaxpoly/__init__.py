@@ -14,6 +14,7 @@ from jaxpoly.errors import (
     InvalidBoundsError,
     InvalidNetworkError,
     JaxpolyError,
+    LoadError,
     ModelLoadError,
     ModelNotFoundError,
     StaleCombinatoricsError,
@@ -75,5 +76,5 @@ __all__ = [
     "load_network", "parse_arch", "Arch", "ModelLoadError", "ModelNotFoundError",
     # errors
     "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidArgumentError", "InvalidBoundsError",
-    "CapacityError", "DegenerateError", "StaleCombinatoricsError",
+    "CapacityError", "DegenerateError", "StaleCombinatoricsError", "LoadError",
 ]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly.errors import InvalidNetworkError, JaxpolyError
+from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
@@ -289,8 +289,10 @@ class Complex:
         """Index into :attr:`regions` of the cell containing each point ``(n, d) -> (n,)``; ``-1`` for
         points outside the box or exactly on a cell boundary."""
         x = np.atleast_2d(np.asarray(x, np.float64))
-        if x.shape[-1] != self.dim:
-            raise InvalidNetworkError(f"points must have shape (n, {self.dim}), got {x.shape}")
+        if x.ndim != 2 or x.shape[-1] != self.dim:
+            raise InvalidArgumentError(f"points must have shape (n, {self.dim}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise InvalidArgumentError("points contain NaN or inf")
         keys = self.regions.keys
         h = self._hash_of_points(x)
         inside = np.all((x > self.lo) & (x < self.hi), axis=1)
@@ -401,7 +403,10 @@ class Complex:
         """Read a complex written by :meth:`save`."""
         from jaxpoly.convert.arrays import network_from_arrays
 
-        data = dict(np.load(path, allow_pickle=False))
+        from jaxpoly.files import read_npz
+
+        data = read_npz(path, "jaxpoly.Complex", ("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash",
+                                                  "lo", "hi", "level_set", "hash_table"))
         net = network_from_arrays({k[4:]: v for k, v in data.items() if k.startswith("net_")}, str(path))
         c = cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
                 data["lo"], data["hi"], net, bool(data["level_set"]))

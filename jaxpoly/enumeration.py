@@ -635,11 +635,11 @@ def enumerate_regions(
     d = net.input_dim
     lo, hi = as_box(bounds, d)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(rays, (int, np.integer)) or rays < 1:
-        raise ValueError(f"rays must be a positive integer, got {rays!r}")
+        raise InvalidArgumentError(f"rays must be a positive integer, got {rays!r}")
     if max_regions is not None and max_regions < 1:
-        raise ValueError(f"max_regions must be positive or None, got {max_regions!r}")
+        raise InvalidArgumentError(f"max_regions must be positive or None, got {max_regions!r}")
     sharding, batch_size = _resolve_sharding(devices, int(batch_size))
     Hp = net.num_hyperplanes + int(level_set)
     need, limit = estimate_batch_bytes(d, Hp, batch_size, rays), _memory_limit()
@@ -740,6 +740,13 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
                    complete=complete, stats=stats, net=net)
 
 
+def _is_prng_key(key: Any) -> bool:
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.shape == ()
+    a = np.asarray(key) if isinstance(key, (jax.Array, np.ndarray)) else None
+    return a is not None and a.dtype == np.uint32 and a.shape == (2,)
+
+
 def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key: jax.Array,
                    batch_size: int = 65536, level_set: bool = False, progress: bool = False) -> np.ndarray:
     """Distinct patterns ``(K, H') bool`` (sorted) of ``num_samples`` uniform points in the box: the
@@ -751,6 +758,9 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
         raise InvalidArgumentError(f"num_samples must be a positive integer, got {num_samples!r}")
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not _is_prng_key(key):
+        raise InvalidArgumentError(f"key must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), "
+                                   f"got {type(key).__name__}")
     bar = None
     if progress:
         try:

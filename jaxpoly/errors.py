@@ -15,6 +15,10 @@ __all__ = [
     "CapacityError",
     "DegenerateError",
     "StaleCombinatoricsError",
+    "InvalidArgumentError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "LoadError",
 ]
 
 
@@ -61,6 +65,11 @@ class StaleCombinatoricsError(JaxpolyError, ValueError):
 class ModelLoadError(JaxpolyError, ValueError):
     """A model file could not be turned into a network: unknown or unreadable format, an architecture
     that does not fit the weights, or a missing optional dependency (PyTorch, Orbax)."""
+
+
+class LoadError(JaxpolyError, OSError):
+    """A file written by :meth:`Complex.save <jaxpoly.Complex.save>` or :meth:`Regions.save
+    <jaxpoly.Regions.save>` is missing, unreadable, or lacks the arrays jaxpoly writes."""
 
 
 class ModelNotFoundError(ModelLoadError, FileNotFoundError):

@@ -6,6 +6,7 @@ import os
 from importlib import resources
 
 from jaxpoly.convert.arrays import load_npz
+from jaxpoly.errors import ModelNotFoundError
 from jaxpoly.network import Network
 
 __all__ = ["BUNDLED_MODELS", "bundled_model_path", "load_model"]
@@ -27,7 +28,7 @@ def bundled_model_path(name: str) -> str:
     key = _ALIASES.get(name, name)
     if key not in BUNDLED_MODELS:
         known = ", ".join(list(BUNDLED_MODELS) + list(_ALIASES))
-        raise KeyError(f"unknown bundled model {name!r}; known: {known}")
+        raise ModelNotFoundError(f"unknown bundled model {name!r}; known: {known}")
     return str(resources.files("jaxpoly").joinpath("data", BUNDLED_MODELS[key]))
 
 
@@ -38,5 +39,5 @@ def load_model(name_or_path: str | os.PathLike) -> Network:
         return load_npz(bundled_model_path(s))
     if not os.path.exists(s):
         known = ", ".join(list(BUNDLED_MODELS) + list(_ALIASES))
-        raise FileNotFoundError(f"{s!r} is neither a file nor a bundled model ({known})")
+        raise ModelNotFoundError(f"{s!r} is neither a file nor a bundled model ({known})")
     return load_npz(s)

@@ -473,6 +473,9 @@ def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: 
             f"expected a jaxpoly.Network, got {type(net).__name__}; convert models with jaxpoly.from_flax, "
             "from_torch, from_arrays or load_npz"
         )
+    if net.input_dim < 1 or net.output_dim < 1:
+        raise InvalidNetworkError(f"the network maps R^{net.input_dim} to R^{net.output_dim}; both dimensions "
+                                  "must be at least 1")
     for path, leaf in jax.tree_util.tree_leaves_with_path(net):
         if _is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
             raise InvalidNetworkError(

@@ -15,6 +15,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.errors import InvalidArgumentError
+from jaxpoly.files import read_npz
 from jaxpoly.network import Network
 
 __all__ = ["Regions", "pattern_keys"]
@@ -81,7 +83,8 @@ class Regions:
     def _net(self, net: Network | None) -> Network:
         net = self.net if net is None else net
         if net is None:
-            raise ValueError("this Regions was loaded from a file: pass the network, e.g. index_of(x, net=net)")
+            raise InvalidArgumentError("this Regions was loaded from a file: pass the network, e.g. "
+                                       "index_of(x, net=net)")
         return net
 
     def affine_maps(self, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +106,12 @@ class Regions:
         (no full-dimensional region owns it) or for a pattern that was not enumerated."""
         net = self._net(net)
         x = np.asarray(x, np.float64)
-        flat = x.reshape(-1, x.shape[-1])
+        d = np.shape(self.lo)[0]
+        if x.ndim == 0 or x.shape[-1] != d:
+            raise InvalidArgumentError(f"points must have shape (..., {d}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise InvalidArgumentError("points contain NaN or inf")
+        flat = x.reshape(-1, d)
         vals = np.asarray(net.hyperplane_values(jnp.asarray(flat)))
         if self.level_set:
             vals = np.concatenate([vals, np.asarray(net(jnp.asarray(flat)))[:, :1]], axis=1)
@@ -130,10 +138,11 @@ class Regions:
     @classmethod
     def load(cls, path, net: Network | None = None) -> "Regions":
         """Read a file written by :meth:`save`; ``net`` (optional) is attached for the queries."""
-        with np.load(path, allow_pickle=False) as f:
-            return cls(
-                patterns=f["patterns"], witnesses=f["witnesses"], inradius=f["inradius"],
-                facet_ptr=f["facet_ptr"], facet_idx=f["facet_idx"], adjacency=f["adjacency"],
-                lo=f["lo"], hi=f["hi"], level_set=bool(f["level_set"]), complete=bool(f["complete"]),
-                stats=json.loads(str(f["stats"])), net=net,
-            )
+        f = read_npz(path, "jaxpoly.Regions", ("patterns", "witnesses", "inradius", "facet_ptr", "facet_idx",
+                                               "adjacency", "lo", "hi", "level_set", "complete", "stats"))
+        return cls(
+            patterns=f["patterns"], witnesses=f["witnesses"], inradius=f["inradius"],
+            facet_ptr=f["facet_ptr"], facet_idx=f["facet_idx"], adjacency=f["adjacency"],
+            lo=f["lo"], hi=f["hi"], level_set=bool(f["level_set"]), complete=bool(f["complete"]),
+            stats=json.loads(str(f["stats"])), net=net,
+        )

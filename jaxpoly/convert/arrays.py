@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxpoly.errors import InvalidNetworkError
+from jaxpoly.errors import InvalidNetworkError, ModelNotFoundError
 from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear
 
 __all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_from_arrays"]
@@ -136,7 +136,7 @@ def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no such model file: {path}")
+        raise ModelNotFoundError(f"no such model file: {path}")
     try:
         data = dict(np.load(path, allow_pickle=False))
     except Exception as e:  # noqa: BLE001 - numpy raises several types for non-npz input

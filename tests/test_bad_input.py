@@ -1,0 +1,73 @@
+"""Bad input across the public API: each case raises a jaxpoly error type with a useful message."""
+
+import numpy as np
+import pytest
+
+import jax
+import jaxpoly
+
+
+@pytest.fixture(scope="module")
+def net2():
+    return jaxpoly.load_model("bunny-2d-2x50")
+
+
+@pytest.fixture(scope="module")
+def complex2(net2):
+    return jaxpoly.extract(net2, (-0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def regions2(net2):
+    return jaxpoly.enumerate_regions(net2, (-0.5, 0.5), max_regions=20)
+
+
+CASES = {
+    "region_of wrong dim": (lambda n, c, r: c.region_of(np.zeros((3, 3))), jaxpoly.InvalidArgumentError, "shape (n, 2)"),
+    "region_of nan": (lambda n, c, r: c.region_of([[np.nan, 0.0]]), jaxpoly.InvalidArgumentError, "NaN"),
+    "regions index_of wrong dim": (lambda n, c, r: r.contains(np.zeros((2, 5))), jaxpoly.InvalidArgumentError, "(..., 2)"),
+    "regions index_of inf": (lambda n, c, r: r.index_of([[np.inf, 0.0]]), jaxpoly.InvalidArgumentError, "inf"),
+    "enumerate batch 0": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), batch_size=0), jaxpoly.InvalidArgumentError, "batch_size"),
+    "enumerate rays -1": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), rays=-1), jaxpoly.InvalidArgumentError, "rays"),
+    "enumerate max_regions 0": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), max_regions=0), jaxpoly.InvalidArgumentError, "max_regions"),
+    "sample without key": (lambda n, c, r: jaxpoly.sample_regions(n, (-1, 1), 5, key=None), jaxpoly.InvalidArgumentError, "PRNG key"),
+    "sample with int key": (lambda n, c, r: jaxpoly.sample_regions(n, (-1, 1), 5, key=3), jaxpoly.InvalidArgumentError, "PRNG key"),
+    "unknown model": (lambda n, c, r: jaxpoly.load_model("nope"), jaxpoly.ModelNotFoundError, "bunny-2d-2x50"),
+    "missing npz": (lambda n, c, r: jaxpoly.load_npz("/nonexistent/x.npz"), jaxpoly.ModelNotFoundError, "no such model file"),
+    "missing regions file": (lambda n, c, r: jaxpoly.Regions.load("/nonexistent/r.npz"), jaxpoly.LoadError, "no such file"),
+    "missing complex file": (lambda n, c, r: jaxpoly.Complex.load("/nonexistent/c.npz"), jaxpoly.LoadError, "no such file"),
+    "zero input dim": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([np.ones((0, 3)), np.ones((3, 1))], [np.zeros(3), np.zeros(1)]), (-1, 1)),
+                       jaxpoly.InvalidNetworkError, "at least 1"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_raises_a_jaxpoly_error(name, net2, complex2, regions2):
+    fn, err, needle = CASES[name]
+    with pytest.raises(err, match=None) as info:
+        fn(net2, complex2, regions2)
+    assert isinstance(info.value, jaxpoly.JaxpolyError)
+    assert needle in str(info.value), str(info.value)
+
+
+def test_foreign_npz_files_are_named(tmp_path, net2):
+    p = tmp_path / "other.npz"
+    np.savez(p, a=np.zeros(3))
+    with pytest.raises(jaxpoly.LoadError, match="lacks"):
+        jaxpoly.Complex.load(p)
+    with pytest.raises(jaxpoly.LoadError, match="lacks"):
+        jaxpoly.Regions.load(p)
+    q = tmp_path / "text.npz"
+    q.write_text("not a zip")
+    with pytest.raises(jaxpoly.LoadError, match="not a readable"):
+        jaxpoly.Regions.load(q)
+
+
+def test_save_load_roundtrip_still_works(tmp_path, complex2, regions2, net2):
+    complex2.save(tmp_path / "c.npz")
+    regions2.save(tmp_path / "r.npz")
+    c = jaxpoly.Complex.load(tmp_path / "c.npz")
+    r = jaxpoly.Regions.load(tmp_path / "r.npz", net=net2)
+    assert c.f_vector == complex2.f_vector and len(r) == len(regions2)
+    np.testing.assert_array_equal(r.index_of(regions2.witnesses), np.arange(len(regions2)))
+    assert jax.random.PRNGKey(0).shape == (2,)
