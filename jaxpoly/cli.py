@@ -449,7 +449,35 @@ def _common() -> argparse.ArgumentParser:
     p = _Parser(add_help=False)
     p.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-v: INFO, -vv: DEBUG)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not keep compiled kernels on disk (default: JAX's persistent compilation cache in "
+                        "$XDG_CACHE_HOME/jaxpoly, unless JAX_COMPILATION_CACHE_DIR is set)")
     return p
+
+
+def compile_cache_dir() -> str:
+    """Where the command line keeps compiled kernels between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jaxpoly", "xla")
+
+
+def _enable_compile_cache(args) -> None:
+    """JAX's persistent compilation cache, so a second run of a verb skips XLA compilation (most of a
+    small extraction's cold time). A cache the user configured (``JAX_COMPILATION_CACHE_DIR``) wins."""
+    if getattr(args, "no_compile_cache", False) or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    path = compile_cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        log.debug("no compilation cache (%s)", e)
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 def _model_args(with_slice: bool = True) -> argparse.ArgumentParser:
@@ -555,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _check_bounds_early(args)
+        if argv is None:  # the program, not a call from Python: leave the caller's JAX config alone
+            _enable_compile_cache(args)
         code = args.func(args)
     except KeyboardInterrupt:
         code = None  # reported below, once the traceback (and any progress bar it holds) is released

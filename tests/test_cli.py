@@ -319,3 +319,15 @@ def test_load_network_names_and_errors(tmp_path):
         jaxpoly.parse_arch("cnn:3,3")
     assert jaxpoly.parse_arch("mlp:2,64,64,1:relu") == jaxpoly.Arch("mlp", (2, 64, 64, 1), "relu")
     assert jaxpoly.parse_arch("mlp:leaky_relu=0.3").negative_slope == 0.3
+
+
+def test_program_keeps_compiled_kernels_on_disk(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    for flag, cache in (("--no-compile-cache", tmp_path / "off"), (None, tmp_path / "on")):
+        env["XDG_CACHE_HOME"] = str(cache)
+        args = ["extract", "bunny-2d-2x50", "-q", "--out", str(tmp_path / "out")] + ([flag] if flag else [])
+        r = subprocess.run([sys.executable, "-m", "jaxpoly.cli", *args], capture_output=True, text=True,
+                           timeout=600, env=env)
+        assert r.returncode == 0, r.stderr
+        kept = list((cache / "jaxpoly" / "xla").glob("*")) if (cache / "jaxpoly" / "xla").exists() else []
+        assert bool(kept) == (flag is None), (flag, kept)
