@@ -402,7 +402,6 @@ class Complex:
     def load(cls, path: str | os.PathLike) -> "Complex":
         """Read a complex written by :meth:`save`."""
         from jaxpoly.convert.arrays import network_from_arrays
-
         from jaxpoly.files import read_npz
 
         data = read_npz(path, "jaxpoly.Complex", ("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash",

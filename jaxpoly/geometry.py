@@ -227,11 +227,10 @@ def _homogeneous_maps(net: Network, patterns: jax.Array, level_set: bool, x: jax
     else:
         const_row = jnp.ones((1,), dtype)
         start = x.astype(dtype)[:, None, :]
+    rows = start.shape[1]
     maps = [start]
     offs = net.hyperplane_offsets
     cols = []
-
-    rows = start.shape[1]
 
     def pre_map(st):
         z = const_row[:, None] * st.bias
@@ -252,7 +251,7 @@ def _homogeneous_maps(net: Network, patterns: jax.Array, level_set: bool, x: jax
     if level_set:
         cols.append(pre_map(net.output)[..., :1])
     if not cols:
-        return jnp.zeros((P, start.shape[1], 0), dtype)
+        return jnp.zeros((P, rows, 0), dtype)
     return jnp.concatenate(cols, axis=-1)
 
 
