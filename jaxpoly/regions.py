@@ -102,8 +102,14 @@ class Regions:
         return table
 
     def index_of(self, x: Any, net: Network | None = None) -> np.ndarray:
-        """Index of the region holding each point ``x (..., d)``; ``-1`` outside the box, on a hyperplane
-        (no full-dimensional region owns it) or for a pattern that was not enumerated."""
+        """Index of the region holding each point ``x (..., d)``; ``-1`` outside the open box or for a
+        pattern that was not enumerated.
+
+        A neuron counts as active where its pre-activation is ``> 0`` (as in :meth:`Network.pattern`), so
+        a point where one is exactly zero gets the region on its inactive side: that is the region
+        itself inside a region where the neuron vanishes identically (zero bias with all inputs off, as
+        in freshly initialised networks), and an adjacent region for a point exactly on a boundary.
+        """
         net = self._net(net)
         x = np.asarray(x, np.float64)
         d = np.shape(self.lo)[0]
@@ -117,7 +123,7 @@ class Regions:
             vals = np.concatenate([vals, np.asarray(net(jnp.asarray(flat)))[:, :1]], axis=1)
         table = self._lookup()
         keys = pattern_keys(vals > 0)
-        inside = np.all((flat > self.lo) & (flat < self.hi), axis=1) & np.all(vals != 0, axis=1)
+        inside = np.all((flat > self.lo) & (flat < self.hi), axis=1)
         out = np.array([table.get(k, -1) if ok else -1 for k, ok in zip(keys, inside)], np.int64)
         return out.reshape(x.shape[:-1])
 

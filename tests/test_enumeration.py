@@ -365,3 +365,25 @@ def test_sample_regions_rejects_bad_counts():
         n = kwargs.pop("num_samples")
         with pytest.raises(jp.InvalidArgumentError):
             sample_regions(net, (-1, 1), n, key=jax.random.key(0), **kwargs)
+
+
+def test_zero_bias_network_regions_match_sampling_and_queries():
+    """Freshly initialised networks have zero biases: a deep neuron then vanishes on the whole region
+    where its inputs are all off. Every sampled pattern is enumerated, and points inside such a region
+    (exact zeros) find their region."""
+    rng = np.random.default_rng(3)
+    sizes = [2, 4, 4, 1]
+    net = jp.from_arrays([rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(sizes, sizes[1:])],
+                              [np.zeros(b) for b in sizes[1:]])
+    regions = enumerate_regions(net, (-1, 1), level_set=True)
+    pats = sample_regions(net, (-1, 1), 100_000, key=jax.random.PRNGKey(0), level_set=True)
+    have = {p.tobytes() for p in np.asarray(regions.patterns)}
+    assert all(p.tobytes() in have for p in np.asarray(pats))
+    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (4000, 2), minval=-1, maxval=1))
+    vals = np.asarray(net.hyperplane_values(x))
+    assert np.any(np.all(vals[:, 4:] == 0, axis=1))  # some points where every deep neuron is exactly 0
+    idx = regions.index_of(x)
+    assert np.all(idx >= 0)
+    got = np.asarray(regions.patterns)[idx]
+    want = np.concatenate([vals > 0, np.asarray(net(x))[:, :1] > 0], axis=1)
+    np.testing.assert_array_equal(got, want)
