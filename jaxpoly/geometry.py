@@ -319,11 +319,10 @@ def _solve_jvp(primals, tangents):
     # through the layers instead of differentiating the (P, d + 1, width) maps behind M.
     net, system = primals
     x, inv = _solve_primal(net, system)
-    x0 = jax.lax.stop_gradient(x)
 
-    def chosen(n):
-        vals = _homogeneous_maps(n, system.patterns, system.level_set, x0)[:, 0, :]
-        facets = jnp.zeros((vals.shape[0], 2 * x0.shape[1]), vals.dtype)  # box facets: constants
+    def chosen(n):  # evaluated at x (not a constant: higher derivatives need its dependence on θ)
+        vals = _homogeneous_maps(n, system.patterns, system.level_set, x)[:, 0, :]
+        facets = jnp.zeros((vals.shape[0], 2 * x.shape[1]), vals.dtype)  # box facets: constants
         return jnp.take_along_axis(jnp.concatenate([facets, vals], axis=1), system.ids, axis=1)
 
     _, g_dot = jax.jvp(chosen, (net,), (tangents[0],))

@@ -151,6 +151,29 @@ def test_jvp_and_grad_match_finite_differences(d, widths, seed):
     assert abs(lhs - float(np.sum(w * jvp))) <= 1e-9 * max(1.0, abs(lhs))
 
 
+def test_second_derivatives_through_the_implicit_rule():
+    """The custom JVP rule is itself differentiable: the Hessian of a loss over the vertices w.r.t. the
+    first-layer weights (which move the normals, hence ``M``) matches central differences of its
+    gradient."""
+    net = random_net(2, (6,), 0)
+    c = jaxpoly.extract(net, (-1.0, 1.0))
+    system = g.vertex_system(c)
+    k0, b0, k1, b1 = net.stages[0].kernels[0], net.stages[0].bias, net.output.kernels[0], net.output.bias
+
+    def loss(w):
+        n = g.network_from_params([w.reshape(k0.shape), k1], [b0, b1])
+        return jnp.sum(jnp.sin(3.0 * g.vertex_positions(n, system)))
+
+    w0 = jnp.asarray(k0).reshape(-1)
+    hess = np.asarray(jax.hessian(loss)(w0))
+    grad = jax.grad(loss)
+    eps = 1e-5
+    fd = np.stack([(np.asarray(grad(w0.at[i].add(eps))) - np.asarray(grad(w0.at[i].add(-eps)))) / (2 * eps)
+                   for i in range(w0.shape[0])])
+    assert np.abs(hess).max() > 1e-2
+    assert np.abs(hess - fd).max() <= 1e-6 * np.abs(hess).max()
+
+
 def test_jacobian_single_parameters_every_layer():
     """``jax.jacobian`` w.r.t. the Network: one entry per layer (first-layer weight, hidden bias,
     output weight), each against central differences; deep vertices depend on the first layer."""
