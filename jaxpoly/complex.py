@@ -71,7 +71,8 @@ def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sk[new], inv
 
 
-def _count_faces(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, nflip: int) -> int:
+def _count_faces(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, nflip: int,
+                 flips: np.ndarray | None = None) -> int:
     """Number of distinct faces around the edges with ``nflip`` zeros flipped (see :func:`_flip_keys`).
 
     Counts the distinct values of each hash word separately with a plain sort of one word (an order of
@@ -82,22 +83,24 @@ def _count_faces(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int,
     """
     counts = []
     for w in range(eh.shape[1]):
-        keys, _ = _flip_keys(eh[:, w : w + 1], ez, r[:, w : w + 1], num_facets, nflip, with_edges=False)
+        fw = None if flips is None else flips[:, w : w + 1]
+        keys, _ = _flip_keys(eh[:, w : w + 1], ez, r[:, w : w + 1], num_facets, nflip, with_edges=False, flips=fw)
         keys = np.sort(keys[:, 0])
         counts.append(int(np.count_nonzero(keys[1:] != keys[:-1])) + int(len(keys) > 0))
         del keys
     if len(set(counts)) == 1:
         return counts[0]
-    return len(_unique_keys(_flip_keys(eh, ez, r, num_facets, nflip)[0])[0])
+    return len(_unique_keys(_flip_keys(eh, ez, r, num_facets, nflip, flips=flips)[0])[0])
 
 
 def _flip_keys(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, nflip: int, *,
-               with_edges: bool = True):
+               with_edges: bool = True, flips: np.ndarray | None = None):
     """Keys of the faces around each edge with ``nflip`` of its zeros flipped to ``±``.
 
     Args:
       eh: ``(E, w) uint64`` edge hashes (``w`` words); ez: ``(E, d-1)`` edge zero sets; r: ``(M, w)``
-        hash multipliers.
+        hash multipliers; flips: in 2D, ``(E, w)`` the multiplier between each edge's two cells (``r[ez]``
+        unless a cut runs along the edge; see :attr:`Complex.edge_flip`).
     Returns ``keys (n, w) uint64`` and ``edge (n,)`` the edge each key came from (``None`` without
     ``with_edges``); flips that would leave the box (a facet to its outside) are omitted.
     """
@@ -108,7 +111,7 @@ def _flip_keys(eh: np.ndarray, ez: np.ndarray, r: np.ndarray, num_facets: int, n
             k = eh.copy()
             ok = np.ones(E, bool)
             for s, sign in zip(slots, signs):
-                rk = r[ez[:, s]]
+                rk = r[ez[:, s]] if flips is None else flips
                 k = k + rk if sign > 0 else k - rk
                 if sign < 0:
                     ok &= ez[:, s] >= num_facets
@@ -154,11 +157,35 @@ class Complex:
     has_level_set: bool
 
     @classmethod
-    def from_state(cls, *, net, lo, hi, level_set, x, vz, ends, ez, eh, hash_table, timings) -> "Complex":
+    def from_state(cls, *, net, lo, hi, level_set, x, vz, ends, ez, eh, hash_table, timings, em=None,
+                   ez2=None) -> "Complex":
         c = cls(x, ends.astype(np.int32), vz.astype(np.int32), ez.astype(np.int32), eh, lo, hi, net, level_set)
         object.__setattr__(c, "_hash_table", hash_table)
         object.__setattr__(c, "_timings", timings)
+        if em is not None and len(em) == len(ends):
+            object.__setattr__(c, "_edge_flip", np.asarray(em, np.uint64))
+            object.__setattr__(c, "_edge_zeros2", np.asarray(ez2, np.int32))
         return c
+
+    @property
+    def edge_flip(self) -> np.ndarray | None:
+        """2D only: ``(E, 2) uint64``, the hash multiplier between each edge's two cells (cell keys are
+        ``edge_hash ± edge_flip``). It is ``hash_table[edge_zeros[:, 0]]`` except on edges a later
+        hyperplane's cut runs along (a neuron that vanishes on a whole cell, e.g. a zero bias with all
+        inputs off): both cells then differ in that hyperplane's sign too. ``None`` for ``d != 2``."""
+        if self.dim != 2:
+            return None
+        em = getattr(self, "_edge_flip", None)
+        return self.hash_table[self.edge_zeros[:, 0]] if em is None else em
+
+    @property
+    def edge_zeros2(self) -> np.ndarray | None:
+        """2D only: ``(E,) int32`` the last hyperplane whose cut runs along each edge besides
+        ``edge_zeros`` (``-1``: none). ``None`` for ``d != 2``."""
+        if self.dim != 2:
+            return None
+        ez2 = getattr(self, "_edge_zeros2", None)
+        return np.full(self.num_edges, -1, np.int32) if ez2 is None else ez2
 
     @property
     def timings(self) -> dict:
@@ -220,7 +247,7 @@ class Complex:
             return (self.num_vertices, self.num_edges)
         f = [self.num_vertices, self.num_edges]
         for k in range(2, d + 1):
-            f.append(_count_faces(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, k - 1))
+            f.append(_count_faces(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, k - 1, self.edge_flip))
         return tuple(f)
 
     @property
@@ -241,9 +268,11 @@ class Complex:
         return vals if self.has_level_set else vals[:, :-1]
 
     def _hash_of_points(self, x: np.ndarray) -> np.ndarray:
-        """Sign-vector hashes ``(n, 2)`` of points strictly inside the box (facets count +)."""
+        """Sign-vector hashes ``(n, 2)`` of points strictly inside the box (facets count +; a neuron is
+        active where its value is ``> 0``, so an exact zero counts as ``-``, as inside a cell where the
+        neuron vanishes identically)."""
         vals = self._internal_values(x)
-        s = np.sign(vals).astype(np.int64)
+        s = np.where(vals > 0, 1, -1).astype(np.int64)
         r = self.hash_table
         d = self.dim
         rn = r[2 * d : 2 * d + vals.shape[1]]
@@ -261,7 +290,8 @@ class Complex:
             cell_keys = self.edge_hash.copy()
             edge_of = np.arange(self.num_edges)
         else:
-            cell_keys, edge_of = _flip_keys(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, d - 1)
+            cell_keys, edge_of = _flip_keys(self.edge_hash, self.edge_zeros, self.hash_table, 2 * d, d - 1,
+                                            flips=self.edge_flip)
         keys, inv = _unique_keys(cell_keys)
         R = len(keys)
         pairs = np.concatenate([
@@ -287,7 +317,9 @@ class Complex:
 
     def region_of(self, x: Any) -> np.ndarray:
         """Index into :attr:`regions` of the cell containing each point ``(n, d) -> (n,)``; ``-1`` for
-        points outside the box or exactly on a cell boundary."""
+        points outside the open box. A neuron counts as active where its value is ``> 0``, so a point
+        exactly on a boundary gets a cell on the boundary's inactive side (and a point inside a cell
+        where a neuron vanishes identically gets that cell)."""
         x = np.atleast_2d(np.asarray(x, np.float64))
         if x.ndim != 2 or x.shape[-1] != self.dim:
             raise InvalidArgumentError(f"points must have shape (n, {self.dim}), got {x.shape}")
@@ -296,8 +328,6 @@ class Complex:
         keys = self.regions.keys
         h = self._hash_of_points(x)
         inside = np.all((x > self.lo) & (x < self.hi), axis=1)
-        vals = self._internal_values(x)
-        inside &= np.all(vals != 0, axis=1)
         pos = np.searchsorted(_as_void(keys), _as_void(h))
         pos = np.minimum(pos, len(keys) - 1)
         found = inside & np.all(keys[pos] == h, axis=1)
@@ -326,12 +356,13 @@ class Complex:
 
     @property
     def vertex_signs(self) -> np.ndarray:
-        """``(V, H') int8`` in {-1, 0, +1}: each vertex's sign for every hyperplane (0 exactly on it).
+        """``(V, H') int8`` in {-1, 0, +1}: each vertex's sign for every hyperplane (0 on it; a vertex
+        where a neuron vanishes without its cut passing through counts as ``-``).
 
         Computed on demand (``V x H'`` bytes) from positions and the stored zero sets.
         """
         vals = self._internal_values(self.vertices)
-        s = np.sign(vals).astype(np.int8)
+        s = np.where(vals > 0, 1, -1).astype(np.int8)
         vh = self.vertex_hyperplanes
         rows = np.nonzero(vh >= 0)
         s[rows[0], vh[rows]] = 0
@@ -358,6 +389,8 @@ class Complex:
         lid = self.level_set_hyperplane
         vmask = np.any(self.vertex_zeros == lid, axis=1)
         emask = np.any(self.edge_zeros == lid, axis=1) if self.dim > 1 else np.zeros(self.num_edges, bool)
+        if self.dim == 2:
+            emask |= self.edge_zeros2 == lid
         vid = np.nonzero(vmask)[0]
         remap = np.full(self.num_vertices, -1, np.int64)
         remap[vid] = np.arange(len(vid))
@@ -396,6 +429,7 @@ class Complex:
             path, vertices=self.vertices, edges=self.edges, vertex_zeros=self.vertex_zeros,
             edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
             level_set=np.array(self.has_level_set), hash_table=self.hash_table, **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
+            **({"edge_flip": self.edge_flip, "edge_zeros2": self.edge_zeros2} if self.dim == 2 else {}),
         )
 
     @classmethod
@@ -410,6 +444,9 @@ class Complex:
         c = cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
                 data["lo"], data["hi"], net, bool(data["level_set"]))
         object.__setattr__(c, "_hash_table", data["hash_table"])
+        if "edge_flip" in data:
+            object.__setattr__(c, "_edge_flip", data["edge_flip"])
+            object.__setattr__(c, "_edge_zeros2", data["edge_zeros2"])
         return c
 
     def __repr__(self) -> str:

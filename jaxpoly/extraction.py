@@ -272,6 +272,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         net=net, lo=lo, hi=hi, level_set=level_set,
         x=np.asarray(state.x[:nv]), vz=np.asarray(state.vz[:nv]), ends=np.asarray(state.ends[:ne]),
         ez=np.asarray(state.ez[:ne]), eh=np.asarray(state.eh[:ne]), hash_table=r_np, timings=timings,
+        em=np.asarray(state.em[:ne]), ez2=np.asarray(state.ez2[:ne]),
     )
 
 

@@ -428,7 +428,9 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
         keep = net_ids < H  # the level set is not part of the pattern
         patterns[er[keep], net_ids[keep]] = True
         vals = vals_all[idx]
-        signs = np.sign(vals).astype(np.int8)
+        # A hyperplane that vanishes identically around a vertex (a zero bias with all inputs off) is
+        # zero there up to roundoff without passing through it: it must stay zero, like the vertex's own.
+        signs = np.where(np.abs(vals) <= 1e-12 * scale, 0, np.sign(vals)).astype(np.int8)
         signs[on[:, 2 * d :]] = 0
         if H and np.any((signs[:, :H] != 0) & ((signs[:, :H] > 0) != patterns)):
             raise JaxpolyError("internal consistency check failed: an edge's region disagrees with its "

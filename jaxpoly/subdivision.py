@@ -87,6 +87,10 @@ class State(NamedTuple):
     ez: jax.Array  # (Ec, d-1) int32
     eh: jax.Array  # (Ec, 2) uint64
     ne: jax.Array  # () int32
+    # d = 2 only (zero rows otherwise): each edge's two cells are ``eh ± em`` (``em = r[ez]`` unless a
+    # later hyperplane's cut runs along the edge: then its multiplier is added, and ``ez2`` names it).
+    em: jax.Array  # (Ec or 0, 2) uint64
+    ez2: jax.Array  # (Ec or 0,) int32
 
 
 def hash_table(num_hyperplanes: int, seed: int = 0) -> np.ndarray:
@@ -135,6 +139,8 @@ def init_box(lo: np.ndarray, hi: np.ndarray, r: np.ndarray, cap: Capacity, dtype
 
     vz_full = np.full((len(x), cap.zero_slots), -1, np.int32)
     vz_full[:, :d] = vz
+    rows2 = cap.edges if d == 2 else 0
+    em = r[ez[:, 0]] if d == 2 else np.zeros((0, 2), np.uint64)
     return State(
         x=jnp.asarray(pad(x.astype(dtype), cap.vertices, 0)),
         vz=jnp.asarray(pad(vz_full, cap.vertices, -1)),
@@ -143,6 +149,8 @@ def init_box(lo: np.ndarray, hi: np.ndarray, r: np.ndarray, cap: Capacity, dtype
         ez=jnp.asarray(pad(ez, cap.edges, -1)),
         eh=jnp.asarray(pad(eh, cap.edges, 0)),
         ne=jnp.asarray(ne, jnp.int32),
+        em=jnp.asarray(pad(em, rows2, 0)),
+        ez2=jnp.asarray(np.full((rows2,), -1, np.int32)),
     )
 
 
@@ -162,6 +170,8 @@ def grow(state: State, vals: jax.Array, cap: Capacity) -> tuple[State, jax.Array
         ez=pad(state.ez, cap.edges, -1),
         eh=pad(state.eh, cap.edges, 0),
         ne=state.ne,
+        em=pad(state.em, cap.edges, 0) if state.em.shape[0] else state.em,
+        ez2=pad(state.ez2, cap.edges, -1) if state.ez2.shape[0] else state.ez2,
     )
     return new, pad(vals, cap.vertices, 0)
 
@@ -336,22 +346,60 @@ def _compact_bits(words: jax.Array, size: int) -> tuple[jax.Array, jax.Array, ja
 # ----------------------------------------------------------------------------------------------------
 
 
-def _face_keys(eh: jax.Array, ez: jax.Array, r: jax.Array, num_facets: int):
+def _face_keys(eh: jax.Array, ez: jax.Array, rk: jax.Array, num_facets: int):
     """Keys of the 2-faces around edges: flip each of the ``d-1`` zeros to ``±``.
 
     Args:
-      eh: ``(K, 2) uint64`` edge hashes; ez: ``(K, d-1) int32`` edge zero sets.
+      eh: ``(K, 2) uint64`` edge hashes; ez: ``(K, d-1) int32`` edge zero sets; rk: ``(K, d-1, 2)
+      uint64`` the multiplier each flip adds (``r[ez]``; in 2D the edge's own ``em``).
     Returns:
       ``keys (K, d-1, 2, 2) uint64`` (edge, zero slot, sign ±, hash word) and ``ok (K, d-1, 2)``:
       false where the flip would leave the box (a facet flipped to its outside).
     """
-    rk = r[jnp.maximum(ez, 0)]  # (K, d-1, 2)
     plus = eh[:, None, :] + rk
     minus = eh[:, None, :] - rk
     keys = jnp.stack([plus, minus], axis=2)
     is_facet = ez < num_facets
     ok = jnp.stack([jnp.ones_like(is_facet), ~is_facet], axis=2)
     return keys, ok
+
+
+def _cut_along_edges(zero_v, pv, far, far_partner, first, n0: int, ok_h, any_zero):
+    """Where a 2D hyperplane's cut runs when it vanishes on edges (and possibly on whole cells).
+
+    The cut is the boundary of ``{z > 0}``: a neuron is active where its pre-activation is positive, so
+    a cell on which ``z`` vanishes identically (a zero bias with all inputs off) counts as negative.
+    Every (cell, vertex on h) pair of the grouping holds the far signs of the cell's two edges at the
+    vertex (0 for an edge in h): the cell is positive if one is ``+``, negative if one is ``-`` or both
+    are 0, and cut at the vertex if they are ``+`` and ``-``.
+
+    Args:
+      zero_v: ``(Vc,) bool`` vertices on h; pv, far, far_partner, first: the grouping's entries (vertex,
+        far sign, the partner's far sign, first of its pair); entries ``n0:`` are those of the edges in
+        h, ``(Hc, 2 ends, 2 cells)`` with validity ``ok_h``.
+    Returns:
+      ``on_h (Vc,)``: vertices the cut passes through (the others are strictly inside ``{z > 0}`` or
+      ``{z <= 0}``); ``sign (Hc,) int8`` of each edge in h (0: the cut runs along it); ``cut (Hc,)
+      int8``: for those, h's sign on the cell ``eh + em`` (else 0).
+    """
+    pair = first
+    pos = pair & ((far > 0) | (far_partner > 0))
+    neg = pair & ((far < 0) | (far_partner < 0) | ((far == 0) & (far_partner == 0)))
+
+    def mark(_):
+        Vc = zero_v.shape[0]
+        tgt = jnp.where(pair, pv, Vc)
+        has_pos = jnp.zeros(Vc, bool).at[jnp.where(pos, tgt, Vc)].set(True, mode="drop")
+        has_neg = jnp.zeros(Vc, bool).at[jnp.where(neg, tgt, Vc)].set(True, mode="drop")
+        return zero_v & has_pos & has_neg
+
+    on_h = jax.lax.cond(any_zero, mark, lambda _: zero_v, None)
+    cell = jnp.where(far_partner[n0:] != 0, far_partner[n0:], -1).reshape(ok_h.shape)[:, 0]  # end 0
+    ok0 = ok_h[:, 0]
+    sp = jnp.where(ok0[:, 0], cell[:, 0], cell[:, 1])
+    sm = jnp.where(ok0[:, 1], cell[:, 1], cell[:, 0])
+    along = sp != sm
+    return on_h, jnp.where(along, 0, sp).astype(jnp.int8), jnp.where(along, sp, 0).astype(jnp.int8)
 
 
 def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
@@ -417,10 +465,17 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     new_v = state.nv + jnp.arange(cap.splits, dtype=jnp.int32)  # ids of the split points
 
     eh_old = state.eh
+    two_d = d == 2
+
+    def flips(idx):
+        """``(n, d-1, 2)`` multipliers of the flips around edges ``idx``."""
+        return state.em[idx][:, None, :] if two_d else r[jnp.maximum(state.ez[idx], 0)]
+
+    on_h = zero_v  # the existing vertices that take h in their zero set
     if d > 1:
         # Crossing entries from split edges: every 2-face around a split edge is cut.
         ez_s = state.ez[sidx]
-        keys_s, ok_s = _face_keys(eh_old[sidx], ez_s, r, num_facets)
+        keys_s, ok_s = _face_keys(eh_old[sidx], ez_s, flips(sidx), num_facets)
         ok_s = ok_s & svalid[:, None, None]
         zs_s = jnp.broadcast_to(ez_s[:, None, None, :], ok_s.shape + (d - 1,))
         # The new edge lies in the 2-face (the edge's zeros minus the flipped one) and in h.
@@ -437,21 +492,41 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         zw, zsh = zidx >> 5, (zidx & 31).astype(jnp.uint32)
         far = jnp.where((esp_w[zw] >> zsh) & np.uint32(1) != 0, 1, -1).astype(jnp.int8)  # the other end
         ez_z = state.ez[zidx]
-        keys_z, ok_z = _face_keys(eh_old[zidx], ez_z, r, num_facets)
+        keys_z, ok_z = _face_keys(eh_old[zidx], ez_z, flips(zidx), num_facets)
         ok_z = ok_z & zvalid[:, None, None]
         shape_z = ok_z.shape
         k0 = jnp.where(ok_z, keys_z[..., 0], _U64_MAX).reshape(-1)
         k1 = jnp.where(ok_z, keys_z[..., 1], _U64_MAX).reshape(-1)
         pv = jnp.where(ok_z, jnp.broadcast_to(pz[:, None, None], shape_z), jnp.iinfo(jnp.int32).max).reshape(-1)
         farv = jnp.broadcast_to(far[:, None, None], shape_z).reshape(-1)
-        partner_z, bad_z = _pair_by_hash((k0, k1, pv), ok_z.reshape(-1))
-        nz = k0.shape[0]
-        first = (partner_z > jnp.arange(nz))
-        cross = first & (farv * farv[jnp.maximum(partner_z, 0)] < 0)
         zs_z = jnp.broadcast_to(ez_z[:, None, None, :], shape_z + (d - 1,))
         zs_z = jnp.where(flipped, hid, zs_z).reshape(-1, d - 1)
+        ok_zf = ok_z.reshape(-1)
+        if two_d:
+            # Edges lying in h (both ends on it) join the grouping with far sign 0, from both ends: every
+            # cell around a vertex on h then has its two edges there. See _cut_along_edges.
+            hidx, hvalid, Hcount = _compact_bits(in_h_w, cap.zero_edges)
+            new_flags |= jnp.where(Hcount > cap.zero_edges, FLAG_ZERO_EDGES, 0)
+            keys_h, ok_h = _face_keys(eh_old[hidx], state.ez[hidx], flips(hidx), num_facets)
+            ok_h = jnp.broadcast_to((ok_h[:, 0] & hvalid[:, None])[:, None, :], (cap.zero_edges, 2, 2))
+            kh = jnp.broadcast_to(keys_h[:, 0][:, None], (cap.zero_edges, 2, 2, 2))
+            vh = jnp.broadcast_to(state.ends[hidx][:, :, None], ok_h.shape)
+            k0 = jnp.concatenate([k0, jnp.where(ok_h, kh[..., 0], _U64_MAX).reshape(-1)])
+            k1 = jnp.concatenate([k1, jnp.where(ok_h, kh[..., 1], _U64_MAX).reshape(-1)])
+            pv = jnp.concatenate([pv, jnp.where(ok_h, vh, jnp.iinfo(jnp.int32).max).reshape(-1)])
+            farv = jnp.concatenate([farv, jnp.zeros((ok_h.size,), farv.dtype)])
+            zs_z = jnp.concatenate([zs_z, jnp.full((ok_h.size, 1), hid, zs_z.dtype)])
+            ok_zf = jnp.concatenate([ok_zf, ok_h.reshape(-1)])
+        partner_z, bad_z = _pair_by_hash((k0, k1, pv), ok_zf)
+        nz = k0.shape[0]
+        first = (partner_z > jnp.arange(nz))
+        far_partner = farv[jnp.maximum(partner_z, 0)]
+        cross = first & (farv * far_partner < 0)
         keys_zc = jnp.stack([k0, k1], axis=-1)
         ver_z = pv
+        if two_d:
+            on_h, h_sign, h_cut = _cut_along_edges(zero_v, pv, farv, far_partner, first, nz - ok_h.size,
+                                                   ok_h, any_zero)
 
         # All crossing entries, grouped by face key: each cut face pairs exactly two crossing points.
         all_keys = jnp.concatenate([keys_s.reshape(-1, 2), keys_zc])
@@ -477,8 +552,9 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         cuts = K > 0
     # A hyperplane that cuts no face leaves the complex as it is; its sign on every face is then a
     # function of the other hyperplanes' signs (a duplicate, a box facet, a plane touching a vertex),
-    # so it is left out of the hashes. One that cuts and also contains an edge is unresolved.
-    new_flags |= jnp.where(jnp.any(in_h_w != 0) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
+    # so it is left out of the hashes. In d >= 3 one that cuts and also contains an edge is unresolved.
+    if not two_d:
+        new_flags |= jnp.where(jnp.any(in_h_w != 0) & cuts, FLAG_EDGE_IN_HYPERPLANE, 0)
 
     new_flags |= jnp.where(state.nv + K > Vc, FLAG_VERTICES, 0)
     new_flags |= jnp.where(state.ne + K + L > Ec, FLAG_EDGES, 0)
@@ -492,6 +568,16 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     # Edges: non-split edges take their sign; a split edge (p, q) becomes (p, m) plus a new (m, q).
     es_pos = ok & _unpack_bits(esp_w, Ec)
     es_neg = ok & _unpack_bits(esn_w, Ec)
+    em, ez2 = state.em, state.ez2
+    if two_d:
+        # Edges in h take the sign of their cells; an edge the cut runs along keeps 0 and adds h to the
+        # multiplier between its two cells (which differ in h's sign as well).
+        tgt_h = jnp.where(hvalid & ok, hidx, Ec)
+        es_pos = es_pos.at[tgt_h].set(h_sign > 0, mode="drop")
+        es_neg = es_neg.at[tgt_h].set(h_sign < 0, mode="drop")
+        tgt_c = jnp.where(hvalid & ok & (h_cut != 0), hidx, Ec)
+        em = em.at[tgt_c].set(em[hidx] + _signed(jnp.broadcast_to(rh, (cap.zero_edges, 2)), h_cut), mode="drop")
+        ez2 = ez2.at[tgt_c].set(hid, mode="drop")
     eh = state.eh + jnp.where(es_pos[:, None], rh, jnp.where(es_neg[:, None], jnp.zeros_like(rh) - rh,
                                                              jnp.zeros_like(rh)))
     # The far endpoint of a split edge has the sign opposite to p's.
@@ -509,8 +595,10 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
     vz_s = vz_s.at[:, : d - 1].set(ez_s).at[:, d - 1].set(hid)
     # Existing vertices on h (if any) take it in their first free slot: elementwise, no scatter over Vc.
+    mark = jnp.where(ok, on_h, zero_v)  # a cut: only the vertices the cut passes through
+
     def put_h(vz):
-        return jnp.where(zero_v[:, None] & first_free(vz)[0], hid, vz)
+        return jnp.where(mark[:, None] & first_free(vz)[0], hid, vz)
 
     vz = jax.lax.cond(any_zero & (ok | touch_only), put_h, lambda vz: vz, state.vz)
     vz = vz.at[tgt_v].set(vz_s, mode="drop")
@@ -520,6 +608,9 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     tgt_e = jnp.where(okv, state.ne + jnp.arange(cap.splits, dtype=jnp.int32), Ec)
     ends = ends.at[tgt_e].set(jnp.stack([new_v, q], axis=1), mode="drop")
     ez = state.ez.at[tgt_e].set(ez_s, mode="drop")
+    if two_d:
+        em = em.at[tgt_e].set(state.em[sidx], mode="drop")
+        ez2 = ez2.at[tgt_e].set(state.ez2[sidx], mode="drop")
     eh = eh.at[tgt_e].set(eh_old[sidx] + _signed(jnp.broadcast_to(rh, (cap.splits, 2)), b_s), mode="drop")
     # Masks: the split points' sign words, then the codes of the changed and new edges.
     mpos, mneg = _pack_signs(valm, jnp.ones((cap.splits,), bool), tols)
@@ -536,10 +627,13 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         ends = ends.at[tgt_l].set(new_ends, mode="drop")
         ez = ez.at[tgt_l].set(new_ez, mode="drop")
         eh = eh.at[tgt_l].set(new_eh, mode="drop")
+        if two_d:
+            em = em.at[tgt_l].set(jnp.broadcast_to(rh, new_eh.shape), mode="drop")
+            ez2 = ez2.at[tgt_l].set(-1, mode="drop")
         u, w = new_ends[:, 0], new_ends[:, 1]
         codes_l = jnp.stack(_edge_codes(vpos[:, u], vneg[:, u], vpos[:, w], vneg[:, w]))
         codes = codes.at[:, :, tgt_l].set(codes_l, mode="drop")
-    state = State(x, vz, state.nv + jnp.where(ok, K, 0), ends, ez, eh, ne + jnp.where(ok, L, 0))
+    state = State(x, vz, state.nv + jnp.where(ok, K, 0), ends, ez, eh, ne + jnp.where(ok, L, 0), em, ez2)
     fresh_fail = (flags == 0) & (new_flags != 0) & ~all_zero
     failed_at = jnp.where(fresh_fail, j, failed_at)
     flags = jnp.where(flags == 0, jnp.where(all_zero, 0, new_flags), flags)

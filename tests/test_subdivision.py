@@ -236,17 +236,60 @@ def test_split_overflow_in_3d_grows_instead_of_reporting_degeneracy():
     assert sum(s["regrows"] for s in c.timings["stages"]) >= 3
 
 
-def test_output_vanishing_on_a_region_is_reported():
+def test_output_vanishing_on_a_region_2d():
     """y = relu(x1) - relu(x2) with zero output bias vanishes on the whole negative quadrant and changes
-    sign elsewhere; this version reports that instead of returning a complex that could be wrong. An
-    output that only touches zero (relu(x1) + relu(x2)) cuts nothing and is fine."""
+    sign elsewhere. The level set is the boundary of {y > 0}: the segment x1 = 0, x2 < 0 (between the
+    zero quadrant and y = x1 > 0) and the diagonal of the positive quadrant: 5 regions (hand count).
+    An output that only touches zero (relu(x1) + relu(x2)) cuts nothing."""
     W = np.eye(2)
     cross = jaxpoly.from_arrays([W, np.array([[1.0], [-1.0]])], [np.zeros(2), np.zeros(1)])
-    with pytest.raises(jaxpoly.DegenerateError, match="level set"):
-        extract(cross, (-1, 1))
+    c = extract(cross, (-1, 1))
+    assert c.f_vector == (9, 13, 5) and c.euler_characteristic == 1  # 4 corners, 4 axis ends, origin
+    mesh = c.level_set()
+    segs = {tuple(sorted(map(tuple, np.round(mesh.vertices[s], 12)))) for s in mesh.edges}
+    assert segs == {((0.0, -1.0), (0.0, 0.0)), ((0.0, 0.0), (1.0, 1.0))}
+    # every region's pattern (x1 > 0, x2 > 0, y > 0), and the zero quadrant's points find their region
+    pats = {tuple(p) for p in np.asarray(c.regions.patterns)}
+    assert pats == {(False, False, False), (True, False, True), (False, True, False), (True, True, True),
+                    (True, True, False)}
+    assert np.all(c.region_of([[-0.5, -0.5], [0.5, -0.5], [0.6, 0.2], [0.2, 0.6], [-0.5, 0.5]]) >= 0)
     assert extract(cross, (-1, 1), level_set=False).num_regions == 4
     touch = jaxpoly.from_arrays([W, np.ones((2, 1))], [np.zeros(2), np.zeros(1)])
     assert extract(touch, (-1, 1)).num_regions == 4
+
+
+def test_output_vanishing_on_a_region_3d_is_reported():
+    """The same network extruded to 3D puts three planes through the x3 axis (a pencil): not resolved
+    in d >= 3 yet, so it is reported instead of returning a complex that could be wrong."""
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    cross = jaxpoly.from_arrays([W, np.array([[1.0], [-1.0]])], [np.zeros(2), np.zeros(1)])
+    with pytest.raises(jaxpoly.DegenerateError, match="level set"):
+        extract(cross, (-1, 1))
+
+
+@pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
+def test_zero_bias_networks_2d(widths, seed):
+    """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole
+    cells where their inputs are all off. The complex agrees with the LP search region by region, is a
+    complex in the box (Euler 1), certifies its regions, and every sampled pattern is one of them."""
+    rng = np.random.default_rng(seed)
+    sizes = [2, *widths, 1]
+    net = jaxpoly.from_arrays([rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(sizes, sizes[1:])],
+                              [np.zeros(b) for b in sizes[1:]])
+    c = extract(net, (-1, 1))
+    assert c.euler_characteristic == 1
+    got = {p.tobytes() for p in np.asarray(c.regions.patterns)}
+    want = {p.tobytes() for p in np.asarray(jaxpoly.enumerate_regions(net, (-1, 1), level_set=True).patterns)}
+    assert got == want
+    pats = jaxpoly.sample_regions(net, (-1, 1), 20_000, key=jax.random.PRNGKey(seed), level_set=True)
+    assert {p.tobytes() for p in np.asarray(pats)} <= got
+    x = np.random.default_rng(seed).uniform(-1, 1, (2000, 2))
+    assert np.all(c.region_of(x) >= 0)
+    mesh = c.level_set()
+    assert np.abs(np.asarray(net(mesh.vertices))).max() <= 1e-9
+    # the differentiable positions reproduce the vertices, and the combinatorics hold at these weights
+    assert np.abs(np.asarray(jaxpoly.vertex_positions(net, c)) - c.vertices).max() <= 1e-10
+    assert not jaxpoly.is_stale(net, c)
 
 
 # -- bad input ---------------------------------------------------------------------------------------
