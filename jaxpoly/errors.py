@@ -53,7 +53,8 @@ class CapacityError(JaxpolyError, MemoryError):
 
 class DegenerateError(JaxpolyError, ArithmeticError):
     """The arrangement is non-generic in a way this engine cannot resolve exactly (for example a
-    hyperplane that contains an edge of the complex in dimension >= 3). Raised instead of returning a
+    hyperplane that contains an edge of the complex in dimension >= 3, as a neuron that vanishes on a
+    whole region and cuts elsewhere does). Raised instead of returning a
     complex that could be wrong."""
 
 

@@ -25,6 +25,13 @@ points pairwise inside every 2-face the hyperplane cuts. Crossing points of a cu
 split points or existing vertices on the hyperplane (exact zeros: degenerate input such as a line
 through an existing vertex); each emits the key of the 2-face, and keys are grouped by sorting. Every
 cut 2-face must yield exactly two crossing points; anything else is reported, never dropped.
+
+A neuron is active where its pre-activation is ``> 0``, so a hyperplane's cut is the boundary of
+``{z > 0}``. That matters when ``z`` vanishes on whole cells (a zero bias with every input off, as in
+freshly initialised networks): such a cell counts as negative, and the cut may run along existing
+edges. In 2D (:func:`_cut_along_edges`) every edge stores the multiplier ``em`` between its two cells,
+so an edge the cut runs along adds the hyperplane to it; in d >= 3 the faces around such an edge
+need not be products of flips (three planes through a line), and the step reports it.
 """
 
 from __future__ import annotations
@@ -52,9 +59,10 @@ FLAG_NAMES = {
     FLAG_SPLITS: "splits per hyperplane",
     FLAG_ZERO_EDGES: "edges at exact-zero vertices",
     FLAG_ZERO_SLOTS: "hyperplanes through one vertex",
-    FLAG_EDGE_IN_HYPERPLANE: ("it vanishes on an edge of the complex while cutting elsewhere (it vanishes "
-                              "on a whole region, e.g. zero bias with all inputs off, or meets another "
-                              "hyperplane along a line in d >= 3)"),
+    FLAG_EDGE_IN_HYPERPLANE: ("in d >= 3 it vanishes on an edge of the complex while cutting elsewhere "
+                              "(it vanishes on a whole region, e.g. zero bias with all inputs off, as in "
+                              "freshly initialised networks, or meets another hyperplane along a line); "
+                              "2D slices and enumerate_regions handle this"),
     FLAG_PAIRING: "a cut 2-face without exactly two crossing points",
 }
 CAPACITY_FLAGS = FLAG_VERTICES | FLAG_EDGES | FLAG_SPLITS | FLAG_ZERO_EDGES | FLAG_ZERO_SLOTS

@@ -8,14 +8,26 @@ jax.config.update("jax_enable_x64", True)
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
+_MAPS_LIMIT = 50_000  # below Linux's default vm.max_map_count (65,530)
 
-@pytest.fixture(autouse=True, scope="module")
+
+def _num_mappings() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux
+        return 0
+
+
+@pytest.fixture(autouse=True)
 def _release_compiled_kernels():
-    """Drop JAX's compiled executables after each test module.
+    """Drop JAX's compiled executables once the process holds many memory mappings.
 
     Every executable keeps LLVM code sections mapped; the whole suite compiles several hundred kernels
-    (every capacity bucket, dtype and option), which exhausted ``vm.max_map_count`` (65,530 mappings)
-    and aborted XLA with "Unable to allocate section memory" in a late test.
+    (every capacity bucket, dtype and option), which exhausted ``vm.max_map_count`` and aborted XLA with
+    "Unable to allocate section memory" in a late test. Clearing only when needed keeps the kernels that
+    neighbouring tests share.
     """
     yield
-    jax.clear_caches()
+    if _num_mappings() > _MAPS_LIMIT:
+        jax.clear_caches()
