@@ -1,4 +1,4 @@
-"""Validation of the box ``(lo, hi)`` every engine works in."""
+"""Validation of the box ``(lo, hi)`` every engine works in, and of query points in it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxpoly.errors import InvalidBoundsError
+from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError
 
-__all__ = ["as_box"]
+__all__ = ["as_box", "as_points"]
 
 
 def as_box(bounds: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,3 +39,14 @@ def as_box(bounds: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray]:
             f"empty or inverted box: lo[{i}] = {lo[i]:g} >= hi[{i}] = {hi[i]:g}; every coordinate needs lo < hi"
         )
     return lo, hi
+
+
+def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
+    """Query points ``x (..., d)`` (``(n, d)`` with ``rows``) as finite float64, or
+    :class:`InvalidArgumentError`."""
+    x = np.asarray(x, np.float64)
+    if x.ndim == 0 or x.shape[-1] != d or (rows and x.ndim != 2):
+        raise InvalidArgumentError(f"points must have shape ({'n' if rows else '...'}, {d}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise InvalidArgumentError("points contain NaN or inf")
+    return x

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, JaxpolyError
+from jaxpoly.bounds import as_points
+from jaxpoly.errors import JaxpolyError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
@@ -320,11 +321,7 @@ class Complex:
         points outside the open box. A neuron counts as active where its value is ``> 0``, so a point
         exactly on a boundary gets a cell on the boundary's inactive side (and a point inside a cell
         where a neuron vanishes identically gets that cell)."""
-        x = np.atleast_2d(np.asarray(x, np.float64))
-        if x.ndim != 2 or x.shape[-1] != self.dim:
-            raise InvalidArgumentError(f"points must have shape (n, {self.dim}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise InvalidArgumentError("points contain NaN or inf")
+        x = as_points(np.atleast_2d(np.asarray(x, np.float64)), self.dim, rows=True)
         keys = self.regions.keys
         h = self._hash_of_points(x)
         inside = np.all((x > self.lo) & (x < self.hi), axis=1)

@@ -15,6 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.bounds import as_points
 from jaxpoly.errors import InvalidArgumentError
 from jaxpoly.files import read_npz
 from jaxpoly.network import Network
@@ -111,12 +112,8 @@ class Regions:
         in freshly initialised networks), and an adjacent region for a point exactly on a boundary.
         """
         net = self._net(net)
-        x = np.asarray(x, np.float64)
         d = np.shape(self.lo)[0]
-        if x.ndim == 0 or x.shape[-1] != d:
-            raise InvalidArgumentError(f"points must have shape (..., {d}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise InvalidArgumentError("points contain NaN or inf")
+        x = as_points(x, d)
         flat = x.reshape(-1, d)
         vals = np.asarray(net.hyperplane_values(jnp.asarray(flat)))
         if self.level_set:

@@ -603,7 +603,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
     vz_s = vz_s.at[:, : d - 1].set(ez_s).at[:, d - 1].set(hid)
     # Existing vertices on h (if any) take it in their first free slot: elementwise, no scatter over Vc.
-    mark = jnp.where(ok, on_h, zero_v)  # a cut: only the vertices the cut passes through
+    mark = jnp.where(ok, on_h, zero_v) if two_d else zero_v  # 2D cut: only the vertices it passes through
 
     def put_h(vz):
         return jnp.where(mark[:, None] & first_free(vz)[0], hid, vz)
