@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import time
 
 import jax
@@ -43,6 +42,8 @@ import jax.numpy as jnp  # noqa: E402
 import jaxpoly as jp  # noqa: E402
 from jaxpoly import enumeration, oracle  # noqa: E402
 from jaxpoly.enumeration import enumerate_regions, sample_regions  # noqa: E402
+
+from common import device_info, peak_memory  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOUNDS = (-1.0, 1.0)
@@ -61,7 +62,7 @@ def random_net(seed: int, d: int, widths: tuple[int, ...], slope: float = 0.1) -
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return peak_memory()["peak_rss_mib"]
 
 
 def machine() -> dict:
@@ -71,7 +72,7 @@ def machine() -> dict:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": model,
             "jax": jax.__version__, "numpy": np.__version__, "devices": [str(d) for d in jax.devices()],
-            "loadavg_start": os.getloadavg()}
+            "loadavg_start": os.getloadavg(), **device_info()}
 
 
 @contextlib.contextmanager
@@ -103,7 +104,7 @@ def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=Non
             "lps": s["lps"], "lps_per_region": s["lps"] / max(len(R), 1), "lp_fallbacks": s["lp_fallbacks"],
             "rays": s["rays"], "vertices": s.get("vertices", 0), "vertex_systems": s.get("vertex_systems", 0),
             "cells_all_levels": s["cells"], "max_regions": max_regions, "batch_size": batch_size,
-            "peak_rss_mib": peak_rss_mib()}
+            **peak_memory()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def main() -> None:
                 "regions_per_s": len(R) / wall, "us_per_region": 1e6 * wall / len(R), "lps": R.stats["lps"],
                 "vertices": R.stats.get("vertices", 0), "vertex_systems": R.stats.get("vertex_systems", 0),
                 "facets_per_region": float(np.diff(R.facet_ptr).mean()), "adjacent_pairs": int(len(R.adjacency)),
-                "peak_rss_mib": peak_rss_mib()}
+                **peak_memory()}
         with lp_search_only():
             search = timed_enumeration(net4, max_regions=args.search_regions, batch_size=B)
         save("w64_d4", {"d": 4, "widths": [64], "activation": "leaky_relu(0.1)", "enumerate": full,

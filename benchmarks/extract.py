@@ -47,6 +47,7 @@ def run_case(case: str, repeat: int, dtype: str) -> dict:
     import numpy as np
 
     import jaxpoly
+    from common import peak_memory
 
     jax.config.update("jax_enable_x64", True)
     compile_events: dict[str, float] = {}
@@ -79,6 +80,7 @@ def run_case(case: str, repeat: int, dtype: str) -> dict:
         "vertices_per_s": c.num_vertices / (min(warm) if warm else cold - cold_compile),
         "f_vector_s": fvec_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **{k: v for k, v in peak_memory().items() if k != "peak_rss_mib"},
         "stages": c.timings.get("stages", []),
     }
     if level_set:
@@ -104,6 +106,7 @@ def main() -> None:
         print(json.dumps(run_case(args.child, args.repeat, args.dtype)))
         return
     import jax
+    from common import device_info
 
     results = []
     for case in args.cases:
@@ -119,7 +122,7 @@ def main() -> None:
               f"warm={res['warm_s'] if res['warm_s'] is not None else float('nan'):8.3f}s cold={res['cold_s']:7.2f}s "
               f"{res['vertices_per_s']:>12,.0f} V/s peak={res['peak_rss_mb']:8.0f} MB", flush=True)
     meta = {"machine": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
+            "cpus": os.cpu_count(), "jax": jax.__version__, **device_info(),
             "date": time.strftime("%Y-%m-%d"),
             "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -45,6 +45,7 @@ def run(model: str, repeat: int) -> dict:
 
     import jaxpoly
     from jaxpoly import geometry as g
+    from common import device_info, peak_memory
 
     jax.config.update("jax_enable_x64", True)
     net = jaxpoly.load_model(model)
@@ -74,8 +75,8 @@ def run(model: str, repeat: int) -> dict:
         "ratio_extract_over_value_and_grad": ex_warm / g_warm,
         "ratio_extract_over_positions": ex_warm / p_warm,
         "ratio_extract_over_level_set_value_and_grad": ex_warm / lg_warm,
-        "repeat": repeat, "backend": jax.default_backend(), "platform": platform.platform(),
-        "jax": jax.__version__,
+        "repeat": repeat, "platform": platform.platform(), "jax": jax.__version__, **device_info(),
+        **peak_memory(),
     }
 
 

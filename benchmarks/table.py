@@ -25,6 +25,13 @@ def _fmt_s(x: float | None) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
+def _peak(r: dict) -> str:
+    host = f"{r['peak_rss_mb'] / 1024:.2f} GiB"
+    if "peak_device_mib" not in r:
+        return host
+    return f"{r['peak_device_mib'] / 1024:.2f} GiB GPU, {host} host"
+
+
 def extraction_table(*names: str) -> str:
     rows = ["| network | d | vertices | edges | regions | warm [s] | cold [s] | of which compile [s] | "
             "vertices/s | peak memory |",
@@ -40,7 +47,7 @@ def extraction_table(*names: str) -> str:
             rows.append(
                 f"| {r['case']} | {r['input_dim']} | {r['vertices']:,} | {r['edges']:,} | {r['regions']:,} | "
                 f"{_fmt_s(r['warm_s'])} | {_fmt_s(r['cold_s'])} | {_fmt_s(r['compile_s'])} | "
-                f"{r['vertices_per_s']:,.0f} | {r['peak_rss_mb'] / 1024:.2f} GiB |")
+                f"{r['vertices_per_s']:,.0f} | {_peak(r)} |")
     return "\n".join(rows)
 
 
@@ -66,4 +73,8 @@ def gradient_table(name: str = "gradient_cpu.json") -> str:
 if __name__ == "__main__":
     print(extraction_table("extract_cpu.json", "extract_8x32_cpu.json"))
     print()
+    print(extraction_table("extract_gpu.json", "extract_8x32_gpu.json"))
+    print()
     print(gradient_table())
+    print()
+    print(gradient_table("gradient_gpu.json"))

@@ -37,7 +37,6 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import os
 import time
 from typing import Any, Sequence
 
@@ -49,6 +48,7 @@ from jaxpoly import oracle
 from jaxpoly.bounds import as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
+from jaxpoly.memory import device_bytes
 from jaxpoly.network import Network, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 
@@ -66,13 +66,6 @@ def estimate_batch_bytes(d: int, num_hyperplanes: int, batch_size: int, rays: in
     M = 2 * d + num_hyperplanes
     per_cell = 8 * (4 * rays * M + 2 * M * M + 3 * num_hyperplanes * d + 6 * (2 * d + 4) * (M + 2 * d + 2) * (d + 1))
     return int(batch_size) * per_cell
-
-
-def _memory_limit() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def _levels(net: Network, level_set: bool) -> list[tuple[int, int]]:
@@ -642,7 +635,7 @@ def enumerate_regions(
         raise InvalidArgumentError(f"max_regions must be positive or None, got {max_regions!r}")
     sharding, batch_size = _resolve_sharding(devices, int(batch_size))
     Hp = net.num_hyperplanes + int(level_set)
-    need, limit = estimate_batch_bytes(d, Hp, batch_size, rays), _memory_limit()
+    need, limit = estimate_batch_bytes(d, Hp, batch_size, rays), device_bytes() // 2
     if need > limit:
         fit = max(1, batch_size * limit // need)
         raise CapacityError(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import time
 from typing import Any, Sequence
 
@@ -23,6 +22,7 @@ from jaxpoly import subdivision as sd
 from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError
+from jaxpoly.memory import device_bytes
 from jaxpoly.network import Network, restrict_to_plane, validate_network
 
 __all__ = ["extract", "DEFAULT_RTOL"]
@@ -133,7 +133,8 @@ def extract(
       capacity: initial vertex capacity (grown automatically; a hint to avoid recompiles).
       max_vertices: refuse to grow beyond this many vertices (default 2e8) with a
         :class:`~jaxpoly.CapacityError`.
-      max_memory: bytes the padded arrays may take (default 90% of physical memory); a growth beyond
+      max_memory: bytes the padded arrays may take (default 90% of the default device's memory:
+        physical memory on CPU, the allocator's limit on a GPU); a growth beyond
         it raises :class:`~jaxpoly.CapacityError` with the size reached, instead of swapping or being
         killed by the OS.
       rtol: the tolerance rule — a vertex lies on a hyperplane when the hyperplane's value there is at
@@ -168,7 +169,7 @@ def extract(
         raise InvalidArgumentError(f"rtol must be a small non-negative number (default 1e-13), got {rtol!r}")
     rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
     max_vertices = int(max_vertices or _MAX_VERTICES_DEFAULT)
-    max_memory = int(max_memory or 0.9 * _physical_memory())
+    max_memory = int(max_memory or 0.9 * device_bytes())
     d = net.input_dim
     lo, hi = as_box(bounds, d)
     H = net.num_hyperplanes
@@ -283,14 +284,6 @@ def _peak_rss_mb() -> float | None:
     except ImportError:
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _physical_memory() -> int:
-    """Bytes of physical memory on this host (8 GiB when the OS does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def _state_bytes(cap: sd.Capacity, d: int, width: int, itemsize: int) -> int:

@@ -71,3 +71,15 @@ def test_save_load_roundtrip_still_works(tmp_path, complex2, regions2, net2):
     assert c.f_vector == complex2.f_vector and len(r) == len(regions2)
     np.testing.assert_array_equal(r.index_of(regions2.witnesses), np.arange(len(regions2)))
     assert jax.random.PRNGKey(0).shape == (2,)
+
+
+def test_default_memory_limits_follow_the_device(monkeypatch, net2):
+    from jaxpoly import enumeration, extraction, memory
+
+    assert memory.device_bytes() == memory.host_bytes() > 0  # CPU backend: the host's memory
+    monkeypatch.setattr(extraction, "device_bytes", lambda: 1 << 20)
+    with pytest.raises(jaxpoly.CapacityError, match="max_memory"):
+        jaxpoly.extract(net2, (-0.5, 0.5))
+    monkeypatch.setattr(enumeration, "device_bytes", lambda: 1 << 20)
+    with pytest.raises(jaxpoly.CapacityError, match="batch_size"):
+        jaxpoly.enumerate_regions(net2, (-0.5, 0.5), batch_size=256)

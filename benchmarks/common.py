@@ -1,0 +1,23 @@
+"""What every benchmark records besides its timings: the device it ran on and its peak memory."""
+
+from __future__ import annotations
+
+import resource
+
+import jax
+
+
+def device_info() -> dict:
+    """The default JAX backend and device, e.g. ``{"backend": "gpu", "device_kind": "NVIDIA H200"}``."""
+    dev = jax.devices()[0]
+    return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "num_devices": jax.device_count()}
+
+
+def peak_memory() -> dict:
+    """Peak host RSS of this process (MiB) and, on an accelerator, the device allocator's peak (MiB)."""
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        out["peak_device_mib"] = stats.get("peak_bytes_in_use", 0) / 2**20
+    return out

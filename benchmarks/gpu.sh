@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The GPU figures of the README: the same benchmarks on a machine whose JAX has a CUDA backend.
+#   bash benchmarks/gpu.sh OUT_DIR check      # device, a GPU run of the exactness tests, extraction, gradient
+#   bash benchmarks/gpu.sh OUT_DIR large      # 3_8x32 complete, enumeration
+# Each step has its own time limit; a step that fails leaves its log in OUT_DIR and the next one runs.
+set -u
+out=${1:?OUT_DIR}; part=${2:-check}
+cd "$(dirname "$0")/.."
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+py=${PYTHON:-python3}
+mkdir -p "$out"
+step() { local secs=$1 name=$2; shift 2; echo "== $name"; timeout "$secs" "$@" 2>&1 | tee "$out/$name.log" | tail -n 25; }
+if [ "$part" = check ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  $py -c "import jax; print('jax', jax.__version__, jax.devices())"
+  step 200 tests $py -m pytest -q -x -p no:cacheprovider tests/test_subdivision.py tests/test_enumeration.py \
+    -k "bunny_counts or closed_form or zero_bias or four_lines or lp_reference or multilayer_matches or bunny_2d or subset_count"
+  step 220 extract $py benchmarks/extract.py --repeat 3 --out "$out/extract_gpu.json"
+  step 90 gradient $py benchmarks/gradient.py --out "$out/gradient_gpu.json"
+else
+  step 200 extract_8x32 $py benchmarks/extract.py --cases bunny-3d-8x32 --repeat 1 --out "$out/extract_8x32_gpu.json"
+  step 360 enumerate $py benchmarks/enumerate.py --baseline-seconds 20 --out "$out/enumerate_gpu.json" \
+    --plot "$out/enumerate_dscaling_gpu.png"
+fi
