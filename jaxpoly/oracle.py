@@ -14,6 +14,8 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
    LP-free certificates (:func:`cheap_certificates`): the foot point of the witness on each row
    (a "normal ray") certifies a facet the same way; a row that misses the simplex bounded by the
    ``d + 1`` rows nearest the witness misses the cell: certified redundant.
+   Walks (:func:`walk_certificates`, in high dimension): from the foot point on each undecided row,
+   relaxation steps inside that row's hyperplane look for a point strictly inside every other row.
 3. The cell's bounding box (``2 d`` LPs, only for cells with undecided rows): a constraint whose
    hyperplane misses it is certified redundant.
 4. Every constraint still undecided gets the redundancy LP ``max a_k · y`` over the cell with row ``k``
@@ -40,6 +42,7 @@ __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "
 
 _CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
+_WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
 
 
 class CellRows(NamedTuple):
@@ -192,6 +195,70 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
     return facet, redundant
 
 
+@functools.partial(jax.jit, static_argnames=("steps",))
+def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, rows: jax.Array,
+                      margin: jax.Array, *, steps: int) -> jax.Array:
+    """Facets certified by a walk on each undecided row's hyperplane: ``(B, K) bool`` for ``rows``.
+
+    For row ``k`` the walk starts at the foot point of ``y0`` on the hyperplane and repeatedly moves,
+    within the hyperplane, until no other row has a slack below ``_WALK_TARGET`` times the cell's
+    inradius (the relaxation method of Agmon and Motzkin; a larger level zigzags less than one just
+    above ``margin``). The slacks are updated through the Gram matrix, so a step costs ``O(M + d)`` per (cell, row) instead of
+    ``O(M d)``. The end point is then put back on the hyperplane and must keep a slack above
+    ``margin`` on every other active row (recomputed): the certificate of a ray's hit point. A walk
+    that does not get there decides nothing (the row goes to the LP).
+
+    Args:
+      A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` cell constraints (unit rows).
+      y0: ``(B, d)`` interior points; rows: ``(B, K) int32`` each cell's rows to try (``-1`` pads);
+      margin: ``()``; steps: the number of relaxation steps (static).
+    """
+    B, M, d = A.shape
+    ok = rows >= 0
+    k = jnp.maximum(rows, 0)
+    s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (B, M)
+    G = jnp.einsum("bmd,bjd->bmj", A, A)  # (B, M, M), symmetric
+    g = jnp.take_along_axis(G, k[..., None], axis=1)  # (B, K, M): a_k . a_j
+    own = jax.nn.one_hot(k, M, dtype=bool)  # (B, K, M)
+    others = active[:, None, :] & ~own
+    sk = jnp.take_along_axis(s0, k, axis=1)  # (B, K)
+    r = jnp.min(jnp.where(active, s0, jnp.inf), axis=1)
+    target = jnp.maximum(8.0 * margin, _WALK_TARGET * r)[:, None]
+    Ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (B, K, d)
+    bk = jnp.take_along_axis(b, k, axis=1)
+    # S[b, k, j]: slack of row j at walk k's point P[b, k] (updated through G, checked exactly below).
+    S = s0[:, None, :] - sk[..., None] * g
+    P = y0[:, None, :] + sk[..., None] * Ak
+    bi = jnp.arange(B)[:, None]
+
+    def step(carry):
+        i, _, S, P = carry
+        viol = jnp.where(others, S, jnp.inf)
+        j = jnp.argmin(viol, axis=-1)  # (B, K)
+        sj = jnp.min(viol, axis=-1)
+        gjk = jnp.take_along_axis(g, j[..., None], axis=-1)[..., 0]
+        denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
+        go = ok & (sj < target) & (denom > 1e-12)
+        t = jnp.where(go, (target - sj) / jnp.where(go, denom, 1.0), 0.0)
+        S = S + t[..., None] * (G[bi, j] - gjk[..., None] * g)
+        P = P - t[..., None] * (A[bi, j] - gjk[..., None] * Ak)
+        return i + 1, jnp.any(go), S, P
+
+    _, _, _, P = jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))
+    P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
+    slack = b[:, None, :] - jnp.einsum("bjd,bkd->bkj", A, P)
+    inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
+    return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
+
+
+def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
+    """``(B, K) int32``: each row of ``mask (B, M)``'s true columns, ``-1``-padded to a power of two."""
+    counts = mask.sum(axis=1)
+    K = min(1 << max(int(counts.max()) - 1, 0).bit_length(), mask.shape[1])
+    order = np.argsort(~mask, axis=1, kind="stable")[:, :K]
+    return np.where(np.arange(K)[None, :] < counts[:, None], order, -1).astype(np.int32)
+
+
 def _solve_robust(c, A, b, mask):
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
     and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
@@ -306,7 +373,7 @@ def _meets(A, b, active, upper, lower, tol):
 
 
 def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: jax.Array, *,
-                    tol: float, margin: float, delta: float, use_bbox: bool = True
+                    tol: float, margin: float, delta: float, use_bbox: bool = True, walk_steps: int = 0
                     ) -> tuple[np.ndarray, OracleCounters]:
     """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring).
 
@@ -324,6 +391,13 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
     undecided = active & ~hits & ~red
+    if walk_steps and undecided.any():
+        idx = _rows_per_cell(undecided)
+        walked = np.asarray(walk_certificates(rows.A, rows.b, rows.active, y0, jnp.asarray(idx),
+                                              jnp.asarray(margin), steps=walk_steps))
+        cell, slot = np.nonzero(walked)
+        hits[cell, idx[cell, slot]] = True
+        undecided &= ~hits
     lps = fbs = 0
     # the bounding box costs 2 d LPs: only worth it for cells with more undecided rows than that
     sel = np.flatnonzero(valid & (undecided.sum(axis=1) > 2 * witness.shape[1]))

@@ -387,3 +387,45 @@ def test_zero_bias_network_regions_match_sampling_and_queries():
     got = np.asarray(regions.patterns)[idx]
     want = np.concatenate([vals > 0, np.asarray(net(x))[:, :1] > 0], axis=1)
     np.testing.assert_array_equal(got, want)
+
+
+def test_walk_certificates_are_facets():
+    """Every row a walk certifies is a facet by HiGHS, and the walks find most facets."""
+    from scipy.optimize import linprog
+
+    from jaxpoly import oracle
+
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(7)
+    B, d, extra = 6, 12, 40
+    M = 2 * d + extra
+    A = np.zeros((B, M, d))
+    A[:, :d], A[:, d : 2 * d] = np.eye(d), -np.eye(d)
+    A[:, 2 * d :] = rng.standard_normal((B, extra, d))
+    A /= np.linalg.norm(A, axis=-1, keepdims=True)
+    b = np.concatenate([np.ones((B, 2 * d)), rng.uniform(0.2, 1.0, (B, extra))], axis=1)
+    active = np.ones((B, M), bool)
+    rows = np.tile(np.arange(M, dtype=np.int32), (B, 1))
+    walked = np.asarray(oracle.walk_certificates(A, b, active, np.zeros((B, d)), rows, np.asarray(1e-9),
+                                                 steps=d))
+    facets = np.zeros((B, M), bool)
+    for c in range(B):
+        for k in range(M):
+            bb = b[c].copy()
+            bb[k] += 1.0
+            r = linprog(-A[c, k], A_ub=A[c], b_ub=bb, bounds=[(None, None)] * d, method="highs")
+            facets[c, k] = -r.fun > b[c, k] + 1e-9
+    assert not (walked & ~facets).any()  # a certificate is never wrong
+    assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
+
+
+@pytest.mark.parametrize("d,n", [(3, 12), (4, 10)])
+def test_walks_in_the_search_keep_counts_exact(monkeypatch, d, n):
+    monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
+    monkeypatch.setattr(enumeration, "_WALK_MIN_DIM", 1)
+    rng = np.random.default_rng(d)
+    W, b = rng.standard_normal((d, n)), 1.2 * rng.standard_normal(n)
+    net = single_layer(W, b)
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    assert R.complete and len(R) == subset_count(W.T, b, -1.0, 1.0)
+    check_certificates(net, R)
