@@ -338,7 +338,7 @@ def _cmd_enumerate(args) -> int:
 
     if args.max_regions is not None and args.max_regions < 1:
         raise _UsageError(f"--max-regions must be positive, got {args.max_regions}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise _UsageError(f"--batch-size must be positive, got {args.batch_size}")
     net, bounds, plane, points = _prepare(args)
     if plane is not None:
@@ -545,7 +545,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="jaxpoly-out", help="output folder (regions.npz, summary.json)")
     q.add_argument("--level-set", action="store_true", help="split regions by the sign of the scalar output too")
     q.add_argument("--max-regions", type=int, default=None, metavar="N", help="stop after N regions (incomplete)")
-    q.add_argument("--batch-size", type=int, default=256, help="cells per compiled batch (default 256)")
+    q.add_argument("--batch-size", type=int, default=None,
+                   help="cells per compiled batch (default 256 on a CPU, 2048 on a GPU/TPU)")
     q.add_argument("--seed", type=int, default=0, help="ray and seed-point directions (default 0)")
     q.set_defaults(func=_cmd_enumerate)
 

@@ -58,6 +58,8 @@ log = logging.getLogger("jaxpoly")
 
 _SEED_CANDIDATES = 32
 _BBOX_MAX_DIM = 6
+_DEFAULT_BATCH_CPU = 256
+_DEFAULT_BATCH_ACCELERATOR = 2048
 # The walks on undecided rows' hyperplanes (oracle.walk_certificates) pay off in high dimension only,
 # where most rows of a cell are facets that rays miss (measured: 3.5x faster per region at d = 32,
 # 7 % at d = 16, slower at d = 8, where the rows the rays leave are mostly redundant).
@@ -595,7 +597,7 @@ def enumerate_regions(
     *,
     level_set: bool = False,
     max_regions: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     rays: int = 64,
     progress: bool = False,
     devices: Any = None,
@@ -611,7 +613,9 @@ def enumerate_regions(
         hyperplane, id ``H``).
       max_regions: stop after this many regions (``complete=False`` and a logged warning); an
         intermediate level also stops after this many cells (each holds at least one region).
-      batch_size: cells processed per step (the compiled kernels' static batch size).
+      batch_size: cells processed per step (the compiled kernels' static batch size). Default: 256
+        on a CPU, 2048 on a GPU/TPU (measured on an H200: 5x the regions per second of 256, whose
+        batches leave it waiting on the host), halved until a batch fits in memory.
       rays: ray directions shot from each cell's centre (the first ``2 d`` are the axes).
       progress: show a tqdm progress bar per level (cells found, rate, queue length); without tqdm,
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
@@ -636,14 +640,18 @@ def enumerate_regions(
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
     lo, hi = as_box(bounds, d)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise InvalidArgumentError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if not isinstance(rays, (int, np.integer)) or rays < 1:
         raise InvalidArgumentError(f"rays must be a positive integer, got {rays!r}")
+    Hp = net.num_hyperplanes + int(level_set)
+    if batch_size is None:
+        batch_size = _DEFAULT_BATCH_CPU if jax.devices()[0].platform == "cpu" else _DEFAULT_BATCH_ACCELERATOR
+        while batch_size > 16 and estimate_batch_bytes(d, Hp, batch_size, rays) > device_bytes() // 2:
+            batch_size //= 2
     if max_regions is not None and max_regions < 1:
         raise InvalidArgumentError(f"max_regions must be positive or None, got {max_regions!r}")
     sharding, batch_size = _resolve_sharding(devices, int(batch_size))
-    Hp = net.num_hyperplanes + int(level_set)
     need, limit = estimate_batch_bytes(d, Hp, batch_size, rays), device_bytes() // 2
     if need > limit:
         fit = max(1, batch_size * limit // need)

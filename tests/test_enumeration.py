@@ -429,3 +429,13 @@ def test_walks_in_the_search_keep_counts_exact(monkeypatch, d, n):
     R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
     assert R.complete and len(R) == subset_count(W.T, b, -1.0, 1.0)
     check_certificates(net, R)
+
+
+def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
+    net = mlp(2, 2, (4,))
+    fits_64 = 2 * enumeration.estimate_batch_bytes(2, net.num_hyperplanes, 64, 64) + 1
+    monkeypatch.setattr(enumeration, "device_bytes", lambda: fits_64)
+    with pytest.raises(jp.CapacityError, match="batch_size"):
+        enumerate_regions(net, (-1.0, 1.0), batch_size=256)
+    R = enumerate_regions(net, (-1.0, 1.0))  # the default: 256 on a CPU, halved to 64 here
+    assert R.complete and len(R) == len(enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH))
