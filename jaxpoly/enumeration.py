@@ -146,7 +146,7 @@ class _Ctx:
         g *= (0.9 * rng.random((_SEED_CANDIDATES - 1, 1)) ** (1 / self.d)) / np.linalg.norm(g, axis=1, keepdims=True)
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
-        self.stats = {"lps": 0, "lp_fallbacks": 0, "rays": 0, "cells": 0, "batches": 0,
+        self.stats = {"lps": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0, "cells": 0, "batches": 0,
                       "empty_cells": 0, "seed_failures": 0}
 
     def put(self, a: np.ndarray) -> jax.Array:
@@ -179,6 +179,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, stage: tuple[
     st["lps"] += n + cnt.lps
     st["lp_fallbacks"] += fb + cnt.fallbacks
     st["rays"] += cnt.rays
+    st["walk_facets"] += cnt.walk_facets
     st["batches"] += 1
     st["cells"] += int(good.sum())
     st["empty_cells"] += int((valid & ~good).sum())

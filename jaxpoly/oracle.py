@@ -66,6 +66,7 @@ class OracleCounters(NamedTuple):
     lps: int
     fallbacks: int
     rays: int
+    walk_facets: int = 0  # facets certified by walks (rows the rays and foot points left undecided)
 
 
 def _all_rows(net: Network, patterns: jax.Array, centre: jax.Array, level_set: bool):
@@ -391,12 +392,14 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
     undecided = active & ~hits & ~red
+    walk_facets = 0
     if walk_steps and undecided.any():
         idx = _rows_per_cell(undecided)
         walked = np.asarray(walk_certificates(rows.A, rows.b, rows.active, y0, jnp.asarray(idx),
                                               jnp.asarray(margin), steps=walk_steps))
         cell, slot = np.nonzero(walked)
         hits[cell, idx[cell, slot]] = True
+        walk_facets = len(cell)
         undecided &= ~hits
     lps = fbs = 0
     # the bounding box costs 2 d LPs: only worth it for cells with more undecided rows than that
@@ -421,4 +424,4 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
         # neighbour's own Chebyshev test, a dropped one could lose a region
         facets[cell, row] = ~solved | (excess > tol)
-    return facets, OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0])
+    return facets, OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0], walk_facets)

@@ -439,3 +439,17 @@ def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
         enumerate_regions(net, (-1.0, 1.0), batch_size=256)
     R = enumerate_regions(net, (-1.0, 1.0))  # the default: 256 on a CPU, halved to 64 here
     assert R.complete and len(R) == len(enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH))
+
+
+def test_high_dimension_with_walks_finds_every_pattern():
+    """d = 12 (the walks' regime): 10 generic hyperplanes whose common flat crosses the box cut it
+    into all 2^10 sign patterns; the walks certify facets, every region is certified."""
+    d, n = 12, 10
+    rng = np.random.default_rng(3)
+    W, b = rng.standard_normal((d, n)), 0.05 * rng.standard_normal(n)
+    net = single_layer(W, b)
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    assert R.complete and len(R) == 2**n
+    assert R.stats["walk_facets"] > 0
+    assert len({bytes(p) for p in np.packbits(R.patterns, axis=1)}) == 2**n
+    check_certificates(net, R)
