@@ -49,7 +49,7 @@ def _bucket(n: int) -> int:
 
 
 _CHUNK = 1 << 16
-_NARROW_BYTES = 256 << 20
+_NARROW_BYTES = 16 << 20
 
 
 def _chunked(fn, x: jax.Array) -> jax.Array:
@@ -72,6 +72,13 @@ def _values_from_input(net: Network, x: jax.Array, stage: int | None, width: int
         fn = lambda p: net.stage_hyperplane_values(p, stage)  # noqa: E731
     vals = _chunked(fn, x)
     return jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
+
+
+@jax.jit
+def _opposite_edges(ends: jax.Array, ne: jax.Array, v: jax.Array) -> jax.Array:
+    """How many of the ``ne`` edges have endpoint values ``v (Vc,)`` of strictly opposite signs."""
+    valid = jnp.arange(ends.shape[0]) < ne
+    return jnp.sum(valid & (v[ends[:, 0]] * v[ends[:, 1]] < 0), dtype=jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
@@ -213,8 +220,19 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         else:
             vals = _values_from_input(work_net, x, stage, W)
         prev = stage
-        if stage is None and vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
-            vals = vals[:, :1]  # the level set needs one column; on large complexes that frees gigabytes
+        if stage is None:
+            if vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
+                vals = vals[:, :1]  # the level set needs one column; on large complexes that frees gigabytes
+            # Its new vertices are the edges it splits: count them (an upper bound: no tolerance) and grow
+            # once now rather than overflow, grow and redo the step. About d - 1 new edges per split.
+            k = int(_opposite_edges(state.ends, state.ne, vals[:, 0]))
+            need_v, need_e = int(state.nv) + k, int(state.ne) + d * k + 1024
+            if need_v > cap.vertices or need_e > cap.edges or k > cap.splits:
+                new = sd.Capacity(max(cap.vertices, _bucket(need_v * 1.05)), max(cap.edges, _bucket(need_e)),
+                                  max(cap.splits, _bucket(k)), cap.zero_edges, cap.zero_slots)
+                _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
+                state, vals = sd.grow(state, vals, new)
+                cap = new
         start = 0
         grows = 0
         while True:

@@ -162,13 +162,15 @@ def init_box(lo: np.ndarray, hi: np.ndarray, r: np.ndarray, cap: Capacity, dtype
     )
 
 
+@functools.partial(jax.jit, static_argnames=("cap",))
 def grow(state: State, vals: jax.Array, cap: Capacity) -> tuple[State, jax.Array]:
-    """Copy ``state`` (and the stage's ``vals``) into arrays of the larger capacity ``cap``."""
+    """Copy ``state`` (and the stage's ``vals``) into arrays of the larger capacity ``cap`` (one pass
+    per array, compiled: padding eagerly costs a fill and a copy, several times slower on large states)."""
 
     def pad(a, rows, fill, cols=None):
-        shape = (rows,) + ((cols,) if cols is not None else a.shape[1:])
-        out = jnp.full(shape, fill, a.dtype)
-        return out.at[: a.shape[0], : a.shape[1]].set(a) if a.ndim == 2 else out.at[: a.shape[0]].set(a)
+        widths = [(0, rows - a.shape[0])] + ([(0, cols - a.shape[1])] if cols is not None else
+                                             [(0, 0)] * (a.ndim - 1))
+        return jnp.pad(a, widths, constant_values=np.array(fill, a.dtype))
 
     new = State(
         x=pad(state.x, cap.vertices, 0),
