@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu.sh OUT_DIR check      # device, a GPU run of the exactness tests, extraction, gradient
 #   bash benchmarks/gpu.sh OUT_DIR large      # 3_8x32 complete, enumeration
 #   bash benchmarks/gpu.sh OUT_DIR enumerate  # enumeration: d-scaling, and batch sizes 256 vs 2048
+#   bash benchmarks/gpu.sh OUT_DIR extract    # extraction only: the default cases and 3_8x32
 # Each step has its own time limit; a step that fails leaves its log in OUT_DIR and the next one runs.
 set -u
 out=${1:?OUT_DIR}; part=${2:-check}
@@ -18,6 +19,9 @@ if [ "$part" = check ]; then
     -k "bunny_counts or closed_form or zero_bias or four_lines or lp_reference or multilayer_matches or bunny_2d or subset_count"
   step 220 extract $py benchmarks/extract.py --repeat 3 --out "$out/extract_gpu.json"
   step 90 gradient $py benchmarks/gradient.py --out "$out/gradient_gpu.json"
+elif [ "$part" = extract ]; then
+  step 240 extract $py benchmarks/extract.py --repeat 3 --out "$out/extract_gpu.json"
+  step 150 extract_8x32 $py benchmarks/extract.py --cases bunny-3d-8x32 --repeat 1 --out "$out/extract_8x32_gpu.json"
 elif [ "$part" = enumerate ]; then
   step 200 batch2048 $py benchmarks/enumerate.py --only w64_d4,w64_d8,3x16_d6 --batch-size 2048 --max-regions 50000 \
     --out "$out/enumerate_b2048_gpu.json"
