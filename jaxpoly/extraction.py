@@ -49,6 +49,7 @@ def _bucket(n: int) -> int:
 
 
 _CHUNK = 1 << 16
+_VALUE_BLOCK = 1 << 13  # row block of _values_from_previous (capacities are multiples of it from 2^15 on)
 _NARROW_BYTES = 16 << 20
 
 
@@ -82,19 +83,20 @@ def _opposite_edges(ends: jax.Array, ne: jax.Array, v: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
-def _values_from_previous(net: Network, vals: jax.Array, prev: int, stage: int | None) -> jax.Array:
+def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None) -> jax.Array:
     """Hyperplane values of ``stage`` (``None``: the output) from the previous stage's values, when the
     stage reads only that stage: one affine map per vertex instead of a forward pass from the input.
 
     ``vals (Vc, W)`` holds the previous stage's values and is overwritten in place, block of rows by
-    block of rows, so no second ``(Vc, W)`` buffer is needed.
+    block of rows, so no second ``(Vc, W)`` buffer is needed; only the blocks holding the ``nv`` valid
+    rows are computed (the padding rows keep stale values, which nothing reads).
     """
     st_prev = net.stages[prev]
     m = st_prev.activation.num_breakpoints
     bp0 = st_prev.activation.breakpoints[0]
     st = net.output if stage is None else net.stages[stage]
     n, width = vals.shape
-    rows = _CHUNK if n % _CHUNK == 0 else n
+    rows = math.gcd(n, _VALUE_BLOCK)
 
     def fn(v):
         z = v[:, : st_prev.width * m : m] + bp0  # pre-activations from the first breakpoint's column
@@ -108,7 +110,7 @@ def _values_from_previous(net: Network, vals: jax.Array, prev: int, stage: int |
         block = jax.lax.dynamic_slice_in_dim(buf, i * rows, rows)
         return jax.lax.dynamic_update_slice_in_dim(buf, fn(block).astype(buf.dtype), i * rows, 0)
 
-    return jax.lax.fori_loop(0, n // rows, body, vals)
+    return jax.lax.fori_loop(0, (nv + rows - 1) // rows, body, vals)
 
 
 def extract(
@@ -216,7 +218,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         r = jnp.asarray(r_np)
         reads = net.output.sources if stage is None else net.stages[stage].sources
         if prev is not None and reads == (prev + 1,):
-            vals = _values_from_previous(work_net, vals, prev, stage)
+            vals = _values_from_previous(work_net, vals, state.nv, prev, stage)
         else:
             vals = _values_from_input(work_net, x, stage, W)
         prev = stage
