@@ -204,10 +204,10 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     For row ``k`` the walk starts at the foot point of ``y0`` on the hyperplane and repeatedly moves,
     within the hyperplane, until no other row has a slack below ``_WALK_TARGET`` times the cell's
     inradius (the relaxation method of Agmon and Motzkin; a larger level zigzags less than one just
-    above ``margin``). The slacks are updated through the Gram matrix, so a step costs ``O(M + d)`` per (cell, row) instead of
-    ``O(M d)``. The end point is then put back on the hyperplane and must keep a slack above
-    ``margin`` on every other active row (recomputed): the certificate of a ray's hit point. A walk
-    that does not get there decides nothing (the row goes to the LP).
+    above ``margin``). The slacks are updated through the Gram matrix, so a step costs ``O(M + d)``
+    per (cell, row) instead of ``O(M d)``. The end point is then put back on the hyperplane and must
+    keep a slack above ``margin`` on every other active row (recomputed): the certificate of a ray's
+    hit point. A walk that does not get there decides nothing (the row goes to the LP).
 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` cell constraints (unit rows).
@@ -383,6 +383,8 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
       U: ``(R, d)`` unit ray directions.
       tol: the exceedance that makes a row a facet; margin: see :func:`shoot_rays`; delta: how far a
         row is relaxed in the redundancy LP. LPs are solved ``B`` at a time.
+      use_bbox: filter undecided rows with the cells' bounding boxes (``2 d`` LPs per cell).
+      walk_steps: relaxation steps of :func:`walk_certificates` on the rows still undecided (0: none).
     """
     B = valid.shape[0]
     y0 = jnp.asarray(witness)
