@@ -83,3 +83,22 @@ def test_default_memory_limits_follow_the_device(monkeypatch, net2):
     monkeypatch.setattr(enumeration, "device_bytes", lambda: 1 << 20)
     with pytest.raises(jaxpoly.CapacityError, match="batch_size"):
         jaxpoly.enumerate_regions(net2, (-0.5, 0.5), batch_size=256)
+
+
+def test_device_memory_on_an_accelerator(monkeypatch):
+    from jaxpoly import memory
+
+    class FakeGPU:
+        platform = "gpu"
+
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    host = memory.host_bytes()
+    monkeypatch.setattr(memory.jax, "devices", lambda: [FakeGPU({"bytes_limit": 1 << 30})])
+    assert memory.device_bytes() == min(1 << 30, host)
+    monkeypatch.setattr(memory.jax, "devices", lambda: [FakeGPU(None)])  # no allocator statistics
+    assert memory.device_bytes() == host
