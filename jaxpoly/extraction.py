@@ -230,8 +230,10 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             k = int(_opposite_edges(state.ends, state.ne, vals[:, 0]))
             need_v, need_e = int(state.nv) + k, int(state.ne) + d * k + 1024
             if need_v > cap.vertices or need_e > cap.edges or k > cap.splits:
-                new = sd.Capacity(max(cap.vertices, _bucket(need_v * 1.05)), max(cap.edges, _bucket(need_e)),
-                                  max(cap.splits, _bucket(k)), cap.zero_edges, cap.zero_slots)
+                # (clamped to max_vertices: a level set that needs more overflows and _grown says so)
+                new = sd.Capacity(max(cap.vertices, min(_bucket(need_v * 1.05), max_vertices)),
+                                  max(cap.edges, _bucket(need_e)), max(cap.splits, _bucket(k)),
+                                  cap.zero_edges, cap.zero_slots)
                 _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
                 state, vals = sd.grow(state, vals, new)
                 cap = new

@@ -455,3 +455,19 @@ def test_kept_sign_masks_equal_rebuilt_masks(case, monkeypatch):
     rebuilt = extract(net, (-0.5, 0.5), **kwargs)
     for field in ("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash"):
         np.testing.assert_array_equal(getattr(kept, field), getattr(rebuilt, field), err_msg=field)
+
+
+def test_level_set_respects_max_vertices():
+    """The level set's growth before its step is clamped to max_vertices: past it, a CapacityError."""
+    from jaxpoly.extraction import _bucket
+
+    net = jaxpoly.load_model("bunny-2d-4x32")
+    v0 = extract(net, (-0.5, 0.5), level_set=False).num_vertices
+    v1 = extract(net, (-0.5, 0.5)).num_vertices
+    cap = _bucket(v0)
+    assert v0 <= cap < v1  # the hidden layers fit the first capacity bucket, the level set does not
+    assert extract(net, (-0.5, 0.5), level_set=False, capacity=v0, max_vertices=cap).num_vertices == v0
+    with pytest.raises(jaxpoly.CapacityError, match="max_vertices"):
+        extract(net, (-0.5, 0.5), capacity=v0, max_vertices=cap)
+    c = extract(net, (-0.5, 0.5), capacity=v0, max_vertices=v1 + 2)  # grows to at most v1 + 2
+    assert c.num_vertices == v1 and c.timings["stages"][-1]["capacity"][0] <= v1 + 2
