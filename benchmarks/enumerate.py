@@ -61,10 +61,6 @@ def random_net(seed: int, d: int, widths: tuple[int, ...], slope: float = 0.1) -
     return jp.Network(tuple(stages), out)
 
 
-def peak_rss_mib() -> float:
-    return peak_memory()["peak_rss_mib"]
-
-
 def machine() -> dict:
     model = ""
     with contextlib.suppress(OSError):

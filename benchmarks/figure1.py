@@ -25,7 +25,8 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from enumerate import BOUNDS, lp_search_only, machine, peak_rss_mib, random_net  # noqa: E402
+from common import peak_memory  # noqa: E402
+from enumerate import BOUNDS, lp_search_only, machine, random_net  # noqa: E402
 
 from jaxpoly import enumeration  # noqa: E402
 from jaxpoly.enumeration import enumerate_regions, sample_regions  # noqa: E402
@@ -120,7 +121,7 @@ def main() -> None:
         with lp_search_only():
             panel["exact_search"] = exact_curve(net, args.exact_seconds, args.batch_size)
         panel["sampling"] = sampling_curve(net, args.sample_seconds, args.sample_batch, args.max_samples)
-        panel["peak_rss_mib"] = peak_rss_mib()
+        panel.update(peak_memory())
         res["panels"].append(panel)
         print(d, {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)} if isinstance(v, dict) else v
                   for k, v in panel.items()}, flush=True)

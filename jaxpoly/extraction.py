@@ -210,6 +210,11 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     if level_set:
         plan.append((None, net.num_hyperplanes, 1))
     bar = _progress_bar(progress, len(plan))
+
+    def grow_to(state, vals, cap, new):
+        _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
+        return (*sd.grow(state, vals, new), new)
+
     prev, vals = None, None
     for stage, off, width in plan:
         t0 = time.perf_counter()
@@ -234,9 +239,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 new = sd.Capacity(max(cap.vertices, min(_bucket(need_v * 1.05), max_vertices)),
                                   max(cap.edges, _bucket(need_e)), max(cap.splits, _bucket(k)),
                                   cap.zero_edges, cap.zero_slots)
-                _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
-                state, vals = sd.grow(state, vals, new)
-                cap = new
+                state, vals, cap = grow_to(state, vals, cap, new)
         start = 0
         grows = 0
         while True:
@@ -254,9 +257,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             if not flags & sd.CAPACITY_FLAGS:  # an overflowing step's other flags saw truncated arrays
                 _raise_degenerate(flags, net, hyper, level_set and stage is None)
             new = _grown(cap, flags, state, max_vertices)
-            _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
-            state, vals = sd.grow(state, vals, new)
-            cap = new
+            state, vals, cap = grow_to(state, vals, cap, new)
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
@@ -272,9 +273,10 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         # Grow before the next stage when it is predicted not to fit. Growth ratios shrink from layer to
         # layer (8x32 bunny: 9.3, 3.8, 2.8, 2.5, 2.1, 2.2, 1.7), so the next ratio is predicted as this
         # one to the power 3/4 (scaled by the widths); an underestimate only costs a regrowth mid-stage.
-        # The first stage grows from the 2^d corners, no guide to the next: it grows on overflow.
+        # The first stage grows from the 2^d corners, no guide to the next: it grows on overflow. The level
+        # set grows at its start, from an exact count.
         nxt = plan.index((stage, off, width)) + 1
-        if 1 < nxt < len(plan):
+        if 1 < nxt < len(plan) and plan[nxt][0] is not None:
             ratio = max(nv2 / max(nv, 1), 1.0) ** (0.75 * plan[nxt][2] / max(width, 1))
             target = min(int(nv2 * ratio * 1.15) + 1024, max_vertices)
             new_edges = int(ne2 + (target - nv2) * d * 1.15)  # about d new edges per new vertex
@@ -284,9 +286,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 new = sd.Capacity(max(cap.vertices, _bucket(target)), max(cap.edges, _bucket(new_edges)),
                                   max(cap.splits, _bucket((target - nv2) // max(plan[nxt][2], 1) * 3)),
                                   cap.zero_edges, cap.zero_slots)
-                _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
-                state, vals = sd.grow(state, vals, new)
-                cap = new
+                state, vals, cap = grow_to(state, vals, cap, new)
     if bar is not None:
         bar.close()
     timings["total_seconds"] = time.perf_counter() - t_start
