@@ -67,8 +67,14 @@ def check_certificates(net: jp.Network, R: Regions) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("d,n", [(2, 16), (3, 12), (4, 10), (5, 9), (6, 8)])
-def test_single_layer_matches_subset_count(d, n):
+@pytest.mark.parametrize("d,n,walks", [(2, 16, False), (3, 12, False), (4, 10, False), (5, 9, False),
+                                         (6, 8, False), (3, 12, True), (4, 10, True)])
+def test_single_layer_matches_subset_count(monkeypatch, d, n, walks):
+    """With ``walks``: the LP search (vertex path off) with the walk certificates forced on in low
+    dimension, where they do not run by default."""
+    if walks:
+        monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
+        monkeypatch.setattr(enumeration, "_WALK_MIN_DIM", 1)
     rng = np.random.default_rng(d)
     W, b = rng.standard_normal((d, n)), 1.2 * rng.standard_normal(n)
     net = single_layer(W, b)
@@ -77,6 +83,7 @@ def test_single_layer_matches_subset_count(d, n):
     expected = subset_count(W.T, b, -1.0, 1.0)
     assert expected < binomial_count(n, d)  # some hyperplanes miss parts of the box
     assert len(R) == expected
+    assert (R.stats["walk_facets"] > 0) == walks
     check_certificates(net, R)
 
 
@@ -417,18 +424,6 @@ def test_walk_certificates_are_facets():
             facets[c, k] = -r.fun > b[c, k] + 1e-9
     assert not (walked & ~facets).any()  # a certificate is never wrong
     assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
-
-
-@pytest.mark.parametrize("d,n", [(3, 12), (4, 10)])
-def test_walks_in_the_search_keep_counts_exact(monkeypatch, d, n):
-    monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
-    monkeypatch.setattr(enumeration, "_WALK_MIN_DIM", 1)
-    rng = np.random.default_rng(d)
-    W, b = rng.standard_normal((d, n)), 1.2 * rng.standard_normal(n)
-    net = single_layer(W, b)
-    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
-    assert R.complete and len(R) == subset_count(W.T, b, -1.0, 1.0)
-    check_certificates(net, R)
 
 
 def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
