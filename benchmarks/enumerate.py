@@ -139,7 +139,8 @@ def naive_jax(net, *, seconds: float, batch_size: int = 256, max_regions: int = 
             act = np.asarray(rows.active) & good[:, None]
             act[:, : 2 * d] = False
             cell, row = np.nonzero(act)
-            excess, solved, _ = oracle.redundancy_lps(rows, cell, row, 2.0 * ctx.radius, batch_size)
+            excess, solved, _ = oracle.redundancy_lps(rows, cell, row, 2.0 * ctx.radius, batch_size,
+                                                        jnp.asarray(wit))
             lps += batch_size + len(cell)
             fac = (~solved) | (excess > ctx.tol)
             for c, r in zip(cell[fac], row[fac]):

@@ -2,19 +2,27 @@
 (``enumerate_regions``) against uniform sampling (``sample_regions``), one hidden leaky-ReLU layer of
 width 64 with random weights, box [-1, 1]^d, d = 4 and 8 (not a test).
 
+Each panel also carries an independent estimate of the total: a single layer in general position has
+``sum_k N_k`` regions in a box, ``N_k`` the number of k-subsets of its hyperplanes whose flat meets the
+open box; ``estimate_regions`` samples k-subsets (HiGHS decides each flat) and scales. In [-1, 1]^8 that
+total is about 2.7e8 regions, beyond any method's reach on this machine (days at the LP search's
+rate), so a third panel takes the same d = 8 network in the smaller box [-0.2, 0.2]^8, where the exact
+search finishes.
+
 Exact curves: the vertex path (d = 4: the whole arrangement at once, no LPs) and the LP search (a
 curve per batch; stopped by a KeyboardInterrupt after ``--exact-seconds``, which returns the regions
 certified so far with ``complete=False``). Sampling: batches of ``--sample-batch`` uniform points,
 distinct activation patterns so far, until the sampling budget is spent. Compile time is excluded
 (every kernel is warmed up first). Writes ``results/figure1.png`` and ``results/figure1.json``.
 
-    python benchmarks/figure1.py [--dims 4,8] [--exact-seconds 120] [--sample-seconds 60] [--replot]
+    python benchmarks/figure1.py [--panels 4:1,8:1,8:0.2] [--exact-seconds 120] [--sample-seconds 60] [--replot]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -26,7 +34,7 @@ jax.config.update("jax_enable_x64", True)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import peak_memory  # noqa: E402
-from enumerate import BOUNDS, lp_search_only, machine, random_net  # noqa: E402
+from enumerate import lp_search_only, machine, random_net  # noqa: E402
 
 from jaxpoly import enumeration  # noqa: E402
 from jaxpoly.enumeration import enumerate_regions, sample_regions  # noqa: E402
@@ -59,13 +67,13 @@ class _Recorder:
         pass
 
 
-def exact_curve(net, budget: float, batch_size: int) -> dict:
+def exact_curve(net, bounds, budget: float, batch_size: int) -> dict:
     old = enumeration._Progress
     enumeration._Progress = _Recorder
     try:
-        enumerate_regions(net, BOUNDS, max_regions=2 * batch_size, batch_size=batch_size, progress=True)  # warm
+        enumerate_regions(net, bounds, max_regions=2 * batch_size, batch_size=batch_size, progress=True)  # warm
         _Recorder.budget, _Recorder.curve, _Recorder.t0 = budget, [(0.0, 0)], time.perf_counter()
-        R = enumerate_regions(net, BOUNDS, batch_size=batch_size, progress=True)
+        R = enumerate_regions(net, bounds, batch_size=batch_size, progress=True)
         wall = time.perf_counter() - _Recorder.t0
     finally:
         enumeration._Progress = old
@@ -76,15 +84,15 @@ def exact_curve(net, budget: float, batch_size: int) -> dict:
             "time_s": [t for t, _ in curve], "found": [c for _, c in curve]}
 
 
-def sampling_curve(net, budget: float, batch: int, max_samples: int) -> dict:
+def sampling_curve(net, bounds, budget: float, batch: int, max_samples: int) -> dict:
     d = net.input_dim
-    sample_regions(net, BOUNDS, batch, key=jax.random.key(123), batch_size=batch)  # warm
+    sample_regions(net, bounds, batch, key=jax.random.key(123), batch_size=batch)  # warm
     seen: set[bytes] = set()
     ts, found, ns = [0.0], [0], [0]
     t0 = time.perf_counter()
     i = 0
     while time.perf_counter() - t0 < budget and i * batch < max_samples:
-        pats = sample_regions(net, BOUNDS, batch, key=jax.random.key(i), batch_size=batch)
+        pats = sample_regions(net, bounds, batch, key=jax.random.key(i), batch_size=batch)
         seen.update(bytes(r) for r in np.packbits(pats, axis=1))
         i += 1
         ts.append(time.perf_counter() - t0)
@@ -94,9 +102,57 @@ def sampling_curve(net, budget: float, batch: int, max_samples: int) -> dict:
             "samples_at": ns, "d": d}
 
 
+def estimate_regions(net, half: float, samples: int, seed: int = 0) -> dict:
+    """Estimated number of regions of a one-hidden-layer ``net`` in ``[-half, half]^d``: ``sum_k N_k``
+    with ``N_k`` counted exactly when there are at most ``samples`` k-subsets, else ``C(n, k)`` times
+    the fraction of ``samples`` random k-subsets whose flat meets the open box (for ``k = d`` the flat
+    is a point: ``100 * samples`` of them, solved at once). Returns the estimate, its standard error
+    and the per-k terms. Independent of jaxpoly's search (HiGHS on the host)."""
+    from scipy.optimize import linprog
+
+    W = np.asarray(net.stages[0].kernels[0], np.float64).T  # (n, d): hyperplane i is W_i x + b_i = 0
+    b = np.asarray(net.stages[0].bias, np.float64)
+    n, d = W.shape
+    rng = np.random.default_rng(seed)
+    # meets the open box iff max t s.t. W_S x = -b_S, |x_j| + t <= half, t <= 1 is positive
+    c = np.zeros(d + 1)
+    c[-1] = -1.0
+    box = np.block([[np.eye(d), np.ones((d, 1))], [-np.eye(d), np.ones((d, 1))]])
+
+    def meets(S) -> bool:
+        if len(S) == 0:
+            return True
+        r = linprog(c, A_ub=box, b_ub=np.full(2 * d, half), A_eq=np.hstack([W[S], np.zeros((len(S), 1))]),
+                    b_eq=-b[S], bounds=[(None, None)] * d + [(None, 1.0)], method="highs")
+        return r.status == 0 and -r.fun > 1e-12 * half
+
+    terms, var = [], 0.0
+    for k in range(d + 1):
+        total = math.comb(n, k)
+        if k == d:
+            m = 100 * samples
+            S = np.argsort(rng.random((m, n)), axis=1)[:, :d]
+            x = np.linalg.solve(W[S], -b[S][..., None])[..., 0]
+            p = float(np.mean(np.all(np.abs(x) < half, axis=1)))
+            exact = False
+        elif total <= samples:
+            from itertools import combinations
+
+            m, p, exact = total, float(np.mean([meets(list(S)) for S in combinations(range(n), k)])), True
+        else:
+            m, exact = samples, False
+            p = float(np.mean([meets(rng.choice(n, k, replace=False)) for _ in range(samples)]))
+        terms.append({"k": k, "subsets": total, "fraction": p, "sampled": m, "exact": exact})
+        if not exact:
+            var += total**2 * p * (1 - p) / m
+    est = sum(t["subsets"] * t["fraction"] for t in terms)
+    return {"estimate": est, "stderr": math.sqrt(var), "terms": terms, "samples": samples}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dims", default="4,8")
+    ap.add_argument("--panels", default="4:1,8:1,8:0.2", help="d:half pairs, box [-half, half]^d")
+    ap.add_argument("--estimate-samples", type=int, default=2000, help="k-subsets per k of the estimate")
     ap.add_argument("--exact-seconds", type=float, default=120.0, help="time cap of each LP-search curve")
     ap.add_argument("--sample-seconds", type=float, default=60.0, help="sampling budget per d")
     ap.add_argument("--sample-batch", type=int, default=65536)
@@ -110,17 +166,21 @@ def main() -> None:
         with open(args.out) as f:
             plot(json.load(f), args.png)
         return
-    dims = [int(x) for x in args.dims.split(",")]
     res = {"machine": machine(), "setting": "one hidden layer, width 64, leaky-ReLU(0.1), random weights "
-           "(N(0, 1/d) kernel, N(0, 0.25) bias), box [-1, 1]^d", "panels": []}
-    for d in dims:
+           "(N(0, 1/d) kernel, N(0, 0.25) bias), box [-half, half]^d", "panels": []}
+    for spec in args.panels.split(","):
+        d, half = int(spec.split(":")[0]), float(spec.split(":")[1])
         net = random_net(0, d, (64,))
-        panel = {"d": d}
+        bounds = (-half, half)
+        panel = {"d": d, "half": half}
         if enumeration._vertex_subsets(d, 64) <= enumeration._VERTEX_MAX_SUBSETS:
-            panel["exact_vertex"] = exact_curve(net, float("inf"), args.batch_size)
+            panel["exact_vertex"] = exact_curve(net, bounds, float("inf"), args.batch_size)
         with lp_search_only():
-            panel["exact_search"] = exact_curve(net, args.exact_seconds, args.batch_size)
-        panel["sampling"] = sampling_curve(net, args.sample_seconds, args.sample_batch, args.max_samples)
+            panel["exact_search"] = exact_curve(net, bounds, args.exact_seconds, args.batch_size)
+        panel["sampling"] = sampling_curve(net, bounds, args.sample_seconds, args.sample_batch, args.max_samples)
+        t = time.perf_counter()
+        panel["estimate"] = estimate_regions(net, half, args.estimate_samples)
+        panel["estimate"]["wall_s"] = time.perf_counter() - t
         panel.update(peak_memory())
         res["panels"].append(panel)
         print(d, {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)} if isinstance(v, dict) else v
@@ -155,13 +215,18 @@ def plot(res: dict, path: str) -> None:
         ax.plot(s["time_s"], s["found"], "-", color="C3", lw=2, label=f"uniform sampling ({s['samples']:.2g} points)")
         if full is not None:
             ax.axhline(full, color="k", ls="--", lw=1, label=f"all regions ({full})")
+        if "estimate" in p:
+            est, se = p["estimate"]["estimate"], p["estimate"]["stderr"]
+            ax.axhspan(max(est - 2 * se, 0.0), est + 2 * se, color="0.5", alpha=0.25)
+            ax.axhline(est, color="0.4", ls=":", lw=1.5, label=f"estimated total {est:.3g} ± {2 * se:.1g} (2σ)")
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set_xlim(left=0.0)
         ax.set_yscale("symlog", linthresh=100.0)
         ax.set_ylim(bottom=0.0)
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel("regions found")
-        ax.set_title(f"d = {p['d']}: width 64, leaky-ReLU, [-1, 1]^{p['d']}")
+        h = p.get("half", 1.0)
+        ax.set_title(f"d = {p['d']}: width 64, leaky-ReLU, [-{h:g}, {h:g}]^{p['d']}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

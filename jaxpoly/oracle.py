@@ -43,6 +43,9 @@ __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "
 _CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
 _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
+# The LP solver's artificial box, in units of the largest distance from the coordinate origin to a row
+# (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
+_LP_BOX = 1.5
 
 
 class CellRows(NamedTuple):
@@ -264,7 +267,7 @@ def _solve_robust(c, A, b, mask):
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
     and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
     then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``."""
-    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, lp.DEFAULT_BOX)(c, A, b, mask)
+    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask)
     x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
     redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
     if len(redo):
@@ -298,6 +301,19 @@ def _solve_padded(build, n: int, size: int):
 # Every LP of the oracle has the same layout, so one compiled solver serves all of them: variables
 # (y, r) in R^(d+1), rows [a_j, w_j] · (y, r) <= b_j for the M slots, then r <= cap and -r <= 0.
 # Chebyshev: w = 1, cap = r_cap, maximise r. Bounding box and redundancy: w = 0, cap = 0 (r = 0).
+# The solver starts from a vertex of its artificial box |x_j| <= _LP_BOX s_b, where s_b is the largest
+# distance from the origin of the coordinates to a row. Every point of the domain box (and of a row
+# relaxed by delta, a row like any other) lies within s_b of that origin in each coordinate, so the
+# artificial box never cuts what matters; the solver flags an optimum where it would (box rows with
+# dual weight), and HiGHS re-solves it. The smaller the box, the nearer the start and the fewer the
+# pivots (the default 10^6 box takes about 20 % more at d = 8), so bounding-box and redundancy LPs are
+# also posed in coordinates centred at the cell's witness (offsets ``_centred``).
+
+
+@jax.jit
+def _centred(A, b, origin):
+    """Offsets ``(B, M)`` of the rows ``A (B, M, d)``, ``b (B, M)`` in coordinates centred at ``origin (B, d)``."""
+    return b - jnp.einsum("bmd,bd->bm", A, origin)
 
 
 @jax.jit
@@ -336,34 +352,40 @@ def chebyshev(rows: CellRows, r_cap: float) -> tuple[np.ndarray, np.ndarray, int
     return x[:, :d], r, fb
 
 
-def bounding_box(rows: CellRows, sel: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Bounding boxes of the cells ``sel``: ``(upper (S, d), lower (S, d), ok (S,), fallbacks)``."""
+def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Bounding boxes of the cells ``sel``: ``(upper (S, d), lower (S, d), ok (S,), fallbacks)``.
+    ``origin (B, d)``: an interior point of every cell (the LPs are centred there)."""
     d = rows.A.shape[-1]
+    bc = _centred(rows.A, rows.b, origin)
     S = len(sel)
     cell = np.repeat(sel, 2 * d)
     dirs = np.tile(np.concatenate([np.eye(d), -np.eye(d)]), (S, 1))
     none = np.full(size, -1)
 
     def build(idx):  # host-side gathers: device arrays of varying length would recompile
-        return _plain_problem(rows.A, rows.b, rows.active, cell[idx], dirs[idx], none, 0.0)
+        return _plain_problem(rows.A, bc, rows.active, cell[idx], dirs[idx], none, 0.0)
 
     _, value, status, fb = _solve_padded(build, S * 2 * d, size)
-    value = value.reshape(S, 2 * d)
+    o = np.asarray(origin)[sel]
+    value = value.reshape(S, 2 * d) + np.concatenate([o, -o], axis=1)
     ok = np.all(status.reshape(S, 2 * d) == lp.OPTIMAL, axis=1)
     return value[:, :d], -value[:, d:], ok, fb
 
 
-def redundancy_lps(rows: CellRows, cell: np.ndarray, row: np.ndarray, delta: float, size: int
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
+def redundancy_lps(rows: CellRows, cell: np.ndarray, row: np.ndarray, delta: float, size: int,
+                   origin: jax.Array) -> tuple[np.ndarray, np.ndarray, int]:
     """Exceedance ``max a_k·y - b_k`` with row ``k`` relaxed by ``delta`` for each pair
-    ``(cell[i], row[i])``: ``(excess (N,), solved (N,) bool, fallbacks)``."""
+    ``(cell[i], row[i])``: ``(excess (N,), solved (N,) bool, fallbacks)``. ``origin (B, d)``: an
+    interior point of every cell (the LPs are centred there)."""
     dirs = np.asarray(rows.A)[cell, row]
+    bc = _centred(rows.A, rows.b, origin)
 
     def build(idx):
-        return _plain_problem(rows.A, rows.b, rows.active, cell[idx], dirs[idx], row[idx], delta)
+        return _plain_problem(rows.A, bc, rows.active, cell[idx], dirs[idx], row[idx], delta)
 
     _, value, status, fb = _solve_padded(build, len(cell), size)
-    excess = value - np.asarray(rows.b)[cell, row]
+    excess = value - np.asarray(bc)[cell, row]
     return excess, status == lp.OPTIMAL, fb
 
 
@@ -407,7 +429,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     # the bounding box costs 2 d LPs: only worth it for cells with more undecided rows than that
     sel = np.flatnonzero(valid & (undecided.sum(axis=1) > 2 * witness.shape[1]))
     if use_bbox and len(sel):
-        upper, lower, ok, fb = bounding_box(rows, sel, B)
+        upper, lower, ok, fb = bounding_box(rows, sel, B, y0)
         lps += len(sel) * 2 * witness.shape[1]
         fbs += fb
         up = np.zeros((B, witness.shape[1]))
@@ -420,7 +442,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     cell, row = np.nonzero(undecided)
     facets = hits.copy()
     if len(cell):
-        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B)
+        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B, y0)
         lps += len(cell)
         fbs += fb
         # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
