@@ -71,6 +71,7 @@ def exact_curve(net, bounds, budget: float, batch_size: int) -> dict:
     old = enumeration._Progress
     enumeration._Progress = _Recorder
     try:
+        _Recorder.budget, _Recorder.curve = float("inf"), []
         enumerate_regions(net, bounds, max_regions=2 * batch_size, batch_size=batch_size, progress=True)  # warm
         _Recorder.budget, _Recorder.curve, _Recorder.t0 = budget, [(0.0, 0)], time.perf_counter()
         R = enumerate_regions(net, bounds, batch_size=batch_size, progress=True)
@@ -152,7 +153,7 @@ def estimate_regions(net, half: float, samples: int, seed: int = 0) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--panels", default="4:1,8:1,8:0.2", help="d:half pairs, box [-half, half]^d")
-    ap.add_argument("--estimate-samples", type=int, default=2000, help="k-subsets per k of the estimate")
+    ap.add_argument("--estimate-samples", type=int, default=4000, help="k-subsets per k of the estimate")
     ap.add_argument("--exact-seconds", type=float, default=120.0, help="time cap of each LP-search curve")
     ap.add_argument("--sample-seconds", type=float, default=60.0, help="sampling budget per d")
     ap.add_argument("--sample-batch", type=int, default=65536)

@@ -594,11 +594,10 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     sw, ssh = sidx >> 5, (sidx & 31).astype(jnp.uint32)
     b_s = jnp.where((esp_w[sw] >> ssh) & np.uint32(1) != 0, -1,
                     jnp.where((esn_w[sw] >> ssh) & np.uint32(1) != 0, 1, 0))
-    # The endpoints' sign words, from their values (what the stored words hold; reading those here would
-    # again come after nothing that orders it before their update).
-    all_s = jnp.ones((cap.splits,), bool)
-    ppos, pneg = _pack_signs(vals[p], all_s, tols)
-    qpos, qneg = _pack_signs(vals[q], all_s, tols)
+    # The endpoints' sign words: gathered (read before the words' update below; repacking them from the
+    # values cost 6 % of a 2D 4x128 extraction).
+    ppos, pneg = vpos[:, p], vneg[:, p]
+    qpos, qneg = vpos[:, q], vneg[:, q]
     ez_s = state.ez[sidx]
     x = state.x.at[tgt_v].set(xm, mode="drop")
     vals = vals.at[tgt_v].set(valm, mode="drop")
