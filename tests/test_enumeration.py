@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -426,6 +427,97 @@ def test_walk_certificates_are_facets():
     assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
 
 
+def _random_cells(seed: int, B: int, d: int, extra: int, degenerate: bool = False):
+    """``B`` polytopes around the origin: the box ``|y_i| <= 1`` and ``extra`` random unit rows at
+    distances in [0.2, 1]; ``degenerate`` adds copies of rows and rows through a vertex of the first
+    ``d`` random ones."""
+    rng = np.random.default_rng(seed)
+    M = 2 * d + extra
+    A = np.zeros((B, M, d))
+    A[:, :d], A[:, d : 2 * d] = np.eye(d), -np.eye(d)
+    A[:, 2 * d :] = rng.standard_normal((B, extra, d))
+    A /= np.linalg.norm(A, axis=-1, keepdims=True)
+    b = np.concatenate([np.ones((B, 2 * d)), rng.uniform(0.2, 1.0, (B, extra))], axis=1)
+    if degenerate:
+        from scipy.optimize import linprog
+
+        for c in range(B):
+            keep = slice(0, M - 4)
+            v = linprog(-rng.standard_normal(d), A_ub=A[c, keep], b_ub=b[c, keep], bounds=[(None, None)] * d,
+                        method="highs").x  # a vertex of the cell without its last 4 rows
+            for i in range(M - 4, M - 1):  # three rows through it
+                a = rng.standard_normal(d)
+                a *= np.sign(a @ v) / np.linalg.norm(a)
+                A[c, i], b[c, i] = a, a @ v
+            A[c, -1], b[c, -1] = A[c, 2 * d], b[c, 2 * d]  # a repeated row
+    return A, b
+
+
+def _highs_facets(A, b, threshold):
+    """``(facet (B, M), max (B, M))``: ``max a_k y`` over cell ``c`` without row ``k`` (HiGHS)."""
+    from scipy.optimize import linprog
+
+    B, M, d = A.shape
+    facets, vmax = np.zeros((B, M), bool), np.zeros((B, M))
+    for c in range(B):
+        for k in range(M):
+            keep = np.arange(M) != k
+            r = linprog(-A[c, k], A_ub=A[c, keep], b_ub=b[c, keep], bounds=[(None, None)] * d, method="highs")
+            vmax[c, k] = np.inf if r.status == 3 else -r.fun
+            facets[c, k] = vmax[c, k] > b[c, k] + threshold
+    return facets, vmax
+
+
+@pytest.mark.parametrize("d,degenerate", [(2, False), (4, False), (8, False), (5, True)])
+def test_warm_started_primal_simplex_matches_highs(d, degenerate):
+    """jaxpoly.primal: one vertex per cell, then every row's redundancy question walked from it; the
+    answers (and the optima of redundant rows) agree with HiGHS, and few lanes are left unresolved."""
+    from jaxpoly import primal
+
+    jax.config.update("jax_enable_x64", True)
+    B, extra, thr = 5, 3 * d + 4, 1e-9
+    A, b = _random_cells(11 + d, B, d, extra, degenerate)
+    M = A.shape[1]
+    active = np.ones((B, M), bool)
+    start = primal.cell_vertices(A, b, active, np.ones((B, d)))
+    assert (np.asarray(start.status) == primal.OPTIMAL).all()
+    x0, basis = np.asarray(start.x), np.asarray(start.basis)
+    for c in range(B):  # a vertex: feasible, its d basis rows tight and independent
+        assert (A[c] @ x0[c] <= b[c] + 1e-9).all()
+        assert np.allclose(A[c, basis[c]] @ x0[c], b[c, basis[c]], atol=1e-9)
+        assert np.linalg.matrix_rank(A[c, basis[c]]) == d
+    cell, row = (a.ravel().astype(np.int32) for a in np.meshgrid(np.arange(B), np.arange(M), indexing="ij"))
+    status, value = (np.asarray(a) for a in primal.exceeds(A, b, active, start, cell, row, np.asarray(thr),
+                                                            max_iters=2 * d + 16))
+    facets, vmax = _highs_facets(A, b, thr)
+    resolved = status != primal.UNRESOLVED
+    assert resolved.mean() >= (0.9 if degenerate else 0.99)
+    assert ((status == primal.ABOVE) == facets.ravel())[resolved].all()
+    opt = status == primal.OPTIMAL
+    assert np.allclose(value[opt], vmax.ravel()[opt], atol=1e-8)
+
+
+def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
+    """classify_facets with and without the warm-started primal simplex: identical facets, equal to
+    HiGHS's (cells with every row undecided: no rays, so every row goes to the LPs)."""
+    from jaxpoly import oracle
+
+    jax.config.update("jax_enable_x64", True)
+    B, d = 4, 6
+    A, b = _random_cells(5, B, d, 20)
+    M = A.shape[1]
+    rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.ones((B, M), bool), jnp.zeros((B, M, M), bool),
+                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+    no_rays = jnp.zeros((0, d))
+    out = {}
+    for warm in (True, False):
+        out[warm], cnt = oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), no_rays, tol=1e-9,
+                                                margin=1e-9, delta=2.0, use_bbox=False, warm_start=warm)
+        assert (cnt.warm > 0) == warm
+    facets, _ = _highs_facets(A, b, 1e-9)
+    assert (out[True] == facets).all() and (out[False] == facets).all()
+
+
 def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
     net = mlp(2, 2, (4,))
     fits_64 = 2 * enumeration.estimate_batch_bytes(2, net.num_hyperplanes, 64, 64) + 1
@@ -436,15 +528,18 @@ def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
     assert R.complete and len(R) == len(enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH))
 
 
-def test_high_dimension_with_walks_finds_every_pattern():
-    """d = 12 (the walks' regime): 10 generic hyperplanes whose common flat crosses the box cut it
-    into all 2^10 sign patterns; the walks certify facets, every region is certified."""
+@pytest.mark.parametrize("walks", [True, False])
+def test_high_dimension_finds_every_pattern(monkeypatch, walks):
+    """d = 12: 10 generic hyperplanes whose common flat crosses the box cut it into all 2^10 sign
+    patterns; every region is certified, with the walk certificates on or off (warm LPs only)."""
+    monkeypatch.setattr(enumeration, "_WALK_MIN_DIM", 1 if walks else 100)
     d, n = 12, 10
     rng = np.random.default_rng(3)
     W, b = rng.standard_normal((d, n)), 0.05 * rng.standard_normal(n)
     net = single_layer(W, b)
     R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
     assert R.complete and len(R) == 2**n
-    assert R.stats["walk_facets"] > 0
+    assert (R.stats["walk_facets"] > 0) == walks
+    assert R.stats["warm_lps"] > 0
     assert len({bytes(p) for p in np.packbits(R.patterns, axis=1)}) == 2**n
     check_certificates(net, R)
