@@ -97,7 +97,8 @@ def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=Non
     s = R.stats
     return {"regions": len(R), "complete": R.complete, "wall_s": wall, "compile_s": max(cold - warm, 0.0),
             "regions_per_s": len(R) / wall, "us_per_region": 1e6 * wall / max(len(R), 1),
-            "lps": s["lps"], "lps_per_region": s["lps"] / max(len(R), 1), "lp_fallbacks": s["lp_fallbacks"],
+            "lps": s["lps"], "lps_per_region": s["lps"] / max(len(R), 1), "warm_lps": s.get("warm_lps", 0),
+            "walk_facets": s.get("walk_facets", 0), "lp_fallbacks": s["lp_fallbacks"],
             "rays": s["rays"], "vertices": s.get("vertices", 0), "vertex_systems": s.get("vertex_systems", 0),
             "cells_all_levels": s["cells"], "max_regions": max_regions, "batch_size": batch_size,
             **peak_memory()}
@@ -302,7 +303,7 @@ def main() -> None:
     ap.add_argument("--max-regions", type=int, default=10000, help="cap for w64_d8")
     ap.add_argument("--search-regions", type=int, default=20000, help="cap for the LP search on w64_d4")
     ap.add_argument("--scale-regions", type=int, default=1024, help="regions per d in the d-scaling sweep")
-    ap.add_argument("--dims", default="4,8,16,32")
+    ap.add_argument("--dims", default="4,8,16,24,32")
     ap.add_argument("--deep-max-regions", type=int, default=None, help="cap for 3x16_d6 (default: complete)")
     ap.add_argument("--baseline-seconds", type=float, default=30.0)
     ap.add_argument("--relucent-polys", type=int, default=1000)
