@@ -83,13 +83,16 @@ def _opposite_edges(ends: jax.Array, ne: jax.Array, v: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
-def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None) -> jax.Array:
+def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None
+                          ) -> tuple[jax.Array, jax.Array]:
     """Hyperplane values of ``stage`` (``None``: the output) from the previous stage's values, when the
     stage reads only that stage: one affine map per vertex instead of a forward pass from the input.
 
     ``vals (Vc, W)`` holds the previous stage's values and is overwritten in place, block of rows by
     block of rows, so no second ``(Vc, W)`` buffer is needed; only the blocks holding the ``nv`` valid
-    rows are computed (the padding rows keep stale values, which nothing reads).
+    rows are computed (the padding rows keep stale values, which nothing reads). Also returns each
+    column's largest magnitude over the valid rows ``(W,)`` (what :func:`jaxpoly.subdivision.run_stage`
+    would otherwise compute in another pass over ``vals``).
     """
     st_prev = net.stages[prev]
     m = st_prev.activation.num_breakpoints
@@ -106,11 +109,14 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
             out = (out[:, :, None] - bp).reshape(out.shape[0], -1)
         return jnp.pad(out, ((0, 0), (0, width - out.shape[1])))
 
-    def body(i, buf):
-        block = jax.lax.dynamic_slice_in_dim(buf, i * rows, rows)
-        return jax.lax.dynamic_update_slice_in_dim(buf, fn(block).astype(buf.dtype), i * rows, 0)
+    def body(i, carry):
+        buf, scales = carry
+        block = fn(jax.lax.dynamic_slice_in_dim(buf, i * rows, rows)).astype(buf.dtype)
+        valid = (i * rows + jnp.arange(rows) < nv)[:, None]
+        scales = jnp.maximum(scales, jnp.max(jnp.where(valid, jnp.abs(block), 0.0), axis=0))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block, i * rows, 0), scales
 
-    return jax.lax.fori_loop(0, (nv + rows - 1) // rows, body, vals)
+    return jax.lax.fori_loop(0, (nv + rows - 1) // rows, body, (vals, jnp.zeros((width,), vals.dtype)))
 
 
 def extract(
@@ -222,14 +228,16 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         x = state.x
         r = jnp.asarray(r_np)
         reads = net.output.sources if stage is None else net.stages[stage].sources
+        scales = None  # the columns' largest magnitudes, when known (else run_stage computes them)
         if prev is not None and reads == (prev + 1,):
-            vals = _values_from_previous(work_net, vals, state.nv, prev, stage)
+            vals, scales = _values_from_previous(work_net, vals, state.nv, prev, stage)
         else:
             vals = _values_from_input(work_net, x, stage, W)
         prev = stage
         if stage is None:
             if vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
                 vals = vals[:, :1]  # the level set needs one column; on large complexes that frees gigabytes
+                scales = None if scales is None else scales[:1]
             # Its new vertices are the edges it splits: count them (an upper bound: no tolerance) and grow
             # once now rather than overflow, grow and redo the step. About d - 1 new edges per split.
             k = int(_opposite_edges(state.ends, state.ne, vals[:, 0]))
@@ -243,9 +251,9 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         start = 0
         grows = 0
         while True:
-            state, vals, flags, failed_at, skipped = sd.run_stage(
+            state, vals, flags, failed_at, skipped, scales = sd.run_stage(
                 state, vals, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
-                cap=cap, num_facets=num_facets, rtol=rtol)
+                cap=cap, num_facets=num_facets, rtol=rtol, scales=scales)
             skipped = np.asarray(skipped)[:width]
             done = width if int(flags) == 0 else int(failed_at)
             r_np[num_facets + off + np.nonzero(skipped[start:done])[0] + start] = 0
