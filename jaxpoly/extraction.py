@@ -64,15 +64,19 @@ def _chunked(fn, x: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("stage", "width"))
-def _values_from_input(net: Network, x: jax.Array, stage: int | None, width: int) -> jax.Array:
+def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | None, width: int
+                       ) -> tuple[jax.Array, jax.Array]:
     """Hyperplane values of hidden ``stage`` (or the output, ``stage=None``) at ``x (Vc, d)``, by a
-    forward pass; padded to ``width`` columns."""
+    forward pass; padded to ``width`` columns. Also returns each column's largest magnitude over the
+    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does."""
     if stage is None:
         fn = net
     else:
         fn = lambda p: net.stage_hyperplane_values(p, stage)  # noqa: E731
     vals = _chunked(fn, x)
-    return jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
+    vals = jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
+    valid = (jnp.arange(vals.shape[0]) < nv)[:, None]
+    return vals, jnp.max(jnp.where(valid, jnp.abs(vals), 0.0), axis=0)
 
 
 @jax.jit
@@ -228,16 +232,16 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         x = state.x
         r = jnp.asarray(r_np)
         reads = net.output.sources if stage is None else net.stages[stage].sources
-        scales = None  # the columns' largest magnitudes, when known (else run_stage computes them)
+        # (scales: the columns' largest magnitudes over the valid vertices, which run_stage needs)
         if prev is not None and reads == (prev + 1,):
             vals, scales = _values_from_previous(work_net, vals, state.nv, prev, stage)
         else:
-            vals = _values_from_input(work_net, x, stage, W)
+            vals, scales = _values_from_input(work_net, x, state.nv, stage, W)
         prev = stage
         if stage is None:
             if vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
                 vals = vals[:, :1]  # the level set needs one column; on large complexes that frees gigabytes
-                scales = None if scales is None else scales[:1]
+                scales = scales[:1]
             # Its new vertices are the edges it splits: count them (an upper bound: no tolerance) and grow
             # once now rather than overflow, grow and redo the step. About d - 1 new edges per split.
             k = int(_opposite_edges(state.ends, state.ne, vals[:, 0]))
@@ -252,8 +256,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         grows = 0
         while True:
             state, vals, flags, failed_at, skipped, scales = sd.run_stage(
-                state, vals, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
-                cap=cap, num_facets=num_facets, rtol=rtol, scales=scales)
+                state, vals, scales, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
+                cap=cap, num_facets=num_facets, rtol=rtol)
             skipped = np.asarray(skipped)[:width]
             done = width if int(flags) == 0 else int(failed_at)
             r_np[num_facets + off + np.nonzero(skipped[start:done])[0] + start] = 0

@@ -652,17 +652,18 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
 
 @functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol", "rebuild_masks"),
                    donate_argnums=(0, 1))
-def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *, cap: Capacity,
-              num_facets: int, rtol: float, rebuild_masks: bool = False, scales: jax.Array | None = None):
+def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hid0, start, stop, *,
+              cap: Capacity, num_facets: int, rtol: float, rebuild_masks: bool = False):
     """Cut the complex with hyperplanes ``start..stop-1`` of a stage, whose values at the vertices are
-    the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``).
+    the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``), with ``scales (W,)`` each column's
+    largest magnitude over the valid vertices.
 
     Stops at the first hyperplane that would overflow a capacity or meets an unresolved degeneracy.
     Returns ``(state, vals, flags, failed_at, skipped, scales)``: ``flags`` is 0 on success, else a bit
     set of ``FLAG_*`` with ``failed_at`` the column to resume from after growing (the state is left as
     it was before that column); ``skipped (W,) bool`` marks hyperplanes that cut no face (left out of
-    the hashes: the caller zeroes their multipliers); ``scales (W,)`` each column's largest magnitude
-    over the valid vertices, which a resumed call may take back (``scales``; ``None``: computed here).
+    the hashes: the caller zeroes their multipliers); ``scales`` kept current (a resumed call takes
+    them back).
     ``rebuild_masks`` (a check for tests) rebuilds the stage's sign masks before every hyperplane
     instead of keeping them current.
     """
@@ -698,9 +699,6 @@ def run_stage(state: State, vals: jax.Array, r: jax.Array, hid0, start, stop, *,
         return jax.lax.while_loop(cond, body, (j, carry))
 
     nw = -(-vals.shape[1] // 32)
-    vrow = jnp.arange(vals.shape[0]) < state.nv
-    if scales is None:
-        scales = jnp.max(jnp.where(vrow[:, None], jnp.abs(vals), jnp.zeros_like(vals)), axis=0)
     masks = (jnp.zeros((nw, cap.vertices), jnp.uint32), jnp.zeros((nw, cap.vertices), jnp.uint32),
              jnp.zeros((3, nw, cap.edges), jnp.uint32), scales, scales)
     skipped = jnp.zeros((vals.shape[1],), bool)

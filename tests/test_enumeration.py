@@ -397,40 +397,10 @@ def test_zero_bias_network_regions_match_sampling_and_queries():
     np.testing.assert_array_equal(got, want)
 
 
-def test_walk_certificates_are_facets():
-    """Every row a walk certifies is a facet by HiGHS, and the walks find most facets."""
-    from scipy.optimize import linprog
-
-    from jaxpoly import oracle
-
-    jax.config.update("jax_enable_x64", True)
-    rng = np.random.default_rng(7)
-    B, d, extra = 6, 12, 40
-    M = 2 * d + extra
-    A = np.zeros((B, M, d))
-    A[:, :d], A[:, d : 2 * d] = np.eye(d), -np.eye(d)
-    A[:, 2 * d :] = rng.standard_normal((B, extra, d))
-    A /= np.linalg.norm(A, axis=-1, keepdims=True)
-    b = np.concatenate([np.ones((B, 2 * d)), rng.uniform(0.2, 1.0, (B, extra))], axis=1)
-    active = np.ones((B, M), bool)
-    rows = np.tile(np.arange(M, dtype=np.int32), (B, 1))
-    walked = np.asarray(oracle.walk_certificates(A, b, active, np.zeros((B, d)), rows, np.asarray(1e-9),
-                                                 steps=d))
-    facets = np.zeros((B, M), bool)
-    for c in range(B):
-        for k in range(M):
-            bb = b[c].copy()
-            bb[k] += 1.0
-            r = linprog(-A[c, k], A_ub=A[c], b_ub=bb, bounds=[(None, None)] * d, method="highs")
-            facets[c, k] = -r.fun > b[c, k] + 1e-9
-    assert not (walked & ~facets).any()  # a certificate is never wrong
-    assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
-
-
 def _random_cells(seed: int, B: int, d: int, extra: int, degenerate: bool = False):
     """``B`` polytopes around the origin: the box ``|y_i| <= 1`` and ``extra`` random unit rows at
-    distances in [0.2, 1]; ``degenerate`` adds copies of rows and rows through a vertex of the first
-    ``d`` random ones."""
+    distances in [0.2, 1]; ``degenerate`` makes the last four rows three rows through one vertex of the
+    cell (a degenerate vertex) and a repeated row."""
     rng = np.random.default_rng(seed)
     M = 2 * d + extra
     A = np.zeros((B, M, d))
@@ -466,6 +436,23 @@ def _highs_facets(A, b, threshold):
             vmax[c, k] = np.inf if r.status == 3 else -r.fun
             facets[c, k] = vmax[c, k] > b[c, k] + threshold
     return facets, vmax
+
+
+def test_walk_certificates_are_facets():
+    """Every row a walk certifies is a facet by HiGHS, and the walks find most facets."""
+    from jaxpoly import oracle
+
+    jax.config.update("jax_enable_x64", True)
+    B, d = 6, 12
+    A, b = _random_cells(7, B, d, 40)
+    M = A.shape[1]
+    active = np.ones((B, M), bool)
+    rows = np.tile(np.arange(M, dtype=np.int32), (B, 1))
+    walked = np.asarray(oracle.walk_certificates(A, b, active, np.zeros((B, d)), rows, np.asarray(1e-9),
+                                                 steps=d))
+    facets, _ = _highs_facets(A, b, 1e-9)
+    assert not (walked & ~facets).any()  # a certificate is never wrong
+    assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
 
 
 @pytest.mark.parametrize("d,degenerate", [(2, False), (4, False), (8, False), (5, True)])
