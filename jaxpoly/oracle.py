@@ -23,7 +23,8 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
    differ in the objective, so they are warm-started (:func:`warm_redundancy`, :mod:`jaxpoly.primal`):
    one vertex of the cell, then the primal simplex from it for every row, stopping as soon as a
    feasible point passes ``b_k`` (against the dual simplex from scratch for each row: 1.6x less time
-   per region at d = 8, 2.4x at d = 16, 1.9x at d = 32). Lanes it leaves unresolved get the LP with row ``k`` relaxed by ``delta``.
+   per region at d = 8, 2.4x at d = 16, 1.9x at d = 32). Lanes it leaves unresolved get the LP with
+   row ``k`` relaxed by ``delta``.
 
 Other LPs (Chebyshev centres, bounding boxes, unresolved redundancy lanes) go through
 :func:`jaxpoly.lp.solve_lp_robust` (JAX dual simplex, HiGHS on the host for the instances it flags),
@@ -401,7 +402,7 @@ def _warm_problem(A, b, active, origin, undecided):
     """The cells for :mod:`jaxpoly.primal`: offsets centred at ``origin (B, d)`` and divided by each
     cell's largest, that scale ``(B,)``, and the direction its start vertex favours ``(B, d)`` (the sum
     of the undecided rows' normals: a vertex on their side of the cell)."""
-    bc = b - jnp.einsum("bmd,bd->bm", A, origin)
+    bc = _centred(A, b, origin)
     scale = jnp.max(jnp.where(active, jnp.abs(bc), 0.0), axis=1)
     scale = jnp.where(scale > 0, scale, 1.0)
     d = A.shape[-1]

@@ -164,7 +164,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` the cells (as for :func:`cell_vertices`).
       start: the cells' vertices (:func:`cell_vertices`); cell, row: ``(N,) int32`` lanes.
-      threshold: ``()`` the facet tolerance; max_iters: the pivot budget of a lane.
+      threshold: ``()`` or ``(N,)`` the facet tolerance; max_iters: the pivot budget of a lane.
     Returns:
       ``(status (N,), value (N,))``: ``ABOVE`` (a facet: a point of the cell without row ``k`` lies
       above ``b_k + threshold``), ``OPTIMAL`` (``value`` is the certified maximum, at most that level:
