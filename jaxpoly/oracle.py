@@ -310,12 +310,21 @@ def _solve_padded(build, n: int, size: int):
 # (y, r) in R^(d+1), rows [a_j, w_j] · (y, r) <= b_j for the M slots, then r <= cap and -r <= 0.
 # Chebyshev: w = 1, cap = r_cap, maximise r. Bounding box and redundancy: w = 0, cap = 0 (r = 0).
 # The solver starts from a vertex of its artificial box |x_j| <= _LP_BOX s_b, where s_b is the largest
-# distance from the origin of the coordinates to a row. Every point of the domain box (and of a row
-# relaxed by delta, a row like any other) lies within s_b of that origin in each coordinate, so the
+# distance from the origin of the coordinates to a row. The box rows are always on (``_with_box``), so
+# every point of the domain box (and of a row relaxed by delta, a row like any other) lies within s_b
+# of that origin in each coordinate, and the
 # artificial box never cuts what matters; the solver flags an optimum where it would (box rows with
 # dual weight), and HiGHS re-solves it. The smaller the box, the nearer the start and the fewer the
 # pivots (the default 10^6 box takes about 20 % more at d = 8), so bounding-box and redundancy LPs are
 # also posed in coordinates centred at the cell's witness (offsets ``_centred``).
+
+
+def _with_box(active, d: int):
+    """``active (B, M)`` with the ``2 d`` box slots on: redundant for every cell (each lies in the box),
+    they keep every coordinate of the cell within ``s_b`` of the origin, which the artificial box needs
+    (a deeper level's cell is bounded by its parent's facets alone; without the box rows ``s_b`` could
+    be the distance to a few nearby rows of a long thin cell)."""
+    return active | (jnp.arange(active.shape[-1]) < 2 * d)
 
 
 @jax.jit
@@ -332,7 +341,7 @@ def _cheb_problem(A, b, active, r_cap, idx):
     cap = jnp.broadcast_to(jnp.stack([e, -e]), (B, 2, d + 1))
     A_aug = jnp.concatenate([jnp.concatenate([A, jnp.ones((B, M, 1), A.dtype)], axis=-1), cap], axis=1)
     b_aug = jnp.concatenate([b, jnp.full((B, 1), r_cap, A.dtype), jnp.zeros((B, 1), A.dtype)], axis=1)
-    mask = jnp.concatenate([active, jnp.ones((B, 2), bool)], axis=1)
+    mask = jnp.concatenate([_with_box(active, d), jnp.ones((B, 2), bool)], axis=1)
     return jnp.broadcast_to(e, (B, d + 1)), A_aug, b_aug, mask
 
 
@@ -346,7 +355,7 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
     A_aug = jnp.concatenate([jnp.concatenate([A, jnp.zeros((N, M, 1), A.dtype)], axis=-1), cap], axis=1)
     b = b + delta * jax.nn.one_hot(relax_row, M, dtype=A.dtype)
     b_aug = jnp.concatenate([b, jnp.zeros((N, 2), A.dtype)], axis=1)
-    mask = jnp.concatenate([active, jnp.ones((N, 2), bool)], axis=1)
+    mask = jnp.concatenate([_with_box(active, d), jnp.ones((N, 2), bool)], axis=1)
     c = jnp.concatenate([direction, jnp.zeros((N, 1), A.dtype)], axis=1)
     return c, A_aug, b_aug, mask
 

@@ -145,6 +145,23 @@ def test_multilayer_matches_extract(d, widths):
         assert len(seen) < len(R)  # sampling misses small regions: the baseline is strictly weaker
 
 
+def test_deep_cells_solve_without_host_fallback():
+    """Cells of deeper levels are bounded by their parent's facets only; the LPs keep the box rows on
+    so that the solver's artificial box (sized by the rows) contains the cell. Without them this net
+    sent 28 LPs to HiGHS; with them none, and the count matches extract."""
+    rng = np.random.default_rng(13)
+    stages, prev = [], 3
+    for i, w in enumerate((8, 5, 4)):
+        bias = 0.4 * rng.standard_normal(w)
+        stages.append(jp.Stage((rng.standard_normal((prev, w)),), bias, sources=(i,)))
+        prev = w
+    out = jp.Stage((rng.standard_normal((prev, 1)),), np.full(1, 0.05), sources=(3,), activation=jp.identity())
+    net = jp.Network(tuple(stages), out)
+    R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
+    assert R.complete and len(R) == jp.extract(net, (-1.0, 1.0), level_set=True).num_regions == 308
+    assert R.stats["lp_fallbacks"] == 0
+
+
 def test_bunny_2d():
     net = jp.load_model("bunny-2d-2x50")
     R = enumerate_regions(net, (-0.5, 0.5), level_set=True, batch_size=BATCH)
