@@ -5,8 +5,8 @@ width 64 with random weights, box [-1, 1]^d, d = 4 and 8 (not a test).
 Each panel also carries an independent estimate of the total: a single layer in general position has
 ``sum_k N_k`` regions in a box, ``N_k`` the number of k-subsets of its hyperplanes whose flat meets the
 open box; ``estimate_regions`` samples k-subsets (HiGHS decides each flat) and scales. In [-1, 1]^8 that
-total is about 2.7e8 regions, beyond any method's reach on this machine (days at the LP search's
-rate), so a third panel takes the same d = 8 network in the smaller box [-0.2, 0.2]^8, where the exact
+total is about 2.9e8 regions, beyond any method's reach on this machine (more than a day at the LP
+search's rate), so a third panel takes the same d = 8 network in the smaller box [-0.2, 0.2]^8, where the exact
 search finishes.
 
 Exact curves: the vertex path (d = 4: the whole arrangement at once, no LPs) and the LP search (a
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from itertools import combinations
 import os
 import sys
 import time
@@ -137,8 +138,6 @@ def estimate_regions(net, half: float, samples: int, seed: int = 0) -> dict:
             p = float(np.mean(np.all(np.abs(x) < half, axis=1)))
             exact = False
         elif total <= samples:
-            from itertools import combinations
-
             m, p, exact = total, float(np.mean([meets(list(S)) for S in combinations(range(n), k)])), True
         else:
             m, exact = samples, False

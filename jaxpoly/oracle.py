@@ -286,6 +286,14 @@ def _solve_robust(c, A, b, mask):
     return x, value, status, len(redo)
 
 
+def _chunks(n: int, size: int):
+    """Index arrays ``(size,)`` covering ``0..n-1`` in order, the last one padded by repeating its first
+    index (so every call sees one shape), each with its count of real entries."""
+    for s in range(0, n, size):
+        k = min(size, n - s)
+        yield np.concatenate([np.arange(s, s + k), np.full(size - k, s)]), k
+
+
 def _solve_padded(build, n: int, size: int):
     """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask)`` in chunks of exactly
     ``size`` (the last chunk padded by repeating its first index), so one shape compiles once.
@@ -293,9 +301,7 @@ def _solve_padded(build, n: int, size: int):
     Returns NumPy ``(x (n, k), value (n,), status (n,))`` and the number of host fallbacks.
     """
     xs, vs, ss, fbs = [], [], [], 0
-    for s in range(0, n, size):
-        k = min(size, n - s)
-        idx = np.concatenate([np.arange(s, s + k), np.full(size - k, s)])
+    for idx, k in _chunks(n, size):
         x, v, st, fb = _solve_robust(*build(idx))
         xs.append(x[:k])
         vs.append(v[:k])
@@ -434,9 +440,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     start = primal.cell_vertices(rows.A, b, active, c)
     thr = tol / np.asarray(scale)
     status = []
-    for s in range(0, len(cell), size):
-        k = min(size, len(cell) - s)
-        idx = np.concatenate([np.arange(s, s + k), np.full(size - k, s)])
+    for idx, k in _chunks(len(cell), size):
         st, _ = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
                                jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr[cell[idx]]),
                                max_iters=_WARM_PIVOTS_PER_DIM * d + 16)
