@@ -53,6 +53,8 @@ _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
 # (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
 _LP_BOX = 1.5
 _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 16 (then the dual simplex)
+_WARM_LANES = 512  # walks of primal.exceeds' pool (at most; 256 and 1024 were slower at d = 16)
+_WARM_POOL_ITEMS = 8  # warm LPs per call, in units of the pool's lanes (one compiled shape)
 
 
 class CellRows(NamedTuple):
@@ -191,14 +193,19 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
     AS = jnp.take_along_axis(A, idx[..., None], axis=1)  # (B, d + 1, d)
     bS = jnp.take_along_axis(b, idx, axis=1)
     okS = jnp.all(jnp.isfinite(jnp.take_along_axis(s_act, idx, axis=1)), axis=1)
-    drop = np.array([[k for k in range(d + 1) if k != j] for j in range(d + 1)])  # (d + 1, d)
-    Msys = AS[:, drop]  # (B, d + 1, d, d): vertex j solves the rows other than j
-    rhs = bS[:, drop]
-    V = jnp.linalg.solve(Msys, rhs[..., None])[..., 0]  # (B, d + 1, d)
-    resid = jnp.max(jnp.abs(jnp.einsum("bjkd,bjd->bjk", Msys, V) - rhs), axis=(1, 2))
+    # vertex d solves the first d rows (Q x = b); vertex j < d leaves row j along column j of Q^{-1}
+    # (the other rows stay tight) until it meets row d
+    Q, bq, ad, bd = AS[:, :d], bS[:, :d], AS[:, d], bS[:, d]
+    Qinv = jnp.linalg.inv(Q)
+    xd = jnp.einsum("bij,bj->bi", Qinv, bq)
+    along = jnp.einsum("bi,bij->bj", ad, Qinv)  # a_d · (column j of Q^{-1})
+    alpha = (bd - jnp.einsum("bi,bi->b", ad, xd))[:, None] / along
+    V = jnp.concatenate([xd[:, None, :] + alpha[..., None] * jnp.swapaxes(Qinv, 1, 2), xd[:, None, :]], axis=1)
+    R = jnp.einsum("bid,bjd->bij", AS, V) - bS[:, :, None]  # R[b, i, j]: row i at vertex j
+    own = jnp.diagonal(R, axis1=1, axis2=2)
+    resid = jnp.max(jnp.where(jnp.eye(d + 1, dtype=bool), 0.0, jnp.abs(R)), axis=(1, 2))
     vmax = jnp.max(jnp.abs(V), axis=(1, 2))
     # bounded iff every vertex is strictly inside its own dropped row (positive spanning normals)
-    own = jnp.einsum("bjd,bjd->bj", AS, V) - bS
     scale = 1.0 + vmax + jnp.max(jnp.abs(bS), axis=1)
     valid = okS & jnp.all(jnp.isfinite(V), axis=(1, 2)) & (resid <= 1e-9 * scale) & jnp.all(own < 0, axis=1)
     val = jnp.max(jnp.einsum("bmd,bjd->bmj", A, V), axis=-1) - b  # (B, M)
@@ -427,11 +434,12 @@ def _warm_problem(A, b, active, origin, undecided):
 
 
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
-                    tol: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+                    tol: float) -> tuple[np.ndarray, np.ndarray]:
     """The redundancy question of each pair ``(cell[i], row[i])`` by the primal simplex from one vertex
     per cell (:mod:`jaxpoly.primal`): ``(facet (N,), resolved (N,))``. ``facet``: the cell without
     row ``k`` reaches beyond ``b_k + tol``. Unresolved pairs are left to :func:`redundancy_lps`.
-    Lanes are solved ``size`` at a time (one compiled shape)."""
+    Pairs go to :func:`jaxpoly.primal.exceeds` ``_WARM_POOL_ITEMS x lanes`` at a time (one compiled
+    shape per pool size)."""
     B, M, d = rows.A.shape
     undecided = np.zeros((B, M), bool)
     undecided[cell, row] = True
@@ -439,11 +447,12 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
     start = primal.cell_vertices(rows.A, b, active, c)
     thr = tol / np.asarray(scale)
+    lanes = min(_WARM_LANES, max(16, 1 << (len(cell) - 1).bit_length()))
     status = []
-    for idx, k in _chunks(len(cell), size):
+    for idx, k in _chunks(len(cell), _WARM_POOL_ITEMS * lanes):
         st, _ = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
-                               jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr[cell[idx]]),
-                               max_iters=_WARM_PIVOTS_PER_DIM * d + 16)
+                               jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr[cell[idx]]), jnp.int32(k),
+                               max_iters=_WARM_PIVOTS_PER_DIM * d + 16, lanes=lanes)
         status.append(np.asarray(st)[:k])
     status = np.concatenate(status)
     return status == primal.ABOVE, status != primal.UNRESOLVED
@@ -506,7 +515,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     if len(cell):
         lps += len(cell)
         if warm_start:
-            fac, resolved = warm_redundancy(rows, valid, cell, row, y0, tol, B)
+            fac, resolved = warm_redundancy(rows, valid, cell, row, y0, tol)
             facets[cell[resolved], row[resolved]] = fac[resolved]
             warm = int(resolved.sum())
             cell, row = cell[~resolved], row[~resolved]

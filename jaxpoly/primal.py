@@ -44,6 +44,8 @@ OPTIMAL = 0  # the maximum, certified; compare it with the level yourself
 ABOVE = 1  # a feasible point above the level (or an unbounded improving ray): the row is a facet
 UNRESOLVED = 2
 _RUNNING = -1
+_IDLE = -2  # a pool lane without an item (see exceeds)
+_REFILL = 0.75  # a pool refills once a quarter of its walks have ended
 _PIVOT_TOL = 1e-9
 
 
@@ -61,59 +63,78 @@ class Vertex(NamedTuple):
     status: jax.Array
 
 
-def _walk(A, b, active, c, x, basis, binv, level, *, max_iters: int, tol: float, until_vertex: bool):
-    """One instance: pivots from ``(x, basis, binv)`` maximising ``c`` (module docstring).
+class _Lane(NamedTuple):
+    """The state of one walk (see :func:`_step`)."""
 
-    ``A (M, d)``, ``b (M,)``, ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x`` exceeds it;
-    ``until_vertex``: stop once no position is free. Returns ``(x, basis, binv, status)``.
-    """
+    x: jax.Array  # (d,)
+    basis: jax.Array  # (d,) int32
+    binv: jax.Array  # (d, d)
+    slack: jax.Array  # (M,) b - A x
+    in_basis: jax.Array  # (M,) bool
+    it: jax.Array  # () int32 pivots so far
+    degen: jax.Array  # () int32 consecutive degenerate pivots
+    status: jax.Array  # () int32
+
+
+def _lane(A, b, x, basis, binv, status=_RUNNING) -> _Lane:
+    """A walk's state at the point ``x`` with its basis."""
+    rows = jnp.arange(A.shape[0])
+    in_basis = jnp.any(rows[:, None] == basis[None, :], axis=1)
+    return _Lane(x, basis, binv, b - A @ x, in_basis, jnp.int32(0), jnp.int32(0), jnp.int32(status))
+
+
+def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until_vertex: bool) -> _Lane:
+    """One pivot of one instance, maximising ``c`` (module docstring). ``A (M, d)``, ``b (M,)``,
+    ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x`` exceeds it; ``until_vertex``: stop once
+    no position is free. Sets ``status`` when the walk ends."""
     M, d = A.shape
     rows = jnp.arange(M)
     big = jnp.iinfo(jnp.int32).max
+    x, basis, binv, slack, in_basis, it, degen, _ = s
+    u = binv.T @ c
+    free = basis < 0
+    any_free = jnp.any(free)
+    bland = degen >= d + 5
+    neg = ~free & (u < -tol)
+    r_free = jnp.argmax(jnp.where(free, jnp.abs(u), -1.0))
+    r_dantzig = jnp.argmin(jnp.where(neg, u, jnp.inf))
+    r_bland = jnp.argmin(jnp.where(neg, basis, big))
+    r = jnp.where(any_free, r_free, jnp.where(bland, r_bland, r_dantzig))
+    leave = any_free | jnp.any(neg)
+    sgn = jnp.where(free[r], jnp.where(u[r] >= 0, 1.0, -1.0), -1.0)
+    z = sgn * binv[:, r]
+    gain = c @ z
+    s_ = A @ z
+    cand = active & ~in_basis & (s_ > _PIVOT_TOL)
+    ratio = jnp.where(cand, jnp.maximum(slack, 0.0) / jnp.where(cand, s_, 1.0), jnp.inf)
+    t = jnp.min(ratio)
+    tie = cand & (ratio <= t * (1.0 + 1e-12) + 1e-300)
+    j = jnp.where(bland, jnp.argmin(jnp.where(tie, rows, big)), jnp.argmax(jnp.where(tie, s_, -jnp.inf)))
+    blocked = jnp.any(cand)
+    x_new = x + t * z
+    above = blocked & (c @ x_new > level)
+    improving_ray = ~blocked & (gain > tol)
+    done = until_vertex & ~any_free
+    status = jnp.select(
+        [done | ~leave, improving_ray, ~blocked, above, it >= max_iters],
+        [OPTIMAL, ABOVE, UNRESOLVED, ABOVE, UNRESOLVED], _RUNNING).astype(jnp.int32)
+    go = (status == _RUNNING) | (above & (status == ABOVE))
+    onehot = jnp.arange(d) == r
+    w = jnp.where(go, binv.T @ A[j], onehot.astype(binv.dtype))
+    moved = go & ((rows == j) | (rows == basis[r]))
+    basis = jnp.where(onehot & go, j, basis).astype(jnp.int32)
+    degen = jnp.where(go, jnp.where(t <= tol, degen + 1, 0), degen).astype(jnp.int32)
+    return _Lane(jnp.where(go, x_new, x), basis, lp._pivot(binv, w, onehot), jnp.where(go, slack - t * s_, slack),
+                 in_basis ^ moved, it + 1, degen, status)
 
-    def step(s):
-        x, basis, binv, slack, in_basis, it, degen, status = s
-        u = binv.T @ c
-        free = basis < 0
-        any_free = jnp.any(free)
-        bland = degen >= d + 5
-        neg = ~free & (u < -tol)
-        r_free = jnp.argmax(jnp.where(free, jnp.abs(u), -1.0))
-        r_dantzig = jnp.argmin(jnp.where(neg, u, jnp.inf))
-        r_bland = jnp.argmin(jnp.where(neg, basis, big))
-        r = jnp.where(any_free, r_free, jnp.where(bland, r_bland, r_dantzig))
-        leave = any_free | jnp.any(neg)
-        sgn = jnp.where(free[r], jnp.where(u[r] >= 0, 1.0, -1.0), -1.0)
-        z = sgn * binv[:, r]
-        gain = c @ z
-        s_ = A @ z
-        cand = active & ~in_basis & (s_ > _PIVOT_TOL)
-        ratio = jnp.where(cand, jnp.maximum(slack, 0.0) / jnp.where(cand, s_, 1.0), jnp.inf)
-        t = jnp.min(ratio)
-        tie = cand & (ratio <= t * (1.0 + 1e-12) + 1e-300)
-        j = jnp.where(bland, jnp.argmin(jnp.where(tie, rows, big)), jnp.argmax(jnp.where(tie, s_, -jnp.inf)))
-        blocked = jnp.any(cand)
-        x_new = x + t * z
-        above = blocked & (c @ x_new > level)
-        improving_ray = ~blocked & (gain > tol)
-        done = until_vertex & ~any_free
-        status = jnp.select(
-            [done | ~leave, improving_ray, ~blocked, above, it >= max_iters],
-            [OPTIMAL, ABOVE, UNRESOLVED, ABOVE, UNRESOLVED], _RUNNING).astype(jnp.int32)
-        go = (status == _RUNNING) | (above & (status == ABOVE))
-        onehot = jnp.arange(d) == r
-        w = jnp.where(go, binv.T @ A[j], onehot.astype(binv.dtype))
-        moved = go & ((rows == j) | (rows == basis[r]))
-        basis = jnp.where(onehot & go, j, basis).astype(jnp.int32)
-        degen = jnp.where(go, jnp.where(t <= tol, degen + 1, 0), degen).astype(jnp.int32)
-        return (jnp.where(go, x_new, x), basis, lp._pivot(binv, w, onehot), jnp.where(go, slack - t * s_, slack),
-                in_basis ^ moved, it + 1, degen, status)
 
-    slack = b - A @ x
-    in_basis = jnp.any(rows[:, None] == basis[None, :], axis=1)
-    init = (x, basis, binv, slack, in_basis, jnp.int32(0), jnp.int32(0), jnp.int32(_RUNNING))
-    x, basis, binv, _, _, _, _, status = jax.lax.while_loop(lambda s: s[-1] == _RUNNING, step, init)
-    return x, basis, binv, status
+def _walk(A, b, active, c, x, basis, binv, level, *, max_iters: int, tol: float, until_vertex: bool):
+    """One instance: pivots from ``(x, basis, binv)`` until the walk ends (:func:`_step`).
+    Returns ``(x, basis, binv, status)``."""
+    step = functools.partial(_step, A, b, active, c, level, max_iters=max_iters, tol=tol,
+                             until_vertex=until_vertex)
+    s = jax.lax.while_loop(lambda s: s.status == _RUNNING, step, _lane(A, b, x, basis, binv))
+    return s.x, s.basis, s.binv, s.status
 
 
 def _check(A, b, active, c, x, basis, binv, status, tol: float):
@@ -155,37 +176,86 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
     return Vertex(x, basis, binv, status)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iters", "tol"))
+@functools.partial(jax.jit, static_argnames=("max_iters", "lanes", "tol"))
 def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: jax.Array, row: jax.Array,
-            threshold: jax.Array, *, max_iters: int, tol: float = 1e-9) -> tuple[jax.Array, jax.Array]:
-    """For each lane ``i``: does ``max a_k · y`` over cell ``cell[i]`` without its row ``k = row[i]``
+            threshold: jax.Array, count: jax.Array | None = None, *, max_iters: int, lanes: int = 256,
+            tol: float = 1e-9) -> tuple[jax.Array, jax.Array]:
+    """For each item ``i``: does ``max a_k · y`` over cell ``cell[i]`` without its row ``k = row[i]``
     exceed ``b_k + threshold``? Walks from the cell's vertex ``start``.
+
+    The ``N`` items share a pool of ``lanes`` walks: walks take from 1 to ``max_iters`` pivots, so
+    instead of stepping every walk until the slowest one of a chunk ends, the pool steps until half
+    its walks have ended, records those (checked, as in the module docstring) and refills them with
+    the next items.
 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` the cells (as for :func:`cell_vertices`).
-      start: the cells' vertices (:func:`cell_vertices`); cell, row: ``(N,) int32`` lanes.
-      threshold: ``()`` or ``(N,)`` the facet tolerance; max_iters: the pivot budget of a lane.
+      start: the cells' vertices (:func:`cell_vertices`); cell, row: ``(N,) int32`` items.
+      threshold: ``()`` or ``(N,)`` the facet tolerance; count: ``()`` only the first ``count`` items
+      are solved (the rest is padding; default all); max_iters: the pivot budget of an item;
+      lanes: walks stepped together.
     Returns:
       ``(status (N,), value (N,))``: ``ABOVE`` (a facet: a point of the cell without row ``k`` lies
       above ``b_k + threshold``), ``OPTIMAL`` (``value`` is the certified maximum, at most that level:
       not a facet) or ``UNRESOLVED``.
     """
-    A_l, b_l, act = A[cell], b[cell], active[cell]
-    N, M, d = A_l.shape
-    own = jnp.arange(M)[None, :] == row[:, None]
-    act = act & ~own
-    c = A_l[jnp.arange(N), row]
-    level = b_l[jnp.arange(N), row] + threshold
-    # Row k at the start vertex is freed, its row in B kept as the free position's direction: B^{-1}
-    # stands, and the first move raises a_k · y alone.
-    basis = jnp.where(start.basis[cell] == row[:, None], -1, start.basis[cell])
-    binv = start.binv[cell]
-    walk = functools.partial(_walk, max_iters=max_iters, tol=tol, until_vertex=False)
-    x, basis, binv, status = jax.vmap(walk)(A_l, b_l, act, c, start.x[cell], basis, binv, level)
-    xr, status = jax.vmap(functools.partial(_check, tol=tol))(A_l, b_l, act, c, x, basis, binv, status)
-    value = jnp.einsum("nd,nd->n", c, xr)
-    status = jnp.where(start.status[cell] == OPTIMAL, status, UNRESOLVED)
-    # an optimum above the level is a facet as well (the walk stops there only between pivots)
-    status = jnp.where((status == OPTIMAL) & (value > level), ABOVE, status)
-    return status, value
+    B, M, d = A.shape
+    N = cell.shape[0]
+    P = min(lanes, N)
+    count = jnp.int32(N) if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), N)
+    threshold = jnp.broadcast_to(jnp.asarray(threshold, A.dtype), (N,))
+    lane_ids = jnp.arange(P)
+    step = jax.vmap(functools.partial(_step, max_iters=max_iters, tol=tol, until_vertex=False))
 
+    def load(item):
+        """The problems ``(A, b, active, c, level)`` and start states of items ``(P,)`` (-1: none)."""
+        i = jnp.maximum(item, 0)
+        ce, ro = cell[i], row[i]
+        A_l, b_l = A[ce], b[ce]
+        act = active[ce] & (jnp.arange(M)[None, :] != ro[:, None])
+        prob = (A_l, b_l, act, A_l[lane_ids, ro], b_l[lane_ids, ro] + threshold[i])
+        # Row k at the start vertex is freed, its row in B kept as the free position's direction:
+        # B^{-1} stands, and the first move raises a_k · y alone.
+        basis = jnp.where(start.basis[ce] == ro[:, None], -1, start.basis[ce])
+        lane = jax.vmap(_lane)(A_l, b_l, start.x[ce], basis, start.binv[ce])
+        ok = (item >= 0) & (start.status[ce] == OPTIMAL)
+        return prob, lane._replace(status=jnp.where(ok, _RUNNING, _IDLE).astype(jnp.int32))
+
+    def select(mask, new, old):
+        return jax.tree.map(lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o),
+                            new, old)
+
+    def running(lane):
+        return lane.status == _RUNNING
+
+    def pivots(c):
+        prob, lane = c
+        return prob, select(running(lane), step(*prob, lane), lane)
+
+    def epoch(c):
+        prob, lane, item, q, out_status, out_value = c
+        idle = lane.status == _IDLE
+        rank = jnp.cumsum(idle, dtype=jnp.int32) - 1
+        new_item = jnp.where(idle & (q + rank < count), q + rank, -1).astype(jnp.int32)
+        q = jnp.minimum(q + jnp.sum(idle, dtype=jnp.int32), count)
+        prob, lane = select(idle, load(new_item), (prob, lane))
+        item = jnp.where(idle, new_item, item)
+        stop_at = jnp.where(q < count, int(P * _REFILL), 0)
+        prob, lane = jax.lax.while_loop(lambda c: jnp.sum(running(c[1])) > stop_at, pivots, (prob, lane))
+        ended = ~running(lane) & (item >= 0)
+        xr, status = jax.vmap(functools.partial(_check, tol=tol))(*prob[:4], lane.x, lane.basis, lane.binv,
+                                                                  lane.status)
+        value = jnp.einsum("pd,pd->p", prob[3], xr)
+        # an optimum above the level is a facet as well (the walk stops there only between pivots)
+        status = jnp.where((status == OPTIMAL) & (value > prob[4]), ABOVE, status)
+        at = jnp.where(ended, item, N)
+        out_status = out_status.at[at].set(status, mode="drop")
+        out_value = out_value.at[at].set(value, mode="drop")
+        lane = lane._replace(status=jnp.where(ended | (item < 0), _IDLE, lane.status).astype(jnp.int32))
+        return prob, lane, jnp.where(ended, -1, item).astype(jnp.int32), q, out_status, out_value
+
+    prob, lane = load(jnp.full((P,), -1, jnp.int32))
+    init = (prob, lane, jnp.full((P,), -1, jnp.int32), jnp.int32(0), jnp.full((N,), UNRESOLVED, jnp.int32),
+            jnp.zeros((N,), A.dtype))
+    out = jax.lax.while_loop(lambda c: (c[3] < count) | jnp.any(running(c[1])), epoch, init)
+    return out[4], out[5]
