@@ -249,21 +249,27 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     S = s0[:, None, :] - sk[..., None] * g
     P = y0[:, None, :] + sk[..., None] * Ak
     bi = jnp.arange(B)[:, None]
+    # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
+    # in the input's precision below).
+    f32 = jnp.float32
+    G32, g32, A32, Ak32 = G.astype(f32), g.astype(f32), A.astype(f32), Ak.astype(f32)
+    S, P, target = S.astype(f32), P.astype(f32), target.astype(f32)
 
     def step(carry):
         i, _, S, P = carry
         viol = jnp.where(others, S, jnp.inf)
         j = jnp.argmin(viol, axis=-1)  # (B, K)
         sj = jnp.min(viol, axis=-1)
-        gjk = jnp.take_along_axis(g, j[..., None], axis=-1)[..., 0]
+        gjk = jnp.take_along_axis(g32, j[..., None], axis=-1)[..., 0]
         denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
-        go = ok & (sj < target) & (denom > 1e-12)
+        go = ok & (sj < target) & (denom > 1e-6)
         t = jnp.where(go, (target - sj) / jnp.where(go, denom, 1.0), 0.0)
-        S = S + t[..., None] * (G[bi, j] - gjk[..., None] * g)
-        P = P - t[..., None] * (A[bi, j] - gjk[..., None] * Ak)
+        S = S + t[..., None] * (G32[bi, j] - gjk[..., None] * g32)
+        P = P - t[..., None] * (A32[bi, j] - gjk[..., None] * Ak32)
         return i + 1, jnp.any(go), S, P
 
     _, _, _, P = jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))
+    P = P.astype(A.dtype)
     P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
     slack = b[:, None, :] - jnp.einsum("bjd,bkd->bkj", A, P)
     inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
