@@ -34,6 +34,7 @@ in fixed-size chunks so each shape compiles once.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -49,6 +50,7 @@ __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "
 _CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
 _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
+_WALK_CHUNK = 16  # cells whose walks run together
 # The LP solver's artificial box, in units of the largest distance from the coordinate origin to a row
 # (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
 _LP_BOX = 1.5
@@ -248,27 +250,36 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     # S[b, k, j]: slack of row j at walk k's point P[b, k] (updated through G, checked exactly below).
     S = s0[:, None, :] - sk[..., None] * g
     P = y0[:, None, :] + sk[..., None] * Ak
-    bi = jnp.arange(B)[:, None]
     # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
-    # in the input's precision below).
+    # in the input's precision below), a few cells at a time, so that a chunk's (c, K, M) slacks stay in
+    # the cache across its steps (and a chunk stops as soon as its own walks are done).
     f32 = jnp.float32
     G32, g32, A32, Ak32 = G.astype(f32), g.astype(f32), A.astype(f32), Ak.astype(f32)
     S, P, target = S.astype(f32), P.astype(f32), target.astype(f32)
 
-    def step(carry):
-        i, _, S, P = carry
-        viol = jnp.where(others, S, jnp.inf)
-        j = jnp.argmin(viol, axis=-1)  # (B, K)
-        sj = jnp.min(viol, axis=-1)
-        gjk = jnp.take_along_axis(g32, j[..., None], axis=-1)[..., 0]
-        denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
-        go = ok & (sj < target) & (denom > 1e-6)
-        t = jnp.where(go, (target - sj) / jnp.where(go, denom, 1.0), 0.0)
-        S = S + t[..., None] * (G32[bi, j] - gjk[..., None] * g32)
-        P = P - t[..., None] * (A32[bi, j] - gjk[..., None] * Ak32)
-        return i + 1, jnp.any(go), S, P
+    def search(chunk):
+        G32, g32, A32, Ak32, others, ok, target, S, P = chunk
+        bi = jnp.arange(G32.shape[0])[:, None]
 
-    _, _, _, P = jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))
+        def step(carry):
+            i, _, S, P = carry
+            viol = jnp.where(others, S, jnp.inf)
+            j = jnp.argmin(viol, axis=-1)  # (c, K)
+            sj = jnp.min(viol, axis=-1)
+            gjk = jnp.take_along_axis(g32, j[..., None], axis=-1)[..., 0]
+            denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
+            go = ok & (sj < target) & (denom > 1e-6)
+            t = jnp.where(go, (target - sj) / jnp.where(go, denom, 1.0), 0.0)
+            S = S + t[..., None] * (G32[bi, j] - gjk[..., None] * g32)
+            P = P - t[..., None] * (A32[bi, j] - gjk[..., None] * Ak32)
+            return i + 1, jnp.any(go), S, P
+
+        return jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))[3]
+
+    c = math.gcd(B, _WALK_CHUNK)
+    chunks = jax.tree.map(lambda a: a.reshape((B // c, c) + a.shape[1:]),
+                          (G32, g32, A32, Ak32, others, ok, target, S, P))
+    P = jax.lax.map(search, chunks).reshape(P.shape)
     P = P.astype(A.dtype)
     P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
     slack = b[:, None, :] - jnp.einsum("bjd,bkd->bkj", A, P)
