@@ -23,8 +23,9 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
    differ in the objective, so they are warm-started (:func:`warm_redundancy`, :mod:`jaxpoly.primal`):
    one vertex of the cell, then the primal simplex from it for every row, stopping as soon as a
    feasible point passes ``b_k`` (against the dual simplex from scratch for each row: 1.6x less time
-   per region at d = 8, 2.4x at d = 16, 1.9x at d = 32). Lanes it leaves unresolved get the LP with
-   row ``k`` relaxed by ``delta``.
+   per region at d = 8, 2.4x at d = 16, 1.9x at d = 32). The walks share a pool that is refilled as
+   they end (a walk takes 1 to ``2 d + 16`` pivots; waiting for the slowest of fixed chunks cost 1.6x
+   more at d = 16). Lanes it leaves unresolved get the LP with row ``k`` relaxed by ``delta``.
 
 Other LPs (Chebyshev centres, bounding boxes, unresolved redundancy lanes) go through
 :func:`jaxpoly.lp.solve_lp_robust` (JAX dual simplex, HiGHS on the host for the instances it flags),

@@ -5,7 +5,8 @@ The oracle's redundancy LPs of one cell share its constraints and differ only in
 starts each of them from its artificial box (about ``3 d`` pivots at d = 8). Here one vertex of the
 cell is found once (:func:`cell_vertices`, ``d`` pivots) and every row's LP walks from that vertex
 (:func:`exceeds`): a path over the cell's vertices, and it may stop as soon as ``a_k · y`` passes
-``b_k`` (then row ``k`` is a facet; only redundant rows need the optimum).
+``b_k`` (then row ``k`` is a facet; only redundant rows need the optimum). The walks of many rows
+(and cells) run side by side as lanes of one pool, refilled with the next rows as walks end.
 
 Method (inequality form ``A y <= b``, unit rows, coordinates centred at an interior point, so every
 active offset is positive). A basis is ``d`` positions, each a tight row or *free*; its inverse

@@ -500,6 +500,15 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     opt = status == primal.OPTIMAL
     assert np.allclose(value[opt], vmax.ravel()[opt], atol=1e-8)
 
+    # A small pool (walks refilled many times) with padding items past ``count``: the same answers,
+    # and the padding is left unsolved.
+    n = len(cell)
+    pad_cell, pad_row = np.concatenate([cell, cell[:7]]), np.concatenate([row, row[:7]])
+    st8, val8 = (np.asarray(a) for a in primal.exceeds(A, b, active, start, pad_cell, pad_row, np.asarray(thr),
+                                                        np.int32(n), max_iters=2 * d + 16, lanes=8))
+    assert (st8[:n] == status).all() and np.allclose(val8[:n][opt], value[opt], atol=1e-12)
+    assert (st8[n:] == primal.UNRESOLVED).all()
+
 
 def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
     """classify_facets with and without the warm-started primal simplex: identical facets, equal to
