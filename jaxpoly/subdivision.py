@@ -412,6 +412,41 @@ def _cut_along_edges(zero_v, pv, far, far_partner, first, n0: int, ok_h, any_zer
     return on_h, jnp.where(along, 0, sp).astype(jnp.int8), jnp.where(along, sp, 0).astype(jnp.int8)
 
 
+def _split_values(vals, p, q, t, okv, tgt_v, j, tols, count):
+    """Write the split points' rows of ``vals (Vc, W)``: interpolated between the endpoints ``p, q``
+    ``(S,)`` at ``t (S, 1)``, column ``j`` exactly 0, at rows ``tgt_v`` where ``okv``.
+
+    Only the first ``count`` of the ``S`` split slots are valid, so the rows are done in chunks up to
+    ``count``: on a wide stage a pass over all ``S x W`` slots on every step cost more than the rest of
+    the step. Returns ``(vals, pos, neg, new_max)``: the split points' sign words ``(nw, S) uint32``
+    (see :func:`_pack_signs`; zero past ``count``) and their largest ``|value|`` per column ``(W,)``.
+    """
+    S = p.shape[0]
+    Vc, W = vals.shape
+    nw = -(-W // 32)
+    C = min(S & -S, 128)
+
+    def chunk(c):
+        i, vals, pos, neg, mx = c
+        o = i * C
+        pr, qr, tr = (jax.lax.dynamic_slice_in_dim(a, o, C) for a in (p, q, t))
+        sel = jax.lax.dynamic_slice_in_dim(okv, o, C)
+        vm = vals[pr] + tr * (vals[qr] - vals[pr])
+        vm = vm.at[:, j].set(0.0)
+        vals = vals.at[jnp.where(sel, jax.lax.dynamic_slice_in_dim(tgt_v, o, C), Vc)].set(vm, mode="drop")
+        mp, mn = _pack_signs(vm, sel, tols)
+        pos = jax.lax.dynamic_update_slice_in_dim(pos, mp, o, axis=1)
+        neg = jax.lax.dynamic_update_slice_in_dim(neg, mn, o, axis=1)
+        mx = jnp.maximum(mx, jnp.max(jnp.where(sel[:, None], jnp.abs(vm), jnp.zeros_like(vm)), axis=0))
+        return i + 1, vals, pos, neg, mx
+
+    words = jnp.zeros((nw, S), jnp.uint32)
+    init = (jnp.int32(0), vals, words, words, jnp.zeros((W,), vals.dtype))
+    n = (jnp.minimum(count, S) + C - 1) // C
+    _, vals, pos, neg, mx = jax.lax.while_loop(lambda c: c[0] < n, chunk, init)
+    return vals, pos, neg, mx
+
+
 def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     """Cut the complex with hyperplane column ``j`` of ``vals``. See the module docstring."""
     state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used) = carry
@@ -470,8 +505,6 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     vp, vq = vals[p, j], vals[q, j]
     t = (vp / (vp - vq))[:, None]
     xm = state.x[p] + t * (state.x[q] - state.x[p])
-    valm = vals[p] + t * (vals[q] - vals[p])
-    valm = valm.at[:, j].set(0.0)
     new_v = state.nv + jnp.arange(cap.splits, dtype=jnp.int32)  # ids of the split points
 
     eh_old = state.eh
@@ -600,7 +633,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     qpos, qneg = vpos[:, q], vneg[:, q]
     ez_s = state.ez[sidx]
     x = state.x.at[tgt_v].set(xm, mode="drop")
-    vals = vals.at[tgt_v].set(valm, mode="drop")
+    vals, mpos, mneg, new_max = _split_values(vals, p, q, t, okv, tgt_v, j, tols, jnp.where(ok, K, 0))
     vz_s = jnp.full((cap.splits, cap.zero_slots), -1, jnp.int32)
     vz_s = vz_s.at[:, : d - 1].set(ez_s).at[:, d - 1].set(hid)
     # Existing vertices on h (if any) take it in their first free slot: elementwise, no scatter over Vc.
@@ -622,13 +655,11 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         ez2 = ez2.at[tgt_e].set(state.ez2[sidx], mode="drop")
     eh = eh.at[tgt_e].set(eh_old[sidx] + _signed(jnp.broadcast_to(rh, (cap.splits, 2)), b_s), mode="drop")
     # Masks: the split points' sign words, then the codes of the changed and new edges.
-    mpos, mneg = _pack_signs(valm, jnp.ones((cap.splits,), bool), tols)
     vpos = vpos.at[:, tgt_v].set(mpos, mode="drop")
     vneg = vneg.at[:, tgt_v].set(mneg, mode="drop")
     codes = codes.at[:, :, jnp.where(okv, sidx, Ec)].set(jnp.stack(_edge_codes(ppos, pneg, mpos, mneg)),
                                                            mode="drop")
     codes = codes.at[:, :, tgt_e].set(jnp.stack(_edge_codes(mpos, mneg, qpos, qneg)), mode="drop")
-    new_max = jnp.max(jnp.where(okv[:, None], jnp.abs(valm), jnp.zeros_like(valm)), axis=0)
     scales = jnp.maximum(scales, new_max)
     ne = state.ne + jnp.where(ok, K, 0)
     if d > 1:
