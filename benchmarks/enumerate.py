@@ -82,8 +82,9 @@ def lp_search_only():
         enumeration._VERTEX_MAX_SUBSETS = old
 
 
-def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=None) -> dict:
-    """Cold call on a small problem (compiles), warm call on it, then the measured warm call."""
+def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=None, repeats=1) -> dict:
+    """Cold call on a small problem (compiles), warm call on it, then the measured warm call (the median
+    of ``repeats`` calls; all of them in ``walls_s``)."""
     small = warm_regions or 2 * batch_size
     t = time.perf_counter()
     enumerate_regions(net, BOUNDS, max_regions=small, batch_size=batch_size)
@@ -91,9 +92,12 @@ def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=Non
     t = time.perf_counter()
     enumerate_regions(net, BOUNDS, max_regions=small, batch_size=batch_size)
     warm = time.perf_counter() - t
-    t = time.perf_counter()
-    R = enumerate_regions(net, BOUNDS, max_regions=max_regions, batch_size=batch_size)
-    wall = time.perf_counter() - t
+    walls = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        R = enumerate_regions(net, BOUNDS, max_regions=max_regions, batch_size=batch_size)
+        walls.append(time.perf_counter() - t)
+    wall = float(np.median(walls))
     s = R.stats
     return {"regions": len(R), "complete": R.complete, "wall_s": wall, "compile_s": max(cold - warm, 0.0),
             "regions_per_s": len(R) / wall, "us_per_region": 1e6 * wall / max(len(R), 1),
@@ -101,6 +105,7 @@ def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=Non
             "walk_facets": s.get("walk_facets", 0), "lp_fallbacks": s["lp_fallbacks"],
             "rays": s["rays"], "vertices": s.get("vertices", 0), "vertex_systems": s.get("vertex_systems", 0),
             "cells_all_levels": s["cells"], "max_regions": max_regions, "batch_size": batch_size,
+            "walls_s": walls,
             **peak_memory()}
 
 
@@ -304,6 +309,7 @@ def main() -> None:
     ap.add_argument("--search-regions", type=int, default=20000, help="cap for the LP search on w64_d4")
     ap.add_argument("--scale-regions", type=int, default=1024, help="regions per d in the d-scaling sweep")
     ap.add_argument("--dims", default="4,8,16,24,32")
+    ap.add_argument("--scale-repeats", type=int, default=5, help="measured runs per d (the median is reported)")
     ap.add_argument("--deep-max-regions", type=int, default=None, help="cap for 3x16_d6 (default: complete)")
     ap.add_argument("--baseline-seconds", type=float, default=30.0)
     ap.add_argument("--relucent-polys", type=int, default=1000)
@@ -320,9 +326,18 @@ def main() -> None:
     out = {"machine": machine(), "command": "python benchmarks/enumerate.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None), "results": {}}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    # A partial run (--only) updates its keys and keeps the others; "runs" says which run measured what.
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        out["results"] = old.get("results", {})
+        out["runs"] = old.get("runs", {})
+    out.setdefault("runs", {})
 
     def save(key, value):
         out["results"][key] = value
+        out["runs"][key] = {"command": out["command"], "machine": out["machine"],
+                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         out["machine"]["loadavg_end"] = os.getloadavg()
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1, default=float)
@@ -369,7 +384,8 @@ def main() -> None:
         for d in (int(x) for x in args.dims.split(",")):
             net = random_net(0, d, (64,))
             with lp_search_only():
-                r = {"d": d, "search": timed_enumeration(net, max_regions=args.scale_regions, batch_size=B)}
+                r = {"d": d, "search": timed_enumeration(net, max_regions=args.scale_regions, batch_size=B,
+                                                         repeats=args.scale_repeats)}
             if enumeration._vertex_subsets(d, 64) <= enumeration._VERTEX_MAX_SUBSETS:
                 r["vertex"] = timed_enumeration(net, max_regions=None, batch_size=B, warm_regions=None)
             rows.append(r)

@@ -21,7 +21,7 @@ import time
 
 DEFAULT_CASES = ["bunny-2d-2x50", "bunny-2d-2x100", "bunny-2d-4x32", "bunny-3d-3x16",
                  "random-2d-3x64", "random-2d-4x128", "random-3d-3x32", "random-3d-4x32", "random-3d-4x48",
-                 "random-4d-3x16", "random-5d-2x16"]
+                 "random-4d-3x16", "random-5d-2x16", "random-2d-2x512"]
 
 
 def _net(case: str):

@@ -5,7 +5,7 @@ width 64 with random weights, box [-1, 1]^d, d = 4 and 8 (not a test).
 Each panel also carries an independent estimate of the total: a single layer in general position has
 ``sum_k N_k`` regions in a box, ``N_k`` the number of k-subsets of its hyperplanes whose flat meets the
 open box; ``estimate_regions`` samples k-subsets (HiGHS decides each flat) and scales. In [-1, 1]^8 that
-total is about 2.9e8 regions, beyond any method's reach on this machine (more than a day at the LP
+total is about 2.9e8 regions, beyond any method's reach on this machine (about 18 hours at the LP
 search's rate), so a third panel takes the same d = 8 network in the smaller box [-0.2, 0.2]^8, where the exact
 search finishes.
 
