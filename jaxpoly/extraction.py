@@ -223,6 +223,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
 
     def grow_to(state, vals, cap, new):
         _check_memory(cap, new, state, d, vals.shape[1], itemsize, max_memory)
+        if (new.vertices, new.edges, new.zero_slots) == (cap.vertices, cap.edges, cap.zero_slots):
+            return state, vals, new  # only a step's own sizes changed: no array to copy
         return (*sd.grow(state, vals, new), new)
 
     prev, vals = None, None
@@ -254,12 +256,15 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 state, vals, cap = grow_to(state, vals, cap, new)
         start = 0
         grows = 0
+        counts = np.zeros(width + 1, np.int64)  # vertices after each column (counts[0]: before the stage)
+        counts[0] = int(state.nv)
         while True:
-            state, vals, flags, failed_at, skipped, scales = sd.run_stage(
+            state, vals, flags, failed_at, skipped, scales, after = sd.run_stage(
                 state, vals, scales, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
                 cap=cap, num_facets=num_facets, rtol=rtol)
             skipped = np.asarray(skipped)[:width]
             done = width if int(flags) == 0 else int(failed_at)
+            counts[start + 1 : done + 1] = np.asarray(after)[start:done]
             r_np[num_facets + off + np.nonzero(skipped[start:done])[0] + start] = 0
             flags = int(flags)
             if flags == 0:
@@ -268,8 +273,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             hyper = off + failed_at
             if not flags & sd.CAPACITY_FLAGS:  # an overflowing step's other flags saw truncated arrays
                 _raise_degenerate(flags, net, hyper, level_set and stage is None)
-            new = _grown(cap, flags, state, max_vertices)
-            state, vals, cap = grow_to(state, vals, cap, new)
+            new = _grown(cap, flags, state, max_vertices, _stage_estimate(counts[: failed_at + 1], width))
+            try:
+                state, vals, cap = grow_to(state, vals, cap, new)
+            except CapacityError:  # the estimate may overshoot: fall back to plain doubling
+                new = _grown(cap, flags, state, max_vertices)
+                state, vals, cap = grow_to(state, vals, cap, new)
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
@@ -344,9 +353,31 @@ def _check_memory(old: sd.Capacity | None, new: sd.Capacity, state: sd.State | N
         )
 
 
-def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int) -> sd.Capacity:
+def _stage_estimate(counts: np.ndarray, width: int) -> tuple[int, int] | None:
+    """Vertices at the end of a stage and the most one of its remaining columns adds, extrapolated from
+    ``counts`` (vertices before the stage, then after each of its first columns): the new vertices per
+    column grow about linearly along a stage (a column crosses the earlier layers' cells and the stage's
+    earlier hyperplanes), so the trend of the columns so far is fitted and summed. ``None``
+    with fewer than 8 columns to go by."""
+    j = len(counts) - 1
+    if j < 8 or j >= width:
+        return None
+    inc = np.diff(counts).astype(np.float64)
+    k = np.arange(1, j + 1, dtype=np.float64)
+    b, a = np.polyfit(k, inc, 1)
+    if b < 0:  # a falling trend (early columns crossing more of the box) is not extrapolated
+        a, b = inc.mean(), 0.0
+    rest = np.maximum(a + b * np.arange(j + 1, width + 1), 0.0)
+    return int(counts[-1] + rest.sum()), int(max(rest.max(initial=0.0), inc.max()))
+
+
+def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int,
+           estimate: tuple[int, int] | None = None) -> sd.Capacity:
     """Capacities after an overflow: double what overflowed, and keep the others in proportion (about
-    ``d`` edges per vertex), so one regrowth (one recompilation) serves the rest of the stage."""
+    ``d`` edges per vertex), so one regrowth (one recompilation) serves the rest of the stage. With the
+    stage's ``estimate`` (:func:`_stage_estimate`: final vertices, most new vertices per column) the
+    vertices and splits grow at once to 1.1x / 2x of it when that is more (a wide stage otherwise
+    doubles several times, and each growth copies its ``V x W`` values)."""
     v, e, s, z, zs = cap
     d = state.x.shape[1]
     if flags & sd.FLAG_VERTICES:
@@ -362,6 +393,13 @@ def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int) -> 
     if flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES):
         v = max(v, _bucket(int(state.nv) * 1.5))
         e = max(e, _bucket(v * max(d, 1)), _bucket(int(state.ne) * 1.5))
+    if estimate is not None and flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES | sd.FLAG_SPLITS):
+        ev, es = estimate
+        ev = min(int(ev * 1.1), max_vertices)
+        if ev > v:
+            v = _bucket(ev)
+            e = max(e, _bucket(ev * int(state.ne) / max(int(state.nv), 1) * 1.05))
+        s = max(s, _bucket(es * 2))  # a column's splits vary widely around the trend
     s = min(s, v)
     e = max(e, _bucket(int(state.ne) + 2 * s))
     if v > max_vertices and v > cap.vertices:

@@ -449,7 +449,7 @@ def _split_values(vals, p, q, t, okv, tgt_v, j, tols, count):
 
 def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     """Cut the complex with hyperplane column ``j`` of ``vals``. See the module docstring."""
-    state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used) = carry
+    state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used, nvs) = carry
     d = state.x.shape[1]
     Vc, Ec = cap.vertices, cap.edges
     hid = hid0 + j
@@ -678,7 +678,8 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     failed_at = jnp.where(fresh_fail, j, failed_at)
     flags = jnp.where(flags == 0, jnp.where(all_zero, 0, new_flags), flags)
     skipped = skipped.at[j].set(all_zero | touch_only)
-    return state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used)
+    nvs = nvs.at[j].set(state.nv)
+    return state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used, nvs)
 
 
 @functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol", "rebuild_masks"),
@@ -690,11 +691,12 @@ def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hi
     largest magnitude over the valid vertices.
 
     Stops at the first hyperplane that would overflow a capacity or meets an unresolved degeneracy.
-    Returns ``(state, vals, flags, failed_at, skipped, scales)``: ``flags`` is 0 on success, else a bit
+    Returns ``(state, vals, flags, failed_at, skipped, scales, counts)``: ``flags`` is 0 on success, else a bit
     set of ``FLAG_*`` with ``failed_at`` the column to resume from after growing (the state is left as
     it was before that column); ``skipped (W,) bool`` marks hyperplanes that cut no face (left out of
     the hashes: the caller zeroes their multipliers); ``scales`` kept current (a resumed call takes
-    them back).
+    them back); ``counts (W,) int32`` the number of vertices after each column run (for the caller's
+    growth estimate).
     ``rebuild_masks`` (a check for tests) rebuilds the stage's sign masks before every hyperplane
     instead of keeping them current.
     """
@@ -723,7 +725,7 @@ def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hi
     def outer_body(c):
         j, (state, vals, flags, failed_at, skipped, masks) = c
         scales = masks[3]
-        masks = (*_build_masks(state, vals, rtol * scales, state.nv), scales, scales)
+        masks = (*_build_masks(state, vals, rtol * scales, state.nv), scales, scales, masks[5])
         carry = (state, vals, flags, failed_at, skipped, masks)
         if rebuild_masks:
             return body((j, carry))
@@ -731,8 +733,8 @@ def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hi
 
     nw = -(-vals.shape[1] // 32)
     masks = (jnp.zeros((nw, cap.vertices), jnp.uint32), jnp.zeros((nw, cap.vertices), jnp.uint32),
-             jnp.zeros((3, nw, cap.edges), jnp.uint32), scales, scales)
+             jnp.zeros((3, nw, cap.edges), jnp.uint32), scales, scales, jnp.zeros((vals.shape[1],), jnp.int32))
     skipped = jnp.zeros((vals.shape[1],), bool)
     init = (jnp.int32(start), (state, vals, jnp.int32(0), jnp.int32(stop), skipped, masks))
     _, (state, vals, flags, failed_at, skipped, masks) = jax.lax.while_loop(outer_cond, outer_body, init)
-    return state, vals, flags, failed_at, skipped, masks[3]
+    return state, vals, flags, failed_at, skipped, masks[3], masks[5]

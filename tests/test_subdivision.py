@@ -471,3 +471,18 @@ def test_level_set_respects_max_vertices():
         extract(net, (-0.5, 0.5), capacity=v0, max_vertices=cap)
     c = extract(net, (-0.5, 0.5), capacity=v0, max_vertices=v1 + 2)  # grows to at most v1 + 2
     assert c.num_vertices == v1 and c.timings["stages"][-1]["capacity"][0] <= v1 + 2
+
+
+def test_stage_estimate_extrapolates_the_trend_of_new_vertices():
+    """The growth estimate after an overflow: new vertices per column rising linearly are summed to the
+    stage's end exactly; a falling trend is not extrapolated (the mean is); too few columns: none."""
+    from jaxpoly.extraction import _stage_estimate
+
+    k = np.arange(1, 101)
+    counts = np.concatenate([[1000], 1000 + np.cumsum(5 + 2 * k)])  # increment 5 + 2k at column k
+    final, most = _stage_estimate(counts[:41], width=100)
+    assert final == counts[-1] and most == 5 + 2 * 100
+    falling = np.concatenate([[0], np.cumsum(np.linspace(50, 10, 40))])
+    final, most = _stage_estimate(falling, width=100)
+    assert final == pytest.approx(falling[-1] + 60 * 30, rel=1e-9) and most == 50
+    assert _stage_estimate(counts[:5], width=100) is None
