@@ -308,7 +308,7 @@ def main() -> None:
     ap.add_argument("--max-regions", type=int, default=10000, help="cap for w64_d8")
     ap.add_argument("--search-regions", type=int, default=20000, help="cap for the LP search on w64_d4")
     ap.add_argument("--scale-regions", type=int, default=1024, help="regions per d in the d-scaling sweep")
-    ap.add_argument("--dims", default="4,8,16,24,32")
+    ap.add_argument("--dims", default="4,8,16,24,32,64")
     ap.add_argument("--scale-repeats", type=int, default=5, help="measured runs per d (the median is reported)")
     ap.add_argument("--deep-max-regions", type=int, default=None, help="cap for 3x16_d6 (default: complete)")
     ap.add_argument("--baseline-seconds", type=float, default=30.0)
@@ -383,8 +383,11 @@ def main() -> None:
         rows = []
         for d in (int(x) for x in args.dims.split(",")):
             net = random_net(0, d, (64,))
+            Bd = B  # halved where a batch would not fit in memory (as enumerate_regions' default does)
+            while Bd > 16 and enumeration.estimate_batch_bytes(d, 64, Bd, 64) > enumeration.device_bytes() // 2:
+                Bd //= 2
             with lp_search_only():
-                r = {"d": d, "search": timed_enumeration(net, max_regions=args.scale_regions, batch_size=B,
+                r = {"d": d, "search": timed_enumeration(net, max_regions=args.scale_regions, batch_size=Bd,
                                                          repeats=args.scale_repeats)}
             if enumeration._vertex_subsets(d, 64) <= enumeration._VERTEX_MAX_SUBSETS:
                 r["vertex"] = timed_enumeration(net, max_regions=None, batch_size=B, warm_regions=None)
