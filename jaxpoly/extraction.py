@@ -75,8 +75,7 @@ def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | N
         fn = lambda p: net.stage_hyperplane_values(p, stage)  # noqa: E731
     vals = _chunked(fn, x)
     vals = jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
-    valid = (jnp.arange(vals.shape[0]) < nv)[:, None]
-    return vals, jnp.max(jnp.where(valid, jnp.abs(vals), 0.0), axis=0)
+    return vals, sd.column_maxima(vals, jnp.arange(vals.shape[0]) < nv)
 
 
 @jax.jit
@@ -116,8 +115,7 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
     def body(i, carry):
         buf, scales = carry
         block = fn(jax.lax.dynamic_slice_in_dim(buf, i * rows, rows)).astype(buf.dtype)
-        valid = (i * rows + jnp.arange(rows) < nv)[:, None]
-        scales = jnp.maximum(scales, jnp.max(jnp.where(valid, jnp.abs(block), 0.0), axis=0))
+        scales = jnp.maximum(scales, sd.column_maxima(block, i * rows + jnp.arange(rows) < nv))
         return jax.lax.dynamic_update_slice_in_dim(buf, block, i * rows, 0), scales
 
     return jax.lax.fori_loop(0, (nv + rows - 1) // rows, body, (vals, jnp.zeros((width,), vals.dtype)))

@@ -412,6 +412,12 @@ def _cut_along_edges(zero_v, pv, far, far_partner, first, n0: int, ok_h, any_zer
     return on_h, jnp.where(along, 0, sp).astype(jnp.int8), jnp.where(along, sp, 0).astype(jnp.int8)
 
 
+def column_maxima(values: jax.Array, valid: jax.Array) -> jax.Array:
+    """``(W,)`` each column's largest ``|value|`` over the rows of ``values (n, W)`` where ``valid (n,)``:
+    the scales that set a stage's tolerances (0 for a column with no valid row)."""
+    return jnp.max(jnp.where(valid[:, None], jnp.abs(values), jnp.zeros_like(values)), axis=0)
+
+
 def _split_values(vals, p, q, t, okv, tgt_v, j, tols, count):
     """Write the split points' rows of ``vals (Vc, W)``: interpolated between the endpoints ``p, q``
     ``(S,)`` at ``t (S, 1)``, column ``j`` exactly 0, at rows ``tgt_v`` where ``okv``.
@@ -437,7 +443,7 @@ def _split_values(vals, p, q, t, okv, tgt_v, j, tols, count):
         mp, mn = _pack_signs(vm, sel, tols)
         pos = jax.lax.dynamic_update_slice_in_dim(pos, mp, o, axis=1)
         neg = jax.lax.dynamic_update_slice_in_dim(neg, mn, o, axis=1)
-        mx = jnp.maximum(mx, jnp.max(jnp.where(sel[:, None], jnp.abs(vm), jnp.zeros_like(vm)), axis=0))
+        mx = jnp.maximum(mx, column_maxima(vm, sel))
         return i + 1, vals, pos, neg, mx
 
     words = jnp.zeros((nw, S), jnp.uint32)
