@@ -5,6 +5,7 @@ Cases (Balestriero & LeCun 2023's setting: random weights, leaky-ReLU(0.1), box 
 * ``w64_d4``: one hidden layer of width 64, d = 4, enumerated completely (the vertex path: the first
   level's arrangement from its vertices, no LPs), and the same net with the LP search forced
   (``jaxpoly.enumeration._VERTEX_MAX_SUBSETS = 0``), capped at ``--search-regions`` regions;
+* ``w64_d5``: the same at d = 5 (15.8M vertex systems; 1.6M regions);
 * ``w64_d8``: d = 8 (LP search), capped at ``--max-regions``;
 * ``3x16_d6``: three hidden layers of width 16, d = 6, enumerated completely;
 * d-scaling: width 64, d in ``--dims`` with the LP search, ``--scale-regions`` regions each (time per
@@ -19,7 +20,7 @@ Compile time: the first call of each shape minus a second, warm call (reported s
 times are warm). Peak memory: the process's peak RSS after each case (``resource.getrusage``). JSON
 results are rewritten after every case, so an interrupted run keeps what it measured.
 
-    python benchmarks/enumerate.py                      # everything (about 15 min on 2 CPU cores)
+    python benchmarks/enumerate.py                      # everything (about 20 min on 2 CPU cores)
     python benchmarks/enumerate.py --only w64_d4,baselines --out /tmp/e.json
 """
 
@@ -80,6 +81,22 @@ def lp_search_only():
         yield
     finally:
         enumeration._VERTEX_MAX_SUBSETS = old
+
+
+def complete_run(net) -> dict:
+    """A complete enumeration with the defaults (the vertex path on the first level): a cold call, then
+    the measured warm call."""
+    t = time.perf_counter()
+    R = enumerate_regions(net, BOUNDS)
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    R = enumerate_regions(net, BOUNDS)
+    wall = time.perf_counter() - t
+    return {"regions": len(R), "complete": R.complete, "wall_s": wall, "compile_s": max(cold - wall, 0.0),
+            "regions_per_s": len(R) / wall, "us_per_region": 1e6 * wall / len(R), "lps": R.stats["lps"],
+            "vertices": R.stats.get("vertices", 0), "vertex_systems": R.stats.get("vertex_systems", 0),
+            "facets_per_region": float(np.diff(R.facet_ptr).mean()), "adjacent_pairs": int(len(R.adjacency)),
+            **peak_memory()}
 
 
 def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=None, repeats=1) -> dict:
@@ -303,10 +320,10 @@ def plot_dscaling(rows: list[dict], path: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="w64_d4,baselines,w64_d8,3x16_d6,dscaling",
-                    help="comma-separated subset of w64_d4,baselines,w64_d8,3x16_d6,dscaling")
+    ap.add_argument("--only", default="w64_d4,w64_d5,baselines,w64_d8,3x16_d6,dscaling",
+                    help="comma-separated subset of w64_d4,w64_d5,baselines,w64_d8,3x16_d6,dscaling")
     ap.add_argument("--max-regions", type=int, default=10000, help="cap for w64_d8")
-    ap.add_argument("--search-regions", type=int, default=20000, help="cap for the LP search on w64_d4")
+    ap.add_argument("--search-regions", type=int, default=20000, help="cap for the LP search on w64_d4 and w64_d5")
     ap.add_argument("--scale-regions", type=int, default=1024, help="regions per d in the d-scaling sweep")
     ap.add_argument("--dims", default="4,8,16,24,32,64")
     ap.add_argument("--scale-repeats", type=int, default=5, help="measured runs per d (the median is reported)")
@@ -345,22 +362,15 @@ def main() -> None:
 
     B = args.batch_size
     net4 = random_net(0, 4, (64,))
-    if "w64_d4" in only:
-        t = time.perf_counter()
-        R = enumerate_regions(net4, BOUNDS)
-        cold = time.perf_counter() - t
-        t = time.perf_counter()
-        R = enumerate_regions(net4, BOUNDS)
-        wall = time.perf_counter() - t
-        full = {"regions": len(R), "complete": R.complete, "wall_s": wall, "compile_s": max(cold - wall, 0.0),
-                "regions_per_s": len(R) / wall, "us_per_region": 1e6 * wall / len(R), "lps": R.stats["lps"],
-                "vertices": R.stats.get("vertices", 0), "vertex_systems": R.stats.get("vertex_systems", 0),
-                "facets_per_region": float(np.diff(R.facet_ptr).mean()), "adjacent_pairs": int(len(R.adjacency)),
-                **peak_memory()}
+    for d in (4, 5):
+        if f"w64_d{d}" not in only:
+            continue
+        net = net4 if d == 4 else random_net(0, d, (64,))
+        full = complete_run(net)
         with lp_search_only():
-            search = timed_enumeration(net4, max_regions=args.search_regions, batch_size=B)
-        save("w64_d4", {"d": 4, "widths": [64], "activation": "leaky_relu(0.1)", "enumerate": full,
-                        "lp_search": search, "sample": sampling(net4, args.samples)})
+            search = timed_enumeration(net, max_regions=args.search_regions, batch_size=B)
+        save(f"w64_d{d}", {"d": d, "widths": [64], "activation": "leaky_relu(0.1)", "enumerate": full,
+                           "lp_search": search, "sample": sampling(net, args.samples)})
     if "baselines" in only:
         base = {"net": "w64_d4", "time_cap_s": args.baseline_seconds}
         base["naive_jax"] = naive_jax(net4, seconds=args.baseline_seconds, batch_size=B)

@@ -18,7 +18,7 @@ the cells of those arrangements, all parents at once:
   are deduplicated on the host by their packed bits.
 
 The first level is a plain hyperplane arrangement in the box. When it has few enough ``d``-subsets of
-constraints (:data:`_VERTEX_MAX_SUBSETS`, e.g. width 64 in ``d <= 4``) its cells come from the
+constraints (:data:`_VERTEX_MAX_SUBSETS`, e.g. width 64 in ``d <= 5``) its cells come from the
 arrangement's vertices instead, with no LP (:func:`_vertex_level`): every cell is a bounded polytope
 with a vertex, the ``2^k`` sign choices of a simple vertex's ``k`` hyperplanes are exactly the cells
 around it, and the cell's facets there are the vertex's defining constraints. The witness is the
@@ -262,8 +262,12 @@ def _new_only(known: set, pats: np.ndarray) -> np.ndarray:
 # First level in low dimension: the arrangement's vertices (no LPs)
 # ---------------------------------------------------------------------------------------------------
 
-_VERTEX_MAX_SUBSETS = 4_000_000  # the vertex path runs when the first level has at most this many d-subsets
-_VERTEX_CHUNK = 1 << 15
+# The vertex path runs when the first level has at most this many d-subsets (of the hyperplanes that meet
+# the box and the box facets): width 64 in d = 5 has 15.8M (1,565,529 regions, ~60 s and 3.6 GiB here;
+# the LP search would need several minutes).
+_VERTEX_MAX_SUBSETS = 16_000_000
+_VERTEX_CHUNK = 1 << 15  # d-subsets solved per call
+_VERTEX_GROUP_CHUNK = 1 << 18  # vertices expanded into their cells at a time
 _VERTEX_DET = 1e-9  # smallest |det| of a vertex system (unit rows) trusted without falling back
 _VERTEX_EPS = 1e-11  # sign-ambiguity threshold at a vertex, times (1 + |v|) / |det|
 
@@ -314,25 +318,123 @@ def _vertex_chunk(A, b, idx, half, eps_scale):
     return v, vals > 0, inside & ~degenerate, degenerate
 
 
+def _subset_blocks(d: int, hyper: np.ndarray, size: int):
+    """Every ``d``-subset of the first level's constraints that can meet in a vertex (``k`` of the
+    hyperplane slots ``hyper (n,)`` and ``d - k`` box slots on distinct coordinates), in blocks of
+    ``size`` rows ``(size, d) int32`` with their count of real rows (the last block is padded by
+    repeating its first row). Generated as they are consumed: hyperplane subsets by their first member,
+    so memory stays ``O(size + C(n - 1, k - 1))`` whatever their number."""
+    n = len(hyper)
+    buf, have = [], 0
+
+    def flush():
+        block = np.concatenate(buf)
+        k = len(block)
+        if k < size:
+            block = np.concatenate([block, np.repeat(block[:1], size - k, axis=0)])
+        return block, k
+
+    for k in range(min(d, n), -1, -1):
+        boxes = [np.array([c + d * ((signs >> i) & 1) for i, c in enumerate(coords)], np.int32)
+                 for coords in _combinations(d, d - k) for signs in range(2 ** (d - k))]
+        firsts = range(n - k + 1) if k else [None]
+        for f in firsts:
+            if f is None:
+                hyp = np.zeros((1, 0), np.int32)
+            else:
+                rest = _combinations(n - f - 1, k - 1) + f + 1
+                hyp = hyper[np.concatenate([np.full((len(rest), 1), f), rest], axis=1)].astype(np.int32)
+            for box in boxes:
+                piece = np.concatenate([hyp, np.broadcast_to(box, (len(hyp), d - k))], axis=1)
+                while len(piece):
+                    take = piece[: size - have]
+                    buf.append(take)
+                    have += len(take)
+                    piece = piece[len(take):]
+                    if have == size:
+                        yield flush()
+                        buf, have = [], 0
+    if have:
+        yield flush()
+
+
+def _cells_around(V: np.ndarray, words: np.ndarray, D: np.ndarray, d: int, n: int, M: int, chunk: int):
+    """Group the cells around the simple vertices ``V (nV, d)``: each vertex with its hyperplane bits
+    ``words (nV, W) uint64`` (hyperplane 0 the top bit of word 0) and defining slots ``D (nV, d)``
+    lies on the ``2^k`` cells that set its ``k`` defining hyperplanes' bits each way. Returns
+    ``(patterns (R, n) bool, facets (R, M) bool, witnesses (R, d))``: the witness is the centroid of the
+    cell's vertices, the facets its vertices' defining slots. Keys are built ``chunk`` vertices at a
+    time, by doubling: the vertex's word with those bits cleared, then each bit set both ways."""
+    W = words.shape[1]
+    is_h = D >= 2 * d
+    hyp = np.where(is_h, D.astype(np.int64) - 2 * d, 0)
+    bit = np.where(is_h, np.left_shift(np.uint64(1), (np.uint64(63) - (hyp % 64).astype(np.uint64))), np.uint64(0))
+    masks = np.zeros((len(V), d, W), np.uint64)  # (vertex, slot, word): the slot's bit, if a hyperplane
+    np.put_along_axis(masks, (hyp // 64)[..., None], bit[..., None], axis=2)
+    base = words & ~np.bitwise_or.reduce(masks, axis=1)
+    keys, vids = [], []
+    for k in range(d + 1):
+        sel = np.flatnonzero(is_h.sum(axis=1) == k)
+        # move the hyperplane slots first (is_h is True before False after a stable sort of ~is_h)
+        slots = np.argsort(~is_h[sel], axis=1, kind="stable")[:, :k]
+        for s in range(0, len(sel), chunk):
+            v = sel[s : s + chunk]
+            kk = base[v][:, None, :]  # (c, 1, W)
+            for j in range(k):
+                m = masks[v, slots[s : s + chunk, j]]  # (c, W)
+                kk = np.concatenate([kk, kk | m[:, None, :]], axis=1)
+            keys.append(kk.reshape(-1, W))
+            vids.append(np.repeat(v.astype(np.int32), 1 << k))
+    keys, vid = np.concatenate(keys), np.concatenate(vids)
+    order = np.argsort(keys[:, 0]) if W == 1 else np.lexsort(keys.T[::-1])
+    sk = keys[order]
+    del keys
+    new = np.ones(len(sk), bool)
+    new[1:] = np.any(sk[1:] != sk[:-1], axis=1)
+    starts = np.flatnonzero(new)
+    patterns = np.unpackbits(sk[starts].astype(">u8").view(np.uint8), axis=1, count=n).astype(bool)
+    del sk
+    # per cell (a run of the sorted pairs): the union of its vertices' slots, as bit words, and the
+    # sum of their positions
+    sv = vid[order]
+    del order
+    slot_bits = np.zeros((len(V), -(-M // 64)), np.uint64)
+    for j in range(d):
+        w, b = D[:, j] // 64, np.uint64(63) - (D[:, j] % 64).astype(np.uint64)
+        slot_bits[np.arange(len(V)), w] |= np.left_shift(np.uint64(1), b)
+    # (reductions along contiguous rows: reduceat along axis 0 of an (E, k) array is several times slower)
+    fac = np.stack([np.bitwise_or.reduceat(slot_bits[:, w][sv], starts) for w in range(slot_bits.shape[1])], axis=1)
+    facets = np.unpackbits(fac.astype(">u8").view(np.uint8), axis=1, count=M).astype(bool)
+    cnt = np.diff(np.append(starts, len(sv))).astype(np.float64)
+    wit = np.stack([np.add.reduceat(V[:, i][sv], starts) for i in range(d)], axis=1) / cnt[:, None]
+    return patterns, facets, wit
+
+
 def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
     """Cells of the first level from the vertices of its arrangement inside the box, or ``None`` when
     the arrangement is not simple there (coincident, parallel-through-a-vertex, constant or
-    numerically ambiguous hyperplanes) and the LP search must run instead.
+    numerically ambiguous hyperplanes) or too large for memory, and the LP search must run instead.
 
     Every cell of a hyperplane arrangement restricted to the box is a bounded polytope, so it has a
     vertex: ``d`` constraints (hyperplanes or box faces) meeting at a point. At a simple vertex the
     ``2^k`` sign choices of its ``k`` hyperplanes are exactly the cells around it, and the cell's facets
     there are its ``d`` defining constraints. Grouping (vertex, orthant) pairs by pattern therefore gives
     every cell, each facet (every facet of a polytope contains a vertex), and the centroid of the
-    cell's vertices, an interior point whose smallest slack certifies the inradius.
+    cell's vertices, an interior point whose smallest slack certifies the inradius. The ``d``-subsets
+    are generated and solved block by block (only the vertices inside the box are kept), so memory
+    grows with the vertices and cells, not with the subsets.
     """
     d, M = ctx.d, ctx.M
     h0, h1 = stage
     n = h1 - h0
-    if n == 0 or _vertex_subsets(d, n) > _VERTEX_MAX_SUBSETS:
+    if n == 0:
         return None
     G, g = oracle._all_rows(ctx.net, jnp.zeros((1, ctx.Hp), bool), jnp.asarray(ctx.centre), ctx.level_set)
     G, g = np.asarray(G[0, h0:h1]), np.asarray(g[0, h0:h1])
+    # a hyperplane that misses the box has no vertex in it (its bit is the same in every cell)
+    meets = np.abs(g) <= (np.abs(G) @ ctx.half) * (1 + 1e-9)
+    if _vertex_subsets(d, int(meets.sum())) > _VERTEX_MAX_SUBSETS:
+        return None
     norms = np.linalg.norm(G, axis=1)
     scale = max(float(norms.max()), 1e-300)
     if np.any(norms <= 1e-6 * scale):
@@ -349,63 +451,31 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
     A_j, b_j, half = jnp.asarray(A), jnp.asarray(b), jnp.asarray(ctx.half)
     eps_scale = _VERTEX_EPS * max(1.0, ctx.radius)
 
-    parts = []
-    for k in range(min(d, n), -1, -1):
-        hyp = _combinations(n, k) + 2 * d
-        for coords in _combinations(d, d - k):
-            for signs in range(2 ** (d - k)):
-                box_slots = np.array([c + d * ((signs >> i) & 1) for i, c in enumerate(coords)], np.int64)
-                parts.append(np.concatenate([hyp, np.broadcast_to(box_slots, (len(hyp), d - k))], axis=1))
-    idx_all = np.concatenate(parts)
-    C = _VERTEX_CHUNK
-    vs, bits, defs = [], [], []
-    for s in range(0, len(idx_all), C):
-        chunk = idx_all[s : s + C]
-        k = len(chunk)
-        if k < C:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], C - k, axis=0)])
+    vs, words, defs, systems = [], [], [], 0
+    for chunk, k in _subset_blocks(d, 2 * d + np.flatnonzero(meets), _VERTEX_CHUNK):
         v, bt, ok, degen = _vertex_chunk(A_j, b_j, jnp.asarray(chunk), half, eps_scale)
         ok, degen = np.asarray(ok)[:k], np.asarray(degen)[:k]
+        systems += k
         if degen.any():
             log.debug("vertex path: %d degenerate vertices, falling back to the LP search", int(degen.sum()))
             return None
         sel = np.flatnonzero(ok)
         if len(sel):
             vs.append(np.asarray(v)[sel])
-            bits.append(np.asarray(bt)[sel][:, 2 * d : 2 * d + n])
-            defs.append(chunk[sel])
+            words.append(_words(np.packbits(np.asarray(bt)[sel][:, 2 * d : 2 * d + n], axis=1)))
+            defs.append(chunk[sel].astype(np.int16))
     if not vs:
         return None
-    V, Bt, D = np.concatenate(vs), np.concatenate(bits), np.concatenate(defs)
-    # expand every vertex into the 2^k cells around it: set its defining hyperplanes' bits to each of
-    # the 2^k sign choices, on packed 64-bit words
-    words = _words(np.packbits(Bt, axis=1))  # (V, W), hyperplane 0 is the top bit of word 0
-    is_h = D >= 2 * d
-    reps = 1 << is_h.sum(axis=1)
-    E = int(reps.sum())
-    vid = np.repeat(np.arange(len(V)), reps)
-    orth = (np.arange(E) - np.repeat(np.cumsum(reps) - reps, reps)).astype(np.uint64)
-    kw = words[vid]
-    Dv = D[vid]
-    hv = np.where(is_h[vid], Dv - 2 * d, 0)
-    wi, bit = hv // 64, (np.uint64(63) - (hv % 64).astype(np.uint64))
-    ar = np.arange(E)
-    for j in range(d):
-        hj = is_h[vid, j]
-        m = np.where(hj, np.left_shift(np.uint64(1), bit[:, j]), np.uint64(0))
-        val = np.where(hj, np.left_shift((orth >> np.uint64(j)) & np.uint64(1), bit[:, j]), np.uint64(0))
-        kw[ar, wi[:, j]] = (kw[ar, wi[:, j]] & ~m) | val
-    if kw.shape[1] == 1:
-        _, first, inv = np.unique(kw[:, 0], return_index=True, return_inverse=True)
-    else:
-        _, first, inv = np.unique(kw, axis=0, return_index=True, return_inverse=True)
-    inv = inv.ravel()
-    R = len(first)
-    cell_pats = np.unpackbits(kw[first].astype(">u8").view(np.uint8), axis=1, count=n).astype(bool)
-    facets = np.zeros((R, M), bool)
-    facets[np.repeat(inv, d), Dv.ravel()] = True
-    cnt = np.bincount(inv, minlength=R).astype(np.float64)
-    wit = np.stack([np.bincount(inv, weights=V[vid, i], minlength=R) for i in range(d)], axis=1) / cnt[:, None]
+    V, Wd, D = np.concatenate(vs), np.concatenate(words), np.concatenate(defs)
+    pairs = int(np.sum(1 << (D >= 2 * d).sum(axis=1)))
+    # keys, their sort and ids per (vertex, cell) pair; facets, patterns, witnesses per cell (a cell has
+    # at least d + 1 vertices)
+    need = pairs * (24 * Wd.shape[1] + 20) + pairs // (d + 1) * (M + n + 8 * d)
+    if need > device_bytes() // 2:
+        log.info("vertex path: %d (vertex, cell) pairs need about %.1f GiB, falling back to the LP search",
+                 pairs, need / 2**30)
+        return None
+    cell_pats, facets, wit = _cells_around(V, Wd, D, d, n, M, chunk=_VERTEX_GROUP_CHUNK)
     # certificate: the witness's slacks on every row (unit rows: distances), signs as the pattern says
     vals = wit @ Gn.T + gn
     sgn = np.where(cell_pats, 1.0, -1.0)
@@ -438,7 +508,7 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
     out[:, h0:h1] = cell_pats[keep]
     ctx.stats["cells"] += len(out)
     ctx.stats["vertices"] = ctx.stats.get("vertices", 0) + len(V)
-    ctx.stats["vertex_systems"] = ctx.stats.get("vertex_systems", 0) + len(idx_all)
+    ctx.stats["vertex_systems"] = ctx.stats.get("vertex_systems", 0) + systems
     return out, wit[keep], rad[keep], facets[keep]
 
 

@@ -88,10 +88,16 @@ def test_single_layer_matches_subset_count(monkeypatch, d, n, walks):
     check_certificates(net, R)
 
 
-@pytest.mark.parametrize("d,widths", [(3, (14,)), (3, (6, 6))])
-def test_vertex_path_matches_lp_search(monkeypatch, d, widths):
-    # the first level from the arrangement's vertices (no LPs) against the LP search on the same net
+@pytest.mark.parametrize("d,widths,blocks", [(3, (14,), False), (3, (6, 6), False), (3, (14,), True),
+                                             (2, (70,), True)])
+def test_vertex_path_matches_lp_search(monkeypatch, d, widths, blocks):
+    """The first level from the arrangement's vertices (no LPs) against the LP search on the same net.
+    ``blocks``: the d-subsets solved and the vertices grouped a few at a time (as on large levels); the
+    width-70 layer's patterns take two 64-bit words, and some of its hyperplanes miss the box."""
     net = mlp(20 + d, d, widths, act=jp.leaky_relu(0.1))
+    if blocks:
+        monkeypatch.setattr(enumeration, "_VERTEX_CHUNK", 64)
+        monkeypatch.setattr(enumeration, "_VERTEX_GROUP_CHUNK", 16)
     V = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
     monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
     S = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
