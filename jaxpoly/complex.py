@@ -23,6 +23,7 @@ from jaxpoly.errors import JaxpolyError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
+from jaxpoly.unique import unique_pairs
 
 __all__ = ["Complex", "Cells"]
 
@@ -299,7 +300,7 @@ class Complex:
             np.stack([inv, self.edges[edge_of, 0]], 1),
             np.stack([inv, self.edges[edge_of, 1]], 1),
         ])
-        pairs = np.unique(pairs, axis=0)
+        pairs = unique_pairs(pairs)
         counts = np.bincount(pairs[:, 0], minlength=R)
         ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         idx = pairs[:, 1].astype(np.int32)
@@ -403,8 +404,7 @@ class Complex:
         ok = np.concatenate([np.ones(len(other), bool), other >= 2 * self.dim])
         e_of = np.concatenate([np.arange(len(other))] * 2)[ok]
         fkeys, inv = _unique_keys(keys[ok])
-        pairs = np.unique(np.concatenate([np.stack([inv, segs[e_of, 0]], 1), np.stack([inv, segs[e_of, 1]], 1)]),
-                          axis=0)
+        pairs = unique_pairs(np.concatenate([np.stack([inv, segs[e_of, 0]], 1), np.stack([inv, segs[e_of, 1]], 1)]))
         normals = self._face_normals(verts, pairs, len(fkeys))
         return polygons_to_mesh(verts, pairs[:, 0], pairs[:, 1], normals, segs)
 

@@ -51,6 +51,7 @@ from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes
 from jaxpoly.network import Network, validate_network
 from jaxpoly.regions import Regions, pattern_keys
+from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
 __all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes"]
 
@@ -296,26 +297,35 @@ def _vertex_subsets(d: int, n: int) -> int:
 
 @jax.jit
 def _vertex_chunk(A, b, idx, half, eps_scale):
-    """Vertices of the d-subsets ``idx (C, d)`` of the unit rows ``A (M, d) · y = b (M,)`` (slot
-    layout of :mod:`jaxpoly.oracle`; rows of hyperplanes unoriented). Returns ``(v (C, d), bits (C, M)
-    value > 0, ok (C,), degenerate (C,))``: ``ok`` a simple vertex inside the box, ``degenerate`` a
-    vertex inside the box that is not simple or not trustworthy (the caller then falls back)."""
-    Ms = A[idx]  # (C, d, d)
-    rs = b[idx]
-    v, det = small_solve(Ms, rs)
-    safe = jnp.abs(det) > 1e-300
-    vals = v @ A.T - b  # (C, M): row value minus offset
-    M = A.shape[0]
-    defining = jnp.any(jax.nn.one_hot(idx, M, dtype=bool), axis=1)
-    eps = eps_scale * (1.0 + jnp.max(jnp.abs(v), axis=1)) / jnp.maximum(jnp.abs(det), 1e-300)
+    """Solve the d-subsets ``idx (C, d)`` of the unit rows ``A (M, d) · y = b (M,)`` (slot layout of
+    :mod:`jaxpoly.oracle`): ``(v (C, d), |det| (C,), inside (C,))``, ``inside`` where the point is
+    finite and inside the box up to ``eps`` (the test of :func:`_vertex_signs`; the box rows alone,
+    so the ``(C, M)`` work is left to the few points inside)."""
+    v, det = small_solve(A[idx], b[idx])
     d = A.shape[1]
-    box = jnp.arange(M) < 2 * d
-    # inside the box: every non-defining box row strictly satisfied (value < 0 means y_i < half_i)
-    inside = safe & jnp.all(jnp.isfinite(v), axis=1) & jnp.all(jnp.where(box & ~defining, vals < eps[:, None], True),
-                                                                 axis=1)
-    near = (jnp.abs(vals) <= eps[:, None]) & jnp.any(A != 0, axis=1)[None, :]  # padding rows are zero
-    degenerate = inside & (jnp.any(near & ~defining, axis=1) | (jnp.abs(det) < _VERTEX_DET))
-    return v, vals > 0, inside & ~degenerate, degenerate
+    slots = jnp.arange(2 * d)
+    defining = jnp.any(idx[:, :, None] == slots[None, None, :], axis=1)  # (C, 2 d) box slots
+    vals = jnp.concatenate([v - half, -v - half], axis=1)  # box rows: value minus offset
+    eps = eps_scale * (1.0 + jnp.max(jnp.abs(v), axis=1)) / jnp.maximum(det, 1e-300)
+    inside = (det > 1e-300) & jnp.all(jnp.isfinite(v), axis=1) & jnp.all(defining | (vals < eps[:, None]), axis=1)
+    return v, det, inside
+
+
+def _vertex_signs(A: np.ndarray, b: np.ndarray, idx: np.ndarray, v: np.ndarray, det: np.ndarray, eps_scale: float):
+    """The candidates of :func:`_vertex_chunk`, on the host: ``(bits (n, M) value > 0, ok (n,),
+    degenerate (n,))``. ``ok``: a simple vertex inside the box (every non-defining box row satisfied
+    up to ``eps``); ``degenerate``: inside, but within ``eps`` of a row it is not defined by, or
+    ill-conditioned (the caller then falls back). ``eps = eps_scale (1 + |v|) / |det|``."""
+    vals = v @ A.T - b  # (n, M): row value minus offset
+    M, d = A.shape
+    defining = np.zeros(vals.shape, bool)
+    np.put_along_axis(defining, idx, True, axis=1)
+    eps = eps_scale * (1.0 + np.max(np.abs(v), axis=1)) / np.maximum(det, 1e-300)
+    box = np.arange(M) < 2 * d
+    inside = np.all(np.where(box & ~defining, vals < eps[:, None], True), axis=1)
+    near = (np.abs(vals) <= eps[:, None]) & np.any(A != 0, axis=1)[None, :]  # padding rows are zero
+    degenerate = inside & (np.any(near & ~defining, axis=1) | (det < _VERTEX_DET))
+    return vals > 0, inside & ~degenerate, degenerate
 
 
 def _subset_blocks(d: int, hyper: np.ndarray, size: int):
@@ -358,20 +368,20 @@ def _subset_blocks(d: int, hyper: np.ndarray, size: int):
         yield flush()
 
 
-def _cells_around(V: np.ndarray, words: np.ndarray, D: np.ndarray, d: int, n: int, M: int, chunk: int):
+def _cells_around(V: np.ndarray, vwords: np.ndarray, D: np.ndarray, d: int, n: int, M: int, chunk: int):
     """Group the cells around the simple vertices ``V (nV, d)``: each vertex with its hyperplane bits
-    ``words (nV, W) uint64`` (hyperplane 0 the top bit of word 0) and defining slots ``D (nV, d)``
+    ``vwords (nV, W) uint64`` (hyperplane 0 the top bit of word 0) and defining slots ``D (nV, d)``
     lies on the ``2^k`` cells that set its ``k`` defining hyperplanes' bits each way. Returns
     ``(patterns (R, n) bool, facets (R, M) bool, witnesses (R, d))``: the witness is the centroid of the
     cell's vertices, the facets its vertices' defining slots. Keys are built ``chunk`` vertices at a
     time, by doubling: the vertex's word with those bits cleared, then each bit set both ways."""
-    W = words.shape[1]
+    W = vwords.shape[1]
     is_h = D >= 2 * d
     hyp = np.where(is_h, D.astype(np.int64) - 2 * d, 0)
     bit = np.where(is_h, np.left_shift(np.uint64(1), (np.uint64(63) - (hyp % 64).astype(np.uint64))), np.uint64(0))
     masks = np.zeros((len(V), d, W), np.uint64)  # (vertex, slot, word): the slot's bit, if a hyperplane
     np.put_along_axis(masks, (hyp // 64)[..., None], bit[..., None], axis=2)
-    base = words & ~np.bitwise_or.reduce(masks, axis=1)
+    base = vwords & ~np.bitwise_or.reduce(masks, axis=1)
     keys, vids = [], []
     for k in range(d + 1):
         sel = np.flatnonzero(is_h.sum(axis=1) == k)
@@ -448,25 +458,28 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
     A = np.concatenate([eye, -eye, Gn, np.zeros((M - 2 * d - n, d))])  # rows: a · y <= / = b
     b = np.concatenate([ctx.half, ctx.half, -gn, np.zeros(M - 2 * d - n)])
     # hyperplane row h: value a · y - b = (G y + g) / |G| (sign = pattern bit)
-    A_j, b_j, half = jnp.asarray(A), jnp.asarray(b), jnp.asarray(ctx.half)
+    A_j, b_j, half = jnp.asarray(A), jnp.asarray(b), jnp.asarray(ctx.half)  # solved on the device
     eps_scale = _VERTEX_EPS * max(1.0, ctx.radius)
 
-    vs, words, defs, systems = [], [], [], 0
+    vs, wparts, defs, systems = [], [], [], 0
     for chunk, k in _subset_blocks(d, 2 * d + np.flatnonzero(meets), _VERTEX_CHUNK):
-        v, bt, ok, degen = _vertex_chunk(A_j, b_j, jnp.asarray(chunk), half, eps_scale)
-        ok, degen = np.asarray(ok)[:k], np.asarray(degen)[:k]
+        v, det, inside = _vertex_chunk(A_j, b_j, jnp.asarray(chunk), half, eps_scale)
         systems += k
+        cand = np.flatnonzero(np.asarray(inside)[:k])
+        if not len(cand):
+            continue
+        bt, ok, degen = _vertex_signs(A, b, chunk[cand], np.asarray(v)[cand], np.asarray(det)[cand], eps_scale)
         if degen.any():
             log.debug("vertex path: %d degenerate vertices, falling back to the LP search", int(degen.sum()))
             return None
-        sel = np.flatnonzero(ok)
+        sel = cand[ok]
         if len(sel):
             vs.append(np.asarray(v)[sel])
-            words.append(_words(np.packbits(np.asarray(bt)[sel][:, 2 * d : 2 * d + n], axis=1)))
+            wparts.append(words(np.packbits(bt[ok][:, 2 * d : 2 * d + n], axis=1)))
             defs.append(chunk[sel].astype(np.int16))
     if not vs:
         return None
-    V, Wd, D = np.concatenate(vs), np.concatenate(words), np.concatenate(defs)
+    V, Wd, D = np.concatenate(vs), np.concatenate(wparts), np.concatenate(defs)
     pairs = int(np.sum(1 << (D >= 2 * d).sum(axis=1)))
     # keys, their sort and ids per (vertex, cell) pair; facets, patterns, witnesses per cell (a cell has
     # at least d + 1 vertices)
@@ -615,20 +628,11 @@ class _Progress:
             self.bar = None
 
 
-def _words(packed: np.ndarray) -> np.ndarray:
-    """Packed bit rows ``(N, bytes)`` as rows of big-endian ``uint64`` words ``(N, W)`` (order-preserving)."""
-    nb = packed.shape[1]
-    W = max(1, -(-nb // 8))
-    buf = np.zeros((packed.shape[0], 8 * W), np.uint8)
-    buf[:, :nb] = packed
-    return buf.view(">u8").astype(np.uint64)
-
-
 def _lookup_packed(table: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Row index in ``table (R, bytes)`` (distinct rows) of each row of ``query (N, bytes)``, or ``-1``."""
     if len(table) == 0 or len(query) == 0:
         return np.full(len(query), -1, np.int64)
-    t, q = _words(table), _words(query)
+    t, q = words(table), words(query)
     if t.shape[1] == 1:
         order = np.argsort(t[:, 0], kind="stable")
         ts = t[order, 0]
@@ -799,7 +803,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         j = _lookup_packed(np.packbits(par_pat, axis=1), nbk)
         ok = (j >= 0) & (j != src) & (src < len(par_pat))
         lo_, hi_ = np.minimum(src[ok], j[ok]), np.maximum(src[ok], j[ok])
-        code = np.unique(lo_ * max(len(par_pat), 1) + hi_)
+        code = unique_ints(lo_ * max(len(par_pat), 1) + hi_)
         adjacency = np.stack([code // max(len(par_pat), 1), code % max(len(par_pat), 1)], axis=1).astype(np.int64)
 
     slot_ids = np.concatenate([-(1 + np.arange(2 * d)), np.arange(Hp)])
@@ -861,11 +865,11 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
             u = jax.random.uniform(jax.random.fold_in(key, i), (batch_size, d), dtype=jnp.float64)
             x = jnp.asarray(lo) + u * jnp.asarray(hi - lo)
             bits = np.asarray(_hyper_values_jit(net64, x, level_set) > 0)[:n]
-            seen.append(np.unique(np.packbits(bits, axis=1), axis=0))
+            seen.append(unique_packed_rows(np.packbits(bits, axis=1)))
             if bar is not None:
                 bar.update(n)
     if bar is not None:
         bar.close()
-    packed = np.unique(np.concatenate(seen), axis=0)
+    packed = unique_packed_rows(np.concatenate(seen))
     Hp = net.num_hyperplanes + int(level_set)
     return np.unpackbits(packed, axis=1, count=Hp).astype(bool)
