@@ -273,18 +273,23 @@ class Complex:
         """Sign-vector hashes ``(n, 2)`` of points strictly inside the box (facets count +; a neuron is
         active where its value is ``> 0``, so an exact zero counts as ``-``, as inside a cell where the
         neuron vanishes identically)."""
-        vals = self._internal_values(x)
-        s = np.where(vals > 0, 1, -1).astype(np.int64)
+        return self._hash_of_values(self._internal_values(x))
+
+    def _hash_of_values(self, vals: np.ndarray, block: int = 1 << 14) -> np.ndarray:
+        """:meth:`_hash_of_points` from the points' hyperplane values ``(n, H')``."""
         r = self.hash_table
         d = self.dim
         rn = r[2 * d : 2 * d + vals.shape[1]]
         base = np.zeros(2, np.uint64)
         for f in range(2 * d):
             base = base + r[f]
-        with np.errstate(over="ignore"):
-            pos = (s > 0).astype(np.uint64) @ rn  # uint64 matmul wraps mod 2^64
-            neg = (s < 0).astype(np.uint64) @ rn
-        return base + pos - neg
+        out = np.empty((len(vals), 2), np.uint64)
+        # sum of sign * r_h mod 2^64: -1 as uint64 is 2^64 - 1, so one wrapping uint64 product per
+        # block of points (blocks keep the (block, H') sign copy small)
+        for i in range(0, len(vals), block):
+            s = np.where(vals[i : i + block] > 0, np.uint64(1), np.uint64(np.iinfo(np.uint64).max))
+            out[i : i + block] = base + s @ rn
+        return out
 
     def _compute_cells(self) -> Cells:
         d = self.dim
@@ -304,11 +309,11 @@ class Complex:
         counts = np.bincount(pairs[:, 0], minlength=R)
         ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         idx = pairs[:, 1].astype(np.int32)
-        sums = np.zeros((R, d))
-        np.add.at(sums, pairs[:, 0], self.vertices[idx])
+        sums = np.stack([np.bincount(pairs[:, 0], weights=self.vertices[idx, i], minlength=R) for i in range(d)],
+                        axis=1)
         witnesses = sums / counts[:, None]
         vals = self._internal_values(witnesses)
-        got = self._hash_of_points(witnesses)
+        got = self._hash_of_values(vals)
         if not np.array_equal(got, keys):
             bad = int(np.sum(np.any(got != keys, axis=1)))
             raise JaxpolyError(
