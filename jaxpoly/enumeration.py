@@ -468,13 +468,14 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
         cand = np.flatnonzero(np.asarray(inside)[:k])
         if not len(cand):
             continue
-        bt, ok, degen = _vertex_signs(A, b, chunk[cand], np.asarray(v)[cand], np.asarray(det)[cand], eps_scale)
+        vc = np.asarray(v)[cand]
+        bt, ok, degen = _vertex_signs(A, b, chunk[cand], vc, np.asarray(det)[cand], eps_scale)
         if degen.any():
             log.debug("vertex path: %d degenerate vertices, falling back to the LP search", int(degen.sum()))
             return None
         sel = cand[ok]
         if len(sel):
-            vs.append(np.asarray(v)[sel])
+            vs.append(vc[ok])
             wparts.append(words(np.packbits(bt[ok][:, 2 * d : 2 * d + n], axis=1)))
             defs.append(chunk[sel])
     if not vs:
