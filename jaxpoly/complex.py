@@ -243,7 +243,15 @@ class Complex:
         """``(f_0, …, f_d)``: the number of faces of each dimension, f_d the d-cells."""
         return self._cached("_f_vector", self._compute_f_vector)
 
+    @property
+    def _faces(self) -> dict | None:
+        """Explicit face data of a complex built from its regions (:mod:`jaxpoly.lattice`, the engine for
+        degenerate input), whose edges need not be simple; ``None`` for edge subdivision's complexes."""
+        return self.__dict__.get("_face_data")
+
     def _compute_f_vector(self) -> tuple[int, ...]:
+        if self._faces is not None:
+            return tuple(int(n) for n in self._faces["f_vector"])
         d = self.dim
         if d == 1:
             return (self.num_vertices, self.num_edges)
@@ -292,6 +300,10 @@ class Complex:
         return out
 
     def _compute_cells(self) -> Cells:
+        if self._faces is not None:  # saved with the complex (see save / load)
+            f = self._faces
+            return Cells(f["cell_patterns"], f["cell_witnesses"], f["cell_vertex_ptr"], f["cell_vertex_idx"],
+                         f["cell_keys"])
         d = self.dim
         if d == 1:
             cell_keys = self.edge_hash.copy()
@@ -391,9 +403,14 @@ class Complex:
         """
         lid = self.level_set_hyperplane
         vmask = np.any(self.vertex_zeros == lid, axis=1)
-        emask = np.any(self.edge_zeros == lid, axis=1) if self.dim > 1 else np.zeros(self.num_edges, bool)
-        if self.dim == 2:
-            emask |= self.edge_zeros2 == lid
+        if self._faces is not None:
+            emask = self._faces["level_edges"]
+        elif self.dim > 1:
+            emask = np.any(self.edge_zeros == lid, axis=1)
+            if self.dim == 2:
+                emask |= self.edge_zeros2 == lid
+        else:
+            emask = np.zeros(self.num_edges, bool)
         vid = np.nonzero(vmask)[0]
         remap = np.full(self.num_vertices, -1, np.int64)
         remap[vid] = np.arange(len(vid))
@@ -401,6 +418,13 @@ class Complex:
         segs = remap[self.edges[emask]]
         if self.dim != 3:
             return Mesh(verts, segs)
+        if self._faces is not None:
+            f = self._faces
+            ptr = f["level_face_ptr"]
+            face_of = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+            # normals: the output's gradient inside the cell on the face's positive side
+            normals = self._output_grads(self.regions.witnesses[f["level_face_cell"]])
+            return polygons_to_mesh(verts, face_of, remap[f["level_face_idx"]], normals, segs)
         # 2-faces of the level set: level-set edges with their other zero flipped.
         eh, ez = self.edge_hash[emask], self.edge_zeros[emask]
         other = np.where(ez[:, 0] == lid, ez[:, 1], ez[:, 0])
@@ -418,9 +442,11 @@ class Complex:
         cent = np.zeros((F, 3))
         np.add.at(cent, pairs[:, 0], verts[pairs[:, 1]])
         cent /= np.maximum(counts, 1)[:, None]
+        return self._output_grads(cent)
+
+    def _output_grads(self, x: np.ndarray) -> np.ndarray:
         with jax.enable_x64(True):
-            g = np.asarray(_output_grad(self.net.astype(np.float64), jnp.asarray(cent)))
-        return g
+            return np.asarray(_output_grad(self.net.astype(np.float64), jnp.asarray(x, jnp.float64)))
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -432,7 +458,13 @@ class Complex:
             edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
             level_set=np.array(self.has_level_set), hash_table=self.hash_table, **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
             **({"edge_flip": self.edge_flip, "edge_zeros2": self.edge_zeros2} if self.dim == 2 else {}),
+            **({f"faces_{k}": v for k, v in self._explicit_faces().items()} if self._faces is not None else {}),
         )
+
+    def _explicit_faces(self) -> dict:
+        cells = self.regions
+        return {**self._faces, "cell_patterns": cells.patterns, "cell_witnesses": cells.witnesses,
+                "cell_vertex_ptr": cells.vertex_ptr, "cell_vertex_idx": cells.vertex_idx, "cell_keys": cells.keys}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Complex":
@@ -449,6 +481,9 @@ class Complex:
         if "edge_flip" in data:
             object.__setattr__(c, "_edge_flip", data["edge_flip"])
             object.__setattr__(c, "_edge_zeros2", data["edge_zeros2"])
+        faces = {k[6:]: v for k, v in data.items() if k.startswith("faces_")}
+        if faces:
+            object.__setattr__(c, "_face_data", faces)
         return c
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ from jaxpoly import subdivision as sd
 from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError
+from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes
 from jaxpoly.network import Network, restrict_to_plane, validate_network
 
@@ -133,6 +134,7 @@ def extract(
     rtol: float | None = None,
     progress: bool = False,
     slice: tuple[Any, Any, Any] | None = None,  # noqa: A002 - the documented keyword
+    engine: str = "auto",
 ) -> Complex:
     """The complete polyhedral complex of ``net`` inside the box ``bounds = (lo, hi)``.
 
@@ -163,6 +165,13 @@ def extract(
         high-dimensional input instead (``bounds`` then bound ``(s, t)``; the complex's vertices are
         plane coordinates — map them back with ``origin + s u + t v``). See
         :func:`jaxpoly.plane_through_points` for the plane through three data points.
+      engine: ``"auto"`` (default): edge subdivision, and where it meets a configuration it does not
+        resolve (a hyperplane containing an edge of the complex while cutting elsewhere, in ``d >= 3``:
+        three planes through one line, or a neuron vanishing on whole regions as zero biases make it)
+        the complex is built from the certified regions instead (:mod:`jaxpoly.lattice`: exact, float64,
+        slower; ``timings["engine"]`` says which ran and why). ``"subdivision"``: raise
+        :class:`~jaxpoly.DegenerateError` there instead. ``"regions"``: always build from the regions
+        (a cross-check of the two engines).
 
     Returns:
       A :class:`~jaxpoly.Complex`.
@@ -182,6 +191,8 @@ def extract(
     for name, val in (("capacity", capacity), ("max_vertices", max_vertices), ("max_memory", max_memory)):
         if val is not None and not (isinstance(val, (int, np.integer)) and val > 0):
             raise InvalidArgumentError(f"{name} must be a positive integer or None, got {val!r}")
+    if engine not in ("auto", "subdivision", "regions"):
+        raise InvalidArgumentError(f"engine must be 'auto', 'subdivision' or 'regions', got {engine!r}")
     if rtol is not None and not (np.isfinite(rtol) and 0 <= rtol < 1e-2):
         raise InvalidArgumentError(f"rtol must be a small non-negative number (default 1e-13), got {rtol!r}")
     rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
@@ -194,7 +205,18 @@ def extract(
     r_np = sd.hash_table(num_facets + H + 1)
     # Work in float64 regardless of the user's x64 setting; float32 runs cast the network.
     with jax.enable_x64(True):
-        return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np)
+        if engine == "regions":
+            return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
+                                        reason="engine='regions'", dtype=dtype)
+        try:
+            return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress,
+                            r_np.copy())
+        except DegenerateError as e:
+            if engine == "subdivision":
+                raise
+            log.info("%s; building the complex from its regions instead", e)
+            return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
+                                        reason=str(e), dtype=dtype)
 
 
 def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np) -> Complex:

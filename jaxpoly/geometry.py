@@ -420,13 +420,16 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
         e = edge_of[idx]
         if np.any(e < 0):
             raise JaxpolyError("a vertex of the complex has no edge; the complex is malformed")
-        mid = X[E[e]].mean(axis=1)
-        patterns = _values_padded(net64, mid, False) > 0
-        ez = np.asarray(c.edge_zeros)[e]
-        er, es = np.nonzero(ez >= 2 * d)
-        net_ids = ez[er, es] - 2 * d
-        keep = net_ids < H  # the level set is not part of the pattern
-        patterns[er[keep], net_ids[keep]] = True
+        if c._faces is not None:  # a complex built from its regions knows a cell around each vertex
+            patterns = np.asarray(c.regions.patterns)[c._faces["vertex_cell"][idx], :H]
+        else:
+            mid = X[E[e]].mean(axis=1)
+            patterns = _values_padded(net64, mid, False) > 0
+            ez = np.asarray(c.edge_zeros)[e]
+            er, es = np.nonzero(ez >= 2 * d)
+            net_ids = ez[er, es] - 2 * d
+            keep = net_ids < H  # the level set is not part of the pattern
+            patterns[er[keep], net_ids[keep]] = True
         vals = vals_all[idx]
         # A hyperplane that vanishes identically around a vertex (a zero bias with all inputs off) is
         # zero there up to roundoff without passing through it: it must stay zero, like the vertex's own.

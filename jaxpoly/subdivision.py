@@ -31,7 +31,8 @@ A neuron is active where its pre-activation is ``> 0``, so a hyperplane's cut is
 freshly initialised networks): such a cell counts as negative, and the cut may run along existing
 edges. In 2D (:func:`_cut_along_edges`) every edge stores the multiplier ``em`` between its two cells,
 so an edge the cut runs along adds the hyperplane to it; in d >= 3 the faces around such an edge
-need not be products of flips (three planes through a line), and the step reports it.
+need not be products of flips (three planes through a line), and the step reports it
+(:func:`jaxpoly.extract` then builds the complex from its regions, :mod:`jaxpoly.lattice`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ FLAG_NAMES = {
     FLAG_EDGE_IN_HYPERPLANE: ("in d >= 3 it vanishes on an edge of the complex while cutting elsewhere "
                               "(it vanishes on a whole region, e.g. zero bias with all inputs off, as in "
                               "freshly initialised networks, or meets another hyperplane along a line); "
-                              "2D slices and enumerate_regions handle this"),
+                              "engine='auto' builds such complexes from their regions"),
     FLAG_PAIRING: "a cut 2-face without exactly two crossing points",
 }
 CAPACITY_FLAGS = FLAG_VERTICES | FLAG_EDGES | FLAG_SPLITS | FLAG_ZERO_EDGES | FLAG_ZERO_SLOTS
@@ -595,6 +596,8 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
         new_ez = all_zs[e1]
         new_eh = all_keys[e1]
         cuts = (K > 0) | jnp.any(cross)
+        if two_d:  # a cut that only runs along existing edges (next to cells where z vanishes) still cuts
+            cuts = cuts | jnp.any(hvalid & (h_cut != 0))
         new_flags |= jnp.where((bad_z | bad_pair) & cuts, FLAG_PAIRING, 0)
     else:
         L = jnp.int32(0)

@@ -258,15 +258,6 @@ def test_output_vanishing_on_a_region_2d():
     assert extract(touch, (-1, 1)).num_regions == 4
 
 
-def test_output_vanishing_on_a_region_3d_is_reported():
-    """The same network extruded to 3D puts three planes through the x3 axis (a pencil): not resolved
-    in d >= 3 yet, so it is reported instead of returning a complex that could be wrong."""
-    W = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
-    cross = jaxpoly.from_arrays([W, np.array([[1.0], [-1.0]])], [np.zeros(2), np.zeros(1)])
-    with pytest.raises(jaxpoly.DegenerateError, match="level set"):
-        extract(cross, (-1, 1))
-
-
 @pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
 def test_zero_bias_networks_2d(widths, seed):
     """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole

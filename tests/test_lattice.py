@@ -1,0 +1,187 @@
+"""The complex built from certified regions (jaxpoly.lattice): the engine ``extract`` falls back to on
+configurations edge subdivision does not resolve (a hyperplane containing an edge while cutting
+elsewhere in d >= 3), checked against hand counts, the LP reference, sampling and edge subdivision."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import jaxpoly
+from jaxpoly import extract
+from reference import lp_f_vector
+
+jax.config.update("jax_enable_x64", True)
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def lines_net(normals, offsets):
+    normals = np.asarray(normals, float)
+    return jaxpoly.from_arrays([normals.T, np.ones((len(normals), 1))], [np.asarray(offsets, float), np.zeros(1)])
+
+
+def zero_bias_net(d, widths, seed):
+    """A freshly initialised MLP: random kernels, zero biases (Flax's default)."""
+    rng = np.random.default_rng(seed)
+    sizes = [d, *widths, 1]
+    return jaxpoly.from_arrays([rng.standard_normal((a, b)) / np.sqrt(a) for a, b in zip(sizes, sizes[1:])],
+                               [np.zeros(b) for b in sizes[1:]])
+
+
+def point_set(x, decimals=9):
+    return {tuple(p) for p in np.round(np.asarray(x), decimals) + 0.0}
+
+
+def segment_set(mesh):
+    return {tuple(sorted(map(tuple, np.round(mesh.vertices[s], 9) + 0.0))) for s in mesh.edges}
+
+
+def test_three_planes_through_a_line():
+    """x = 0, y = 0, x = y contain the z axis; with z = 0.3 they cut [-1, 1]^3 into 6 wedges x 2 = 12
+    cells. Vertices: 8 corners; on z = -1 and z = 1 the axis point and the ends of x = 0 and y = 0 (x = y
+    ends in corners): 5 each; on z = 0.3 the same 5 plus the section's 4 corners: 27. Edges and 2-faces
+    from the LP reference (Euler fixes their difference)."""
+    net = lines_net([[1, 0, 0], [0, 1, 0], [1, -1, 0], [0, 0, 1]], [0, 0, 0, -0.3])
+    with pytest.raises(jaxpoly.DegenerateError, match="vanishes on an edge"):
+        extract(net, (-1, 1), level_set=False, engine="subdivision")
+    c = extract(net, (-1, 1), level_set=False)
+    assert c.timings["engine"] == "regions" and "vanishes on an edge" in c.timings["reason"]
+    assert c.f_vector == (27, 60, 46, 12)
+    assert c.f_vector == lp_f_vector(net, -np.ones(3), np.ones(3))
+    assert c.euler_characteristic == 1
+    axis = np.nonzero(np.all(np.abs(c.vertices[:, :2]) < 1e-12, axis=1))[0]
+    axis = axis[np.argsort(c.vertices[axis, 2])]
+    assert np.allclose(c.vertices[axis, 2], [-1.0, 0.3, 1.0])
+    # the axis points: 6 edges in their horizontal plane (three lines through them) + the axis
+    deg = np.bincount(c.edges.ravel(), minlength=c.num_vertices)
+    assert deg[axis].tolist() == [7, 8, 7]
+    # every vertex on its defining planes
+    signs = c.vertex_signs
+    assert np.all(signs[axis][:, :3] == 0)
+
+
+def test_output_vanishing_on_a_region_3d():
+    """y = relu(x1) - relu(x2), zero output bias, extruded along x3: the 2D complex (9, 13, 5) becomes
+    prisms: V = 2 * 9, E = 2 * 13 + 9, F = 2 * 5 + 13, 5 cells. The level set is the boundary of
+    {y > 0}: two rectangles (the strip x1 = 0, x2 < 0 and the diagonal strip), not the zero quadrant."""
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    cross = jaxpoly.from_arrays([W, np.array([[1.0], [-1.0]])], [np.zeros(2), np.zeros(1)])
+    c = extract(cross, (-1, 1))
+    assert c.timings["engine"] == "regions"
+    assert c.f_vector == (18, 35, 23, 5)
+    mesh = c.level_set()
+    assert mesh.num_faces == 2
+    assert point_set(mesh.vertices) == {(0.0, -1.0, -1.0), (0.0, -1.0, 1.0), (0.0, 0.0, -1.0), (0.0, 0.0, 1.0),
+                                        (1.0, 1.0, -1.0), (1.0, 1.0, 1.0)}
+    pats = {tuple(p) for p in np.asarray(c.regions.patterns)}
+    assert pats == {(False, False, False), (True, False, True), (False, True, False), (True, True, True),
+                    (True, True, False)}
+    assert np.all(c.region_of([[-0.5, -0.5, 0.2], [0.5, -0.5, 0.0], [0.6, 0.2, -0.3]]) >= 0)
+
+
+@pytest.mark.parametrize("widths,seed", [((4, 3), 2)])
+def test_zero_bias_networks_3d(widths, seed):
+    """Freshly initialised 3D networks: deep neurons vanish on whole cells and their cuts run along
+    edges. The complex agrees with the LP reference's f-vector, certifies its cells, holds every sampled
+    pattern, and its vertices, level set and differentiable positions are consistent."""
+    net = zero_bias_net(3, widths, seed)
+    c = extract(net, (-1, 1))
+    assert c.timings["engine"] == "regions"
+    assert c.f_vector == lp_f_vector(net, -np.ones(3), np.ones(3), level_set=True)
+    got = {p.tobytes() for p in np.asarray(c.regions.patterns)}
+    pats = jaxpoly.sample_regions(net, (-1, 1), 20_000, key=jax.random.PRNGKey(seed), level_set=True)
+    assert {p.tobytes() for p in np.asarray(pats)} <= got
+    x = np.random.default_rng(seed).uniform(-1, 1, (2000, 3))
+    assert np.all(c.region_of(x) >= 0)
+    mesh = c.level_set()
+    assert mesh.num_faces > 0 and np.abs(np.asarray(net(mesh.vertices))).max() <= 1e-9
+    assert np.abs(np.asarray(jaxpoly.vertex_positions(net, c)) - c.vertices).max() <= 1e-10
+    assert not jaxpoly.is_stale(net, c)
+    # every vertex lies on at least d hyperplanes, each within roundoff of zero there
+    vals = c._internal_values(c.vertices)
+    for v in range(c.num_vertices):
+        hs = c.vertex_hyperplanes[v]
+        hs = hs[hs >= 0]
+        assert len(hs) + c.vertex_facets[v].sum() >= 3
+        assert np.all(np.abs(vals[v, hs]) <= 1e-9)
+
+
+def test_zero_bias_network_4d():
+    """d = 4: Euler's relation and sampling (the LP reference is too slow here)."""
+    net = zero_bias_net(4, (5, 4), 0)
+    c = extract(net, (-1, 1))
+    assert c.timings["engine"] == "regions"
+    assert c.euler_characteristic == 1
+    got = {p.tobytes() for p in np.asarray(c.regions.patterns)}
+    pats = jaxpoly.sample_regions(net, (-1, 1), 50_000, key=jax.random.PRNGKey(0), level_set=True)
+    assert {p.tobytes() for p in np.asarray(pats)} <= got
+
+
+def _assert_same_complex(a, b):
+    assert a.f_vector == b.f_vector
+    assert point_set(a.vertices) == point_set(b.vertices)
+    assert {tuple(sorted(map(tuple, np.round(a.vertices[e], 8) + 0.0))) for e in a.edges} == \
+        {tuple(sorted(map(tuple, np.round(b.vertices[e], 8) + 0.0))) for e in b.edges}
+    assert {p.tobytes() for p in np.asarray(a.regions.patterns)} == {p.tobytes() for p in np.asarray(b.regions.patterns)}
+
+
+@pytest.mark.parametrize("case", ["bunny2d", "random3d", "random4d"])
+def test_engines_agree_on_generic_networks(case):
+    """The two engines, independent from the first step on, give the same complex."""
+    if case == "bunny2d":
+        net, d = jaxpoly.load_npz(os.path.join(DATA, "2_2x50_relu_bunny.npz")), 2
+        bounds = (-0.5, 0.5)
+    else:
+        d = 3 if case == "random3d" else 4
+        rng = np.random.default_rng(d)
+        sizes = [d, 6, 5, 1] if d == 3 else [d, 5, 4, 1]
+        net = jaxpoly.from_arrays([rng.standard_normal((a, b)) for a, b in zip(sizes, sizes[1:])],
+                                  [rng.standard_normal(b) * 0.3 for b in sizes[1:]])
+        bounds = (-1, 1)
+    a = extract(net, bounds)
+    b = extract(net, bounds, engine="regions")
+    assert a.timings.get("engine") is None and b.timings["engine"] == "regions"
+    _assert_same_complex(a, b)
+    if case == "bunny2d":
+        assert b.f_vector == (289, 543, 255)
+    ma, mb = a.level_set(), b.level_set()
+    assert point_set(ma.vertices) == point_set(mb.vertices)
+    assert segment_set(ma) == segment_set(mb)
+    if d == 3:
+        assert ma.num_faces == mb.num_faces
+        fa = {tuple(sorted(point_set(ma.vertices[f]))) for f in ma.faces()}
+        fb = {tuple(sorted(point_set(mb.vertices[f]))) for f in mb.faces()}
+        assert fa == fb
+
+
+def test_engines_agree_on_a_zero_bias_network_2d():
+    """In 2D edge subdivision resolves cuts along edges itself; the engines agree on every face and on
+    the level set (this one runs only along existing edges: subdivision once dropped it as a
+    hyperplane that cuts nothing, leaving the mesh without segments)."""
+    net = zero_bias_net(2, (8, 8), 0)
+    a, b = extract(net, (-1, 1)), extract(net, (-1, 1), engine="regions")
+    _assert_same_complex(a, b)
+    assert segment_set(a.level_set()) == segment_set(b.level_set())
+    assert len(segment_set(b.level_set())) > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    normals = np.array([[1, 0, 0], [0, 1, 0], [1, -1, 0], [0, 0, 1]], float)
+    net = jaxpoly.from_arrays([normals.T, np.array([[1.0], [-1.0], [0.5], [0.2]])],
+                              [np.array([0, 0, 0, -0.3]), np.array([-0.1])])
+    c = extract(net, (-1, 1))
+    assert c.timings["engine"] == "regions"
+    c.save(tmp_path / "c.npz")
+    d = jaxpoly.Complex.load(tmp_path / "c.npz")
+    assert d.f_vector == c.f_vector
+    assert np.array_equal(d.regions.patterns, c.regions.patterns)
+    x = np.random.default_rng(0).uniform(-1, 1, (500, 3))
+    assert np.array_equal(d.region_of(x), c.region_of(x))
+    assert d.level_set().num_faces == c.level_set().num_faces > 0
+
+
+def test_bad_engine():
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="engine"):
+        extract(lines_net([[1, 0]], [0]), (-1, 1), engine="lp")
