@@ -15,9 +15,9 @@ as zero biases make it), :func:`jaxpoly.extract` builds the complex here instead
 
 A face lies on hyperplane ``h`` when the regions around it disagree on ``h``: the cut of a neuron is the
 boundary of ``{z > 0}``, the rule of the subdivision, so a neuron that vanishes on a region cuts only
-where it meets a region with ``z > 0``. The result is checked: every vertex is a 0-face of the lattice,
-every lattice vertex set is a simplex-free polytope face (levels end in single vertices), and Euler's
-relation holds.
+where it meets a region with ``z > 0``. The result is checked: the lattices' 0-faces are exactly the
+merged vertices, their 1-faces are pairs, every witness reproduces its pattern, and Euler's relation
+holds.
 """
 
 from __future__ import annotations
