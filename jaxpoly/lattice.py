@@ -25,11 +25,10 @@ from __future__ import annotations
 import itertools
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly.complex import Cells, Complex, _hyper_and_output, _unique_keys
+from jaxpoly.complex import Cells, Complex, _unique_keys
 from jaxpoly.errors import JaxpolyError
 from jaxpoly.network import Network
 from jaxpoly.unique import unique_pairs
@@ -50,7 +49,7 @@ def _internal_ids(facet_idx: np.ndarray, d: int) -> np.ndarray:
 
 def _region_rows(net: Network, patterns: np.ndarray, lo, hi, level_set: bool):
     """Every constraint of every region as ``A x = b`` rows by internal id: ``(R, 2d + H', d)``, ``(R, 2d + H')``."""
-    from jaxpoly.geometry import _rows64
+    from jaxpoly.geometry import _rows64  # (geometry imports complex, as this module does)
 
     H = net.num_hyperplanes
     R = len(patterns)
@@ -68,8 +67,7 @@ def _region_rows(net: Network, patterns: np.ndarray, lo, hi, level_set: bool):
 def _polytope_rows(net, regions, lo, hi, level_set, d, scale):
     """Each region's facet rows as a polytope ``G x <= g`` with unit rows.
 
-    Returns ``G (nnz, d)``, ``g (nnz,)``, ``ids (nnz,)`` internal ids, ``owner (nnz,)`` region, sorted
-    by region (the CSR order of ``regions.facet_idx``); and ``vanish (R, H') bool``: the hyperplane
+    Returns ``G (nnz, d)``, ``g (nnz,)``, ``owner (nnz,)`` region, sorted by region (the CSR order of ``regions.facet_idx``); and ``vanish (R, H') bool``: the hyperplane
     functions that vanish identically on each region."""
     R = len(regions)
     ids = _internal_ids(regions.facet_idx, d)
@@ -89,7 +87,7 @@ def _polytope_rows(net, regions, lo, hi, level_set, d, scale):
     if np.any(norm <= 0):
         raise JaxpolyError("internal consistency check failed: a region's facet has a zero normal. Please "
                            "report this with the network and box.")
-    return G / norm[:, None], g / norm, ids, owner, vanish
+    return G / norm[:, None], g / norm, owner, vanish
 
 
 def _candidate_vertices(G, g, owner, R: int, d: int, tol: float):
@@ -109,7 +107,7 @@ def _candidate_vertices(G, g, owner, R: int, d: int, tol: float):
             Gr, gr = G[rr], g[rr]  # (n, F, d), (n, F)
             M, rhs = Gr[:, combos], gr[:, combos]  # (n, C, d, d), (n, C, d)
             ok = np.abs(np.linalg.det(M)) > 1e-12
-            n_idx, c_idx = np.nonzero(ok)
+            n_idx = np.nonzero(ok)[0]
             if not len(n_idx):
                 continue
             X = np.linalg.solve(M[ok], rhs[ok][..., None])[..., 0]  # (k, d)
@@ -122,11 +120,14 @@ def _candidate_vertices(G, g, owner, R: int, d: int, tol: float):
     return np.concatenate(pts), np.concatenate(own)
 
 
-def _sign_hash(vals: np.ndarray, tol: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """``sum_h s_h r_h (mod 2^64)`` of the signs ``s`` of ``vals (n, M)`` (0 within ``tol (M,)``)."""
-    one, minus = np.uint64(1), np.uint64(np.iinfo(np.uint64).max)
-    s = np.where(vals > tol, one, np.where(vals < -tol, minus, np.uint64(0)))
-    return s @ r
+def _hash_of_signs(signs: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``sum_h s_h r_h (mod 2^64)``: ``signs (n, M)`` in {-1, 0, 1} (-1 wraps to ``2^64 - 1``), ``r (M, 2)``."""
+    return np.asarray(signs, np.int64).astype(np.uint64) @ r
+
+
+def _tol_signs(vals: np.ndarray, tol) -> np.ndarray:
+    """Signs of ``vals``, 0 within ``tol`` (broadcast over the columns)."""
+    return np.where(np.abs(vals) <= tol, 0, np.sign(vals)).astype(np.int8)
 
 
 def _region_lattice(masks: list[int], full: int, d: int) -> list[set[int]]:
@@ -148,16 +149,17 @@ def _region_lattice(masks: list[int], full: int, d: int) -> list[set[int]]:
     return levels
 
 
-def _faces_of_regions(vptr, vidx, tight, R: int, d: int):
+def _faces_of_regions(X, vptr, vidx, G, g, fptr, tol: float, d: int):
     """Every face of dimension ``0..d-1`` as a tuple of global vertex ids, with the regions around it.
 
-    ``vptr, vidx``: CSR vertex lists of the regions; ``tight``: per region the ``(k, F)`` incidence of
-    its vertices and facet rows.
+    ``X (V, d)``: the vertices; ``vptr, vidx``: CSR vertex lists of the regions; ``G, g`` with ``fptr``:
+    the regions' facet rows; a vertex is on a row within ``tol``.
     """
     faces: list[dict[tuple[int, ...], list[int]]] = [dict() for _ in range(d)]
-    for reg in range(R):
+    for reg in range(len(vptr) - 1):
         verts = vidx[vptr[reg] : vptr[reg + 1]]
-        inc = tight[reg]
+        rows = slice(fptr[reg], fptr[reg + 1])
+        inc = np.abs(X[verts] @ G[rows].T - g[rows]) <= tol  # (k, F) vertex-facet incidence
         k = len(verts)
         weights = [1 << i for i in range(k)]
         masks = [sum(w for w, t in zip(weights, col) if t) for col in inc.T.tolist()]
@@ -194,6 +196,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     """The complete complex of ``net`` in ``[lo, hi]`` from its certified regions (see the module
     docstring). ``hash_table (2d + H + 1, 2) uint64`` sets the sign-vector hashes."""
     from jaxpoly.enumeration import enumerate_regions
+    from jaxpoly.geometry import _values_padded
 
     t0 = time.perf_counter()
     d = lo.shape[0]
@@ -210,14 +213,14 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     tol = 1e-10 * scale
 
     # -- vertices: per region, merged by sign vector ------------------------------------------------
-    G, g, _, owner, vanish = _polytope_rows(net64, regions, lo, hi, level_set, d, scale)
+    G, g, owner, vanish = _polytope_rows(net64, regions, lo, hi, level_set, d, scale)
     pts, reg_of = _candidate_vertices(G, g, owner, R, d, tol)
-    vals = _values(net64, pts, level_set)  # (n, H')
+    vals = _values_padded(net64, pts, level_set)  # (n, H')
     vscale = np.abs(vals).max(axis=0, initial=0.0)
     vtol = np.maximum(max(rtol, 1e-12) * vscale, np.finfo(np.float64).tiny)
     box = _box_slacks(pts, lo, hi)
     r = hash_table
-    key = _sign_hash(box, np.full(2 * d, tol), r[: 2 * d]) + _sign_hash(vals, vtol, r[2 * d : 2 * d + Hp])
+    key = _hash_of_signs(np.concatenate([_tol_signs(box, tol), _tol_signs(vals, vtol)], axis=1), r[: 2 * d + Hp])
     ukeys, vid = _unique_keys(key)
     V = len(ukeys)
     first = np.full(V, -1, np.int64)
@@ -229,12 +232,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
 
     # -- incidences and faces -------------------------------------------------------------------------
     fptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=R))])
-    tight = []
-    for reg in range(R):
-        rows = slice(fptr[reg], fptr[reg + 1])
-        xv = X[vidx[vptr[reg] : vptr[reg + 1]]]
-        tight.append(np.abs(xv @ G[rows].T - g[rows]) <= tol)
-    faces = _faces_of_regions(vptr, vidx, tight, R, d)
+    faces = _faces_of_regions(X, vptr, vidx, G, g, fptr, tol, d)
     f = [len(faces[j]) for j in range(d)] + [R]
     bad = sum(1 for key in faces[0] if len(key) != 1)
     if bad or f[0] != V or (d > 1 and any(len(key) != 2 for key in faces[1])):
@@ -251,7 +249,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     # a vertex lies on h where the cut passes through it, or where h is zero without vanishing on a
     # region around it (a hyperplane touching the complex at the vertex)
     vvan, _ = _reduce_bits(list(vfaces.values()), np.packbits(vanish, axis=1), Hp)
-    zero_val = np.abs(_values(net64, X[vkeys], level_set)) <= vtol
+    zero_val = np.abs(vals[first[vkeys]]) <= vtol
     cut_v = np.zeros((V, Hp), bool)
     cut_v[vkeys] = vcut | (zero_val & ~vvan)
     cell_of_vertex = np.zeros(V, np.int64)
@@ -272,9 +270,8 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     ez_all = _zero_lists(on_box_e, ecut, d)
     ez = np.full((len(edges), max(d - 1, 0)), -1, np.int32)
     ez[:, : min(d - 1, ez_all.shape[1])] = ez_all[:, : d - 1]
-    signs_e = np.where(ecut, np.uint64(0), np.where(ecommon, np.uint64(1), np.uint64(np.iinfo(np.uint64).max)))
-    box_e = np.where(on_box_e, np.uint64(0), np.uint64(1))
-    eh = box_e @ r[: 2 * d] + signs_e @ r[2 * d : 2 * d + Hp]
+    signs_e = np.concatenate([~on_box_e, np.where(ecut, 0, np.where(ecommon, 1, -1))], axis=1)
+    eh = _hash_of_signs(signs_e, r[: 2 * d + Hp])
 
     c = Complex(X.astype(dtype), edges.astype(np.int32), vz, ez, eh, lo, hi, net, level_set)
     object.__setattr__(c, "_hash_table", r)
@@ -291,9 +288,8 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
         raise JaxpolyError("two regions share a sign-vector hash (a 128-bit collision); please report this")
     rank = np.empty(R, np.int64)
     rank[order] = np.arange(R)
-    counts = np.diff(vptr)[order]
-    cptr = np.concatenate([[0], np.cumsum(counts)])
-    cidx = np.concatenate([vidx[vptr[i] : vptr[i + 1]] for i in order]).astype(np.int32) if R else np.zeros(0, np.int32)
+    cptr = np.concatenate([[0], np.cumsum(np.diff(vptr)[order])])
+    cidx = vidx[np.argsort(rank[pairs[:, 0]], kind="stable")].astype(np.int32)  # regions in key order
     cells = Cells(patterns[order], wit[order], cptr, cidx, keys[order])
     level_edges = np.zeros(len(edges), bool)
     lf_ptr, lf_idx, lf_cell = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
@@ -336,17 +332,3 @@ def _zero_lists(on_box: np.ndarray, cut: np.ndarray, d: int) -> np.ndarray:
     out[rows, slot] = cols
     return out
 
-
-def _values(net: Network, x: np.ndarray, level_set: bool) -> np.ndarray:
-    """Hyperplane values (and the output with a level set) at ``x (n, d)``: ``(n, H')``."""
-    out = []
-    for s in range(0, len(x), 1 << 14):
-        xb = np.zeros((1 << 14, x.shape[1]))
-        n = min(1 << 14, len(x) - s)
-        xb[:n] = x[s : s + n]
-        with jax.enable_x64(True):
-            v = np.asarray(_hyper_and_output(net, jnp.asarray(xb)))[:n]
-        out.append(v if level_set else v[:, :-1])
-    if not out:
-        return np.zeros((0, net.num_hyperplanes + int(level_set)))
-    return np.concatenate(out)
