@@ -207,7 +207,7 @@ def extract(
     with jax.enable_x64(True):
         if engine == "regions":
             return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
-                                        reason="engine='regions'", dtype=dtype)
+                                        max_vertices=max_vertices, reason="engine='regions'", dtype=dtype)
         try:
             return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress,
                             r_np.copy())
@@ -216,7 +216,7 @@ def extract(
                 raise
             log.info("%s; building the complex from its regions instead", e)
             return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
-                                        reason=str(e), dtype=dtype)
+                                        max_vertices=max_vertices, reason=str(e), dtype=dtype)
 
 
 def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np) -> Complex:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.complex import Cells, Complex, _unique_keys
-from jaxpoly.errors import JaxpolyError
+from jaxpoly.errors import CapacityError, JaxpolyError
 from jaxpoly.network import Network
 from jaxpoly.unique import unique_pairs
 
@@ -192,9 +192,10 @@ def _cut_bits(face_regions: list[list[int]], packed: np.ndarray, H: int) -> tupl
 
 
 def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_set: bool, rtol: float,
-                         hash_table: np.ndarray, reason: str = "", dtype=np.float64) -> Complex:
+                         hash_table: np.ndarray, max_vertices: int, reason: str = "", dtype=np.float64) -> Complex:
     """The complete complex of ``net`` in ``[lo, hi]`` from its certified regions (see the module
-    docstring). ``hash_table (2d + H + 1, 2) uint64`` sets the sign-vector hashes."""
+    docstring). ``hash_table (2d + H + 1, 2) uint64`` sets the sign-vector hashes; more than
+    ``max_vertices`` vertices raise :class:`~jaxpoly.CapacityError`."""
     from jaxpoly.enumeration import enumerate_regions
     from jaxpoly.geometry import _values_padded
 
@@ -223,6 +224,9 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     key = _hash_of_signs(np.concatenate([_tol_signs(box, tol), _tol_signs(vals, vtol)], axis=1), r[: 2 * d + Hp])
     ukeys, vid = _unique_keys(key)
     V = len(ukeys)
+    if V > max_vertices:
+        raise CapacityError(f"the complex has {V:,} vertices, more than max_vertices={max_vertices:,}; raise "
+                            "max_vertices if memory allows, shrink the box, or extract a 2D slice")
     first = np.full(V, -1, np.int64)
     first[vid[::-1]] = np.arange(len(vid))[::-1]
     X = pts[first]

@@ -46,6 +46,8 @@ def test_three_planes_through_a_line():
     net = lines_net([[1, 0, 0], [0, 1, 0], [1, -1, 0], [0, 0, 1]], [0, 0, 0, -0.3])
     with pytest.raises(jaxpoly.DegenerateError, match="vanishes on an edge"):
         extract(net, (-1, 1), level_set=False, engine="subdivision")
+    with pytest.raises(jaxpoly.CapacityError, match="27 vertices"):
+        extract(net, (-1, 1), level_set=False, max_vertices=20)
     c = extract(net, (-1, 1), level_set=False)
     assert c.timings["engine"] == "regions" and "vanishes on an edge" in c.timings["reason"]
     assert c.f_vector == (27, 60, 46, 12)
