@@ -7,6 +7,16 @@ inside the cold call (from ``jax.monitoring`` events), so it is separate even wi
 
     python benchmarks/extract.py                       # default cases → benchmarks/results/extract_cpu.json
     python benchmarks/extract.py --cases bunny-3d-8x32 --out benchmarks/results/extract_8x32.json
+
+Case names: ``bunny-<d>d-<L>x<W>`` (``../shared/models``, box [-0.5, 0.5]^d), ``random-<d>d-<L>x<W>``
+(He-initialised weights, small random biases, box [-1, 1]^d) and ``zerobias-<d>d-<L>x<W>`` (the same
+weights with zero biases, as freshly initialised networks: in d >= 3 a neuron vanishes on whole regions,
+so ``engine="auto"`` builds the complex from its regions, :mod:`jaxpoly.lattice`). A suffix
+``@regions`` or ``@subdivision`` forces that engine. The regions engine's cases are left out of the
+scaling plot (it measures the edge-subdivision kernel):
+
+    python benchmarks/extract.py --cases zerobias-3d-2x16 random-3d-2x16 random-3d-2x16@regions \
+        --out benchmarks/results/extract_regions_cpu.json
 """
 
 from __future__ import annotations
@@ -25,19 +35,22 @@ DEFAULT_CASES = ["bunny-2d-2x50", "bunny-2d-2x100", "bunny-2d-4x32", "bunny-3d-3
 
 
 def _net(case: str):
+    """``(network, box, level_set, engine)`` of a case name (module docstring)."""
     import numpy as np
 
     import jaxpoly
 
+    case, _, engine = case.partition("@")
+    engine = engine or "auto"
     if case.startswith("bunny"):
-        return jaxpoly.load_model(case), (-0.5, 0.5), True
-    _, dim, shape = case.split("-")
+        return jaxpoly.load_model(case), (-0.5, 0.5), True, engine
+    kind, dim, shape = case.split("-")
     d, (L, W) = int(dim[:-1]), map(int, shape.split("x"))
     rng = np.random.default_rng(0)
     sizes = [d] + [W] * L + [1]
     Ws = [rng.normal(size=(a, b)) * np.sqrt(2.0 / a) for a, b in zip(sizes[:-1], sizes[1:])]
-    bs = [rng.normal(size=b) * 0.1 for b in sizes[1:]]
-    return jaxpoly.from_arrays(Ws, bs), (-1.0, 1.0), True
+    bs = [rng.normal(size=b) * 0.1 * (kind != "zerobias") for b in sizes[1:]]
+    return jaxpoly.from_arrays(Ws, bs), (-1.0, 1.0), True, engine
 
 
 def _peak() -> dict:
@@ -62,21 +75,22 @@ def run_case(case: str, repeat: int, dtype: str) -> dict:
             compile_events[name] = compile_events.get(name, 0.0) + secs
 
     jax.monitoring.register_event_duration_secs_listener(on_event)
-    net, box, level_set = _net(case)
+    net, box, level_set, engine = _net(case)
     t = time.perf_counter()
-    c = jaxpoly.extract(net, box, level_set=level_set, dtype=np.dtype(dtype))
+    c = jaxpoly.extract(net, box, level_set=level_set, dtype=np.dtype(dtype), engine=engine)
     cold = time.perf_counter() - t
     cold_compile = sum(compile_events.values())
     warm = []
     for _ in range(repeat):
         t = time.perf_counter()
-        c = jaxpoly.extract(net, box, level_set=level_set, dtype=np.dtype(dtype))
+        c = jaxpoly.extract(net, box, level_set=level_set, dtype=np.dtype(dtype), engine=engine)
         warm.append(time.perf_counter() - t)
     t = time.perf_counter()
     f = c.f_vector
     fvec_s = time.perf_counter() - t
     out = {
-        "case": case, "dtype": dtype, "input_dim": net.input_dim, "widths": list(net.widths),
+        "case": case, "engine": c.timings.get("engine", "subdivision"), "dtype": dtype,
+        "input_dim": net.input_dim, "widths": list(net.widths),
         "vertices": c.num_vertices, "edges": c.num_edges, "regions": f[-1], "f_vector": list(f),
         "euler_characteristic": c.euler_characteristic,
         "cold_s": cold, "warm_s": min(warm) if warm else None,
@@ -150,7 +164,8 @@ def plot(path: str, extra: list[str] | None = None) -> None:
     for p in [path] + list(extra or []):
         if os.path.exists(p):
             with open(p) as fh:
-                results += [r for r in json.load(fh)["results"] if "error" not in r]
+                results += [r for r in json.load(fh)["results"]
+                            if "error" not in r and r.get("engine", "subdivision") == "subdivision"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for r in results:
         t = r["warm_s"] or (r["cold_s"] - (r["compile_s"] or 0))

@@ -40,6 +40,10 @@ _MAX_VERTICES_DEFAULT = 200_000_000
 _DEFAULT_VERTICES = {1: 1024, 2: 4096, 3: 32768}
 
 
+def _pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
 def _bucket(n: int) -> int:
     """Smallest capacity of the form ``m * 2^k`` with ``m`` in 4..7 that holds ``n`` (at least 64):
     steps of at most 25%, so padding wastes little while the number of distinct shapes (compilations)
@@ -84,6 +88,18 @@ def _opposite_edges(ends: jax.Array, ne: jax.Array, v: jax.Array) -> jax.Array:
     """How many of the ``ne`` edges have endpoint values ``v (Vc,)`` of strictly opposite signs."""
     valid = jnp.arange(ends.shape[0]) < ne
     return jnp.sum(valid & (v[ends[:, 0]] * v[ends[:, 1]] < 0), dtype=jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("width", "rtol"))
+def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: jax.Array, *, width: int,
+                       rtol: float) -> jax.Array:
+    """The most hyperplanes one vertex may lie on by the end of a stage: the ones it lies on now plus
+    the stage's columns ``vals[:, :width]`` that are zero there under the tolerance rule. (An upper
+    bound for the existing vertices; a split point on several of the stage's hyperplanes still
+    overflows and grows.)"""
+    valid = jnp.arange(vz.shape[0]) < nv
+    zeros = jnp.sum(vz >= 0, axis=1) + jnp.sum(jnp.abs(vals[:, :width]) <= rtol * scales[:width], axis=1)
+    return jnp.max(jnp.where(valid, zeros, 0))
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
@@ -234,7 +250,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     _check_memory(None, cap, None, d, W, itemsize, max_memory)
     state = sd.init_box(lo, hi, r_np, cap, dtype)
     offs = net.hyperplane_offsets
-    timings = {"stages": []}
+    timings = {"engine": "subdivision", "stages": []}
     t_start = time.perf_counter()
     plan = [(i, offs[i], w) for i, w in zip(stages, widths)]
     if level_set:
@@ -274,6 +290,11 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                                   max(cap.edges, _bucket(need_e)), max(cap.splits, _bucket(k)),
                                   cap.zero_edges, cap.zero_slots)
                 state, vals, cap = grow_to(state, vals, cap, new)
+        # Zero-bias networks put every hyperplane through the origin: grow the vertices' zero slots once,
+        # to what the stage needs, rather than by overflow (each growth is a recompilation).
+        zs = int(_zero_slots_needed(state.vz, vals, scales, state.nv, width=width, rtol=rtol))
+        if zs > cap.zero_slots:
+            state, vals, cap = grow_to(state, vals, cap, cap._replace(zero_slots=zs + 1))
         start = 0
         grows = 0
         counts = np.zeros(width + 1, np.int64)  # vertices after each column (counts[0]: before the stage)
@@ -294,6 +315,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             if not flags & sd.CAPACITY_FLAGS:  # an overflowing step's other flags saw truncated arrays
                 _raise_degenerate(flags, net, hyper, level_set and stage is None)
             new = _grown(cap, flags, state, max_vertices, _stage_estimate(counts[: failed_at + 1], width))
+            if flags & sd.FLAG_ZERO_SLOTS:  # room for every column left in the stage: one growth
+                new = new._replace(zero_slots=max(new.zero_slots, _pow2(cap.zero_slots + width - failed_at)))
             try:
                 state, vals, cap = grow_to(state, vals, cap, new)
             except CapacityError:  # the estimate may overshoot: fall back to plain doubling
@@ -406,10 +429,11 @@ def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int,
         e = _bucket(2 * e)
     if flags & sd.FLAG_SPLITS:
         s = _bucket(2 * s)
+    # many hyperplanes through one vertex (zero biases): grow fast, each growth is a recompilation
     if flags & sd.FLAG_ZERO_EDGES:
-        z = _bucket(4 * z)
+        z = _bucket(16 * z)
     if flags & sd.FLAG_ZERO_SLOTS:
-        zs = zs + 2
+        zs = 2 * zs
     if flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES):
         v = max(v, _bucket(int(state.nv) * 1.5))
         e = max(e, _bucket(v * max(d, 1)), _bucket(int(state.ne) * 1.5))
