@@ -138,12 +138,35 @@ def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre:
     cand = parent_mask | (in_stage & ~const & meets_box)
     rows_ok = ~const
 
-    dA = jnp.max(jnp.abs(A[:, :, None, :] - A[:, None, :, :]), axis=-1)
-    same = (dA <= _SAME) & (jnp.abs(b[:, :, None] - b[:, None, :]) <= _SAME * radius)
-    same = same & rows_ok[:, :, None] & rows_ok[:, None, :]
+    same = _same_rows(A, b, rows_ok, radius)
     earlier = jnp.tril(jnp.ones((M, M), bool), k=-1)  # earlier[k, j]: j < k
     dup = jnp.any(same & earlier & cand[:, None, :], axis=-1)
     return CellRows(A, b, cand & ~dup, same, const, rows_ok)
+
+
+def _same_rows(A: jax.Array, b: jax.Array, rows_ok: jax.Array, radius) -> jax.Array:
+    """``(B, M, M) bool``: unit rows within ``_SAME`` of each other in every coefficient and in offset
+    (relative to ``radius``). The all-pairs test costs ``B M^2 d``; it runs only when a cheaper
+    necessary condition (two random projections of the rows, and the offsets) holds for some pair of
+    distinct slots, so networks without repeated neurons pay ``B M^2``."""
+    M, d = A.shape[1:]
+    ok2 = rows_ok[:, :, None] & rows_ok[:, None, :]
+    near_b = jnp.abs(b[:, :, None] - b[:, None, :]) <= _SAME * radius
+    r = jnp.asarray(np.random.default_rng(0).standard_normal((d, 2)), A.dtype)
+    p = A @ r  # (B, M, 2)
+    # |(a_i - a_j) . r| <= max |a_i - a_j| * |r|_1, plus the projections' round-off
+    bound = (_SAME + 1e-12) * jnp.sum(jnp.abs(r), axis=0)
+    near_p = jnp.all(jnp.abs(p[:, :, None, :] - p[:, None, :, :]) <= bound, axis=-1)
+    maybe = near_b & near_p & ok2 & ~jnp.eye(M, dtype=bool)
+
+    def all_pairs(_):
+        dA = jnp.max(jnp.abs(A[:, :, None, :] - A[:, None, :, :]), axis=-1)
+        return (dA <= _SAME) & near_b & ok2
+
+    def diagonal(_):
+        return ok2 & jnp.eye(M, dtype=bool)
+
+    return jax.lax.cond(jnp.any(maybe), all_pairs, diagonal, None)
 
 
 @jax.jit

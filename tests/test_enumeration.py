@@ -478,6 +478,37 @@ def test_walk_certificates_are_facets():
     assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
 
 
+def test_same_rows_matches_all_pairs():
+    """The oracle's repeated-row test (cheap projections first, all pairs only when they allow a
+    repeat) equals the plain all-pairs comparison, on batches with and without repeats; rows 1e-10
+    apart are one hyperplane, 1e-7 apart two."""
+    from jaxpoly import oracle
+
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(3)
+    B, M, d = 4, 12, 6
+    A = rng.standard_normal((B, M, d))
+    A /= np.linalg.norm(A, axis=-1, keepdims=True)
+    b = rng.uniform(0.1, 1.0, (B, M))
+    ok = np.ones((B, M), bool)
+    ok[:, -1] = False  # a constant row is never the same as anything, itself included
+
+    def brute(A, b):
+        dA = np.max(np.abs(A[:, :, None] - A[:, None]), axis=-1)
+        return (dA <= oracle._SAME) & (np.abs(b[:, :, None] - b[:, None]) <= oracle._SAME * 2.0) \
+            & ok[:, :, None] & ok[:, None]
+
+    same = np.asarray(oracle._same_rows(A, b, ok, 2.0))
+    assert (same == brute(A, b)).all() and (same == np.eye(M, dtype=bool) & ok[:, :, None]).all()
+    A2, b2 = A.copy(), b.copy()
+    A2[1, 3], b2[1, 3] = A[1, 7] + 1e-10, b[1, 7]  # the same hyperplane (within round-off)
+    A2[2, 4], b2[2, 4] = A[2, 5] + 1e-7, b[2, 5]  # a different one
+    A2[3, 0], b2[3, 0] = A[3, 2], b[3, 2] + 1e-7
+    same = np.asarray(oracle._same_rows(A2, b2, ok, 2.0))
+    assert (same == brute(A2, b2)).all()
+    assert same[1, 3, 7] and same[1, 7, 3] and not same[2, 4, 5] and not same[3, 0, 2]
+
+
 @pytest.mark.parametrize("d,degenerate", [(2, False), (4, False), (8, False), (5, True)])
 def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     """jaxpoly.primal: one vertex per cell, then every row's redundancy question walked from it; the
