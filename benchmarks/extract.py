@@ -150,10 +150,24 @@ def main() -> None:
     plot(args.out)
 
 
+def fit_slope(results: list[dict], key: str = "vertices", min_vertices: float = 1e4):
+    """Least-squares slope and intercept of log(warm time) against log(``key``) over the cases with at
+    least ``min_vertices`` vertices (smaller ones measure fixed overheads): ``(None, None)`` with fewer
+    than three such cases."""
+    import numpy as np
+
+    sel = [r for r in results if r["vertices"] >= min_vertices]
+    if len(sel) < 3:
+        return None, None
+    slope, icpt = np.polyfit(np.log([r[key] for r in sel]), np.log([r["_t"] for r in sel]), 1)
+    return float(slope), float(icpt)
+
+
 def plot(path: str, extra: list[str] | None = None) -> None:
     """Two log-log panels: warm wall time against the vertices produced (one point per case, grey lines:
     cumulative per-layer times), and against the work the kernel actually does, hyperplane steps times
-    the edges each step scans (``sum over stages of width x edges``), with lines of slope 1."""
+    the edges each step scans (``sum over stages of width x edges``), with lines of slope 1 and the
+    least-squares fit over the cases with at least 10^4 vertices (:func:`fit_slope`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,8 +197,11 @@ def plot(path: str, extra: list[str] | None = None) -> None:
         rate = np.median([r[key] / r["_t"] for r in results if r["vertices"] > 1e5] or [1.0])
         x = np.array([xs.min(), xs.max()])
         ax.loglog(x, x / rate, "k--", lw=1, label=f"slope 1 ({rate:,.0f} {unit})")
+        slope, icpt = fit_slope(results, key)
+        if slope is not None:
+            ax.loglog(x, np.exp(icpt) * x ** slope, "r:", lw=1, label=f"least-squares fit: slope {slope:.2f}")
         ax.set_ylabel("wall time [s] (warm)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
     axes[0].set_xlabel("vertices of the complex (grey: cumulative per layer)")
     axes[1].set_xlabel("hyperplane steps x edges scanned (sum over stages of width x edges)")
     fig.suptitle("jaxpoly.extract on a 2-core CPU, float64: cost vs size")

@@ -1,6 +1,6 @@
 """Markdown tables for the README from the benchmark JSON files in ``benchmarks/results``.
 
-    python benchmarks/table.py            # prints the extraction and gradient tables
+    python benchmarks/table.py            # prints the extraction (both engines) and gradient tables
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def extraction_table(*names: str) -> str:
             if "error" in r:
                 rows.append(f"| {r['case']} | failed | | | | | | | | |")
                 continue
+            case = f"{r['case']} ({r['engine']})" if "engine" in r else r["case"]
             rows.append(
-                f"| {r['case']} | {r['input_dim']} | {r['vertices']:,} | {r['edges']:,} | {r['regions']:,} | "
+                f"| {case} | {r['input_dim']} | {r['vertices']:,} | {r['edges']:,} | {r['regions']:,} | "
                 f"{_fmt_s(r['warm_s'])} | {_fmt_s(r['cold_s'])} | {_fmt_s(r['compile_s'])} | "
                 f"{r['vertices_per_s']:,.0f} | {_peak(r)} |")
     return "\n".join(rows)
@@ -72,6 +73,8 @@ def gradient_table(name: str = "gradient_cpu.json") -> str:
 
 if __name__ == "__main__":
     print(extraction_table("extract_cpu.json", "extract_8x32_cpu.json"))
+    print()
+    print(extraction_table("extract_regions_cpu.json"))
     print()
     print(extraction_table("extract_gpu.json", "extract_8x32_gpu.json"))
     print()
