@@ -57,6 +57,8 @@ _WALK_CHUNK = 16  # cells whose walks run together
 _LP_BOX = 1.5
 _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 16 (then the dual simplex)
 _WARM_LANES = 512  # walks of primal.exceeds' pool (at most; 256 and 1024 were slower at d = 16)
+_WARM_SMALL_LANES = 64  # the pool for batches with fewer warm LPs than _WARM_LANES_MIN_ITEMS
+_WARM_LANES_MIN_ITEMS = 128
 _WARM_POOL_ITEMS = 8  # warm LPs per call, in units of the pool's lanes (one compiled shape)
 
 
@@ -488,7 +490,9 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
     start = primal.cell_vertices(rows.A, b, active, c)
     thr = tol / np.asarray(scale)
-    lanes = min(_WARM_LANES, max(16, 1 << (len(cell) - 1).bit_length()))
+    # two pool sizes only: each is a compilation of primal.exceeds (with a power of two per batch's
+    # count, small networks compiled it 5 times, 6 of their 14 s cold)
+    lanes = _WARM_LANES if len(cell) >= _WARM_LANES_MIN_ITEMS else _WARM_SMALL_LANES
     status = []
     for idx, k in _chunks(len(cell), _WARM_POOL_ITEMS * lanes):
         st, _ = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
