@@ -94,11 +94,13 @@ def _opposite_edges(ends: jax.Array, ne: jax.Array, v: jax.Array) -> jax.Array:
 def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: jax.Array, *, width: int,
                        rtol: float) -> jax.Array:
     """The most hyperplanes one vertex may lie on by the end of a stage: the ones it lies on now plus
-    the stage's columns ``vals[:, :width]`` that are zero there under the tolerance rule. (An upper
-    bound for the existing vertices; a split point on several of the stage's hyperplanes still
-    overflows and grows.)"""
+    the stage's columns ``vals[:, :width]`` that are zero there under the tolerance rule, except those
+    zero on every vertex (dead neurons: they cut nothing and take no slot). An upper bound for the
+    existing vertices; a split point on several of the stage's hyperplanes still overflows and grows."""
     valid = jnp.arange(vz.shape[0]) < nv
-    zeros = jnp.sum(vz >= 0, axis=1) + jnp.sum(jnp.abs(vals[:, :width]) <= rtol * scales[:width], axis=1)
+    sc = scales[:width]
+    on = (jnp.abs(vals[:, :width]) <= rtol * sc) & (sc > 0)
+    zeros = jnp.sum(vz >= 0, axis=1) + jnp.sum(on, axis=1)
     return jnp.max(jnp.where(valid, zeros, 0))
 
 

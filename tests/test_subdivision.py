@@ -146,6 +146,9 @@ def test_hyperplane_on_box_facet_dead_and_zero_neurons():
     sign in the box leave the two axes' 4 regions."""
     c = extract(lines_net([[1, 0], [0, 1], [1, 0], [0, 0], [1, 0.5]], [0, 0, -2, 0, 10]), (-2, 2), level_set=False)
     assert c.f_vector == (9, 12, 4)
+    # dead neurons vanish at every vertex but take no hyperplane slot there (the slots are not grown)
+    c = extract(lines_net([[1, 0], [0, 1], [0, 0], [0, 0], [0, 0]], [0, 0, 0, 0, 0]), (-2, 2), level_set=False)
+    assert c.f_vector == (9, 12, 4) and c.timings["stages"][0]["capacity"][4] == 2
 
 
 def test_parallel_and_corner_lines():
