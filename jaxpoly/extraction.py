@@ -40,10 +40,6 @@ _MAX_VERTICES_DEFAULT = 200_000_000
 _DEFAULT_VERTICES = {1: 1024, 2: 4096, 3: 32768}
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
 def _bucket(n: int) -> int:
     """Smallest capacity of the form ``m * 2^k`` with ``m`` in 4..7 that holds ``n`` (at least 64):
     steps of at most 25%, so padding wastes little while the number of distinct shapes (compilations)
@@ -318,7 +314,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 _raise_degenerate(flags, net, hyper, level_set and stage is None)
             new = _grown(cap, flags, state, max_vertices, _stage_estimate(counts[: failed_at + 1], width))
             if flags & sd.FLAG_ZERO_SLOTS:  # room for every column left in the stage: one growth
-                new = new._replace(zero_slots=max(new.zero_slots, _pow2(cap.zero_slots + width - failed_at)))
+                new = new._replace(zero_slots=max(new.zero_slots, cap.zero_slots + width - failed_at))
             try:
                 state, vals, cap = grow_to(state, vals, cap, new)
             except CapacityError:  # the estimate may overshoot: fall back to plain doubling
