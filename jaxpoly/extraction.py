@@ -219,9 +219,12 @@ def extract(
     r_np = sd.hash_table(num_facets + H + 1)
     # Work in float64 regardless of the user's x64 setting; float32 runs cast the network.
     with jax.enable_x64(True):
-        if engine == "regions":
+        def from_regions(reason: str) -> Complex:
             return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
-                                        max_vertices=max_vertices, reason="engine='regions'", dtype=dtype)
+                                        max_vertices=max_vertices, reason=reason, dtype=dtype)
+
+        if engine == "regions":
+            return from_regions("engine='regions'")
         try:
             return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress,
                             r_np.copy())
@@ -229,8 +232,7 @@ def extract(
             if engine == "subdivision":
                 raise
             log.info("%s; building the complex from its regions instead", e)
-            return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
-                                        max_vertices=max_vertices, reason=str(e), dtype=dtype)
+            return from_regions(str(e))
 
 
 def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np) -> Complex:
@@ -312,9 +314,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             hyper = off + failed_at
             if not flags & sd.CAPACITY_FLAGS:  # an overflowing step's other flags saw truncated arrays
                 _raise_degenerate(flags, net, hyper, level_set and stage is None)
-            new = _grown(cap, flags, state, max_vertices, _stage_estimate(counts[: failed_at + 1], width))
-            if flags & sd.FLAG_ZERO_SLOTS:  # room for every column left in the stage: one growth
-                new = new._replace(zero_slots=max(new.zero_slots, cap.zero_slots + width - failed_at))
+            new = _grown(cap, flags, state, max_vertices, _stage_estimate(counts[: failed_at + 1], width),
+                         columns_left=width - failed_at)
             try:
                 state, vals, cap = grow_to(state, vals, cap, new)
             except CapacityError:  # the estimate may overshoot: fall back to plain doubling
@@ -413,12 +414,13 @@ def _stage_estimate(counts: np.ndarray, width: int) -> tuple[int, int] | None:
 
 
 def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int,
-           estimate: tuple[int, int] | None = None) -> sd.Capacity:
+           estimate: tuple[int, int] | None = None, columns_left: int = 0) -> sd.Capacity:
     """Capacities after an overflow: double what overflowed, and keep the others in proportion (about
     ``d`` edges per vertex), so one regrowth (one recompilation) serves the rest of the stage. With the
     stage's ``estimate`` (:func:`_stage_estimate`: final vertices, most new vertices per column) the
     vertices and splits grow at once to 1.1x / 2x of it when that is more (a wide stage otherwise
-    doubles several times, and each growth copies its ``V x W`` values)."""
+    doubles several times, and each growth copies its ``V x W`` values); the zero slots grow by the
+    stage's ``columns_left`` when that is more (room for every one of them at one vertex)."""
     v, e, s, z, zs = cap
     d = state.x.shape[1]
     if flags & sd.FLAG_VERTICES:
@@ -431,7 +433,7 @@ def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int,
     if flags & sd.FLAG_ZERO_EDGES:
         z = _bucket(16 * z)
     if flags & sd.FLAG_ZERO_SLOTS:
-        zs = 2 * zs
+        zs = max(2 * zs, zs + columns_left)
     if flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES):
         v = max(v, _bucket(int(state.nv) * 1.5))
         e = max(e, _bucket(v * max(d, 1)), _bucket(int(state.ne) * 1.5))
