@@ -87,7 +87,8 @@ def _lane(A, b, x, basis, binv, status=_RUNNING) -> _Lane:
 def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until_vertex: bool) -> _Lane:
     """One pivot of one instance, maximising ``c`` (module docstring). ``A (M, d)``, ``b (M,)``,
     ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x`` exceeds it; ``until_vertex``: stop once
-    no position is free. Sets ``status`` when the walk ends."""
+    no position is free. Sets ``status`` when the walk ends; a walk that has ended is left as it is, so
+    a pool of walks steps them all without selecting the running ones over its whole state."""
     M, d = A.shape
     rows = jnp.arange(M)
     big = jnp.iinfo(jnp.int32).max
@@ -110,7 +111,8 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     ratio = jnp.where(cand, jnp.maximum(slack, 0.0) / jnp.where(cand, s_, 1.0), jnp.inf)
     t = jnp.min(ratio)
     tie = cand & (ratio <= t * (1.0 + 1e-12) + 1e-300)
-    j = jnp.where(bland, jnp.argmin(jnp.where(tie, rows, big)), jnp.argmax(jnp.where(tie, s_, -jnp.inf)))
+    # among the ties: the largest step a_j · z, or with Bland the smallest index (in one reduction)
+    j = jnp.argmin(jnp.where(tie, jnp.where(bland, rows.astype(s_.dtype), -s_), jnp.inf))
     blocked = jnp.any(cand)
     x_new = x + t * z
     above = blocked & (c @ x_new > level)
@@ -119,14 +121,16 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     status = jnp.select(
         [done | ~leave, improving_ray, ~blocked, above, it >= max_iters],
         [OPTIMAL, ABOVE, UNRESOLVED, ABOVE, UNRESOLVED], _RUNNING).astype(jnp.int32)
-    go = (status == _RUNNING) | (above & (status == ABOVE))
+    live = s.status == _RUNNING
+    status = jnp.where(live, status, s.status)
+    go = live & ((status == _RUNNING) | (above & (status == ABOVE)))
     onehot = jnp.arange(d) == r
     w = jnp.where(go, binv.T @ A[j], onehot.astype(binv.dtype))
     moved = go & ((rows == j) | (rows == basis[r]))
     basis = jnp.where(onehot & go, j, basis).astype(jnp.int32)
     degen = jnp.where(go, jnp.where(t <= tol, degen + 1, 0), degen).astype(jnp.int32)
     return _Lane(jnp.where(go, x_new, x), basis, lp._pivot(binv, w, onehot), jnp.where(go, slack - t * s_, slack),
-                 in_basis ^ moved, it + 1, degen, status)
+                 in_basis ^ moved, it + live, degen, status)
 
 
 def _walk(A, b, active, c, x, basis, binv, level, *, max_iters: int, tol: float, until_vertex: bool):
@@ -231,7 +235,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
 
     def pivots(c):
         prob, lane = c
-        return prob, select(running(lane), step(*prob, lane), lane)
+        return prob, step(*prob, lane)
 
     def epoch(c):
         prob, lane, item, q, out_status, out_value = c

@@ -563,6 +563,27 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     assert (st8[n:] == primal.UNRESOLVED).all()
 
 
+def test_primal_step_leaves_an_ended_walk_as_it_is():
+    """primal.exceeds' pool steps every lane, ended or not (no select over the pool's state), so a
+    pivot must leave a walk that has ended exactly as it is, and still move a running one."""
+    from jaxpoly import primal
+
+    jax.config.update("jax_enable_x64", True)
+    A, b = _random_cells(5, 1, 3, 6)
+    active = np.ones(A.shape[:2], bool)
+    start = primal.cell_vertices(A, b, active, np.ones((1, 3)))
+    k = int(np.setdiff1d(np.arange(A.shape[1]), np.asarray(start.basis[0]))[-1])  # a row to maximise
+    kw = dict(max_iters=20, tol=1e-9, until_vertex=False)
+    for status in (primal.OPTIMAL, primal.ABOVE, primal.UNRESOLVED, primal._IDLE):
+        lane = primal._lane(A[0], b[0], start.x[0], start.basis[0], start.binv[0], status=status)
+        after = primal._step(A[0], b[0], active[0], A[0, k], b[0, k] + 1.0, lane, **kw)
+        for name, x, y in zip(lane._fields, lane, after):
+            assert np.array_equal(np.asarray(x), np.asarray(y)), (status, name)
+    lane = primal._lane(A[0], b[0], start.x[0], start.basis[0], start.binv[0])
+    after = primal._step(A[0], b[0], active[0], A[0, k], b[0, k] + 1.0, lane, **kw)
+    assert int(after.it) == 1 and not np.array_equal(np.asarray(after.basis), np.asarray(lane.basis))
+
+
 def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
     """classify_facets with and without the warm-started primal simplex: identical facets, equal to
     HiGHS's (cells with every row undecided: no rays, so every row goes to the LPs)."""
