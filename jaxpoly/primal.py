@@ -209,16 +209,17 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     P = min(lanes, N)
     count = jnp.int32(N) if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), N)
     threshold = jnp.broadcast_to(jnp.asarray(threshold, A.dtype), (N,))
-    lane_ids = jnp.arange(P)
+    K = max(P // 2, 1)  # lanes loaded and recorded per epoch (at most)
     step = jax.vmap(functools.partial(_step, max_iters=max_iters, tol=tol, until_vertex=False))
 
     def load(item):
-        """The problems ``(A, b, active, c, level)`` and start states of items ``(P,)`` (-1: none)."""
+        """The problems ``(A, b, active, c, level)`` and start states of items ``(K,)`` (-1: none)."""
         i = jnp.maximum(item, 0)
         ce, ro = cell[i], row[i]
         A_l, b_l = A[ce], b[ce]
         act = active[ce] & (jnp.arange(M)[None, :] != ro[:, None])
-        prob = (A_l, b_l, act, A_l[lane_ids, ro], b_l[lane_ids, ro] + threshold[i])
+        k = jnp.arange(item.shape[0])
+        prob = (A_l, b_l, act, A_l[k, ro], b_l[k, ro] + threshold[i])
         # Row k at the start vertex is freed, its row in B kept as the free position's direction:
         # B^{-1} stands, and the first move raises a_k · y alone.
         basis = jnp.where(start.basis[ce] == ro[:, None], -1, start.basis[ce])
@@ -226,9 +227,8 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         ok = (item >= 0) & (start.status[ce] == OPTIMAL)
         return prob, lane._replace(status=jnp.where(ok, _RUNNING, _IDLE).astype(jnp.int32))
 
-    def select(mask, new, old):
-        return jax.tree.map(lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o),
-                            new, old)
+    def put(tree, at, new):
+        return jax.tree.map(lambda a, n: a.at[at].set(n, mode="drop"), tree, new)
 
     def running(lane):
         return lane.status == _RUNNING
@@ -238,29 +238,31 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         return prob, step(*prob, lane)
 
     def epoch(c):
+        """Load up to ``K`` idle lanes with the next items, step until enough walks have ended, record
+        up to ``K`` ended walks (loading and checking only those lanes, not the whole pool)."""
         prob, lane, item, q, out_status, out_value = c
-        idle = lane.status == _IDLE
-        rank = jnp.cumsum(idle, dtype=jnp.int32) - 1
-        new_item = jnp.where(idle & (q + rank < count), q + rank, -1).astype(jnp.int32)
-        q = jnp.minimum(q + jnp.sum(idle, dtype=jnp.int32), count)
-        prob, lane = select(idle, load(new_item), (prob, lane))
-        item = jnp.where(idle, new_item, item)
+        slots = jnp.nonzero(lane.status == _IDLE, size=K, fill_value=P)[0]
+        rank = jnp.arange(K, dtype=jnp.int32)
+        new_item = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
+        q = jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
+        prob, lane = put((prob, lane), slots, load(new_item))
+        item = item.at[slots].set(new_item, mode="drop")
         stop_at = jnp.where(q < count, int(P * _REFILL), 0)
         prob, lane = jax.lax.while_loop(lambda c: jnp.sum(running(c[1])) > stop_at, pivots, (prob, lane))
-        ended = ~running(lane) & (item >= 0)
-        xr, status = jax.vmap(functools.partial(_check, tol=tol))(*prob[:4], lane.x, lane.basis, lane.binv,
-                                                                  lane.status)
-        value = jnp.einsum("pd,pd->p", prob[3], xr)
+        done = jnp.nonzero(~running(lane) & (item >= 0), size=K, fill_value=P)[0]
+        pr, ln = jax.tree.map(lambda a: a[jnp.minimum(done, P - 1)], (prob, lane))
+        xr, status = jax.vmap(functools.partial(_check, tol=tol))(*pr[:4], ln.x, ln.basis, ln.binv, ln.status)
+        value = jnp.einsum("kd,kd->k", pr[3], xr)
         # an optimum above the level is a facet as well (the walk stops there only between pivots)
-        status = jnp.where((status == OPTIMAL) & (value > prob[4]), ABOVE, status)
-        at = jnp.where(ended, item, N)
+        status = jnp.where((status == OPTIMAL) & (value > pr[4]), ABOVE, status)
+        at = jnp.where(done < P, item[jnp.minimum(done, P - 1)], N)
         out_status = out_status.at[at].set(status, mode="drop")
         out_value = out_value.at[at].set(value, mode="drop")
-        lane = lane._replace(status=jnp.where(ended | (item < 0), _IDLE, lane.status).astype(jnp.int32))
-        return prob, lane, jnp.where(ended, -1, item).astype(jnp.int32), q, out_status, out_value
+        lane = lane._replace(status=lane.status.at[done].set(_IDLE, mode="drop"))
+        return prob, lane, item.at[done].set(-1, mode="drop"), q, out_status, out_value
 
     prob, lane = load(jnp.full((P,), -1, jnp.int32))
     init = (prob, lane, jnp.full((P,), -1, jnp.int32), jnp.int32(0), jnp.full((N,), UNRESOLVED, jnp.int32),
             jnp.zeros((N,), A.dtype))
-    out = jax.lax.while_loop(lambda c: (c[3] < count) | jnp.any(running(c[1])), epoch, init)
+    out = jax.lax.while_loop(lambda c: (c[3] < count) | jnp.any(c[2] >= 0), epoch, init)
     return out[4], out[5]
