@@ -189,9 +189,10 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     exceed ``b_k + threshold``? Walks from the cell's vertex ``start``.
 
     The ``N`` items share a pool of ``lanes`` walks: walks take from 1 to ``max_iters`` pivots, so
-    instead of stepping every walk until the slowest one of a chunk ends, the pool steps until half
-    its walks have ended, records those (checked, as in the module docstring) and refills them with
-    the next items.
+    instead of stepping every walk until the slowest one of a chunk ends, the pool steps until a
+    quarter of its walks have ended, records them (checked, as in the module docstring) and refills
+    their lanes with the next items. Only those lanes (at most half the pool, gathered) are checked
+    and loaded, not the whole pool.
 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` the cells (as for :func:`cell_vertices`).
