@@ -219,8 +219,8 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         ce, ro = cell[i], row[i]
         A_l, b_l = A[ce], b[ce]
         act = active[ce] & (jnp.arange(M)[None, :] != ro[:, None])
-        k = jnp.arange(item.shape[0])
-        prob = (A_l, b_l, act, A_l[k, ro], b_l[k, ro] + threshold[i])
+        each = jnp.arange(item.shape[0])
+        prob = (A_l, b_l, act, A_l[each, ro], b_l[each, ro] + threshold[i])
         # Row k at the start vertex is freed, its row in B kept as the free position's direction:
         # B^{-1} stands, and the first move raises a_k · y alone.
         basis = jnp.where(start.basis[ce] == ro[:, None], -1, start.basis[ce])
@@ -251,12 +251,13 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         stop_at = jnp.where(q < count, int(P * _REFILL), 0)
         prob, lane = jax.lax.while_loop(lambda c: jnp.sum(running(c[1])) > stop_at, pivots, (prob, lane))
         done = jnp.nonzero(~running(lane) & (item >= 0), size=K, fill_value=P)[0]
-        pr, ln = jax.tree.map(lambda a: a[jnp.minimum(done, P - 1)], (prob, lane))
+        at_done = jnp.minimum(done, P - 1)  # the padding (P) reads lane P - 1; its results are dropped
+        pr, ln = jax.tree.map(lambda a: a[at_done], (prob, lane))
         xr, status = jax.vmap(functools.partial(_check, tol=tol))(*pr[:4], ln.x, ln.basis, ln.binv, ln.status)
         value = jnp.einsum("kd,kd->k", pr[3], xr)
         # an optimum above the level is a facet as well (the walk stops there only between pivots)
         status = jnp.where((status == OPTIMAL) & (value > pr[4]), ABOVE, status)
-        at = jnp.where(done < P, item[jnp.minimum(done, P - 1)], N)
+        at = jnp.where(done < P, item[at_done], N)
         out_status = out_status.at[at].set(status, mode="drop")
         out_value = out_value.at[at].set(value, mode="drop")
         lane = lane._replace(status=lane.status.at[done].set(_IDLE, mode="drop"))
