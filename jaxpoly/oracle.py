@@ -56,9 +56,12 @@ _WALK_CHUNK = 16  # cells whose walks run together
 # (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
 _LP_BOX = 1.5
 _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 16 (then the dual simplex)
-_WARM_LANES = 512  # walks of primal.exceeds' pool (at most; 256 and 1024 were slower at d = 16)
-_WARM_SMALL_LANES = 64  # the pool for batches with fewer warm LPs than _WARM_LANES_MIN_ITEMS
-_WARM_LANES_MIN_ITEMS = 128
+# primal.exceeds' pool: (items at least, lanes), the first that applies. A pool costs per step about in
+# proportion to its lanes and drains a tail of its longest walks (up to 2 d + 16 pivots) with most lanes
+# idle, so few items per lane waste steps: a d = 32 batch (3,500 items) took 141 ms with 128 lanes and
+# 246 ms with 512; a d = 16 batch (16,700 items) 291 ms with 128 and 241 ms with 512. Three sizes at
+# most: each is a compilation of primal.exceeds.
+_WARM_POOLS = ((6144, 512), (128, 128), (0, 64))
 
 
 class CellRows(NamedTuple):
@@ -490,10 +493,10 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
     start = primal.cell_vertices(rows.A, b, active, c)
     thr = tol / np.asarray(scale)
-    # two pool sizes only: each is a compilation of primal.exceeds (with a power of two per batch's
-    # count, small networks compiled it 5 times, 6 of their 14 s cold)
-    lanes = _WARM_LANES if len(cell) >= _WARM_LANES_MIN_ITEMS else _WARM_SMALL_LANES
     n = len(cell)
+    # a few pool sizes only (with a power of two per batch's count, small networks compiled
+    # primal.exceeds 5 times, 6 of their 14 s cold)
+    lanes = next(lanes for least, lanes in _WARM_POOLS if n >= least)
     idx = np.concatenate([np.arange(n), np.zeros(max(B * M, lanes) - n, np.int64)])  # every pair fits
     st, _ = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
                            jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr[cell[idx]]), jnp.int32(n),

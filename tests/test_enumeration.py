@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxpoly as jp
-from jaxpoly import enumeration
+from jaxpoly import enumeration, oracle
 from jaxpoly.enumeration import enumerate_regions, sample_regions
 from jaxpoly.regions import Regions
 from reference import binomial_count, lp_regions, subset_count
@@ -168,9 +168,10 @@ def test_deep_cells_solve_without_host_fallback():
     assert R.stats["lp_fallbacks"] == 0
 
 
-def test_warm_lp_pool_compiles_two_shapes_at_most(monkeypatch):
-    """The warm-started redundancy LPs run in one of two pool sizes, whatever each batch's count
-    (one compilation each: a pool per power of two compiled 5 times on a small net, 6 of its 14 s)."""
+def test_warm_lp_pool_compiles_few_shapes(monkeypatch):
+    """The warm-started redundancy LPs run in one of a few pool sizes (``oracle._WARM_POOLS``), whatever
+    each batch's count (one compilation each: a pool per power of two compiled 5 times on a small net,
+    6 of its 14 s)."""
     from jaxpoly import primal
 
     shapes, exceeds = set(), primal.exceeds
@@ -182,6 +183,7 @@ def test_warm_lp_pool_compiles_two_shapes_at_most(monkeypatch):
     monkeypatch.setattr(primal, "exceeds", recording)
     R = enumerate_regions(mlp(4, 3, (8, 8)), (-1, 1), level_set=True, batch_size=BATCH)
     assert R.stats["warm_lps"] > 0 and 0 < len(shapes) <= 2
+    assert {lanes for lanes, _ in shapes} <= {lanes for _, lanes in oracle._WARM_POOLS}
 
 
 def test_bunny_2d():
@@ -479,7 +481,6 @@ def _highs_facets(A, b, threshold):
 
 def test_walk_certificates_are_facets():
     """Every row a walk certifies is a facet by HiGHS, and the walks find most facets."""
-    from jaxpoly import oracle
 
     jax.config.update("jax_enable_x64", True)
     B, d = 6, 12
@@ -498,7 +499,6 @@ def test_same_rows_matches_all_pairs():
     """The oracle's repeated-row test (cheap projections first, all pairs only when they allow a
     repeat) equals the plain all-pairs comparison, on batches with and without repeats; rows 1e-10
     apart are one hyperplane, 1e-7 apart two."""
-    from jaxpoly import oracle
 
     jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(3)
@@ -587,7 +587,6 @@ def test_primal_step_leaves_an_ended_walk_as_it_is():
 def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
     """classify_facets with and without the warm-started primal simplex: identical facets, equal to
     HiGHS's (cells with every row undecided: no rays, so every row goes to the LPs)."""
-    from jaxpoly import oracle
 
     jax.config.update("jax_enable_x64", True)
     B, d = 4, 6
