@@ -156,7 +156,7 @@ def naive_jax(net, *, seconds: float, batch_size: int = 256, max_regions: int = 
             rows = oracle.cell_rows(net, jnp.asarray(enumeration._pad_rows(pats, batch_size)), jnp.asarray(pm),
                                     jnp.asarray(ctx.centre), jnp.asarray(ctx.half), stage=(0, H),
                                     level_set=False, num_slots=M)
-            wit, rad, _ = oracle.chebyshev(rows, 2.0 * ctx.radius)
+            wit, rad, _, _ = oracle.chebyshev(rows, 2.0 * ctx.radius)
             good = np.zeros(batch_size, bool)
             good[:n] = rad[:n] > ctx.tol
             act = np.asarray(rows.active) & good[:, None]

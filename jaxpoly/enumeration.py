@@ -11,8 +11,10 @@ the cells of those arrangements, all parents at once:
   its pattern names the first cell of the parent's sub-arrangement;
 * per batch of ``batch_size`` cells (padded, so every kernel compiles once): constraints
   (:func:`jaxpoly.oracle.cell_rows`), Chebyshev centre and inradius (the certificate: a cell counts
-  iff its inradius exceeds ``tol * |half-diagonal|``), facets (:func:`jaxpoly.oracle.classify_facets`:
-  rays and LP-free certificates, then LPs for what they left undecided);
+  iff its inradius exceeds ``tol * |half-diagonal|``; the LP starts from the optimal basis of the cell
+  it was found from, or of any neighbour that finds it while it waits in the queue, unless the crossed
+  hyperplane is in that basis), facets (:func:`jaxpoly.oracle.classify_facets`: rays and LP-free
+  certificates, then LPs for what they left undecided);
 * neighbours: crossing a facet on a hyperplane of the current level flips that hyperplane's bit (and
   the bits of every hyperplane that coincides with it); parent facets are never crossed. New patterns
   are deduplicated on the host by their packed bits.
@@ -143,6 +145,9 @@ class _Ctx:
         self.radius = float(np.linalg.norm(self.half))
         self.tol = tol * self.radius
         self.B = batch_size
+        # Chebyshev LPs per call: on a CPU a quarter batch, so that warm-started cells do not wait for
+        # the pivots of cold ones (oracle.chebyshev); an accelerator runs the lanes in parallel
+        self.lp_chunk = max(batch_size // 4, 1) if jax.devices()[0].platform == "cpu" else batch_size
         self.U = _unit_rays(rays, self.d, seed)
         rng = np.random.default_rng(seed + 1)
         g = rng.standard_normal((_SEED_CANDIDATES - 1, self.d))
@@ -161,15 +166,17 @@ class _Ctx:
         return s
 
 
-def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, stage: tuple[int, int]):
-    """Certify and classify up to ``B`` cells of one level. Returns host arrays for the valid cells:
-    ``(good (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n, M))``."""
+def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.ndarray, stage: tuple[int, int]):
+    """Certify and classify up to ``B`` cells of one level, their Chebyshev LPs started from the bases
+    ``start (n, d + 1)`` (see :func:`jaxpoly.oracle.chebyshev`). Returns host arrays for the valid
+    cells: ``(good (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n, M),
+    basis (n, d + 1))``, ``basis`` the optimal bases of the Chebyshev LPs."""
     n = len(pats)
     pats_p, pmask_p = _pad_rows(pats, ctx.B), _pad_rows(pmask, ctx.B)
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
                             jnp.asarray(ctx.half), stage=stage, level_set=ctx.level_set,
                             num_slots=ctx.M)
-    wit, rad, fb = oracle.chebyshev(rows, 2.0 * ctx.radius)
+    wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk)
     valid = np.zeros(ctx.B, bool)
     valid[:n] = True
     good = valid & (rad > ctx.tol)
@@ -188,7 +195,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, stage: tuple[
     st["cells"] += int(good.sum())
     st["empty_cells"] += int((valid & ~good).sum())
     same = np.asarray(rows.same)[:n]
-    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n]
+    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n], basis[:n]
 
 
 def _flips(pats, facets, same, rows_ok, slots: np.ndarray, d: int):
@@ -198,6 +205,17 @@ def _flips(pats, facets, same, rows_ok, slots: np.ndarray, d: int):
     h = slice(2 * d, 2 * d + pats.shape[1])
     flip = same[src, slot, h] & rows_ok[src, h] & slots[None, h]
     return src, slot, pats[src] ^ flip
+
+
+def _start_bases(basis: np.ndarray, flipped: np.ndarray, d: int) -> np.ndarray:
+    """The Chebyshev start of each neighbour: its source cell's optimal basis ``basis (k, d + 1)``
+    (indices into the LP's rows, whose first ``M`` are the slots), or ``-1`` where a slot of a
+    hyperplane the crossing flipped (``flipped (k, H')``) is in it: that row changed, so the basis is
+    no longer dual feasible."""
+    h = basis - 2 * d
+    in_h = (h >= 0) & (h < flipped.shape[1])
+    hit = np.take_along_axis(flipped, np.where(in_h, h, 0), axis=1) & in_h
+    return np.where(hit.any(axis=1, keepdims=True), -1, basis).astype(np.int32)
 
 
 def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
@@ -220,43 +238,60 @@ def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
 
 
 class _Queue:
-    """FIFO of ``(pattern, parent mask)`` rows kept as a deque of array chunks."""
+    """FIFO of ``(pattern, parent mask, start basis)`` rows kept as a deque of array chunks."""
 
-    def __init__(self, Hp: int, M: int):
+    def __init__(self, Hp: int, M: int, n: int):
         self.chunks: collections.deque = collections.deque()
         self.size = 0
-        self.Hp, self.M = Hp, M
+        self.empty = (np.zeros((0, Hp), bool), np.zeros((0, M), bool), np.zeros((0, n), np.int32))
 
-    def push(self, pats: np.ndarray, masks: np.ndarray) -> None:
-        if len(pats):
-            self.chunks.append((pats, masks))
-            self.size += len(pats)
+    def push(self, *rows: np.ndarray) -> None:
+        if len(rows[0]):
+            self.chunks.append(rows)
+            self.size += len(rows[0])
 
-    def pop(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        ps, ms, got = [], [], 0
+    def pop(self, n: int) -> tuple[np.ndarray, ...]:
+        parts, got = [], 0
         while self.chunks and got < n:
-            p, m = self.chunks.popleft()
-            if got + len(p) > n:
+            rows = self.chunks.popleft()
+            if got + len(rows[0]) > n:
                 k = n - got
-                self.chunks.appendleft((p[k:], m[k:]))
-                p, m = p[:k], m[:k]
-            ps.append(p)
-            ms.append(m)
-            got += len(p)
+                self.chunks.appendleft(tuple(r[k:] for r in rows))
+                rows = tuple(r[:k] for r in rows)
+            parts.append(rows)
+            got += len(rows[0])
         self.size -= got
-        if not ps:
-            return np.zeros((0, self.Hp), bool), np.zeros((0, self.M), bool)
-        return np.concatenate(ps), np.concatenate(ms)
+        if not parts:
+            return self.empty
+        return tuple(np.concatenate(p) for p in zip(*parts))
 
 
-def _new_only(known: set, pats: np.ndarray) -> np.ndarray:
-    """Indices of the rows of ``pats`` whose key is not in ``known`` (first occurrence; adds them)."""
+def _discover(known: dict, pats: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    """Indices of the rows of ``pats (k, H')`` not seen before (first occurrence; adds them) and every
+    row's key. A row seen before whose cell still waits in the queue without a start basis
+    (``known[key] == (starts, i)``, see :func:`_wait_for_start`) hands it its start ``start (k, n)``
+    if it has one."""
+    keys = pattern_keys(pats)
     sel = []
-    for j, k in enumerate(pattern_keys(pats)):
-        if k not in known:
-            known.add(k)
+    for j, k in enumerate(keys):
+        w = known.get(k, _NEW)
+        if w is _NEW:
+            known[k] = (start, j) if start[j, 0] < 0 else None  # a later row of pats may have one
             sel.append(j)
-    return np.asarray(sel, np.int64)
+        elif w is not None and start[j, 0] >= 0:
+            w[0][w[1]] = start[j]
+            known[k] = None
+    return np.asarray(sel, np.int64), keys
+
+
+def _wait_for_start(known: dict, keys: list[bytes], starts: np.ndarray) -> None:
+    """Register the queued cells without a start basis (rows of ``starts (k, n)``, the array the
+    queue holds, with their ``keys``), so that a later discovery can hand them one."""
+    for i in np.flatnonzero(starts[:, 0] < 0):
+        known[keys[i]] = (starts, i)
+
+
+_NEW = object()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -509,7 +544,7 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
             rows = oracle.cell_rows(ctx.net, ctx.put(p_), ctx.put(_pad_rows(pm[s : s + ctx.B], ctx.B)),
                                     jnp.asarray(ctx.centre), jnp.asarray(ctx.half), stage=stage,
                                     level_set=ctx.level_set, num_slots=M)
-            w_, r_, fb = oracle.chebyshev(rows, 2.0 * ctx.radius)
+            w_, r_, fb, _ = oracle.chebyshev(rows, 2.0 * ctx.radius)
             ctx.stats["lps"] += ctx.B
             ctx.stats["lp_fallbacks"] += fb
             k = min(ctx.B, len(full) - s)
@@ -555,10 +590,12 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     """
     slots = ctx.slot_mask(stage)
     all_h = np.arange(ctx.M) >= 2 * ctx.d
-    known: set[bytes] = set()
-    queue = _Queue(ctx.Hp, ctx.M)
-    sel = _new_only(known, seeds)
-    queue.push(seeds[sel], seed_mask[sel])
+    # key -> None (seen), or (starts, i) while the cell waits in the queue without a start basis
+    known: dict[bytes, Any] = {}
+    queue = _Queue(ctx.Hp, ctx.M, ctx.d + 1)
+    cold = np.full((len(seeds), ctx.d + 1), -1, np.int32)
+    sel, keys = _discover(known, seeds, cold)
+    queue.push(seeds[sel], seed_mask[sel], cold[sel])
     n_seeds, popped = len(sel), 0
     out: list = []
     count = 0
@@ -571,15 +608,18 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                     stopped = True
                     break
                 take = min(take, max_regions - count)
-            pats, pmask = queue.pop(take)
+            pats, pmask, start = queue.pop(take)
+            for k in pattern_keys(pats[start[:, 0] < 0]):
+                known[k] = None  # popped: no longer waiting for a start
             is_seed = np.arange(popped, popped + len(pats)) < n_seeds
             popped += len(pats)
-            good, wit, rad, facets, same, rows_ok = _process_batch(ctx, pats, pmask, stage)
+            good, wit, rad, facets, same, rows_ok, basis = _process_batch(ctx, pats, pmask, start, stage)
             ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
             pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
-            same, rows_ok = same[good], rows_ok[good]
+            same, rows_ok, basis = same[good], rows_ok[good], basis[good]
             src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
-            sel = _new_only(known, nb)
+            start = _start_bases(basis[src], nb ^ pats[src], ctx.d)
+            sel, keys = _discover(known, nb, start)
             a = None
             if final:
                 asrc, _, anb = _flips(pats, facets, same, rows_ok, all_h, ctx.d)
@@ -588,7 +628,9 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
             out.append((pats, wit, rad, facets, a))
             count += len(pats)
             if len(sel):
-                queue.push(nb[sel], pmask[src[sel]])
+                queued = start[sel]
+                queue.push(nb[sel], pmask[src[sel]], queued)
+                _wait_for_start(known, [keys[j] for j in sel], queued)
             if bar is not None:
                 bar.update(len(pats), queue.size)
     except KeyboardInterrupt:

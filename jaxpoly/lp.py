@@ -31,6 +31,12 @@ simplex on the dual ``min b·y  s.t.  Aᵀ y = c, y >= 0`` in revised form:
 * No violated row left: optimal for the boxed LP. No positive ``w`` in the ratio test: the dual is
   unbounded, so the (boxed) primal is infeasible, and ``(y_S, y_i) = (-w, 1)`` is a Farkas ray.
 
+Warm start (internal, ``_solve_from``): a basis that is dual feasible for the instance, such as the
+optimum of a neighbouring instance with the same rows but some outside that basis, replaces the box
+start; only the changed rows can then be violated, so few pivots remain (the region enumeration's
+Chebyshev LPs: about 20 at d = 32 against 150 from the box). A basis that is not (singular, an index
+out of range, a negative dual) falls back to the box start.
+
 Why this and not a tableau simplex on the dual with phase 1: the box start removes phase 1 (its
 pivots and its own degeneracy), only violated rows ever enter (random LPs took about ``2n`` pivots
 for ``n <= 10, m <= 64`` and ``7n`` for ``n = 64, m = 300``), the work per pivot is one mat-vec
@@ -285,6 +291,29 @@ def _initial_state(p: _Scaled, m: int) -> _State:
                   zero)
 
 
+def _start_state(p: _Scaled, m: int, basis0, tol: float) -> _State:
+    """The dual simplex's start: the basis ``basis0 (n,) int32`` (indices into the augmented rows) where
+    it is dual feasible, else the box vertex of :func:`_initial_state`.
+
+    ``basis0`` is typically the optimal basis of a neighbouring instance with the same rows (except
+    some outside the basis): its duals are the same, so nonnegative, and only the rows that changed
+    can be violated. It is used only when every index is a row of this instance, the basis matrix is
+    nonsingular (its computed inverse reproduces the identity to ``1e-8``) and the duals are
+    nonnegative up to ``tol``; anything else (``-1`` entries included) starts from the box.
+    """
+    n = p.c.shape[0]
+    basis = jnp.clip(basis0, 0, p.rows.shape[0] - 1).astype(jnp.int32)
+    Bm = p.rows[basis]
+    binv = jnp.linalg.inv(Bm)
+    x, y = binv @ p.rhs[basis], binv.T @ p.c
+    ok = (jnp.all(basis0 >= 0) & jnp.all(p.active[basis]) & jnp.all(jnp.isfinite(binv))
+          & (jnp.max(jnp.abs(Bm @ binv - jnp.eye(n, dtype=Bm.dtype))) <= 1e-8)
+          & (jnp.min(y) >= -tol * (1.0 + jnp.max(jnp.abs(y)))))
+    zero = jnp.zeros((), jnp.int32)
+    warm = _State(basis, binv, x, y, jnp.int32(_RUNNING), zero, zero, zero)
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), warm, _initial_state(p, m))
+
+
 def _choose_entering(slack, bland, tol):
     """Row to enter: the most violated (Dantzig) or the first violated (Bland). ``slack (R,)``.
 
@@ -448,12 +477,22 @@ def _solve_core(c, A, b, mask, *, max_iters: int | None, tol: float, box: float,
     ``bland_after``: consecutive degenerate pivots before Bland's rule takes over (default ``n + 5``;
     0 runs Bland's rule throughout, which the tests use).
     """
+    return _solve_from(c, A, b, mask, None, max_iters=max_iters, tol=tol, box=box, bland_after=bland_after)[0]
+
+
+def _solve_from(c, A, b, mask, basis0, *, max_iters: int | None, tol: float, box: float,
+                bland_after: int | None = None) -> tuple[LPResult, jax.Array]:
+    """:func:`_solve_core` started from ``basis0 (n,) int32`` (see :func:`_start_state`; ``None``: the
+    box vertex). Returns the result and the final basis ``(n,) int32`` (indices into ``A``'s rows, then
+    the box rows ``e_j`` at ``m + j`` and ``-e_j`` at ``m + n + j``), ``-1`` unless ``OPTIMAL``: the
+    start of a neighbouring instance."""
     m, n = A.shape
     iters = default_max_iters(m, n) if max_iters is None else int(max_iters)
     p = _scale(c, A, b, mask, box, tol)
     bland_after = n + 5 if bland_after is None else int(bland_after)
     step = functools.partial(_step, p, max_iters=iters, tol=tol, bland_after=bland_after)
-    final = jax.lax.while_loop(lambda s: s.status == _RUNNING, step, _initial_state(p, m))
+    start = _initial_state(p, m) if basis0 is None else _start_state(p, m, basis0, tol)
+    final = jax.lax.while_loop(lambda s: s.status == _RUNNING, step, start)
     x_hat, status = _certify(p, final, m, tol, box)
     x = x_hat * p.sb
     value = jnp.select(
@@ -461,7 +500,8 @@ def _solve_core(c, A, b, mask, *, max_iters: int | None, tol: float, box: float,
         [jnp.where(p.bad, jnp.nan, c @ x), jnp.inf, -jnp.inf],
         jnp.nan,
     )
-    return LPResult(x, value, status, final.it)
+    basis = jnp.where(status == OPTIMAL, final.basis, -1).astype(jnp.int32)
+    return LPResult(x, value, status, final.it), basis
 
 
 _solve_jit = jax.jit(_solve_core, static_argnames=("max_iters", "tol", "box", "bland_after"))
@@ -504,6 +544,12 @@ def solve_lp(c, A, b, mask=None, *, max_iters: int | None = None, tol: float = D
 def _batched_solver(in_axes: tuple, max_iters: int | None, tol: float, box: float):
     core = functools.partial(_solve_core, max_iters=max_iters, tol=tol, box=box)
     return jax.jit(jax.vmap(core, in_axes=in_axes))
+
+
+@functools.lru_cache(maxsize=None)
+def _batched_solver_from(tol: float, box: float):
+    """:func:`_solve_from` over a leading batch axis of every argument (``basis0 (N, n)``), jitted."""
+    return jax.jit(jax.vmap(functools.partial(_solve_from, max_iters=None, tol=tol, box=box)))
 
 
 def _flatten_batch(arr, batch: tuple, ndim_core: int):

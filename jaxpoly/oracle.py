@@ -8,7 +8,10 @@ cell's pattern holds. Rows are scaled to unit norm, so ``b_j - a_j · y`` is a E
 
 Oracle, per batch (all steps vectorised over cells, rays and constraints):
 
-1. Chebyshev centre and inradius of every cell (one LP each): the witness.
+1. Chebyshev centre and inradius of every cell (one LP each): the witness. Each cell's LP starts from
+   the optimal basis of the cell it was found from when the crossed row is not in it (then the basis
+   is still dual feasible and only the crossed row is violated: about 20 pivots at d = 32 against 150
+   from the solver's box; 93 % of the cells of a complete d = 8 enumeration).
 2. Ray shooting from the witness: along each of ``R`` shared directions the first constraint hit is a
    *certified* facet when the hit point keeps a positive slack on every other active constraint.
    LP-free certificates (:func:`cheap_certificates`): the foot point of the witness on each row
@@ -56,12 +59,28 @@ _WALK_CHUNK = 16  # cells whose walks run together
 # (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
 _LP_BOX = 1.5
 _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 16 (then the dual simplex)
-# primal.exceeds' pool: (items at least, lanes), the first that applies. A pool costs per step about in
-# proportion to its lanes and drains a tail of its longest walks (up to 2 d + 16 pivots) with most lanes
-# idle, so few items per lane waste steps: a d = 32 batch (3,500 items) took 141 ms with 128 lanes and
-# 246 ms with 512; a d = 16 batch (16,700 items) 291 ms with 128 and 241 ms with 512. Three sizes at
-# most: each is a compilation of primal.exceeds.
-_WARM_POOLS = ((6144, 512), (128, 128), (0, 64))
+# primal.exceeds' pool: (items at least, in units of the pivot budget 2 d + 16, lanes), the first that
+# applies. A pool costs per step about in proportion to its lanes and drains a tail of its longest walks
+# (up to the budget) with most lanes idle, so few items per lane waste steps: a d = 32 batch (3,500
+# items, 44 budgets) took 141 ms with 128 lanes and 246 ms with 512; d = 16 batches (16,700 and 4,000
+# items, 348 and 83 budgets) 291 and ~100 ms with 128 lanes, 241 and ~70 with 512. Three sizes at most:
+# each is a compilation of primal.exceeds.
+_WARM_POOLS = ((64, 512), (2, 128), (0, 64))
+
+
+def _dot32(spec: str, x: jax.Array, y: jax.Array) -> jax.Array:
+    """``jnp.einsum(spec, x, y)`` in float32 at full float32 precision (no TF32 or bfloat16 passes on
+    accelerators): on the 2-core CPU a float32 product is 8x faster than float64's (a d = 32 batch's
+    Gram matrices: 4 ms against 33). Certificates use it with :func:`_dot32_error`."""
+    f32 = jnp.float32
+    return jnp.einsum(spec, x.astype(f32), y.astype(f32), precision=jax.lax.Precision.HIGHEST)
+
+
+def _dot32_error(d: int) -> float:
+    """A bound on ``|_dot32(x, y) - x · y| / (|x|_2 |y|_2)`` for vectors of length ``d`` (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, 2002, §3.1: ``gamma_d`` for any summation order,
+    plus the rounding of both operands to float32), with room to spare."""
+    return 1.01 * (d + 3) * 2.0 ** -24
 
 
 class CellRows(NamedTuple):
@@ -212,9 +231,9 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
     """
     B, M, d = A.shape
     s = b - jnp.einsum("bmd,bd->bm", A, y0)  # slacks (B, M)
-    G = jnp.einsum("bmd,bkd->bmk", A, A)  # (B, M, M) a_j · a_k
-    # slack of row j at p_k: s_j - s_k (a_j · a_k)
-    sp = s[:, :, None] - s[:, None, :] * G  # [b, j, k]
+    G = _dot32("bmd,bkd->bmk", A, A).astype(A.dtype)  # (B, M, M) a_j · a_k, within _dot32_error(d)
+    # slack of row j at p_k: s_j - s_k (a_j · a_k), less the bound on G's error
+    sp = s[:, :, None] - s[:, None, :] * G - jnp.abs(s)[:, None, :] * _dot32_error(d)  # [b, j, k]
     other = active[:, :, None] & ~jnp.eye(M, dtype=bool)[None]
     facet = active & jnp.all(jnp.where(other, sp > margin, True), axis=1) & (s > 0)
 
@@ -266,24 +285,25 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     ok = rows >= 0
     k = jnp.maximum(rows, 0)
     s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (B, M)
-    G = jnp.einsum("bmd,bjd->bmj", A, A)  # (B, M, M), symmetric
-    g = jnp.take_along_axis(G, k[..., None], axis=1)  # (B, K, M): a_k . a_j
+    # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
+    # in the input's precision below), a few cells at a time, so that a chunk's (c, K, M) slacks stay in
+    # the cache across its steps (and a chunk stops as soon as its own walks are done). Its Gram matrix
+    # is a float32 product too (:func:`_dot32`).
+    f32 = jnp.float32
+    A32 = A.astype(f32)
+    G32 = _dot32("bmd,bjd->bmj", A32, A32)  # (B, M, M)
+    g32 = jnp.take_along_axis(G32, k[..., None], axis=1)  # (B, K, M): a_k . a_j
     own = jax.nn.one_hot(k, M, dtype=bool)  # (B, K, M)
     others = active[:, None, :] & ~own
     sk = jnp.take_along_axis(s0, k, axis=1)  # (B, K)
     r = jnp.min(jnp.where(active, s0, jnp.inf), axis=1)
-    target = jnp.maximum(8.0 * margin, _WALK_TARGET * r)[:, None]
+    target = jnp.maximum(8.0 * margin, _WALK_TARGET * r)[:, None].astype(f32)
     Ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (B, K, d)
     bk = jnp.take_along_axis(b, k, axis=1)
+    Ak32 = Ak.astype(f32)
     # S[b, k, j]: slack of row j at walk k's point P[b, k] (updated through G, checked exactly below).
-    S = s0[:, None, :] - sk[..., None] * g
-    P = y0[:, None, :] + sk[..., None] * Ak
-    # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
-    # in the input's precision below), a few cells at a time, so that a chunk's (c, K, M) slacks stay in
-    # the cache across its steps (and a chunk stops as soon as its own walks are done).
-    f32 = jnp.float32
-    G32, g32, A32, Ak32 = G.astype(f32), g.astype(f32), A.astype(f32), Ak.astype(f32)
-    S, P, target = S.astype(f32), P.astype(f32), target.astype(f32)
+    S = s0.astype(f32)[:, None, :] - sk.astype(f32)[..., None] * g32
+    P = (y0[:, None, :] + sk[..., None] * Ak).astype(f32)
 
     def search(chunk):
         G32, g32, A32, Ak32, others, ok, target, S, P = chunk
@@ -310,24 +330,35 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     P = jax.lax.map(search, chunks).reshape(P.shape)
     P = P.astype(A.dtype)
     P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
-    slack = b[:, None, :] - jnp.einsum("bjd,bkd->bkj", A, P)
+    # the slacks at the end point, less the bound on their float32 products' error (unit rows)
+    slack = b[:, None, :] - _dot32("bjd,bkd->bkj", A, P).astype(A.dtype)
+    slack = slack - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
     inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
     return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
 
 
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
-    """``(B, K) int32``: each row of ``mask (B, M)``'s true columns, ``-1``-padded to a power of two."""
+    """``(B, K) int32``: each row of ``mask (B, M)``'s true columns, ``-1``-padded to a power of two or
+    1.5 times one (each ``K`` is a compilation of :func:`walk_certificates`; powers of two alone padded
+    d = 32's 60 rows per cell, at most 90, to 128)."""
     counts = mask.sum(axis=1)
-    K = min(1 << max(int(counts.max()) - 1, 0).bit_length(), mask.shape[1])
+    p = 1 << max(int(counts.max()) - 1, 0).bit_length()
+    K = min(3 * p // 4 if 3 * p // 4 >= counts.max() and p >= 4 else p, mask.shape[1])
     order = np.argsort(~mask, axis=1, kind="stable")[:, :K]
     return np.where(np.arange(K)[None, :] < counts[:, None], order, -1).astype(np.int32)
 
 
-def _solve_robust(c, A, b, mask):
+def _solve_robust(c, A, b, mask, basis0=None):
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
-    and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
-    then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``."""
-    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask)
+    and of consistent shapes), without its per-call host-side input checks: the batched JAX solver
+    (from the bases ``basis0 (N, n)`` if given, see :func:`jaxpoly.lp._solve_from`), then HiGHS for
+    each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy ``(x, value, status,
+    fallbacks, basis)``; ``basis`` (the final bases, ``-1`` unless optimal) only with ``basis0``."""
+    if basis0 is None:
+        res, basis = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask), None
+    else:
+        res, basis = lp._batched_solver_from(lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask, basis0)
+        basis = np.array(basis)
     x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
     redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
     if len(redo):
@@ -335,7 +366,9 @@ def _solve_robust(c, A, b, mask):
         for i in redo:
             h = lp.solve_lp_host(cn[i], An[i], bn[i], mn[i])
             x[i], value[i], status[i] = h.x, h.value, h.status
-    return x, value, status, len(redo)
+            if basis is not None:
+                basis[i] = -1
+    return x, value, status, len(redo), basis
 
 
 def _chunks(n: int, size: int):
@@ -347,21 +380,21 @@ def _chunks(n: int, size: int):
 
 
 def _solve_padded(build, n: int, size: int):
-    """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask)`` in chunks of exactly
-    ``size`` (the last chunk padded by repeating its first index), so one shape compiles once.
+    """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask)`` (or with a fifth entry, the
+    start bases) in chunks of exactly ``size`` (the last chunk padded by repeating its first index), so
+    one shape compiles once.
 
-    Returns NumPy ``(x (n, k), value (n,), status (n,))`` and the number of host fallbacks.
+    Returns NumPy ``(x (n, k), value (n,), status (n,), fallbacks, basis (n, k) or None)``.
     """
-    xs, vs, ss, fbs = [], [], [], 0
+    parts, fbs = [], 0
     for idx, k in _chunks(n, size):
-        x, v, st, fb = _solve_robust(*build(idx))
-        xs.append(x[:k])
-        vs.append(v[:k])
-        ss.append(st[:k])
+        x, v, st, fb, basis = _solve_robust(*build(idx))
+        parts.append((x[:k], v[:k], st[:k], None if basis is None else basis[:k]))
         fbs += fb
-    if not xs:
-        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int32), 0
-    return np.concatenate(xs), np.concatenate(vs), np.concatenate(ss), fbs
+    if not parts:
+        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int32), 0, None
+    x, v, st, basis = (None if p[0] is None else np.concatenate(p) for p in zip(*parts))
+    return x, v, st, fbs, basis
 
 
 # Every LP of the oracle has the same layout, so one compiled solver serves all of them: variables
@@ -392,7 +425,7 @@ def _centred(A, b, origin):
 
 
 @jax.jit
-def _cheb_problem(A, b, active, r_cap, idx):
+def _cheb_problem(A, b, active, r_cap, idx, basis0):
     A, b, active = A[idx], b[idx], active[idx]
     B, M, d = A.shape
     e = jnp.eye(d + 1, dtype=A.dtype)[d]
@@ -400,7 +433,7 @@ def _cheb_problem(A, b, active, r_cap, idx):
     A_aug = jnp.concatenate([jnp.concatenate([A, jnp.ones((B, M, 1), A.dtype)], axis=-1), cap], axis=1)
     b_aug = jnp.concatenate([b, jnp.full((B, 1), r_cap, A.dtype), jnp.zeros((B, 1), A.dtype)], axis=1)
     mask = jnp.concatenate([_with_box(active, d), jnp.ones((B, 2), bool)], axis=1)
-    return jnp.broadcast_to(e, (B, d + 1)), A_aug, b_aug, mask
+    return jnp.broadcast_to(e, (B, d + 1)), A_aug, b_aug, mask, basis0[idx]
 
 
 @jax.jit
@@ -418,13 +451,32 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
     return c, A_aug, b_aug, mask
 
 
-def chebyshev(rows: CellRows, r_cap: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks."""
-    B, _, d = rows.A.shape
-    x, _, status, fb = _solve_padded(
-        lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
-    r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
-    return x[:, :d], r, fb
+def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chunk: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks,
+    and the optimal bases ``(B, d + 1) int32`` (``-1`` rows where unsolved).
+
+    ``start (B, d + 1) int32``: each cell's start basis (``-1``: none), the optimal basis of a cell
+    with the same rows but those crossed to reach this one (:func:`jaxpoly.lp._start_state` checks
+    it). LPs run ``chunk`` at a time (default: all ``B``): a batched solve costs its slowest
+    instance's pivots times its size, so warm-started cells (a few pivots) and cold ones (``~5 d``
+    from the solver's box) go in separate chunks.
+    """
+    B, M, d = rows.A.shape
+    start = np.full((B, d + 1), -1, np.int32) if start is None else np.asarray(start, np.int32)
+    size = B if chunk is None else int(chunk)
+    warm = start[:, 0] >= 0
+    # warm cells first, each group padded to whole chunks (by repeating its first cell)
+    groups = [np.flatnonzero(g) for g in (warm, ~warm) if g.any()]
+    order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups])
+    start_j = jnp.asarray(start)
+    x, _, status, fb, basis = _solve_padded(
+        lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[idx]), start_j),
+        len(order), size)
+    out_x, out_st, out_basis = np.zeros((B, d + 1)), np.zeros(B, np.int32), np.zeros((B, d + 1), np.int32)
+    out_x[order], out_st[order], out_basis[order] = x, status, basis  # padding repeats: same values
+    r = np.where(out_st == lp.OPTIMAL, out_x[:, d], -np.inf)
+    return out_x[:, :d], r, fb, out_basis
 
 
 def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array
@@ -441,7 +493,7 @@ def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array
     def build(idx):  # host-side gathers: device arrays of varying length would recompile
         return _plain_problem(rows.A, bc, rows.active, cell[idx], dirs[idx], none, 0.0)
 
-    _, value, status, fb = _solve_padded(build, S * 2 * d, size)
+    _, value, status, fb, _ = _solve_padded(build, S * 2 * d, size)
     o = np.asarray(origin)[sel]
     value = value.reshape(S, 2 * d) + np.concatenate([o, -o], axis=1)
     ok = np.all(status.reshape(S, 2 * d) == lp.OPTIMAL, axis=1)
@@ -459,7 +511,7 @@ def redundancy_lps(rows: CellRows, cell: np.ndarray, row: np.ndarray, delta: flo
     def build(idx):
         return _plain_problem(rows.A, bc, rows.active, cell[idx], dirs[idx], row[idx], delta)
 
-    _, value, status, fb = _solve_padded(build, len(cell), size)
+    _, value, status, fb, _ = _solve_padded(build, len(cell), size)
     excess = value - np.asarray(bc)[cell, row]
     return excess, status == lp.OPTIMAL, fb
 
@@ -496,11 +548,12 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     n = len(cell)
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)
-    lanes = next(lanes for least, lanes in _WARM_POOLS if n >= least)
+    budget = _WARM_PIVOTS_PER_DIM * d + 16
+    lanes = next(lanes for least, lanes in _WARM_POOLS if n >= least * budget)
     idx = np.concatenate([np.arange(n), np.zeros(max(B * M, lanes) - n, np.int64)])  # every pair fits
     st, _ = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
                            jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr[cell[idx]]), jnp.int32(n),
-                           max_iters=_WARM_PIVOTS_PER_DIM * d + 16, lanes=lanes)
+                           max_iters=budget, lanes=lanes)
     status = np.asarray(st)[:n]
     return status == primal.ABOVE, status != primal.UNRESOLVED
 
