@@ -69,6 +69,7 @@ _DEFAULT_BATCH_ACCELERATOR = 2048
 # at d = 24, slower at d = 16 (where the rows the rays leave are mostly redundant, which no walk can
 # show). d steps instead of d / 2 find 10 % more facets but cost 15 % more in all.
 _WALK_MIN_DIM = 20
+_CHEBYSHEV_CHUNK_MIN_DIM = 16
 
 
 def _walk_steps(d: int) -> int:
@@ -145,9 +146,12 @@ class _Ctx:
         self.radius = float(np.linalg.norm(self.half))
         self.tol = tol * self.radius
         self.B = batch_size
-        # Chebyshev LPs per call: on a CPU a quarter batch, so that warm-started cells do not wait for
-        # the pivots of cold ones (oracle.chebyshev); an accelerator runs the lanes in parallel
-        self.lp_chunk = max(batch_size // 4, 1) if jax.devices()[0].platform == "cpu" else batch_size
+        # Chebyshev LPs per call: on a CPU from d = 16 a quarter batch, so that warm-started cells do not
+        # wait for the pivots of cold ones (oracle.chebyshev; d = 32: 3.4 -> 2.5 ms per region with the
+        # walks' changes of the same day); below, the extra calls cost more than the pivots saved (d = 4:
+        # +12 %); an accelerator runs the lanes in parallel
+        quarter = jax.devices()[0].platform == "cpu" and self.d >= _CHEBYSHEV_CHUNK_MIN_DIM
+        self.lp_chunk = max(batch_size // 4, 1) if quarter else batch_size
         self.U = _unit_rays(rays, self.d, seed)
         rng = np.random.default_rng(seed + 1)
         g = rng.standard_normal((_SEED_CANDIDATES - 1, self.d))
@@ -266,19 +270,20 @@ class _Queue:
         return tuple(np.concatenate(p) for p in zip(*parts))
 
 
-def _discover(known: dict, pats: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+def _discover(known: dict, pats: np.ndarray, start: np.ndarray | None) -> tuple[np.ndarray, list[bytes]]:
     """Indices of the rows of ``pats (k, H')`` not seen before (first occurrence; adds them) and every
     row's key. A row seen before whose cell still waits in the queue without a start basis
     (``known[key] == (starts, i)``, see :func:`_wait_for_start`) hands it its start ``start (k, n)``
-    if it has one."""
+    if it has one (``start=None``: no starts)."""
     keys = pattern_keys(pats)
     sel = []
     for j, k in enumerate(keys):
         w = known.get(k, _NEW)
         if w is _NEW:
-            known[k] = (start, j) if start[j, 0] < 0 else None  # a later row of pats may have one
+            # a later row of pats may have a start for it
+            known[k] = (start, j) if start is not None and start[j, 0] < 0 else None
             sel.append(j)
-        elif w is not None and start[j, 0] >= 0:
+        elif w is not None and start is not None and start[j, 0] >= 0:
             w[0][w[1]] = start[j]
             known[k] = None
     return np.asarray(sel, np.int64), keys
@@ -593,9 +598,10 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     # key -> None (seen), or (starts, i) while the cell waits in the queue without a start basis
     known: dict[bytes, Any] = {}
     queue = _Queue(ctx.Hp, ctx.M, ctx.d + 1)
-    cold = np.full((len(seeds), ctx.d + 1), -1, np.int32)
-    sel, keys = _discover(known, seeds, cold)
-    queue.push(seeds[sel], seed_mask[sel], cold[sel])
+    # Chebyshev starts (see oracle.chebyshev) only where they pay: in LP calls smaller than a batch
+    starts = ctx.lp_chunk < ctx.B
+    sel, _ = _discover(known, seeds, None)
+    queue.push(seeds[sel], seed_mask[sel], np.full((len(sel), ctx.d + 1), -1, np.int32))
     n_seeds, popped = len(sel), 0
     out: list = []
     count = 0
@@ -609,8 +615,9 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                     break
                 take = min(take, max_regions - count)
             pats, pmask, start = queue.pop(take)
-            for k in pattern_keys(pats[start[:, 0] < 0]):
-                known[k] = None  # popped: no longer waiting for a start
+            if starts:
+                for k in pattern_keys(pats[start[:, 0] < 0]):
+                    known[k] = None  # popped: no longer waiting for a start
             is_seed = np.arange(popped, popped + len(pats)) < n_seeds
             popped += len(pats)
             good, wit, rad, facets, same, rows_ok, basis = _process_batch(ctx, pats, pmask, start, stage)
@@ -618,7 +625,7 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
             pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
             same, rows_ok, basis = same[good], rows_ok[good], basis[good]
             src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
-            start = _start_bases(basis[src], nb ^ pats[src], ctx.d)
+            start = _start_bases(basis[src], nb ^ pats[src], ctx.d) if starts else None
             sel, keys = _discover(known, nb, start)
             a = None
             if final:
@@ -628,9 +635,10 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
             out.append((pats, wit, rad, facets, a))
             count += len(pats)
             if len(sel):
-                queued = start[sel]
+                queued = start[sel] if starts else np.full((len(sel), ctx.d + 1), -1, np.int32)
                 queue.push(nb[sel], pmask[src[sel]], queued)
-                _wait_for_start(known, [keys[j] for j in sel], queued)
+                if starts:
+                    _wait_for_start(known, [keys[j] for j in sel], queued)
             if bar is not None:
                 bar.update(len(pats), queue.size)
     except KeyboardInterrupt:

@@ -273,8 +273,8 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     inradius (the relaxation method of Agmon and Motzkin; a larger level zigzags less than one just
     above ``margin``). The slacks are updated through the Gram matrix, so a step costs ``O(M + d)``
     per (cell, row) instead of ``O(M d)``. The end point is then put back on the hyperplane and must
-    keep a slack above ``margin`` on every other active row (recomputed): the certificate of a ray's
-    hit point. A walk that does not get there decides nothing (the row goes to the LP).
+    keep a slack above ``margin`` on every other active row (recomputed, less a bound on the float32
+    product's error, :func:`_dot32_error`): the certificate of a ray's hit point. A walk that does not get there decides nothing (the row goes to the LP).
 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` cell constraints (unit rows).
@@ -286,9 +286,9 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     k = jnp.maximum(rows, 0)
     s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (B, M)
     # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
-    # in the input's precision below), a few cells at a time, so that a chunk's (c, K, M) slacks stay in
-    # the cache across its steps (and a chunk stops as soon as its own walks are done). Its Gram matrix
-    # is a float32 product too (:func:`_dot32`).
+    # below, with a bound on the check's own float32 error), a few cells at a time, so that a chunk's
+    # (c, K, M) slacks stay in the cache across its steps (and a chunk stops as soon as its own walks
+    # are done). Its Gram matrix is a float32 product too (:func:`_dot32`).
     f32 = jnp.float32
     A32 = A.astype(f32)
     G32 = _dot32("bmd,bjd->bmj", A32, A32)  # (B, M, M)
@@ -330,9 +330,12 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     P = jax.lax.map(search, chunks).reshape(P.shape)
     P = P.astype(A.dtype)
     P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
-    # the slacks at the end point, less the bound on their float32 products' error (unit rows)
-    slack = b[:, None, :] - _dot32("bjd,bkd->bkj", A, P).astype(A.dtype)
-    slack = slack - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
+    # the slacks at the end point, less the bound on their float32 products' error (unit rows; P is
+    # scaled to |P|_inf = 1 for the product, so no float32 underflow or overflow whatever the box)
+    size = jnp.max(jnp.abs(P), axis=-1, keepdims=True)
+    size = jnp.where(size > 0, size, 1.0)
+    AP = _dot32("bjd,bkd->bkj", A, P / size).astype(A.dtype) * size
+    slack = b[:, None, :] - AP - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
     inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
     return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
 
@@ -425,7 +428,8 @@ def _centred(A, b, origin):
 
 
 @jax.jit
-def _cheb_problem(A, b, active, r_cap, idx, basis0):
+def _cheb_problem(A, b, active, r_cap, idx, basis0=None):
+    """The Chebyshev LPs of cells ``idx``: ``(c, A, b, mask, basis0[idx])`` (``None`` without starts)."""
     A, b, active = A[idx], b[idx], active[idx]
     B, M, d = A.shape
     e = jnp.eye(d + 1, dtype=A.dtype)[d]
@@ -433,7 +437,7 @@ def _cheb_problem(A, b, active, r_cap, idx, basis0):
     A_aug = jnp.concatenate([jnp.concatenate([A, jnp.ones((B, M, 1), A.dtype)], axis=-1), cap], axis=1)
     b_aug = jnp.concatenate([b, jnp.full((B, 1), r_cap, A.dtype), jnp.zeros((B, 1), A.dtype)], axis=1)
     mask = jnp.concatenate([_with_box(active, d), jnp.ones((B, 2), bool)], axis=1)
-    return jnp.broadcast_to(e, (B, d + 1)), A_aug, b_aug, mask, basis0[idx]
+    return jnp.broadcast_to(e, (B, d + 1)), A_aug, b_aug, mask, None if basis0 is None else basis0[idx]
 
 
 @jax.jit
@@ -454,17 +458,23 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
 def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chunk: int | None = None
               ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks,
-    and the optimal bases ``(B, d + 1) int32`` (``-1`` rows where unsolved).
+    and the optimal bases ``(B, d + 1) int32`` (``-1`` rows where unsolved or not asked for).
 
     ``start (B, d + 1) int32``: each cell's start basis (``-1``: none), the optimal basis of a cell
     with the same rows but those crossed to reach this one (:func:`jaxpoly.lp._start_state` checks
-    it). LPs run ``chunk`` at a time (default: all ``B``): a batched solve costs its slowest
-    instance's pivots times its size, so warm-started cells (a few pivots) and cold ones (``~5 d``
-    from the solver's box) go in separate chunks.
+    it). ``chunk``: LPs per call (default all ``B``). A batched solve costs its slowest instance's
+    pivots times its size, so starts pay off only in chunks smaller than the batch, warm-started cells
+    (a few pivots) and cold ones (``~5 d`` from the solver's box) apart; without them (no ``start``,
+    or ``chunk >= B``) every LP starts from the box in calls of ``B`` and no bases come back.
     """
     B, M, d = rows.A.shape
-    start = np.full((B, d + 1), -1, np.int32) if start is None else np.asarray(start, np.int32)
-    size = B if chunk is None else int(chunk)
+    size = B if chunk is None else min(int(chunk), B)
+    if start is None or size == B:
+        x, _, status, fb, _ = _solve_padded(
+            lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx))[:4], B, B)
+        r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
+        return x[:, :d], r, fb, np.full((B, d + 1), -1, np.int32)
+    start = np.asarray(start, np.int32)
     warm = start[:, 0] >= 0
     # warm cells first, each group padded to whole chunks (by repeating its first cell)
     groups = [np.flatnonzero(g) for g in (warm, ~warm) if g.any()]

@@ -164,6 +164,8 @@ def test_chebyshev_lps_start_from_a_neighbours_basis(monkeypatch):
         return process(ctx, pats, pmask, start, stage)
 
     monkeypatch.setattr(enumeration, "_process_batch", recording)
+    # warm and cold cells in separate quarter-batch calls (the CPU's rule from d = 16)
+    monkeypatch.setattr(enumeration, "_CHEBYSHEV_CHUNK_MIN_DIM", 0)
     R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
     warm = np.concatenate(starts)[:, 0] >= 0
     assert warm.mean() > 0.2, warm.mean()  # d = 3: the ball touches 4 of a cell's few facets
