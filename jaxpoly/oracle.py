@@ -11,7 +11,8 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
 1. Chebyshev centre and inradius of every cell (one LP each): the witness. Each cell's LP starts from
    the optimal basis of the cell it was found from when the crossed row is not in it (then the basis
    is still dual feasible and only the crossed row is violated: about 20 pivots at d = 32 against 150
-   from the solver's box; 93 % of the cells of a complete d = 8 enumeration).
+   from the solver's box; 93 % of the cells of a complete d = 8 enumeration with starts on; on a
+   CPU they are on from d = 16, see :func:`chebyshev`).
 2. Ray shooting from the witness: along each of ``R`` shared directions the first constraint hit is a
    *certified* facet when the hit point keeps a positive slack on every other active constraint.
    LP-free certificates (:func:`cheap_certificates`): the foot point of the witness on each row

@@ -155,7 +155,7 @@ def test_chebyshev_lps_start_from_a_neighbours_basis(monkeypatch):
     """A cell's Chebyshev LP starts from the optimal basis of the cell it was found from (or of a later
     neighbour, while it waits in the queue) unless the crossed hyperplane is in that basis; the regions
     and inradii are those of the box start (the centres may differ: they need not be unique). In high
-    dimension most starts are warm (93 % of the cells of a complete d = 8 enumeration)."""
+    dimension most starts are warm (93 % of the cells of a complete d = 8 enumeration with starts on)."""
     net = mlp(3, 3, (6, 6))
     starts, process = [], enumeration._process_batch
 
