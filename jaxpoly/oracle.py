@@ -471,21 +471,20 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     B, M, d = rows.A.shape
     size = B if chunk is None else min(int(chunk), B)
     if start is None or size == B:
-        x, _, status, fb, _ = _solve_padded(
-            lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx))[:4], B, B)
-        r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
-        return x[:, :d], r, fb, np.full((B, d + 1), -1, np.int32)
-    start = np.asarray(start, np.int32)
-    warm = start[:, 0] >= 0
-    # warm cells first, each group padded to whole chunks (by repeating its first cell)
-    groups = [np.flatnonzero(g) for g in (warm, ~warm) if g.any()]
-    order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups])
-    start_j = jnp.asarray(start)
+        order, start_j, size = np.arange(B), None, B
+    else:
+        warm = np.asarray(start)[:, 0] >= 0
+        # warm cells first, each group padded to whole chunks (by repeating its first cell)
+        groups = [np.flatnonzero(g) for g in (warm, ~warm) if g.any()]
+        order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups])
+        start_j = jnp.asarray(start, jnp.int32)
     x, _, status, fb, basis = _solve_padded(
         lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[idx]), start_j),
         len(order), size)
-    out_x, out_st, out_basis = np.zeros((B, d + 1)), np.zeros(B, np.int32), np.zeros((B, d + 1), np.int32)
-    out_x[order], out_st[order], out_basis[order] = x, status, basis  # padding repeats: same values
+    out_x, out_st, out_basis = np.zeros((B, d + 1)), np.zeros(B, np.int32), np.full((B, d + 1), -1, np.int32)
+    out_x[order], out_st[order] = x, status  # padding repeats: same values
+    if basis is not None:
+        out_basis[order] = basis
     r = np.where(out_st == lp.OPTIMAL, out_x[:, d], -np.inf)
     return out_x[:, :d], r, fb, out_basis
 
