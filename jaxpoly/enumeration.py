@@ -14,7 +14,9 @@ the cells of those arrangements, all parents at once:
   iff its inradius exceeds ``tol * |half-diagonal|``; the LP starts from the optimal basis of the cell
   it was found from, or of any neighbour that finds it while it waits in the queue, unless the crossed
   hyperplane is in that basis), facets (:func:`jaxpoly.oracle.classify_facets`: rays and LP-free
-  certificates, then LPs for what they left undecided);
+  certificates, then LPs for what they left undecided; from d = 8 a row is redundant without an LP
+  when a neighbour processed before the cell certified it with rows the crossing did not flip,
+  :class:`_Certificates`);
 * neighbours: crossing a facet on a hyperplane of the current level flips that hyperplane's bit (and
   the bits of every hyperplane that coincides with it); parent facets are never crossed. New patterns
   are deduplicated on the host by their packed bits.
@@ -70,6 +72,11 @@ _DEFAULT_BATCH_ACCELERATOR = 2048
 # show). d steps instead of d / 2 find 10 % more facets but cost 15 % more in all.
 _WALK_MIN_DIM = 20
 _CHEBYSHEV_CHUNK_MIN_DIM = 16
+# Redundancy certificates inherited from neighbours (_Certificates) save LPs where cells have many
+# redundant rows: per region (1,024 regions, width 64) d = 8: 37 -> 24 LPs, 0.39 -> 0.32 ms; d = 16:
+# 68 -> 49 LPs, about 1.4 -> 1.15 ms; d = 4: 12 % slower (few LPs to save, the host bookkeeping costs more).
+_INHERIT_MIN_DIM = 8
+_MORE_FINDERS = 3  # neighbours a queued cell inherits from besides its finder (bounds the host memory)
 
 
 def _walk_steps(d: int) -> int:
@@ -78,9 +85,11 @@ def _walk_steps(d: int) -> int:
 
 def estimate_batch_bytes(d: int, num_hyperplanes: int, batch_size: int, rays: int) -> int:
     """Rough peak bytes of one batch: rays ``(B, R, M)`` arrays, the ``(B, M, M)`` coincidence test,
-    the affine maps and the padded LP instances (4 redundancy LPs per cell in flight)."""
+    the affine maps, the padded LP instances (4 redundancy LPs per cell in flight) and the inherited
+    certificates (``(B, M, M)`` bool, one per finder in flight)."""
     M = 2 * d + num_hyperplanes
     per_cell = 8 * (4 * rays * M + 6 * M * M + 3 * num_hyperplanes * d + 6 * (2 * d + 4) * (M + 2 * d + 2) * (d + 1))
+    per_cell += 4 * (_MORE_FINDERS + 2) * M * M
     return int(batch_size) * per_cell
 
 
@@ -158,7 +167,7 @@ class _Ctx:
         g *= (0.9 * rng.random((_SEED_CANDIDATES - 1, 1)) ** (1 / self.d)) / np.linalg.norm(g, axis=1, keepdims=True)
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
-        self.stats = {"lps": 0, "warm_lps": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0, "cells": 0,
+        self.stats = {"lps": 0, "warm_lps": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0, "inherited": 0, "cells": 0,
                       "batches": 0, "empty_cells": 0, "seed_failures": 0}
 
     def put(self, a: np.ndarray) -> jax.Array:
@@ -170,11 +179,14 @@ class _Ctx:
         return s
 
 
-def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.ndarray, stage: tuple[int, int]):
+def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.ndarray, support: np.ndarray | None,
+                   stage: tuple[int, int]):
     """Certify and classify up to ``B`` cells of one level, their Chebyshev LPs started from the bases
-    ``start (n, d + 1)`` (see :func:`jaxpoly.oracle.chebyshev`). Returns host arrays for the valid
-    cells: ``(good (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n, M),
-    basis (n, d + 1))``, ``basis`` the optimal bases of the Chebyshev LPs."""
+    ``start (n, d + 1)`` (see :func:`jaxpoly.oracle.chebyshev`), with the redundancy certificates they
+    inherit ``support (n, M, M)`` (or ``None``). Returns host arrays for the valid cells: ``(good
+    (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n, M), basis (n, d + 1),
+    cert (n, M, M))``, ``basis`` the optimal bases of the Chebyshev LPs, ``cert`` the cells' own
+    redundancy certificates (:func:`jaxpoly.oracle.classify_facets`)."""
     n = len(pats)
     pats_p, pmask_p = _pad_rows(pats, ctx.B), _pad_rows(pmask, ctx.B)
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
@@ -186,20 +198,22 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     good = valid & (rad > ctx.tol)
     # bounding-box LPs pay off in low dimension only (measured: faster up to d = 6, slower from d = 8,
     # where most rows of a cell are facets anyway)
-    facets, cnt = oracle.classify_facets(rows, wit, good, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
+    facets, cnt, cert = oracle.classify_facets(rows, wit, good, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
                                          delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM,
-                                         walk_steps=_walk_steps(ctx.d))
+                                         walk_steps=_walk_steps(ctx.d),
+                                         support=None if support is None else _pad_rows(support, ctx.B))
     st = ctx.stats
     st["lps"] += n + cnt.lps
     st["lp_fallbacks"] += fb + cnt.fallbacks
     st["rays"] += cnt.rays
     st["walk_facets"] += cnt.walk_facets
     st["warm_lps"] += cnt.warm
+    st["inherited"] += cnt.inherited
     st["batches"] += 1
     st["cells"] += int(good.sum())
     st["empty_cells"] += int((valid & ~good).sum())
     same = np.asarray(rows.same)[:n]
-    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n], basis[:n]
+    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n], basis[:n], cert[:n]
 
 
 def _flips(pats, facets, same, rows_ok, slots: np.ndarray, d: int):
@@ -242,12 +256,13 @@ def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
 
 
 class _Queue:
-    """FIFO of ``(pattern, parent mask, start basis)`` rows kept as a deque of array chunks."""
+    """FIFO of rows of arrays (pattern, parent mask, start basis, certificates) kept as a deque of chunks;
+    ``empty``: one array of each with no rows."""
 
-    def __init__(self, Hp: int, M: int, n: int):
+    def __init__(self, *empty: np.ndarray):
         self.chunks: collections.deque = collections.deque()
         self.size = 0
-        self.empty = (np.zeros((0, Hp), bool), np.zeros((0, M), bool), np.zeros((0, n), np.int32))
+        self.empty = empty
 
     def push(self, *rows: np.ndarray) -> None:
         if len(rows[0]):
@@ -297,6 +312,73 @@ def _wait_for_start(known: dict, keys: list[bytes], starts: np.ndarray) -> None:
 
 
 _NEW = object()
+
+
+class _Certificates:
+    """The redundancy certificates (:func:`jaxpoly.oracle.classify_facets`) of a level's processed cells,
+    by their index in the level, for the cells they found: a queued cell inherits those of its
+    neighbours processed before it (its finder and any that find it while it waits) that use no row
+    the crossing flipped. Kept bit-packed, ``M^2 / 8`` bytes per cell, and only while a queued cell may
+    still need them (the queue is FIFO, so finders come in order)."""
+
+    def __init__(self, M: int):
+        self.M = M
+        self.chunks: collections.deque = collections.deque()  # (first index, patterns, packed certificates)
+        self.waiting: dict[bytes, list] = {}  # key of a queued cell -> its other finders
+
+    def add(self, first: int, pats: np.ndarray, cert: np.ndarray) -> None:
+        if len(pats):
+            self.chunks.append((first, pats, np.packbits(cert, axis=2)))
+
+    def found(self, keys: list[bytes], new: np.ndarray, finder: np.ndarray) -> None:
+        """Neighbours with ``keys`` found by ``finder``, of which ``new`` were queued now: the others,
+        while queued, also inherit from their finder."""
+        for j in new:
+            self.waiting[keys[j]] = []
+        old = np.ones(len(keys), bool)
+        old[new] = False
+        for j in np.flatnonzero(old):
+            w = self.waiting.get(keys[j])
+            if w is not None and len(w) < _MORE_FINDERS:
+                w.append(finder[j])
+
+    def drop_before(self, index: int) -> None:
+        """Forget the cells before ``index`` (no queued cell was found by them)."""
+        while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= index:
+            self.chunks.popleft()
+
+    def _lookup(self, finder: np.ndarray, n_pats: int):
+        packed = np.zeros((len(finder), self.M, -(-self.M // 8)), np.uint8)
+        fpats = np.zeros((len(finder), n_pats), bool)
+        for first, cp, cc in self.chunks:
+            at = np.flatnonzero((finder >= first) & (finder < first + len(cp)))
+            packed[at], fpats[at] = cc[finder[at] - first], cp[finder[at] - first]
+        return np.unpackbits(packed, axis=2, count=self.M).astype(bool), fpats
+
+    def support(self, finder: np.ndarray, pats: np.ndarray, d: int) -> np.ndarray:
+        """``(n, M, M) bool``: the certificates that the popped cells ``pats (n, H')``, found first by
+        ``finder (n,)`` (``-1``: none, a seed), inherit; per row the first that holds."""
+        n = len(pats)
+        keys = pattern_keys(pats)
+        cell, by, rank = [np.arange(n)], [finder], [np.zeros(n, np.int64)]
+        for i, k in enumerate(keys):
+            more = self.waiting.pop(k, None)
+            if more:
+                cell.append(np.full(len(more), i))
+                by.append(np.asarray(more, np.int64))
+                rank.append(np.arange(1, len(more) + 1))
+        cell, by, rank = np.concatenate(cell), np.concatenate(by), np.concatenate(rank)
+        cert, fpats = self._lookup(by, pats.shape[1])
+        flipped = np.zeros((len(by), self.M), bool)
+        flipped[:, 2 * d : 2 * d + pats.shape[1]] = pats[cell] ^ fpats
+        cert = oracle.inherited_support(cert, flipped)
+        cert[by < 0] = False
+        out = np.zeros((n, self.M, self.M), bool)
+        for r in range(rank.max(initial=0) + 1):  # per row the first finder's certificate that holds
+            at = np.flatnonzero(rank == r)
+            take = cert[at].any(axis=2) & ~out[cell[at]].any(axis=2)
+            out[cell[at]] |= cert[at] & take[..., None]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -597,11 +679,14 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     all_h = np.arange(ctx.M) >= 2 * ctx.d
     # key -> None (seen), or (starts, i) while the cell waits in the queue without a start basis
     known: dict[bytes, Any] = {}
-    queue = _Queue(ctx.Hp, ctx.M, ctx.d + 1)
+    # redundancy certificates (oracle.classify_facets) that neighbours inherit, where they pay
+    certs = _Certificates(ctx.M) if ctx.d >= _INHERIT_MIN_DIM else None
+    queue = _Queue(np.zeros((0, ctx.Hp), bool), np.zeros((0, ctx.M), bool), np.zeros((0, ctx.d + 1), np.int32),
+                   np.zeros(0, np.int64))
     # Chebyshev starts (see oracle.chebyshev) only where they pay: in LP calls smaller than a batch
     starts = ctx.lp_chunk < ctx.B
     sel, _ = _discover(known, seeds, None)
-    queue.push(seeds[sel], seed_mask[sel], np.full((len(sel), ctx.d + 1), -1, np.int32))
+    queue.push(seeds[sel], seed_mask[sel], np.full((len(sel), ctx.d + 1), -1, np.int32), np.full(len(sel), -1))
     n_seeds, popped = len(sel), 0
     out: list = []
     count = 0
@@ -614,16 +699,21 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                     stopped = True
                     break
                 take = min(take, max_regions - count)
-            pats, pmask, start = queue.pop(take)
+            pats, pmask, start, finder = queue.pop(take)
             if starts:
                 for k in pattern_keys(pats[start[:, 0] < 0]):
                     known[k] = None  # popped: no longer waiting for a start
             is_seed = np.arange(popped, popped + len(pats)) < n_seeds
             popped += len(pats)
-            good, wit, rad, facets, same, rows_ok, basis = _process_batch(ctx, pats, pmask, start, stage)
+            support = None
+            if certs is not None:
+                certs.drop_before(finder.min(initial=count))
+                support = certs.support(finder, pats, ctx.d)
+            good, wit, rad, facets, same, rows_ok, basis, cert = _process_batch(ctx, pats, pmask, start, support,
+                                                                                stage)
             ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
             pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
-            same, rows_ok, basis = same[good], rows_ok[good], basis[good]
+            same, rows_ok, basis, cert = same[good], rows_ok[good], basis[good], cert[good]
             src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
             start = _start_bases(basis[src], nb ^ pats[src], ctx.d) if starts else None
             sel, keys = _discover(known, nb, start)
@@ -632,13 +722,18 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                 asrc, _, anb = _flips(pats, facets, same, rows_ok, all_h, ctx.d)
                 a = (asrc + count, np.packbits(anb, axis=1))
             # commit the batch (single statements, so an interrupt leaves the outputs consistent)
+            first = count
             out.append((pats, wit, rad, facets, a))
             count += len(pats)
+            if certs is not None:
+                certs.add(first, pats, cert)
             if len(sel):
                 queued = start[sel] if starts else np.full((len(sel), ctx.d + 1), -1, np.int32)
-                queue.push(nb[sel], pmask[src[sel]], queued)
+                queue.push(nb[sel], pmask[src[sel]], queued, first + src[sel])
                 if starts:
                     _wait_for_start(known, [keys[j] for j in sel], queued)
+            if certs is not None:
+                certs.found(keys, sel, first + src)
             if bar is not None:
                 bar.update(len(pats), queue.size)
     except KeyboardInterrupt:

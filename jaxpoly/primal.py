@@ -184,7 +184,7 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
 @functools.partial(jax.jit, static_argnames=("max_iters", "lanes", "tol"))
 def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: jax.Array, row: jax.Array,
             threshold: jax.Array, count: jax.Array | None = None, *, max_iters: int, lanes: int = 256,
-            tol: float = 1e-9) -> tuple[jax.Array, jax.Array]:
+            tol: float = 1e-9) -> tuple[jax.Array, jax.Array, jax.Array]:
     """For each item ``i``: does ``max a_k · y`` over cell ``cell[i]`` without its row ``k = row[i]``
     exceed ``b_k + threshold``? Walks from the cell's vertex ``start``.
 
@@ -201,9 +201,11 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
       are solved (the rest is padding; default all); max_iters: the pivot budget of an item;
       lanes: walks stepped together.
     Returns:
-      ``(status (N,), value (N,))``: ``ABOVE`` (a facet: a point of the cell without row ``k`` lies
-      above ``b_k + threshold``), ``OPTIMAL`` (``value`` is the certified maximum, at most that level:
-      not a facet) or ``UNRESOLVED``.
+      ``(status (N,), value (N,), basis (N, d) int32)``: ``ABOVE`` (a facet: a point of the cell
+      without row ``k`` lies above ``b_k + threshold``), ``OPTIMAL`` (``value`` is the certified
+      maximum, at most that level: not a facet) or ``UNRESOLVED``. ``basis``: for ``OPTIMAL`` the rows
+      tight at the maximum, whose nonnegative multipliers ``a_k = sum_j u_j a_j`` bound ``a_k · y``
+      by ``sum_j u_j b_j`` on every polytope that has those rows (``-1`` otherwise).
     """
     B, M, d = A.shape
     N = cell.shape[0]
@@ -241,7 +243,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     def epoch(c):
         """Load up to ``K`` idle lanes with the next items, step until enough walks have ended, record
         up to ``K`` ended walks (loading and checking only those lanes, not the whole pool)."""
-        prob, lane, item, q, out_status, out_value = c
+        prob, lane, item, q, out_status, out_value, out_bases = c
         slots = jnp.nonzero(lane.status == _IDLE, size=K, fill_value=P)[0]
         rank = jnp.arange(K, dtype=jnp.int32)
         new_item = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
@@ -260,11 +262,12 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         at = jnp.where(done < P, item[at_done], N)
         out_status = out_status.at[at].set(status, mode="drop")
         out_value = out_value.at[at].set(value, mode="drop")
+        out_basis = out_bases.at[at].set(jnp.where((status == OPTIMAL)[:, None], ln.basis, -1), mode="drop")
         lane = lane._replace(status=lane.status.at[done].set(_IDLE, mode="drop"))
-        return prob, lane, item.at[done].set(-1, mode="drop"), q, out_status, out_value
+        return prob, lane, item.at[done].set(-1, mode="drop"), q, out_status, out_value, out_basis
 
     prob, lane = load(jnp.full((P,), -1, jnp.int32))
     init = (prob, lane, jnp.full((P,), -1, jnp.int32), jnp.int32(0), jnp.full((N,), UNRESOLVED, jnp.int32),
-            jnp.zeros((N,), A.dtype))
+            jnp.zeros((N,), A.dtype), jnp.full((N, d), -1, jnp.int32))
     out = jax.lax.while_loop(lambda c: (c[3] < count) | jnp.any(c[2] >= 0), epoch, init)
-    return out[4], out[5]
+    return out[4], out[5], out[6]

@@ -159,9 +159,9 @@ def test_chebyshev_lps_start_from_a_neighbours_basis(monkeypatch):
     net = mlp(3, 3, (6, 6))
     starts, process = [], enumeration._process_batch
 
-    def recording(ctx, pats, pmask, start, stage):
+    def recording(ctx, pats, pmask, start, support, stage):
         starts.append(start)
-        return process(ctx, pats, pmask, start, stage)
+        return process(ctx, pats, pmask, start, support, stage)
 
     monkeypatch.setattr(enumeration, "_process_batch", recording)
     # warm and cold cells in separate quarter-batch calls (the CPU's rule from d = 16)
@@ -177,6 +177,22 @@ def test_chebyshev_lps_start_from_a_neighbours_basis(monkeypatch):
     order = {k: i for i, k in enumerate(pattern_keys(cold.patterns))}
     idx = [order[k] for k in pattern_keys(R.patterns)]
     np.testing.assert_allclose(R.inradius, cold.inradius[idx], rtol=0, atol=1e-9)
+    check_certificates(net, R)
+
+
+def test_inherited_redundancy_certificates_give_the_same_regions(monkeypatch):
+    """With the neighbours' redundancy certificates (enumeration._Certificates, on from d = 8) the
+    enumeration finds the same regions and facets with fewer LPs."""
+    net = mlp(3, 3, (6, 6))
+    out = {}
+    for on in (True, False):
+        monkeypatch.setattr(enumeration, "_INHERIT_MIN_DIM", 0 if on else 99)
+        out[on] = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
+    R, plain = out[True], out[False]
+    assert R.stats["inherited"] > 0 and plain.stats["inherited"] == 0
+    assert R.stats["lps"] < plain.stats["lps"]
+    assert keys(R.patterns) == keys(plain.patterns) and len(R) == len(plain)
+    assert np.array_equal(np.diff(R.facet_ptr), np.diff(plain.facet_ptr))
     check_certificates(net, R)
 
 
@@ -356,12 +372,12 @@ def test_keyboard_interrupt_returns_partial_result(monkeypatch, caplog, where):
     orig = enumeration._process_batch
     calls = {"n": 0}
 
-    def flaky(ctx, pats, pmask, start, stage):
+    def flaky(ctx, pats, pmask, start, support, stage):
         if stage == target:
             calls["n"] += 1
             if calls["n"] == 2:  # after the first batch of the target level
                 raise KeyboardInterrupt
-        return orig(ctx, pats, pmask, start, stage)
+        return orig(ctx, pats, pmask, start, support, stage)
 
     def vertex_interrupted(ctx, stage):
         raise KeyboardInterrupt
@@ -596,22 +612,30 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
         assert np.allclose(A[c, basis[c]] @ x0[c], b[c, basis[c]], atol=1e-9)
         assert np.linalg.matrix_rank(A[c, basis[c]]) == d
     cell, row = (a.ravel().astype(np.int32) for a in np.meshgrid(np.arange(B), np.arange(M), indexing="ij"))
-    status, value = (np.asarray(a) for a in primal.exceeds(A, b, active, start, cell, row, np.asarray(thr),
-                                                            max_iters=2 * d + 16))
+    status, value, opt_basis = (np.asarray(a) for a in primal.exceeds(
+        A, b, active, start, cell, row, np.asarray(thr), max_iters=2 * d + 16))
     facets, vmax = _highs_facets(A, b, thr)
     resolved = status != primal.UNRESOLVED
     assert resolved.mean() >= (0.9 if degenerate else 0.99)
     assert ((status == primal.ABOVE) == facets.ravel())[resolved].all()
     opt = status == primal.OPTIMAL
     assert np.allclose(value[opt], vmax.ravel()[opt], atol=1e-8)
+    # an optimum's basis is a dual certificate: a_k = sum u_j a_j over its rows, u >= 0, bound = value
+    assert (opt_basis[~opt] == -1).all() and (opt_basis[opt] >= 0).all() and opt.any()
+    for i in np.flatnonzero(opt):
+        S = opt_basis[i]
+        assert row[i] not in S
+        u = np.linalg.solve(A[cell[i], S].T, A[cell[i], row[i]])
+        assert u.min() >= -1e-8 and abs(u @ b[cell[i], S] - value[i]) <= 1e-8
 
     # A small pool (walks refilled many times) with padding items past ``count``: the same answers,
     # and the padding is left unsolved.
     n = len(cell)
     pad_cell, pad_row = np.concatenate([cell, cell[:7]]), np.concatenate([row, row[:7]])
-    st8, val8 = (np.asarray(a) for a in primal.exceeds(A, b, active, start, pad_cell, pad_row, np.asarray(thr),
-                                                        np.int32(n), max_iters=2 * d + 16, lanes=8))
+    st8, val8, bas8 = (np.asarray(a) for a in primal.exceeds(
+        A, b, active, start, pad_cell, pad_row, np.asarray(thr), np.int32(n), max_iters=2 * d + 16, lanes=8))
     assert (st8[:n] == status).all() and np.allclose(val8[:n][opt], value[opt], atol=1e-12)
+    assert (bas8[:n] == opt_basis).all()
     assert (st8[n:] == primal.UNRESOLVED).all()
 
 
@@ -649,11 +673,77 @@ def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
     no_rays = jnp.zeros((0, d))
     out = {}
     for warm in (True, False):
-        out[warm], cnt = oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), no_rays, tol=1e-9,
-                                                margin=1e-9, delta=2.0, use_bbox=False, warm_start=warm)
+        out[warm], cnt, _ = oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), no_rays, tol=1e-9,
+                                                   margin=1e-9, delta=2.0, use_bbox=False, warm_start=warm)
         assert (cnt.warm > 0) == warm
     facets, _ = _highs_facets(A, b, 1e-9)
     assert (out[True] == facets).all() and (out[False] == facets).all()
+
+
+def _implied(A, b, support, k, tol):
+    """HiGHS: ``max a_k · y`` over the rows ``support (M,) bool`` alone is at most ``b_k + tol``."""
+    from scipy.optimize import linprog
+
+    r = linprog(-A[k], A_ub=A[support], b_ub=b[support], bounds=[(None, None)] * A.shape[1], method="highs")
+    return r.status == 0 and -r.fun <= b[k] + tol
+
+
+def test_redundancy_certificates_hold_in_neighbours():
+    """classify_facets' certificates: each names rows of the cell that alone imply the redundant row
+    (HiGHS), no facet has one; a neighbour across a facet keeps those that do not use it
+    (inherited_support), and they hold there too; handed to classify_facets, the inherited rows get no
+    LP and the facets are unchanged (HiGHS)."""
+
+    jax.config.update("jax_enable_x64", True)
+    B, d, tol = 4, 6, 1e-9
+    A, b = _random_cells(5, B, d, 20)
+    M = A.shape[1]
+
+    def classify(A, b, support=None):
+        rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.ones((B, M), bool), jnp.zeros((B, M, M), bool),
+                               jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+        return oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), jnp.zeros((0, d)), tol=tol,
+                                      margin=1e-9, delta=2.0, use_bbox=False, support=support)
+
+    facets, _, cert = classify(A, b)
+    certified = cert.any(axis=2)
+    assert certified.sum() >= 10 and not (certified & facets).any()
+    assert (cert.sum(axis=2)[certified] <= d + 1).all()
+    for c, k in zip(*np.nonzero(certified)):
+        assert _implied(A[c], b[c], cert[c, k], k, 10 * tol)
+        assert not _implied(A[c], b[c], cert[c, k] & (np.arange(M) != np.flatnonzero(cert[c, k])[0]), k, -tol) \
+            or cert[c, k].sum() == 1  # a row of the certificate matters (not every row of the cell)
+
+    # the neighbours across one facet of each cell (every 2nd cell: the facet in most certificates)
+    used = cert.sum(axis=1)
+    k = np.where(facets, used, -1).argmax(axis=1)
+    k[::2] = [np.flatnonzero(facets[c] & (np.arange(M) >= 2 * d))[0] for c in range(0, B, 2)]
+    flipped = np.eye(M, dtype=bool)[k]
+    An, bn = A.copy(), b.copy()
+    An[np.arange(B), k], bn[np.arange(B), k] = -A[np.arange(B), k], -b[np.arange(B), k]
+    support = oracle.inherited_support(cert, flipped)
+    kept = support.any(axis=2)
+    assert kept.any() and (kept < certified).any()  # some kept, some dropped
+    assert not (support & flipped[:, None, :]).any() and ((support == cert) | ~kept[..., None]).all()
+    for c, j in zip(*np.nonzero(kept)):
+        assert _implied(An[c], bn[c], support[c, j], j, 10 * tol)
+    # and dropping the others is needed: some of them fail in the neighbour
+    assert not all(_implied(An[c], bn[c], cert[c, j], j, 10 * tol) for c, j in zip(*np.nonzero(certified & ~kept)))
+    # classified with the inherited certificates: the same facets as HiGHS, fewer LPs
+    y0 = np.zeros((B, d))
+    for c in range(B):  # an interior point of each neighbour, where the facets are centred
+        from scipy.optimize import linprog
+
+        norms = np.linalg.norm(An[c], axis=1)
+        r = linprog(-np.eye(d + 1)[d], A_ub=np.c_[An[c], norms], b_ub=bn[c], bounds=[(None, None)] * d + [(0, 1)],
+                    method="highs")
+        y0[c] = r.x[:d]
+    bc = bn - np.einsum("bmd,bd->bm", An, y0)
+    nfac, cnt, _ = classify(An, bc, support)
+    alone, cnt0, _ = classify(An, bc)
+    # (rows the LP-free tests decide in the neighbour need no certificate)
+    assert 0 < cnt.inherited <= kept.sum() and cnt.lps == cnt0.lps - cnt.inherited
+    assert (nfac == _highs_facets(An, bc, tol)[0]).all() and (alone == nfac).all()
 
 
 def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
