@@ -77,6 +77,10 @@ _CHEBYSHEV_CHUNK_MIN_DIM = 16
 # 68 -> 49 LPs, about 1.4 -> 1.15 ms; d = 4: 12 % slower (few LPs to save, the host bookkeeping costs more).
 _INHERIT_MIN_DIM = 8
 _MORE_FINDERS = 3  # neighbours a queued cell inherits from besides its finder (bounds the host memory)
+# ... and only while the cells keep at least this many certificates each: at d = 24 and 32 (width 64,
+# [-1, 1]^d) almost every row is a facet (0.5 and 0 inherited rows per region), and the bookkeeping
+# for each of a cell's ~100 neighbours cost 5 % of the time
+_INHERIT_MIN_RATE = 2.0
 
 
 def _walk_steps(d: int) -> int:
@@ -86,7 +90,7 @@ def _walk_steps(d: int) -> int:
 def estimate_batch_bytes(d: int, num_hyperplanes: int, batch_size: int, rays: int) -> int:
     """Rough peak bytes of one batch: rays ``(B, R, M)`` arrays, the ``(B, M, M)`` coincidence test,
     the affine maps, the padded LP instances (4 redundancy LPs per cell in flight) and the inherited
-    certificates (``(B, M, M)`` bool, one per finder in flight)."""
+    certificates (``(B, M, M)`` bool at most, one per finder in flight)."""
     M = 2 * d + num_hyperplanes
     per_cell = 8 * (4 * rays * M + 6 * M * M + 3 * num_hyperplanes * d + 6 * (2 * d + 4) * (M + 2 * d + 2) * (d + 1))
     per_cell += 4 * (_MORE_FINDERS + 2) * M * M
@@ -183,10 +187,10 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
                    stage: tuple[int, int]):
     """Certify and classify up to ``B`` cells of one level, their Chebyshev LPs started from the bases
     ``start (n, d + 1)`` (see :func:`jaxpoly.oracle.chebyshev`), with the redundancy certificates they
-    inherit ``support (n, M, M)`` (or ``None``). Returns host arrays for the valid cells: ``(good
-    (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n, M), basis (n, d + 1),
-    cert (n, M, M))``, ``basis`` the optimal bases of the Chebyshev LPs, ``cert`` the cells' own
-    redundancy certificates (:func:`jaxpoly.oracle.classify_facets`)."""
+    inherit ``support`` (:class:`jaxpoly.oracle.Certificates`; ``None``: none, and none kept). Returns
+    host arrays: ``(good (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n,
+    M), basis (n, d + 1), cert)``, ``basis`` the optimal bases of the Chebyshev LPs, ``cert`` the cells'
+    own redundancy certificates (:func:`jaxpoly.oracle.classify_facets`; cells indexed in the batch)."""
     n = len(pats)
     pats_p, pmask_p = _pad_rows(pats, ctx.B), _pad_rows(pmask, ctx.B)
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
@@ -200,8 +204,8 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     # where most rows of a cell are facets anyway)
     facets, cnt, cert = oracle.classify_facets(rows, wit, good, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
                                          delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM,
-                                         walk_steps=_walk_steps(ctx.d),
-                                         support=None if support is None else _pad_rows(support, ctx.B))
+                                         walk_steps=_walk_steps(ctx.d), certify=support is not None,
+                                         support=support)
     st = ctx.stats
     st["lps"] += n + cnt.lps
     st["lp_fallbacks"] += fb + cnt.fallbacks
@@ -213,7 +217,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     st["cells"] += int(good.sum())
     st["empty_cells"] += int((valid & ~good).sum())
     same = np.asarray(rows.same)[:n]
-    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n], basis[:n], cert[:n]
+    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n], basis[:n], cert
 
 
 def _flips(pats, facets, same, rows_ok, slots: np.ndarray, d: int):
@@ -315,20 +319,27 @@ _NEW = object()
 
 
 class _Certificates:
-    """The redundancy certificates (:func:`jaxpoly.oracle.classify_facets`) of a level's processed cells,
+    """The redundancy certificates (:class:`jaxpoly.oracle.Certificates`) of a level's processed cells,
     by their index in the level, for the cells they found: a queued cell inherits those of its
-    neighbours processed before it (its finder and any that find it while it waits) that use no row
-    the crossing flipped. Kept bit-packed, ``M^2 / 8`` bytes per cell, and only while a queued cell may
-    still need them (the queue is FIFO, so finders come in order)."""
+    neighbours processed before it (its finder and up to :data:`_MORE_FINDERS` that find it while it
+    waits) that use no row the crossing flipped. Kept bit-packed, ``M / 8`` bytes per certificate, and
+    only while a queued cell may still need them (the queue is FIFO, so finders come in order)."""
 
     def __init__(self, M: int):
         self.M = M
-        self.chunks: collections.deque = collections.deque()  # (first index, patterns, packed certificates)
+        # (first index, patterns (n, H'), certified cells (K,) ascending, rows (K,), packed rows (K, M/8))
+        self.chunks: collections.deque = collections.deque()
         self.waiting: dict[bytes, list] = {}  # key of a queued cell -> its other finders
 
-    def add(self, first: int, pats: np.ndarray, cert: np.ndarray) -> None:
+    def add(self, first: int, pats: np.ndarray, cert: oracle.Certificates, good: np.ndarray) -> None:
+        """The certificates of a batch's cells ``cert`` (cells indexed in the batch), of which ``good``
+        were kept, as cells ``first, first + 1, ...`` of the level, with their patterns ``pats``."""
         if len(pats):
-            self.chunks.append((first, pats, np.packbits(cert, axis=2)))
+            keep = good[cert.cell]
+            cell = np.cumsum(good)[cert.cell[keep]] - 1 + first
+            order = np.argsort(cell, kind="stable")
+            self.chunks.append((first, pats, cell[order], cert.row[keep][order],
+                                np.packbits(cert.rows[keep][order], axis=1)))
 
     def found(self, keys: list[bytes], new: np.ndarray, finder: np.ndarray) -> None:
         """Neighbours with ``keys`` found by ``finder``, of which ``new`` were queued now: the others,
@@ -347,38 +358,39 @@ class _Certificates:
         while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= index:
             self.chunks.popleft()
 
-    def _lookup(self, finder: np.ndarray, n_pats: int):
-        packed = np.zeros((len(finder), self.M, -(-self.M // 8)), np.uint8)
-        fpats = np.zeros((len(finder), n_pats), bool)
-        for first, cp, cc in self.chunks:
-            at = np.flatnonzero((finder >= first) & (finder < first + len(cp)))
-            packed[at], fpats[at] = cc[finder[at] - first], cp[finder[at] - first]
-        return np.unpackbits(packed, axis=2, count=self.M).astype(bool), fpats
-
-    def support(self, finder: np.ndarray, pats: np.ndarray, d: int) -> np.ndarray:
-        """``(n, M, M) bool``: the certificates that the popped cells ``pats (n, H')``, found first by
-        ``finder (n,)`` (``-1``: none, a seed), inherit; per row the first that holds."""
-        n = len(pats)
-        keys = pattern_keys(pats)
+    def support(self, finder: np.ndarray, pats: np.ndarray, d: int) -> oracle.Certificates:
+        """The certificates that the popped cells ``pats (n, H')``, found first by ``finder (n,)`` (``-1``:
+        a seed), inherit (cells indexed in ``pats``): per row the first finder's that holds."""
+        n, M = len(pats), self.M
         cell, by, rank = [np.arange(n)], [finder], [np.zeros(n, np.int64)]
-        for i, k in enumerate(keys):
+        for i, k in enumerate(pattern_keys(pats)):
             more = self.waiting.pop(k, None)
             if more:
                 cell.append(np.full(len(more), i))
                 by.append(np.asarray(more, np.int64))
                 rank.append(np.arange(1, len(more) + 1))
         cell, by, rank = np.concatenate(cell), np.concatenate(by), np.concatenate(rank)
-        cert, fpats = self._lookup(by, pats.shape[1])
-        flipped = np.zeros((len(by), self.M), bool)
-        flipped[:, 2 * d : 2 * d + pats.shape[1]] = pats[cell] ^ fpats
-        cert = oracle.inherited_support(cert, flipped)
-        cert[by < 0] = False
-        out = np.zeros((n, self.M, self.M), bool)
-        for r in range(rank.max(initial=0) + 1):  # per row the first finder's certificate that holds
-            at = np.flatnonzero(rank == r)
-            take = cert[at].any(axis=2) & ~out[cell[at]].any(axis=2)
-            out[cell[at]] |= cert[at] & take[..., None]
-        return out
+        found = []  # per chunk: (pair (E,), row (E,), packed rows (E, M/8))
+        for first, cp, cc, cr, cb in self.chunks:
+            mine = np.flatnonzero((by >= first) & (by < first + len(cp)))
+            lo, hi = np.searchsorted(cc, by[mine], "left"), np.searchsorted(cc, by[mine], "right")
+            count = hi - lo
+            pair = np.repeat(mine, count)
+            entry = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(count.sum())
+            flipped = np.zeros((len(mine), M), bool)
+            flipped[:, 2 * d : 2 * d + pats.shape[1]] = pats[cell[mine]] ^ cp[by[mine] - first]
+            fl = np.repeat(flipped, count, axis=0)
+            rows = np.unpackbits(cb[entry], axis=1, count=M).astype(bool)
+            ok = oracle.certificates_hold(rows, fl)
+            found.append((pair[ok], cr[entry][ok], rows[ok]))
+        if not found:
+            return oracle.Certificates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, M), bool))
+        pair, row, rows = (np.concatenate(a) for a in zip(*found))
+        # one per (cell, row): the lowest rank's
+        order = np.lexsort((rank[pair], cell[pair] * M + row))
+        key = (cell[pair] * M + row)[order]
+        first_of = order[np.concatenate([[True], key[1:] != key[:-1]])] if len(key) else order
+        return oracle.Certificates(cell[pair][first_of], row[first_of], rows[first_of])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -681,6 +693,7 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     known: dict[bytes, Any] = {}
     # redundancy certificates (oracle.classify_facets) that neighbours inherit, where they pay
     certs = _Certificates(ctx.M) if ctx.d >= _INHERIT_MIN_DIM else None
+    n_certs = 0
     queue = _Queue(np.zeros((0, ctx.Hp), bool), np.zeros((0, ctx.M), bool), np.zeros((0, ctx.d + 1), np.int32),
                    np.zeros(0, np.int64))
     # Chebyshev starts (see oracle.chebyshev) only where they pay: in LP calls smaller than a batch
@@ -713,7 +726,7 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                                                                                 stage)
             ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
             pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
-            same, rows_ok, basis, cert = same[good], rows_ok[good], basis[good], cert[good]
+            same, rows_ok, basis = same[good], rows_ok[good], basis[good]
             src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
             start = _start_bases(basis[src], nb ^ pats[src], ctx.d) if starts else None
             sel, keys = _discover(known, nb, start)
@@ -726,7 +739,10 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
             out.append((pats, wit, rad, facets, a))
             count += len(pats)
             if certs is not None:
-                certs.add(first, pats, cert)
+                certs.add(first, pats, cert, good)
+                n_certs += len(cert.cell)
+                if count >= ctx.B and n_certs < _INHERIT_MIN_RATE * count:
+                    certs = None  # too few to pay for their bookkeeping (e.g. d = 32 in [-1, 1]^d)
             if len(sel):
                 queued = start[sel] if starts else np.full((len(sel), ctx.d + 1), -1, np.int32)
                 queue.push(nb[sel], pmask[src[sel]], queued, first + src[sel])

@@ -55,7 +55,7 @@ from jaxpoly import lp, primal
 from jaxpoly.network import Network
 
 __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "redundancy_lps",
-           "classify_facets", "inherited_support", "OracleCounters"]
+           "classify_facets", "Certificates", "certificates_hold", "OracleCounters"]
 
 _CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
@@ -585,16 +585,17 @@ def _meets(A, b, active, upper, lower, tol):
 
 def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: jax.Array, *,
                     tol: float, margin: float, delta: float, use_bbox: bool = True, walk_steps: int = 0,
-                    warm_start: bool = True, support: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, OracleCounters, np.ndarray]:
+                    warm_start: bool = True, certify: bool = False, support: Certificates | None = None
+                    ) -> tuple[np.ndarray, OracleCounters, Certificates | None]:
     """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring), the counters, and
-    the redundancy certificates that a neighbour can reuse, ``cert (B, M, M) bool``.
+    with ``certify`` the redundancy certificates that a neighbour can reuse (else ``None``).
 
-    ``cert[c, k]`` marks the rows of cell ``c`` whose inequalities alone imply row ``k`` (to ``tol``):
-    the ``d + 1`` rows of the simplex of :func:`cheap_certificates`, or the optimal basis of row
-    ``k``'s redundancy LP (its multipliers ``u >= 0`` give ``a_k = sum u_j a_j`` and ``sum u_j b_j <=
-    b_k + tol``); no row for a row without such a certificate. It holds for every cell that has those
-    rows in the same orientation, so a neighbour across a facet that is not among them inherits it.
+    A certificate of row ``k`` of cell ``c`` names rows of the cell whose inequalities alone imply row
+    ``k`` (to ``tol``): the ``d + 1`` rows of the simplex of :func:`cheap_certificates`, or the optimal
+    basis of row ``k``'s redundancy LP (its multipliers ``u >= 0`` give ``a_k = sum u_j a_j`` and
+    ``sum u_j b_j <= b_k + tol``). It holds for every cell that has those rows in the same
+    orientation, so a neighbour across a facet that is not among them inherits it
+    (:func:`certificates_hold`).
 
     Args:
       witness: ``(B, d)`` interior points (Chebyshev centres); valid: ``(B,) bool`` cells to classify.
@@ -604,8 +605,8 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
       use_bbox: filter undecided rows with the cells' bounding boxes (``2 d`` LPs per cell).
       walk_steps: relaxation steps of :func:`walk_certificates` on the rows still undecided (0: none).
       warm_start: answer the redundancy questions by :func:`warm_redundancy` first.
-      support: ``(B, M, M) bool`` certificates the cells inherit (checked by the caller to hold for
-        them): a row with one is redundant, no question asked. ``None``: none.
+      support: certificates the cells inherit (checked by the caller to hold for them, at most one
+        per row): a row with one is redundant, no question asked. ``None``: none.
     """
     B, M, d = rows.A.shape
     y0 = jnp.asarray(witness)
@@ -615,16 +616,19 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
     red = red & active & ~hits
-    in_simplex = np.zeros((B, M), bool)
-    in_simplex[np.arange(B)[:, None], np.asarray(simplex)] = True
-    cert = red[:, :, None] & in_simplex[:, None, :]
+    parts = []
+    if certify:
+        in_simplex = np.zeros((B, M), bool)
+        in_simplex[np.arange(B)[:, None], np.asarray(simplex)] = True
+        c, k = np.nonzero(red)
+        parts.append(Certificates(c, k, in_simplex[c]))
     undecided = active & ~hits & ~red
     inherited = 0
     if support is not None:
-        known = undecided & support.any(axis=2)
-        cert[known] = support[known]
-        inherited = int(known.sum())
-        undecided &= ~known
+        use = undecided[support.cell, support.row]
+        parts.append(Certificates(*(a[use] for a in support)))
+        inherited = int(use.sum())
+        undecided[support.cell[use], support.row[use]] = False
     walk_facets = 0
     if walk_steps and undecided.any():
         idx = _rows_per_cell(undecided)
@@ -656,8 +660,11 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         if warm_start:
             fac, resolved, basis = warm_redundancy(rows, valid, cell, row, y0, tol)
             facets[cell[resolved], row[resolved]] = fac[resolved]
-            opt = resolved & ~fac
-            cert[cell[opt, None], row[opt, None], basis[opt]] = True
+            if certify:
+                opt = resolved & ~fac
+                rows_lp = np.zeros((int(opt.sum()), M), bool)
+                rows_lp[np.arange(len(rows_lp))[:, None], basis[opt]] = True
+                parts.append(Certificates(cell[opt], row[opt], rows_lp))
             warm = int(resolved.sum())
             cell, row = cell[~resolved], row[~resolved]
     if len(cell):
@@ -667,12 +674,23 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         # neighbour's own Chebyshev test, a dropped one could lose a region
         facets[cell, row] = ~solved | (excess > tol)
     counters = OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0], walk_facets, warm, inherited)
+    cert = None
+    if certify:
+        cert = Certificates(*(np.concatenate(a) for a in zip(*parts)))
     return facets, counters, cert
 
 
-def inherited_support(cert: np.ndarray, flipped: np.ndarray) -> np.ndarray:
-    """The certificates ``(k, M, M) bool`` that cells keep from a neighbour's ``cert (k, M, M)``
-    (:func:`classify_facets`), ``flipped (k, M) bool`` the slots whose orientation differs between
-    the two: a certificate that uses a flipped row is dropped, the others hold unchanged."""
-    broken = np.any(cert & flipped[:, None, :], axis=2)
-    return cert & ~broken[:, :, None]
+class Certificates(NamedTuple):
+    """Redundancy certificates (:func:`classify_facets`), one per entry: row ``row (K,)`` of cell
+    ``cell (K,)`` is implied by the rows ``rows (K, M) bool`` of that cell."""
+
+    cell: np.ndarray
+    row: np.ndarray
+    rows: np.ndarray
+
+
+def certificates_hold(rows: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+    """``(K,) bool``: which certificates ``rows (K, M) bool`` (:class:`Certificates`) hold in a
+    neighbour whose slots ``flipped (K, M) bool`` have the other orientation: those that use no
+    flipped row (the others are dropped)."""
+    return ~np.any(rows & flipped, axis=1)

@@ -691,8 +691,9 @@ def _implied(A, b, support, k, tol):
 def test_redundancy_certificates_hold_in_neighbours():
     """classify_facets' certificates: each names rows of the cell that alone imply the redundant row
     (HiGHS), no facet has one; a neighbour across a facet keeps those that do not use it
-    (inherited_support), and they hold there too; handed to classify_facets, the inherited rows get no
+    (certificates_hold), and they hold there too; handed to classify_facets, the inherited rows get no
     LP and the facets are unchanged (HiGHS)."""
+    from scipy.optimize import linprog
 
     jax.config.update("jax_enable_x64", True)
     B, d, tol = 4, 6, 1e-9
@@ -703,47 +704,46 @@ def test_redundancy_certificates_hold_in_neighbours():
         rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.ones((B, M), bool), jnp.zeros((B, M, M), bool),
                                jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
         return oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), jnp.zeros((0, d)), tol=tol,
-                                      margin=1e-9, delta=2.0, use_bbox=False, support=support)
+                                      margin=1e-9, delta=2.0, use_bbox=False, certify=True, support=support)
 
     facets, _, cert = classify(A, b)
-    certified = cert.any(axis=2)
-    assert certified.sum() >= 10 and not (certified & facets).any()
-    assert (cert.sum(axis=2)[certified] <= d + 1).all()
-    for c, k in zip(*np.nonzero(certified)):
-        assert _implied(A[c], b[c], cert[c, k], k, 10 * tol)
-        assert not _implied(A[c], b[c], cert[c, k] & (np.arange(M) != np.flatnonzero(cert[c, k])[0]), k, -tol) \
-            or cert[c, k].sum() == 1  # a row of the certificate matters (not every row of the cell)
+    assert len(cert.cell) >= 10 and not facets[cert.cell, cert.row].any()
+    assert len(set(zip(cert.cell, cert.row))) == len(cert.cell) and (cert.rows.sum(axis=1) <= d + 1).all()
+    for c, k, S in zip(*cert):
+        assert _implied(A[c], b[c], S, k, 10 * tol)
+        assert S.sum() == 1 or not _implied(A[c], b[c], S & (np.arange(M) != np.flatnonzero(S)[0]), k, -tol)
 
     # the neighbours across one facet of each cell (every 2nd cell: the facet in most certificates)
-    used = cert.sum(axis=1)
+    used = np.zeros((B, M), int)
+    np.add.at(used, cert.cell, cert.rows)
     k = np.where(facets, used, -1).argmax(axis=1)
     k[::2] = [np.flatnonzero(facets[c] & (np.arange(M) >= 2 * d))[0] for c in range(0, B, 2)]
     flipped = np.eye(M, dtype=bool)[k]
     An, bn = A.copy(), b.copy()
     An[np.arange(B), k], bn[np.arange(B), k] = -A[np.arange(B), k], -b[np.arange(B), k]
-    support = oracle.inherited_support(cert, flipped)
-    kept = support.any(axis=2)
-    assert kept.any() and (kept < certified).any()  # some kept, some dropped
-    assert not (support & flipped[:, None, :]).any() and ((support == cert) | ~kept[..., None]).all()
-    for c, j in zip(*np.nonzero(kept)):
-        assert _implied(An[c], bn[c], support[c, j], j, 10 * tol)
+    holds = oracle.certificates_hold(cert.rows, flipped[cert.cell])
+    assert holds.any() and not holds.all()  # some kept, some dropped
+    assert (holds == ~(cert.rows & flipped[cert.cell]).any(axis=1)).all()
+    for c, j, S in zip(*(a[holds] for a in cert)):
+        assert _implied(An[c], bn[c], S, j, 10 * tol)
     # and dropping the others is needed: some of them fail in the neighbour
-    assert not all(_implied(An[c], bn[c], cert[c, j], j, 10 * tol) for c, j in zip(*np.nonzero(certified & ~kept)))
+    assert not all(_implied(An[c], bn[c], S, j, 10 * tol) for c, j, S in zip(*(a[~holds] for a in cert)))
     # classified with the inherited certificates: the same facets as HiGHS, fewer LPs
     y0 = np.zeros((B, d))
     for c in range(B):  # an interior point of each neighbour, where the facets are centred
-        from scipy.optimize import linprog
-
         norms = np.linalg.norm(An[c], axis=1)
         r = linprog(-np.eye(d + 1)[d], A_ub=np.c_[An[c], norms], b_ub=bn[c], bounds=[(None, None)] * d + [(0, 1)],
                     method="highs")
         y0[c] = r.x[:d]
     bc = bn - np.einsum("bmd,bd->bm", An, y0)
-    nfac, cnt, _ = classify(An, bc, support)
+    kept = oracle.Certificates(*(a[holds] for a in cert))
+    nfac, cnt, again = classify(An, bc, kept)
     alone, cnt0, _ = classify(An, bc)
     # (rows the LP-free tests decide in the neighbour need no certificate)
-    assert 0 < cnt.inherited <= kept.sum() and cnt.lps == cnt0.lps - cnt.inherited
+    assert 0 < cnt.inherited <= holds.sum() and cnt.lps == cnt0.lps - cnt.inherited
     assert (nfac == _highs_facets(An, bc, tol)[0]).all() and (alone == nfac).all()
+    # the inherited ones are passed on with the neighbour's own
+    assert {(c, r) for c, r in zip(kept.cell, kept.row) if not nfac[c, r]} <= set(zip(again.cell, again.row))
 
 
 def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
