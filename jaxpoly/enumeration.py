@@ -370,7 +370,7 @@ class _Certificates:
                 by.append(np.asarray(more, np.int64))
                 rank.append(np.arange(1, len(more) + 1))
         cell, by, rank = np.concatenate(cell), np.concatenate(by), np.concatenate(rank)
-        found = []  # per chunk: (pair (E,), row (E,), packed rows (E, M/8))
+        found = []  # per chunk: (pair (E,), row (E,), rows (E, M) bool) of the certificates that hold
         for first, cp, cc, cr, cb in self.chunks:
             mine = np.flatnonzero((by >= first) & (by < first + len(cp)))
             lo, hi = np.searchsorted(cc, by[mine], "left"), np.searchsorted(cc, by[mine], "right")
