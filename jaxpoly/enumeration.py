@@ -325,8 +325,8 @@ class _Certificates:
     waits) that use no row the crossing flipped. Kept bit-packed, ``M / 8`` bytes per certificate, and
     only while a queued cell may still need them (the queue is FIFO, so finders come in order)."""
 
-    def __init__(self, M: int):
-        self.M = M
+    def __init__(self, M: int, d: int):
+        self.M, self.d = M, d  # slots, and the first hyperplane's slot is 2 d
         # (first index, patterns (n, H'), certified cells (K,) ascending, rows (K,), packed rows (K, M/8))
         self.chunks: collections.deque = collections.deque()
         self.waiting: dict[bytes, list] = {}  # key of a queued cell -> its other finders
@@ -358,12 +358,13 @@ class _Certificates:
         while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= index:
             self.chunks.popleft()
 
-    def support(self, finder: np.ndarray, pats: np.ndarray, d: int) -> oracle.Certificates:
-        """The certificates that the popped cells ``pats (n, H')``, found first by ``finder (n,)`` (``-1``:
-        a seed), inherit (cells indexed in ``pats``): per row the first finder's that holds."""
-        n, M = len(pats), self.M
+    def support(self, finder: np.ndarray, pats: np.ndarray, keys: list[bytes]) -> oracle.Certificates:
+        """The certificates that the popped cells ``pats (n, H')`` (with their ``keys``), found first by
+        ``finder (n,)`` (``-1``: a seed), inherit (cells indexed in ``pats``): per row the first finder's
+        that holds."""
+        n, M, d = len(pats), self.M, self.d
         cell, by, rank = [np.arange(n)], [finder], [np.zeros(n, np.int64)]
-        for i, k in enumerate(pattern_keys(pats)):
+        for i, k in enumerate(keys):
             more = self.waiting.pop(k, None)
             if more:
                 cell.append(np.full(len(more), i))
@@ -692,14 +693,17 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     # key -> None (seen), or (starts, i) while the cell waits in the queue without a start basis
     known: dict[bytes, Any] = {}
     # redundancy certificates (oracle.classify_facets) that neighbours inherit, where they pay
-    certs = _Certificates(ctx.M) if ctx.d >= _INHERIT_MIN_DIM else None
+    certs = _Certificates(ctx.M, ctx.d) if ctx.d >= _INHERIT_MIN_DIM else None
     n_certs = 0
-    queue = _Queue(np.zeros((0, ctx.Hp), bool), np.zeros((0, ctx.M), bool), np.zeros((0, ctx.d + 1), np.int32),
-                   np.zeros(0, np.int64))
+
+    def no_start(n: int) -> np.ndarray:
+        return np.full((n, ctx.d + 1), -1, np.int32)
+
+    queue = _Queue(np.zeros((0, ctx.Hp), bool), np.zeros((0, ctx.M), bool), no_start(0), np.zeros(0, np.int64))
     # Chebyshev starts (see oracle.chebyshev) only where they pay: in LP calls smaller than a batch
     starts = ctx.lp_chunk < ctx.B
     sel, _ = _discover(known, seeds, None)
-    queue.push(seeds[sel], seed_mask[sel], np.full((len(sel), ctx.d + 1), -1, np.int32), np.full(len(sel), -1))
+    queue.push(seeds[sel], seed_mask[sel], no_start(len(sel)), np.full(len(sel), -1))
     n_seeds, popped = len(sel), 0
     out: list = []
     count = 0
@@ -713,15 +717,17 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                     break
                 take = min(take, max_regions - count)
             pats, pmask, start, finder = queue.pop(take)
+            popped_keys = pattern_keys(pats) if starts or certs is not None else []
             if starts:
-                for k in pattern_keys(pats[start[:, 0] < 0]):
-                    known[k] = None  # popped: no longer waiting for a start
+                for k, cold in zip(popped_keys, start[:, 0] < 0):
+                    if cold:
+                        known[k] = None  # popped: no longer waiting for a start
             is_seed = np.arange(popped, popped + len(pats)) < n_seeds
             popped += len(pats)
             support = None
             if certs is not None:
                 certs.drop_before(finder.min(initial=count))
-                support = certs.support(finder, pats, ctx.d)
+                support = certs.support(finder, pats, popped_keys)
             good, wit, rad, facets, same, rows_ok, basis, cert = _process_batch(ctx, pats, pmask, start, support,
                                                                                 stage)
             ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
@@ -744,7 +750,7 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                 if count >= ctx.B and n_certs < _INHERIT_MIN_RATE * count:
                     certs = None  # too few to pay for their bookkeeping (e.g. d = 32 in [-1, 1]^d)
             if len(sel):
-                queued = start[sel] if starts else np.full((len(sel), ctx.d + 1), -1, np.int32)
+                queued = start[sel] if starts else no_start(len(sel))
                 queue.push(nb[sel], pmask[src[sel]], queued, first + src[sel])
                 if starts:
                     _wait_for_start(known, [keys[j] for j in sel], queued)

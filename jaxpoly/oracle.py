@@ -342,7 +342,7 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     # scaled to |P|_inf = 1 for the product, so no float32 underflow or overflow whatever the box)
     size = jnp.max(jnp.abs(P), axis=-1, keepdims=True)
     size = jnp.where(size > 0, size, 1.0)
-    AP = _dot32("bjd,bkd->bkj", A, P / size).astype(A.dtype) * size
+    AP = _dot32("bjd,bkd->bkj", A32, P / size).astype(A.dtype) * size
     slack = b[:, None, :] - AP - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
     inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
     return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
