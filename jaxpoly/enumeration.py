@@ -196,7 +196,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
                             jnp.asarray(ctx.half), stage=stage, level_set=ctx.level_set,
                             num_slots=ctx.M)
-    wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk)
+    wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk, n)
     valid = np.zeros(ctx.B, bool)
     valid[:n] = True
     good = valid & (rad > ctx.tol)

@@ -290,32 +290,30 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
       margin: ``()``; steps: the number of relaxation steps (static).
     """
     B, M, d = A.shape
-    ok = rows >= 0
-    k = jnp.maximum(rows, 0)
-    s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (B, M)
     # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
     # below, with a bound on the check's own float32 error), a few cells at a time, so that a chunk's
     # (c, K, M) slacks stay in the cache across its steps (and a chunk stops as soon as its own walks
-    # are done). Its Gram matrix is a float32 product too (:func:`_dot32`).
+    # are done; a chunk without rows, e.g. a batch's padding, is skipped). Its Gram matrix is a
+    # float32 product too (:func:`_dot32`).
     f32 = jnp.float32
-    A32 = A.astype(f32)
-    G32 = _dot32("bmd,bjd->bmj", A32, A32)  # (B, M, M)
-    g32 = jnp.take_along_axis(G32, k[..., None], axis=1)  # (B, K, M): a_k . a_j
-    own = jax.nn.one_hot(k, M, dtype=bool)  # (B, K, M)
-    others = active[:, None, :] & ~own
-    sk = jnp.take_along_axis(s0, k, axis=1)  # (B, K)
-    r = jnp.min(jnp.where(active, s0, jnp.inf), axis=1)
-    target = jnp.maximum(8.0 * margin, _WALK_TARGET * r)[:, None].astype(f32)
-    Ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (B, K, d)
-    bk = jnp.take_along_axis(b, k, axis=1)
-    Ak32 = Ak.astype(f32)
-    # S[b, k, j]: slack of row j at walk k's point P[b, k] (updated through G, checked exactly below).
-    S = s0.astype(f32)[:, None, :] - sk.astype(f32)[..., None] * g32
-    P = (y0[:, None, :] + sk[..., None] * Ak).astype(f32)
 
-    def search(chunk):
-        G32, g32, A32, Ak32, others, ok, target, S, P = chunk
-        bi = jnp.arange(G32.shape[0])[:, None]
+    def walk(chunk):
+        A, b, active, y0, rows = chunk
+        ok = rows >= 0
+        k = jnp.maximum(rows, 0)
+        s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (c, M)
+        A32 = A.astype(f32)
+        G32 = _dot32("bmd,bjd->bmj", A32, A32)  # (c, M, M)
+        g32 = jnp.take_along_axis(G32, k[..., None], axis=1)  # (c, K, M): a_k . a_j
+        own = jax.nn.one_hot(k, M, dtype=bool)  # (c, K, M)
+        others = active[:, None, :] & ~own
+        sk = jnp.take_along_axis(s0, k, axis=1)  # (c, K)
+        r = jnp.min(jnp.where(active, s0, jnp.inf), axis=1)
+        target = jnp.maximum(8.0 * margin, _WALK_TARGET * r)[:, None].astype(f32)
+        Ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (c, K, d)
+        bk = jnp.take_along_axis(b, k, axis=1)
+        Ak32 = Ak.astype(f32)
+        bi = jnp.arange(A.shape[0])[:, None]
 
         def step(carry):
             i, _, S, P = carry
@@ -330,22 +328,27 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
             P = P - t[..., None] * (A32[bi, j] - gjk[..., None] * Ak32)
             return i + 1, jnp.any(go), S, P
 
-        return jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))[3]
+        # S[c, k, j]: slack of row j at walk k's point P[c, k] (updated through G, checked exactly below)
+        S = s0.astype(f32)[:, None, :] - sk.astype(f32)[..., None] * g32
+        P = (y0[:, None, :] + sk[..., None] * Ak).astype(f32)
+        P = jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))[3]
+        P = P.astype(A.dtype)
+        P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
+        # the slacks at the end point, less the bound on their float32 products' error (unit rows; P is
+        # scaled to |P|_inf = 1 for the product, so no float32 underflow or overflow whatever the box)
+        size = jnp.max(jnp.abs(P), axis=-1, keepdims=True)
+        size = jnp.where(size > 0, size, 1.0)
+        AP = _dot32("bjd,bkd->bkj", A32, P / size).astype(A.dtype) * size
+        slack = b[:, None, :] - AP - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
+        inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
+        return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
+
+    def maybe_walk(chunk):
+        return jax.lax.cond(jnp.any(chunk[-1] >= 0), walk, lambda c: jnp.zeros(c[-1].shape, bool), chunk)
 
     c = math.gcd(B, _WALK_CHUNK)
-    chunks = jax.tree.map(lambda a: a.reshape((B // c, c) + a.shape[1:]),
-                          (G32, g32, A32, Ak32, others, ok, target, S, P))
-    P = jax.lax.map(search, chunks).reshape(P.shape)
-    P = P.astype(A.dtype)
-    P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
-    # the slacks at the end point, less the bound on their float32 products' error (unit rows; P is
-    # scaled to |P|_inf = 1 for the product, so no float32 underflow or overflow whatever the box)
-    size = jnp.max(jnp.abs(P), axis=-1, keepdims=True)
-    size = jnp.where(size > 0, size, 1.0)
-    AP = _dot32("bjd,bkd->bkj", A32, P / size).astype(A.dtype) * size
-    slack = b[:, None, :] - AP - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
-    inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
-    return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
+    chunks = jax.tree.map(lambda a: a.reshape((B // c, c) + a.shape[1:]), (A, b, active, y0, rows))
+    return jax.lax.map(maybe_walk, chunks).reshape(rows.shape)
 
 
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
@@ -463,8 +466,8 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
     return c, A_aug, b_aug, mask
 
 
-def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chunk: int | None = None
-              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chunk: int | None = None,
+              num_cells: int | None = None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks,
     and the optimal bases ``(B, d + 1) int32`` (``-1`` rows where unsolved or not asked for).
 
@@ -474,6 +477,8 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     pivots times its size, so starts pay off only in chunks smaller than the batch, warm-started cells
     (a few pivots) and cold ones (``~5 d`` from the solver's box) apart; without them (no ``start``,
     or ``chunk >= B``) every LP starts from the box in calls of ``B`` and no bases come back.
+    ``num_cells``: only the first that many cells are real (the rest pad a batch): in chunks they alone
+    are solved, and the padding gets radius ``-inf``.
     """
     B, M, d = rows.A.shape
     size = B if chunk is None else min(int(chunk), B)
@@ -481,14 +486,17 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         order, start_j, size = np.arange(B), None, B
     else:
         warm = np.asarray(start)[:, 0] >= 0
+        real = np.arange(B) < (B if num_cells is None else num_cells)
+        warm, cold = warm & real, ~warm & real
         # warm cells first, each group padded to whole chunks (by repeating its first cell)
-        groups = [np.flatnonzero(g) for g in (warm, ~warm) if g.any()]
-        order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups])
+        groups = [np.flatnonzero(g) for g in (warm, cold) if g.any()]
+        order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups] or [[0]])
         start_j = jnp.asarray(start, jnp.int32)
     x, _, status, fb, basis = _solve_padded(
         lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[idx]), start_j),
         len(order), size)
-    out_x, out_st, out_basis = np.zeros((B, d + 1)), np.zeros(B, np.int32), np.full((B, d + 1), -1, np.int32)
+    out_x, out_basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
+    out_st = np.full(B, lp.INFEASIBLE, np.int32)
     out_x[order], out_st[order] = x, status  # padding repeats: same values
     if basis is not None:
         out_basis[order] = basis
