@@ -563,6 +563,44 @@ def test_walk_certificates_are_facets():
     assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
 
 
+def test_padding_cells_are_skipped_not_solved(monkeypatch):
+    """A batch's padding (cells past ``num_cells`` for the Chebyshev LPs, cells without rows for the
+    walks) is not solved, and the real cells get what they get alone: the same radii as one unchunked
+    solve, the same walks as a batch of only them."""
+    jax.config.update("jax_enable_x64", True)
+    B, d, n = 32, 6, 5
+    A, b = _random_cells(11, B, d, 20)
+    M = A.shape[1]
+    active = np.ones((B, M), bool)
+    none = np.zeros((B, M, M), bool)
+    rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.asarray(active), jnp.asarray(none),
+                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+    _, r_all, _, _ = oracle.chebyshev(rows, 4.0)
+    start = np.full((B, d + 1), -1, np.int32)
+    solved = []
+    real = oracle._solve_padded
+
+    def counting(build, count, size):
+        solved.append(count)
+        return real(build, count, size)
+
+    monkeypatch.setattr(oracle, "_solve_padded", counting)
+    x, r, _, _ = oracle.chebyshev(rows, 4.0, start, chunk=B // 4, num_cells=n)
+    assert solved == [B // 4]  # one chunk holds the 5 real cells; the 27 padding cells are not solved
+    np.testing.assert_allclose(r[:n], r_all[:n], rtol=0, atol=1e-9)
+    assert np.all(r[n:] == -np.inf)
+    assert np.all(b[:n] - np.einsum("bmd,bd->bm", A[:n], x[:n]) >= r[:n, None] - 1e-9)
+
+    idx = np.tile(np.arange(2 * d, M, dtype=np.int32), (B, 1))
+    idx[: B // 2] = -1  # the first 16-cell chunk has no rows to walk
+    y0 = np.zeros((B, d))
+    walked = np.asarray(oracle.walk_certificates(A, b, active, y0, idx, np.asarray(1e-9), steps=d))
+    alone = np.asarray(oracle.walk_certificates(A[B // 2 :], b[B // 2 :], active[B // 2 :], y0[B // 2 :],
+                                                idx[B // 2 :], np.asarray(1e-9), steps=d))
+    assert not walked[: B // 2].any() and alone.any()
+    assert np.array_equal(walked[B // 2 :], alone)
+
+
 def test_same_rows_matches_all_pairs():
     """The oracle's repeated-row test (cheap projections first, all pairs only when they allow a
     repeat) equals the plain all-pairs comparison, on batches with and without repeats; rows 1e-10
