@@ -478,7 +478,7 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     (a few pivots) and cold ones (``~5 d`` from the solver's box) apart; without them (no ``start``,
     or ``chunk >= B``) every LP starts from the box in calls of ``B`` and no bases come back.
     ``num_cells``: only the first that many cells are real (the rest pad a batch): in chunks they alone
-    are solved, and the padding gets radius ``-inf``.
+    are solved and the padding gets radius ``-inf`` (one call of ``B`` solves every cell anyway).
     """
     B, M, d = rows.A.shape
     size = B if chunk is None else min(int(chunk), B)
@@ -490,7 +490,9 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         warm, cold = warm & real, ~warm & real
         # warm cells first, each group padded to whole chunks (by repeating its first cell)
         groups = [np.flatnonzero(g) for g in (warm, cold) if g.any()]
-        order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups] or [[0]])
+        if not groups:
+            return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
+        order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups])
         start_j = jnp.asarray(start, jnp.int32)
     x, _, status, fb, basis = _solve_padded(
         lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[idx]), start_j),

@@ -590,6 +590,8 @@ def test_padding_cells_are_skipped_not_solved(monkeypatch):
     np.testing.assert_allclose(r[:n], r_all[:n], rtol=0, atol=1e-9)
     assert np.all(r[n:] == -np.inf)
     assert np.all(b[:n] - np.einsum("bmd,bd->bm", A[:n], x[:n]) >= r[:n, None] - 1e-9)
+    solved.clear()
+    assert np.all(oracle.chebyshev(rows, 4.0, start, chunk=B // 4, num_cells=0)[1] == -np.inf) and not solved
 
     idx = np.tile(np.arange(2 * d, M, dtype=np.int32), (B, 1))
     idx[: B // 2] = -1  # the first 16-cell chunk has no rows to walk
