@@ -169,7 +169,7 @@ def test_chebyshev_lps_start_from_a_neighbours_basis(monkeypatch):
     R = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
     warm = np.concatenate(starts)[:, 0] >= 0
     assert warm.mean() > 0.2, warm.mean()  # d = 3: the ball touches 4 of a cell's few facets
-    monkeypatch.setattr(enumeration, "_start_bases", lambda basis, flipped, d: np.full_like(basis, -1))
+    monkeypatch.setattr(enumeration, "_start_bases", lambda basis, flipped, d, cap: np.full_like(basis, -1))
     starts.clear()
     cold = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=BATCH)
     assert not np.any(np.concatenate(starts) >= 0)
@@ -211,12 +211,51 @@ def test_a_waiting_cell_takes_a_later_neighbours_start():
     sel, _ = enumeration._discover(known, np.array([[True, True], [True, True]]),
                                    np.array([[-1, -1, -1], [1, 2, 3]], np.int32))
     assert sel.tolist() == [0]
-    # a flipped hyperplane in the basis (slot 2 d + h) makes the start unusable
-    basis = np.array([[0, 7, 9], [0, 7, 9]], np.int32)  # d = 3: slots 6.. are hyperplanes 0..
-    flipped = np.zeros((2, 4), bool)
+    # a flipped hyperplane in the basis (slot 2 d + h) is replaced by the cap row (index 12 here); two
+    # make the start unusable
+    basis = np.array([[0, 7, 9], [0, 7, 9], [0, 7, 9]], np.int32)  # d = 3: slots 6.. are hyperplanes 0..
+    flipped = np.zeros((3, 4), bool)
     flipped[0, 1] = True  # slot 7: in the basis
     flipped[1, 2] = True  # slot 8: not in it
-    assert enumeration._start_bases(basis, flipped, 3).tolist() == [[-1, -1, -1], [0, 7, 9]]
+    flipped[2, [1, 3]] = True  # slots 7 and 9
+    assert enumeration._start_bases(basis, flipped, 3, 12).tolist() == [[0, 12, 9], [0, 7, 9], [-1, -1, -1]]
+
+
+def test_chebyshev_starts_repaired_with_the_cap_row():
+    """A neighbour across a row of its source's optimal Chebyshev basis starts from that basis with the
+    row replaced by the cap row (enumeration._start_bases): the solver accepts it (dual feasible: fewer
+    pivots than from its box) and reaches the same optimum."""
+    from jaxpoly import lp
+
+    jax.config.update("jax_enable_x64", True)
+    B, d = 16, 5
+    A, b = _random_cells(5, B, d, 12)
+    M = A.shape[1]
+    active = np.ones((B, M), bool)
+    rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.asarray(active), jnp.zeros((B, M, M), bool),
+                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+    _, r, _, basis = oracle.chebyshev(rows, 4.0, np.full((B, d + 1), -1, np.int32), chunk=B // 2)
+    # each cell's neighbour across the first hyperplane slot (>= 2 d) of its optimal basis
+    k = np.array([next(j for j in bs if j >= 2 * d) for bs in basis])
+    A2, b2 = A.copy(), b.copy()
+    A2[np.arange(B), k] *= -1
+    b2[np.arange(B), k] *= -1
+    flipped = np.zeros((B, M - 2 * d), bool)
+    flipped[np.arange(B), k - 2 * d] = True
+    start = enumeration._start_bases(basis, flipped, d, M)
+    assert np.all(np.sum(start == M, axis=1) == 1)  # every start repaired, none dropped
+    runs = {}
+    for name, b0 in (("repaired", start), ("box", np.full_like(start, -1))):
+        c, Aa, ba, mask, b0 = oracle._cheb_problem(jnp.asarray(A2), jnp.asarray(b2), jnp.asarray(active), 4.0,
+                                                   jnp.arange(B), jnp.asarray(b0))
+        res, _ = lp._batched_solver_from(lp.DEFAULT_TOL, oracle._LP_BOX)(c, Aa, ba, mask, b0)
+        runs[name] = res
+    rep, box = runs["repaired"], runs["box"]
+    ok = np.asarray(box.status) == lp.OPTIMAL  # a neighbour may be empty: both then say so
+    assert ok.sum() >= B // 2 and np.array_equal(np.asarray(rep.status), np.asarray(box.status))
+    np.testing.assert_allclose(np.asarray(rep.value)[ok], np.asarray(box.value)[ok], rtol=0, atol=1e-9)
+    # seed 5: 6.1 pivots against 12.9 (a start the solver rejected would start from its box)
+    assert np.asarray(rep.iterations)[ok].mean() < np.asarray(box.iterations)[ok].mean()
 
 
 def test_deep_cells_solve_without_host_fallback():
