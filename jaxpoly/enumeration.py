@@ -12,8 +12,8 @@ the cells of those arrangements, all parents at once:
 * per batch of ``batch_size`` cells (padded, so every kernel compiles once): constraints
   (:func:`jaxpoly.oracle.cell_rows`), Chebyshev centre and inradius (the certificate: a cell counts
   iff its inradius exceeds ``tol * |half-diagonal|``; the LP starts from the optimal basis of the cell
-  it was found from, or of any neighbour that finds it while it waits in the queue, unless the crossed
-  hyperplane is in that basis), facets (:func:`jaxpoly.oracle.classify_facets`: rays and LP-free
+  it was found from, or of any neighbour that finds it while it waits in the queue; when the crossed
+  hyperplane is in that basis, with it replaced by the LP's cap row), facets (:func:`jaxpoly.oracle.classify_facets`: rays and LP-free
   certificates, then LPs for what they left undecided; from d = 8 a row is redundant without an LP
   when a neighbour processed before the cell certified it with rows the crossing did not flip,
   :class:`_Certificates`);
