@@ -232,8 +232,7 @@ def test_chebyshev_starts_repaired_with_the_cap_row():
     A, b = _random_cells(5, B, d, 12)
     M = A.shape[1]
     active = np.ones((B, M), bool)
-    rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.asarray(active), jnp.zeros((B, M, M), bool),
-                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+    rows = _cell_rows(A, b)
     _, r, _, basis = oracle.chebyshev(rows, 4.0, np.full((B, d + 1), -1, np.int32), chunk=B // 2)
     # each cell's neighbour across the first hyperplane slot (>= 2 d) of its optimal basis
     k = np.array([next(j for j in bs if j >= 2 * d) for bs in basis])
@@ -545,6 +544,14 @@ def test_zero_bias_network_regions_match_sampling_and_queries():
     np.testing.assert_array_equal(got, want)
 
 
+def _cell_rows(A: np.ndarray, b: np.ndarray) -> oracle.CellRows:
+    """:class:`jaxpoly.oracle.CellRows` of cells ``A (B, M, d)``, ``b (B, M)`` (e.g. from
+    :func:`_random_cells`): every row active and meaningful, none repeated or constant."""
+    B, M, _ = A.shape
+    return oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.ones((B, M), bool), jnp.zeros((B, M, M), bool),
+                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+
+
 def _random_cells(seed: int, B: int, d: int, extra: int, degenerate: bool = False):
     """``B`` polytopes around the origin: the box ``|y_i| <= 1`` and ``extra`` random unit rows at
     distances in [0.2, 1]; ``degenerate`` makes the last four rows three rows through one vertex of the
@@ -611,9 +618,7 @@ def test_padding_cells_are_skipped_not_solved(monkeypatch):
     A, b = _random_cells(11, B, d, 20)
     M = A.shape[1]
     active = np.ones((B, M), bool)
-    none = np.zeros((B, M, M), bool)
-    rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.asarray(active), jnp.asarray(none),
-                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+    rows = _cell_rows(A, b)
     _, r_all, _, _ = oracle.chebyshev(rows, 4.0)
     start = np.full((B, d + 1), -1, np.int32)
     solved = []
@@ -746,9 +751,7 @@ def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
     jax.config.update("jax_enable_x64", True)
     B, d = 4, 6
     A, b = _random_cells(5, B, d, 20)
-    M = A.shape[1]
-    rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.ones((B, M), bool), jnp.zeros((B, M, M), bool),
-                           jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
+    rows = _cell_rows(A, b)
     no_rays = jnp.zeros((0, d))
     out = {}
     for warm in (True, False):
@@ -780,9 +783,7 @@ def test_redundancy_certificates_hold_in_neighbours():
     M = A.shape[1]
 
     def classify(A, b, support=None):
-        rows = oracle.CellRows(jnp.asarray(A), jnp.asarray(b), jnp.ones((B, M), bool), jnp.zeros((B, M, M), bool),
-                               jnp.zeros((B, M), bool), jnp.ones((B, M), bool))
-        return oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), jnp.zeros((0, d)), tol=tol,
+        return oracle.classify_facets(_cell_rows(A, b), np.zeros((B, d)), np.ones(B, bool), jnp.zeros((0, d)), tol=tol,
                                       margin=1e-9, delta=2.0, use_bbox=False, certify=True, support=support)
 
     facets, _, cert = classify(A, b)
