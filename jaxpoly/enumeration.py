@@ -66,13 +66,13 @@ _BBOX_MAX_DIM = 6
 _DEFAULT_BATCH_CPU = 256
 _DEFAULT_BATCH_ACCELERATOR = 2048
 # The walks on undecided rows' hyperplanes (oracle.walk_certificates) pay off in high dimension only,
-# where most rows of a cell are facets that rays miss. Against the warm-started redundancy LPs
-# (oracle.warm_redundancy, pooled), measured per region with d / 2 steps: 30 % faster at d = 32, 20 %
-# at d = 24, slower at d = 16 (where the rows the rays leave are mostly redundant, which no walk can
-# show). Since each 16-cell chunk of walks does its own setup (12-05), 3 d / 4 steps (at most 32) pay
-# at d = 24 (against d / 2: about 1.65 -> 1.5 ms per region, 23.5 -> 18.8 LPs); at d = 32 16 to 32 steps are
-# within noise of each other.
-_WALK_MIN_DIM = 20
+# where many rows of a cell are facets that rays miss. Against the warm-started redundancy LPs
+# (oracle.warm_redundancy), per region (1,024 regions, width 64), since the walks share a refilled pool
+# and stop once every row clears (12-05): d = 16 about 1.04 -> 0.70-0.75 ms (49 -> 31 LPs), d = 24
+# 1.18 -> 0.93, d = 32 2.1 -> 1.35-1.5 (9.4 -> 4.5 LPs). From d / 2 to 3 d / 2 steps were within noise
+# of each other at d = 16, 24, 32 and 64; more steps certify more facets (fewer LPs) at little cost,
+# as most walks end within a few moves and only those on redundant rows take them all.
+_WALK_MIN_DIM = 16
 _CHEBYSHEV_CHUNK_MIN_DIM = 16
 # Redundancy certificates inherited from neighbours (_Certificates) save LPs where cells have many
 # redundant rows: per region (1,024 regions, width 64) d = 8: 37 -> 24 LPs, 0.39 -> 0.32 ms; d = 16:
@@ -86,7 +86,7 @@ _INHERIT_MIN_RATE = 2.0
 
 
 def _walk_steps(d: int) -> int:
-    return min(3 * d // 4, 32) if d >= _WALK_MIN_DIM else 0
+    return 3 * d // 2 if d >= _WALK_MIN_DIM else 0
 
 
 def estimate_batch_bytes(d: int, num_hyperplanes: int, batch_size: int, rays: int) -> int:

@@ -61,7 +61,10 @@ __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "
 _CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
 _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
-_WALK_CHUNK = 16  # cells whose walks run together
+_WALK_STOP = 0.01  # ... and stops once every row has this fraction (far above its float32 drift)
+_WALK_LANES = 512  # walks stepped together (d = 32: 256 to 1,024 within noise)
+_REFILL = 0.75  # a pool refills once a quarter of its walks have ended
+_CHECK_CHUNK = 16  # cells whose walks' end points are checked together
 # The LP solver's artificial box, in units of the largest distance from the coordinate origin to a row
 # (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
 _LP_BOX = 1.5
@@ -272,84 +275,136 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
     return facet, redundant, idx
 
 
-@functools.partial(jax.jit, static_argnames=("steps",))
+class _Walks(NamedTuple):
+    """The lanes of :func:`walk_certificates`' pool, ``(P, ...)``: each walks one item (``item >= 0``;
+    ``-1`` a free lane) of cell ``cell`` on the hyperplane of its row ``k``: slacks ``S (P, M)`` of every
+    row at the point ``x (P, d)`` (float32, updated through the Gram matrix), ``g (P, M)`` row ``k``'s
+    Gram row ``a_k · a_j``, ``a (P, d)`` row ``k``, ``others (P, M)`` the rows the point must clear,
+    ``target``/``stop (P,)`` its cell's levels, ``moves (P,)`` the steps taken, ``running (P,)``."""
+
+    item: jax.Array
+    cell: jax.Array
+    S: jax.Array
+    x: jax.Array
+    g: jax.Array
+    a: jax.Array
+    others: jax.Array
+    target: jax.Array
+    stop: jax.Array
+    moves: jax.Array
+    running: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "lanes"))
 def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, rows: jax.Array,
-                      margin: jax.Array, *, steps: int) -> jax.Array:
+                      margin: jax.Array, *, steps: int, lanes: int = _WALK_LANES) -> jax.Array:
     """Facets certified by a walk on each undecided row's hyperplane: ``(B, K) bool`` for ``rows``.
 
-    For row ``k`` the walk starts at the foot point of ``y0`` on the hyperplane and repeatedly moves,
-    within the hyperplane, until no other row has a slack below ``_WALK_TARGET`` times the cell's
-    inradius (the relaxation method of Agmon and Motzkin; a larger level zigzags less than one just
-    above ``margin``). The slacks are updated through the Gram matrix, so a step costs ``O(M + d)``
-    per (cell, row) instead of ``O(M d)``. The end point is then put back on the hyperplane and must
-    keep a slack above ``margin`` on every other active row (recomputed, less a bound on the float32
-    product's error, :func:`_dot32_error`): the certificate of a ray's hit point. A walk that does not get there decides nothing (the row goes to the LP).
+    For row ``k`` the walk starts at the foot point of ``y0`` on the hyperplane and, while some other
+    row has a slack below ``_WALK_STOP`` times the cell's inradius, moves within the hyperplane so that
+    the row with the smallest slack gets ``_WALK_TARGET`` times it (the relaxation method of Agmon and
+    Motzkin; aiming above the stopping level zigzags less), at most ``steps`` times. The slacks are
+    updated through the Gram matrix, so a step costs ``O(M + d)`` per walk instead of ``O(M d)``. The
+    end point is then put back on the hyperplane and must keep a slack above ``margin`` on every other
+    active row (recomputed, less a bound on the float32 product's error, :func:`_dot32_error`): the
+    certificate of a ray's hit point. A walk that does not get there decides nothing (the row goes to
+    the LP).
+
+    The walks take from 0 to ``steps`` moves, so they share a pool of ``lanes`` lanes, refilled as
+    they end (as :func:`jaxpoly.primal.exceeds`): stepping fixed chunks of walks until their slowest
+    ends cost 3x more at d = 32 (most walks end within a few moves, a few take them all). Rows ``-1``
+    (e.g. a batch's padding cells) are not walked.
 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` cell constraints (unit rows).
       y0: ``(B, d)`` interior points; rows: ``(B, K) int32`` each cell's rows to try (``-1`` pads);
-      margin: ``()``; steps: the number of relaxation steps (static).
+      margin: ``()``; steps: the most moves of a walk (static); lanes: walks stepped together.
     """
     B, M, d = A.shape
-    # The search runs in float32 (it is memory-bound; only its end point matters, and that is checked
-    # below, with a bound on the check's own float32 error), a few cells at a time, so that a chunk's
-    # (c, K, M) slacks stay in the cache across its steps (and a chunk stops as soon as its own walks
-    # are done; a chunk without rows, e.g. a batch's padding, is skipped). Its Gram matrix is a
-    # float32 product too (:func:`_dot32`).
+    K = rows.shape[1]
+    N = B * K
+    P = min(lanes, N)
+    H = max(P // 2, 1)  # lanes loaded per epoch (at most)
+    # The walks run in float32 (memory-bound; only their end points matter, and those are checked
+    # below with a bound on the check's own float32 error), the Gram matrix too (:func:`_dot32`).
     f32 = jnp.float32
+    flat = rows.reshape(-1)
+    count = jnp.sum(flat >= 0, dtype=jnp.int32)
+    items = jnp.nonzero(flat >= 0, size=N, fill_value=0)[0].astype(jnp.int32)
+    s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (B, M)
+    A32 = A.astype(f32)
+    G32 = _dot32("bmd,bjd->bmj", A32, A32)  # (B, M, M)
+    r = jnp.min(jnp.where(active, s0, jnp.inf), axis=1)
+    target = jnp.maximum(8.0 * margin, _WALK_TARGET * r).astype(f32)
+    stop = jnp.maximum(8.0 * margin, _WALK_STOP * r).astype(f32)
 
-    def walk(chunk):
-        A, b, active, y0, rows = chunk
-        ok = rows >= 0
+    def load(q):
+        """The lanes of item ranks ``q (n,)`` (``-1``: a free lane), at the foot points."""
+        f = items[jnp.maximum(q, 0)]
+        c, k = f // K, jnp.maximum(flat[f], 0)
+        g = G32[c, k]
+        sk = s0[c, k]
+        return _Walks(item=jnp.where(q >= 0, f, -1), cell=c, S=s0[c].astype(f32) - sk.astype(f32)[:, None] * g,
+                      x=(y0[c] + sk[:, None] * A[c, k]).astype(f32), g=g, a=A32[c, k],
+                      others=active[c] & (jnp.arange(M) != k[:, None]), target=target[c], stop=stop[c],
+                      moves=jnp.zeros_like(q), running=q >= 0)
+
+    def step(w: _Walks) -> _Walks:
+        viol = jnp.where(w.others, w.S, jnp.inf)
+        j = jnp.argmin(viol, axis=-1)
+        sj = jnp.min(viol, axis=-1)
+        gjk = jnp.take_along_axis(w.g, j[:, None], axis=-1)[:, 0]
+        denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
+        go = w.running & (sj < w.stop) & (denom > 1e-6)
+        t = jnp.where(go, (w.target - sj) / jnp.where(go, denom, 1.0), 0.0)[:, None]
+        moves = w.moves + go
+        return w._replace(S=w.S + t * (G32[w.cell, j] - gjk[:, None] * w.g),
+                          x=w.x - t * (A32[w.cell, j] - gjk[:, None] * w.a), moves=moves,
+                          running=go & (moves < steps))
+
+    def epoch(carry):
+        """Load up to ``H`` free lanes with the next items, step until a quarter of the walks have
+        ended (all, once every item is loaded), record the ended walks' points."""
+        w, q, end = carry
+        slots = jnp.nonzero(w.item < 0, size=H, fill_value=P)[0]
+        rank = jnp.arange(H, dtype=jnp.int32)
+        new = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
+        q = jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
+        w = jax.tree.map(lambda a, n: a.at[slots].set(n, mode="drop"), w, load(new))
+        stop_at = jnp.where(q < count, int(P * _REFILL), 0)
+        w = jax.lax.while_loop(lambda w: jnp.sum(w.running) > stop_at, step, w)
+        ended = (w.item >= 0) & ~w.running
+        end = end.at[jnp.where(ended, w.item, N)].set(w.x, mode="drop")
+        return w._replace(item=jnp.where(ended, -1, w.item)), q, end
+
+    free = jax.tree.map(lambda a: jnp.broadcast_to(a, (P,) + a.shape[1:]), load(jnp.full((1,), -1, jnp.int32)))
+    init = (free, jnp.int32(0), jnp.zeros((N, d), f32))
+    end = jax.lax.while_loop(lambda c: (c[1] < count) | jnp.any(c[0].item >= 0), epoch, init)[2]
+
+    def check(chunk):
+        A, b, active, rows, x = chunk
         k = jnp.maximum(rows, 0)
-        s0 = b - jnp.einsum("bmd,bd->bm", A, y0)  # (c, M)
-        A32 = A.astype(f32)
-        G32 = _dot32("bmd,bjd->bmj", A32, A32)  # (c, M, M)
-        g32 = jnp.take_along_axis(G32, k[..., None], axis=1)  # (c, K, M): a_k . a_j
-        own = jax.nn.one_hot(k, M, dtype=bool)  # (c, K, M)
-        others = active[:, None, :] & ~own
-        sk = jnp.take_along_axis(s0, k, axis=1)  # (c, K)
-        r = jnp.min(jnp.where(active, s0, jnp.inf), axis=1)
-        target = jnp.maximum(8.0 * margin, _WALK_TARGET * r)[:, None].astype(f32)
-        Ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (c, K, d)
+        ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (c, K, d)
         bk = jnp.take_along_axis(b, k, axis=1)
-        Ak32 = Ak.astype(f32)
-        bi = jnp.arange(A.shape[0])[:, None]
-
-        def step(carry):
-            i, _, S, P = carry
-            viol = jnp.where(others, S, jnp.inf)
-            j = jnp.argmin(viol, axis=-1)  # (c, K)
-            sj = jnp.min(viol, axis=-1)
-            gjk = jnp.take_along_axis(g32, j[..., None], axis=-1)[..., 0]
-            denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
-            go = ok & (sj < target) & (denom > 1e-6)
-            t = jnp.where(go, (target - sj) / jnp.where(go, denom, 1.0), 0.0)
-            S = S + t[..., None] * (G32[bi, j] - gjk[..., None] * g32)
-            P = P - t[..., None] * (A32[bi, j] - gjk[..., None] * Ak32)
-            return i + 1, jnp.any(go), S, P
-
-        # S[c, k, j]: slack of row j at walk k's point P[c, k] (updated through G, checked exactly below)
-        S = s0.astype(f32)[:, None, :] - sk.astype(f32)[..., None] * g32
-        P = (y0[:, None, :] + sk[..., None] * Ak).astype(f32)
-        P = jax.lax.while_loop(lambda c: (c[0] < steps) & c[1], step, (0, jnp.bool_(True), S, P))[3]
-        P = P.astype(A.dtype)
-        P = P + (bk - jnp.einsum("bkd,bkd->bk", Ak, P))[..., None] * Ak  # back onto hyperplane k exactly
-        # the slacks at the end point, less the bound on their float32 products' error (unit rows; P is
-        # scaled to |P|_inf = 1 for the product, so no float32 underflow or overflow whatever the box)
-        size = jnp.max(jnp.abs(P), axis=-1, keepdims=True)
+        others = active[:, None, :] & ~jax.nn.one_hot(k, M, dtype=bool)
+        x = x.astype(A.dtype)
+        x = x + (bk - jnp.einsum("bkd,bkd->bk", ak, x))[..., None] * ak  # back onto hyperplane k exactly
+        # the slacks at the end point, less the bound on their float32 products' error (unit rows; x is
+        # scaled to |x|_inf = 1 for the product, so no float32 underflow or overflow whatever the box)
+        size = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
         size = jnp.where(size > 0, size, 1.0)
-        AP = _dot32("bjd,bkd->bkj", A32, P / size).astype(A.dtype) * size
-        slack = b[:, None, :] - AP - _dot32_error(d) * jnp.linalg.norm(P, axis=-1, keepdims=True)
+        ax = _dot32("bjd,bkd->bkj", A, x / size).astype(A.dtype) * size
+        slack = b[:, None, :] - ax - _dot32_error(d) * jnp.linalg.norm(x, axis=-1, keepdims=True)
         inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
-        return ok & inside & jnp.all(jnp.isfinite(P), axis=-1)
+        return (rows >= 0) & inside & jnp.all(jnp.isfinite(x), axis=-1)
 
-    def maybe_walk(chunk):
-        return jax.lax.cond(jnp.any(chunk[-1] >= 0), walk, lambda c: jnp.zeros(c[-1].shape, bool), chunk)
+    def maybe_check(chunk):
+        return jax.lax.cond(jnp.any(chunk[3] >= 0), check, lambda c: jnp.zeros(c[3].shape, bool), chunk)
 
-    c = math.gcd(B, _WALK_CHUNK)
-    chunks = jax.tree.map(lambda a: a.reshape((B // c, c) + a.shape[1:]), (A, b, active, y0, rows))
-    return jax.lax.map(maybe_walk, chunks).reshape(rows.shape)
+    c = math.gcd(B, _CHECK_CHUNK)
+    chunks = jax.tree.map(lambda a: a.reshape((B // c, c) + a.shape[1:]),
+                          (A, b, active, rows, end.reshape(B, K, d)))
+    return jax.lax.map(maybe_check, chunks).reshape(rows.shape)
 
 
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:

@@ -607,6 +607,12 @@ def test_walk_certificates_are_facets():
     facets, _ = _highs_facets(A, b, 1e-9)
     assert not (walked & ~facets).any()  # a certificate is never wrong
     assert walked.sum() >= 0.8 * facets.sum()  # and the walks are worth running
+    # the pool's size changes only the order in which the walks run: one lane, three (loaded one at
+    # a time), and more lanes than walks
+    for lanes in (1, 3, 2 * B * M):
+        again = oracle.walk_certificates(A, b, active, np.zeros((B, d)), rows, np.asarray(1e-9), steps=d,
+                                         lanes=lanes)
+        np.testing.assert_array_equal(again, walked)
 
 
 def test_padding_cells_are_skipped_not_solved(monkeypatch):
