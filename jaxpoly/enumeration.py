@@ -66,13 +66,15 @@ _BBOX_MAX_DIM = 6
 _DEFAULT_BATCH_CPU = 256
 _DEFAULT_BATCH_ACCELERATOR = 2048
 # The walks on undecided rows' hyperplanes (oracle.walk_certificates) pay off in high dimension only,
-# where many rows of a cell are facets that rays miss. Against the warm-started redundancy LPs
+# where most rows of a cell are facets that rays miss. Against the warm-started redundancy LPs
 # (oracle.warm_redundancy), per region (1,024 regions, width 64), since the walks share a refilled pool
-# and stop once every row clears (12-05): d = 16 about 1.04 -> 0.70-0.75 ms (49 -> 31 LPs), d = 24
-# 1.18 -> 0.93, d = 32 2.1 -> 1.35-1.5 (9.4 -> 4.5 LPs). From d / 2 to 3 d / 2 steps were within noise
-# of each other at d = 16, 24, 32 and 64; more steps certify more facets (fewer LPs) at little cost,
-# as most walks end within a few moves and only those on redundant rows take them all.
-_WALK_MIN_DIM = 16
+# and stop once every row clears (12-05, A/B runs alternating with the code before): d = 24 about
+# 1.24-1.61 -> 0.94-1.24 ms (18.8 -> 11.7 LPs), d = 32 1.81-2.02 -> 1.34-1.46 (9.4 -> 4.5 LPs). At
+# d = 16 they are still no faster than the LPs they replace (8, 16 or 24 steps: 0.65-0.70 ms against
+# 0.61 without), as most of the rows they fail on are redundant, which no walk can show. From d / 2
+# to 3 d / 2 steps were within noise of each other at d = 24, 32 and 64; more steps certify more
+# facets (fewer LPs) at little cost, as most walks end within a few moves.
+_WALK_MIN_DIM = 20
 _CHEBYSHEV_CHUNK_MIN_DIM = 16
 # Redundancy certificates inherited from neighbours (_Certificates) save LPs where cells have many
 # redundant rows: per region (1,024 regions, width 64) d = 8: 37 -> 24 LPs, 0.39 -> 0.32 ms; d = 16:
