@@ -1,7 +1,11 @@
-"""Batched solves of many small dense systems (``d`` up to ~8), unrolled over ``d``.
+"""Small dense linear algebra written for XLA's CPU backend.
 
-XLA's CPU ``linalg.solve`` calls LAPACK once per matrix; for tens of thousands of ``3 x 3`` systems an
-elimination written with whole-batch array operations is several times faster.
+* Batched solves of many small dense systems (``d`` up to ~8), unrolled over ``d``: XLA's CPU
+  ``linalg.solve`` calls LAPACK once per matrix; for tens of thousands of ``3 x 3`` systems an
+  elimination written with whole-batch array operations is several times faster.
+* ``argmin`` / ``argmax`` as two plain reductions: XLA's CPU backend runs ``jnp.argmin`` as one
+  variadic (value, index) reduction that does not vectorise, about 4x slower than a ``min`` followed
+  by a ``min`` over the indices that attain it (a walk step of 512 lanes over 128 rows: 135 -> 36 us).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["small_solve"]
+__all__ = ["small_solve", "min_and_argmin", "argmin", "argmax"]
 
 
 def small_solve(Ms: jax.Array, rs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -45,3 +49,29 @@ def small_solve(Ms: jax.Array, rs: jax.Array) -> tuple[jax.Array, jax.Array]:
         acc = B[:, k] - jnp.einsum("cj,cjk->ck", T[:, k, :d], v)
         v = v.at[:, k].set(acc / T[:, k, k][:, None])
     return (v[..., 0] if vector else v), det
+
+
+def min_and_argmin(x: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array]:
+    """``(jnp.min(x, axis), jnp.argmin(x, axis))`` (the first index of the minimum, ``int32``) for
+    ``x`` without NaN (with NaN the index is some valid index, not necessarily NaN's)."""
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    m = jnp.min(x, axis=axis, keepdims=True)
+    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis)
+    i = jnp.min(jnp.where(x == m, iota, n), axis=axis)
+    return jnp.squeeze(m, axis), jnp.minimum(i, n - 1)
+
+
+def argmin(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``jnp.argmin(x, axis)`` for ``x`` without NaN, as two plain reductions (:func:`min_and_argmin`)."""
+    return min_and_argmin(x, axis)[1]
+
+
+def argmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    """``jnp.argmax(x, axis)`` (the first index of the maximum) for ``x`` without NaN, as two plain
+    reductions."""
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    m = jnp.max(x, axis=axis, keepdims=True)
+    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis)
+    return jnp.minimum(jnp.min(jnp.where(x == m, iota, n), axis=axis), n - 1)

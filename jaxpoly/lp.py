@@ -83,6 +83,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.linalg import argmax, argmin
+
 __all__ = [
     "LPResult",
     "OPTIMAL",
@@ -317,12 +319,12 @@ def _start_state(p: _Scaled, m: int, basis0, tol: float) -> _State:
 def _choose_entering(slack, bland, tol):
     """Row to enter: the most violated (Dantzig) or the first violated (Bland). ``slack (R,)``.
 
-    One ``argmin`` serves both rules: in Bland mode the score of a violated row ``r`` is
+    One ``argmin`` (:func:`jaxpoly.linalg.argmin`, faster than ``jnp.argmin`` on a CPU) serves both rules: in Bland mode the score of a violated row ``r`` is
     ``r - R < 0`` (smallest index wins), of any other row 0.
     """
     R = slack.shape[0]
     score = jnp.where(bland, jnp.where(slack < -tol, jnp.arange(R) - R, 0).astype(slack.dtype), slack)
-    i = jnp.argmin(score).astype(jnp.int32)
+    i = argmin(score)
     return i, slack[i] < -tol
 
 
@@ -339,10 +341,10 @@ def _choose_leaving(w, y, basis, bland, tol):
     ratio = jnp.where(cand, ypos / safe_w, jnp.inf)
     rmin = jnp.min(ratio)
     tie = cand & (ratio <= rmin * (1.0 + 1e-12))
-    k_bland = jnp.argmin(jnp.where(tie, basis, jnp.iinfo(jnp.int32).max))
+    k_bland = argmin(jnp.where(tie, basis, jnp.iinfo(jnp.int32).max))
     theta = jnp.min(jnp.where(cand, (ypos + 0.1 * tol) / safe_w, jnp.inf))
     eligible = cand & (ratio <= theta)
-    k_harris = jnp.argmax(jnp.where(eligible, w, -jnp.inf))
+    k_harris = argmax(jnp.where(eligible, w, -jnp.inf))
     k = jnp.where(bland, k_bland, k_harris).astype(jnp.int32)
     return k, jnp.any(cand), ratio[k]
 

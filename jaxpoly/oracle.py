@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import lp, primal
+from jaxpoly.linalg import min_and_argmin
 from jaxpoly.network import Network
 
 __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "redundancy_lps",
@@ -217,8 +218,7 @@ def shoot_rays(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, U: 
     AU = jnp.einsum("bmd,rd->brm", A, U)  # (B, R, M)
     toward = active[:, None, :] & (AU > 0)
     t = jnp.where(toward, slack0[:, None, :] / jnp.where(toward, AU, 1.0), jnp.inf)
-    first = jnp.argmin(t, axis=-1)  # (B, R)
-    t1 = jnp.min(t, axis=-1)
+    t1, first = min_and_argmin(t, axis=-1)  # (B, R)
     slack_hit = slack0[:, None, :] - t1[..., None] * AU  # (B, R, M)
     M = A.shape[1]
     hit = jax.nn.one_hot(first, M, dtype=bool)
@@ -350,9 +350,7 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
                       moves=jnp.zeros_like(q), running=q >= 0)
 
     def step(w: _Walks) -> _Walks:
-        viol = jnp.where(w.others, w.S, jnp.inf)
-        j = jnp.argmin(viol, axis=-1)
-        sj = jnp.min(viol, axis=-1)
+        sj, j = min_and_argmin(jnp.where(w.others, w.S, jnp.inf))
         gjk = jnp.take_along_axis(w.g, j[:, None], axis=-1)[:, 0]
         denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
         go = w.running & (sj < w.stop) & (denom > 1e-6)

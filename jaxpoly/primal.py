@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxpoly import lp
+from jaxpoly.linalg import argmax, argmin
 
 __all__ = ["Vertex", "cell_vertices", "exceeds", "OPTIMAL", "ABOVE", "UNRESOLVED"]
 
@@ -98,9 +99,9 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     any_free = jnp.any(free)
     bland = degen >= d + 5
     neg = ~free & (u < -tol)
-    r_free = jnp.argmax(jnp.where(free, jnp.abs(u), -1.0))
-    r_dantzig = jnp.argmin(jnp.where(neg, u, jnp.inf))
-    r_bland = jnp.argmin(jnp.where(neg, basis, big))
+    r_free = argmax(jnp.where(free, jnp.abs(u), -1.0))
+    r_dantzig = argmin(jnp.where(neg, u, jnp.inf))
+    r_bland = argmin(jnp.where(neg, basis, big))
     r = jnp.where(any_free, r_free, jnp.where(bland, r_bland, r_dantzig))
     leave = any_free | jnp.any(neg)
     sgn = jnp.where(free[r], jnp.where(u[r] >= 0, 1.0, -1.0), -1.0)
@@ -112,7 +113,7 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     t = jnp.min(ratio)
     tie = cand & (ratio <= t * (1.0 + 1e-12) + 1e-300)
     # among the ties: the largest step a_j · z, or with Bland the smallest index (in one reduction)
-    j = jnp.argmin(jnp.where(tie, jnp.where(bland, rows.astype(s_.dtype), -s_), jnp.inf))
+    j = argmin(jnp.where(tie, jnp.where(bland, rows.astype(s_.dtype), -s_), jnp.inf))
     blocked = jnp.any(cand)
     x_new = x + t * z
     above = blocked & (c @ x_new > level)

@@ -377,3 +377,25 @@ def test_host_solver_statuses():
     assert int(lp.solve_lp_host(np.array([1.0, 1.0]), A, np.array([1.0, 1.0])).status) == lp.UNBOUNDED
     r = lp.solve_lp_host(np.array([1.0, 0.0]), A, np.array([1.0, 1.0]))
     assert int(r.status) == lp.OPTIMAL and float(r.value) == pytest.approx(1.0)
+
+
+def test_argmin_argmax_match_numpy():
+    """The solvers' two-reduction ``argmin`` / ``argmax`` (jaxpoly.linalg) pick the first index of the
+    extreme, as NumPy does, along any axis, with ties, infinities and integer scores."""
+    from jaxpoly.linalg import argmax, argmin, min_and_argmin
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, (5, 7, 9)).astype(float)  # many ties
+    x[0, 0, :] = np.inf
+    x[1, 2, 3] = -np.inf
+    x[2, :, 4] = -np.inf
+    for axis in (0, 1, 2, -1):
+        np.testing.assert_array_equal(argmin(jnp.asarray(x), axis), np.argmin(x, axis))
+        np.testing.assert_array_equal(argmax(jnp.asarray(x), axis), np.argmax(x, axis))
+        m, i = min_and_argmin(jnp.asarray(x), axis)
+        np.testing.assert_array_equal(m, np.min(x, axis))
+        np.testing.assert_array_equal(i, np.argmin(x, axis))
+    k = rng.integers(-3, 4, (5, 7, 8)).astype(np.int32)  # integer scores (Bland's rule)
+    np.testing.assert_array_equal(argmin(jnp.asarray(k)), np.argmin(k, -1))
+    np.testing.assert_array_equal(argmax(jnp.asarray(k)), np.argmax(k, -1))
+    assert argmin(jnp.asarray(x)).dtype == jnp.int32
