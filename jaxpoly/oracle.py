@@ -66,6 +66,8 @@ _WALK_STOP = 0.01  # ... and stops once every row has this fraction (far above i
 _WALK_LANES = 512  # walks stepped together (d = 32: 256 to 1,024 within noise)
 _REFILL = 0.75  # a pool refills once a quarter of its walks have ended
 _CHECK_CHUNK = 16  # cells whose walks' end points are checked together
+_CELL_CHUNKS = 4  # slices of a batch whose rays, LP-free certificates and start vertices are skipped when
+# they hold no cell that needs them (the padding of a batch)
 # The LP solver's artificial box, in units of the largest distance from the coordinate origin to a row
 # (see the LP layout below): 1 already contains the domain box, 1.5 keeps it clear.
 _LP_BOX = 1.5
@@ -92,6 +94,24 @@ def _dot32_error(d: int) -> float:
     *Accuracy and Stability of Numerical Algorithms*, 2002, §3.1: ``gamma_d`` for any summation order,
     plus the rounding of both operands to float32), with room to spare."""
     return 1.01 * (d + 3) * 2.0 ** -24
+
+
+def _over_cells(fn, cells: tuple, need: jax.Array, chunks: int = _CELL_CHUNKS):
+    """``fn(*cells)`` (every array of ``cells`` and of the result with the ``B`` cells on its leading
+    axis) in ``chunks`` slices of cells, each computed only where ``need (B,) bool`` holds for one of
+    its cells (zeros elsewhere): a batch's padding (e.g. the search's first batch, one cell padded to
+    ``B``) costs nothing. Inside ``jit``."""
+    B = need.shape[0]
+    n = chunks if B % chunks == 0 else 1
+    split = jax.tree.map(lambda a: a.reshape((n, B // n) + a.shape[1:]), (cells, need))
+    shapes = jax.eval_shape(lambda c: fn(*c), jax.tree.map(lambda a: a[0], split[0]))
+
+    def one(part):
+        c, v = part
+        return jax.lax.cond(jnp.any(v), lambda c: fn(*c),
+                            lambda c: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), c)
+
+    return jax.tree.map(lambda a: a.reshape((B,) + a.shape[2:]), jax.lax.map(one, split))
 
 
 class CellRows(NamedTuple):
@@ -293,6 +313,20 @@ class _Walks(NamedTuple):
     stop: jax.Array
     moves: jax.Array
     running: jax.Array
+
+
+@jax.jit
+def witness_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, valid: jax.Array,
+                         U: jax.Array, margin: jax.Array, tol: jax.Array):
+    """:func:`shoot_rays` and :func:`cheap_certificates` from the witnesses ``y0 (B, d)`` of the cells
+    ``valid (B,) bool`` (the others, a batch's padding, are skipped a slice at a time, see
+    :func:`_over_cells`): ``(facet (B, M), redundant (B, M), simplex (B, d + 1) int32)``."""
+
+    def both(A, b, active, y0):
+        facet, redundant, simplex = cheap_certificates(A, b, active, y0, margin, tol)
+        return facet | shoot_rays(A, b, active, y0, U, margin), redundant, simplex
+
+    return _over_cells(both, (A, b, active, y0), valid)
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "lanes"))
@@ -612,6 +646,14 @@ def _warm_problem(A, b, active, origin, undecided):
     return bc / scale[:, None], scale, c
 
 
+@jax.jit
+def _cell_vertices(A, b, active, c, need):
+    """:func:`jaxpoly.primal.cell_vertices` of the cells ``need (B,) bool`` (a slice at a time, see
+    :func:`_over_cells`; the others get status ``UNRESOLVED``)."""
+    v = _over_cells(primal.cell_vertices, (A, b, active, c), need)
+    return v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
+
+
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
                     tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The redundancy question of each pair ``(cell[i], row[i])`` by the primal simplex from one vertex
@@ -627,7 +669,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     undecided[cell, row] = True
     active = rows.active & jnp.asarray(valid)[:, None]
     b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
-    start = primal.cell_vertices(rows.A, b, active, c)
+    start = _cell_vertices(rows.A, b, active, c, jnp.asarray(undecided.any(axis=1)))
     thr = tol / np.asarray(scale)
     n = len(cell)
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
@@ -675,9 +717,9 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     """
     B, M, d = rows.A.shape
     y0 = jnp.asarray(witness)
-    hits = shoot_rays(rows.A, rows.b, rows.active, y0, U, margin)
-    nfac, red, simplex = cheap_certificates(rows.A, rows.b, rows.active, y0, margin, tol)
-    hits, red = np.array(hits | nfac), np.asarray(red)
+    hits, red, simplex = witness_certificates(rows.A, rows.b, rows.active, y0, jnp.asarray(valid), U,
+                                              jnp.asarray(margin), jnp.asarray(tol))
+    hits, red = np.array(hits), np.asarray(red)
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
     red = red & active & ~hits

@@ -652,6 +652,22 @@ def test_padding_cells_are_skipped_not_solved(monkeypatch):
     assert not walked[: B // 2].any() and alone.any()
     assert np.array_equal(walked[B // 2 :], alone)
 
+    # rays and LP-free certificates: slices of the batch without a valid cell are skipped, the valid
+    # cells get what the plain functions give them
+    valid = np.zeros(B, bool)
+    valid[:n] = True
+    U = enumeration._unit_rays(16, d, 0)
+    margin, tol = np.asarray(1e-9), np.asarray(1e-9)
+    y0 = np.asarray(x)
+    facet, red, simplex = oracle.witness_certificates(A, b, active, y0, valid, U, margin, tol)
+    plain = oracle.cheap_certificates(A, b, active, y0, margin, tol)
+    rays = oracle.shoot_rays(A, b, active, y0, U, margin)
+    chunk = B // oracle._CELL_CHUNKS
+    np.testing.assert_array_equal(facet[:chunk], (plain[0] | rays)[:chunk])
+    np.testing.assert_array_equal(red[:chunk], plain[1][:chunk])
+    np.testing.assert_array_equal(simplex[:chunk], plain[2][:chunk])
+    assert facet[:n].any() and not facet[chunk:].any() and not red[chunk:].any()
+
 
 def test_same_rows_matches_all_pairs():
     """The oracle's repeated-row test (cheap projections first, all pairs only when they allow a
