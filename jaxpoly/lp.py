@@ -319,8 +319,9 @@ def _start_state(p: _Scaled, m: int, basis0, tol: float) -> _State:
 def _choose_entering(slack, bland, tol):
     """Row to enter: the most violated (Dantzig) or the first violated (Bland). ``slack (R,)``.
 
-    One ``argmin`` (:func:`jaxpoly.linalg.argmin`, faster than ``jnp.argmin`` on a CPU) serves both rules: in Bland mode the score of a violated row ``r`` is
-    ``r - R < 0`` (smallest index wins), of any other row 0.
+    One ``argmin`` (:func:`jaxpoly.linalg.argmin`, faster than ``jnp.argmin`` on a CPU) serves both
+    rules: in Bland mode the score of a violated row ``r`` is ``r - R < 0`` (smallest index wins), of
+    any other row 0.
     """
     R = slack.shape[0]
     score = jnp.where(bland, jnp.where(slack < -tol, jnp.arange(R) - R, 0).astype(slack.dtype), slack)

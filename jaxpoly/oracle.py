@@ -413,8 +413,7 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     init = (free, jnp.int32(0), jnp.zeros((N, d), f32))
     end = jax.lax.while_loop(lambda c: (c[1] < count) | jnp.any(c[0].item >= 0), epoch, init)[2]
 
-    def check(chunk):
-        A, b, active, rows, x = chunk
+    def check(A, b, active, rows, x):
         k = jnp.maximum(rows, 0)
         ak = jnp.take_along_axis(A, k[..., None], axis=1)  # (c, K, d)
         bk = jnp.take_along_axis(b, k, axis=1)
@@ -430,13 +429,8 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
         inside = jnp.all(jnp.where(others, slack > margin, True), axis=-1)
         return (rows >= 0) & inside & jnp.all(jnp.isfinite(x), axis=-1)
 
-    def maybe_check(chunk):
-        return jax.lax.cond(jnp.any(chunk[3] >= 0), check, lambda c: jnp.zeros(c[3].shape, bool), chunk)
-
-    c = math.gcd(B, _CHECK_CHUNK)
-    chunks = jax.tree.map(lambda a: a.reshape((B // c, c) + a.shape[1:]),
-                          (A, b, active, rows, end.reshape(B, K, d)))
-    return jax.lax.map(maybe_check, chunks).reshape(rows.shape)
+    return _over_cells(check, (A, b, active, rows, end.reshape(B, K, d)), jnp.any(rows >= 0, axis=1),
+                       chunks=B // math.gcd(B, _CHECK_CHUNK))
 
 
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
