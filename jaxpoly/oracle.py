@@ -63,7 +63,8 @@ _CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the lar
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
 _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
 _WALK_STOP = 0.01  # ... and stops once every row has this fraction (far above its float32 drift)
-_WALK_LANES = 512  # walks stepped together (d = 32: 256 to 1,024 within noise)
+_WALK_LANES = 512  # walks stepped together on a CPU (d = 32: 256 to 1,024 within noise)
+_WALK_LANES_ACCELERATOR = 8192  # on a GPU or TPU, whose lanes run in parallel (not measured yet)
 _REFILL = 0.75  # a pool refills once a quarter of its walks have ended
 _CHECK_CHUNK = 16  # cells whose walks' end points are checked together
 _CELL_CHUNKS = 4  # slices of a batch whose rays, LP-free certificates and start vertices are skipped when
@@ -733,8 +734,9 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     walk_facets = 0
     if walk_steps and undecided.any():
         idx = _rows_per_cell(undecided)
+        lanes = _WALK_LANES if jax.default_backend() == "cpu" else _WALK_LANES_ACCELERATOR
         walked = np.asarray(walk_certificates(rows.A, rows.b, rows.active, y0, jnp.asarray(idx),
-                                              jnp.asarray(margin), steps=walk_steps))
+                                              jnp.asarray(margin), steps=walk_steps, lanes=lanes))
         cell, slot = np.nonzero(walked)
         hits[cell, idx[cell, slot]] = True
         walk_facets = len(cell)
