@@ -51,15 +51,20 @@ def small_solve(Ms: jax.Array, rs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return (v[..., 0] if vector else v), det
 
 
+def _first_index(x: jax.Array, m: jax.Array, axis: int) -> jax.Array:
+    """The first index along ``axis`` where ``x`` equals ``m`` (kept dims), ``int32``; the last index
+    if none does (NaN)."""
+    n = x.shape[axis]
+    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis)
+    return jnp.minimum(jnp.min(jnp.where(x == m, iota, n), axis=axis), n - 1)
+
+
 def min_and_argmin(x: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array]:
     """``(jnp.min(x, axis), jnp.argmin(x, axis))`` (the first index of the minimum, ``int32``) for
     ``x`` without NaN (with NaN the index is some valid index, not necessarily NaN's)."""
     axis = axis % x.ndim
-    n = x.shape[axis]
     m = jnp.min(x, axis=axis, keepdims=True)
-    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis)
-    i = jnp.min(jnp.where(x == m, iota, n), axis=axis)
-    return jnp.squeeze(m, axis), jnp.minimum(i, n - 1)
+    return jnp.squeeze(m, axis), _first_index(x, m, axis)
 
 
 def argmin(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -71,7 +76,4 @@ def argmax(x: jax.Array, axis: int = -1) -> jax.Array:
     """``jnp.argmax(x, axis)`` (the first index of the maximum) for ``x`` without NaN, as two plain
     reductions."""
     axis = axis % x.ndim
-    n = x.shape[axis]
-    m = jnp.max(x, axis=axis, keepdims=True)
-    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis)
-    return jnp.minimum(jnp.min(jnp.where(x == m, iota, n), axis=axis), n - 1)
+    return _first_index(x, jnp.max(x, axis=axis, keepdims=True), axis)

@@ -65,7 +65,6 @@ _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
 _WALK_STOP = 0.01  # ... and stops once every row has this fraction (far above its float32 drift)
 _WALK_LANES = 512  # walks stepped together on a CPU (d = 32: 256 to 1,024 within noise)
 _WALK_LANES_ACCELERATOR = 8192  # on a GPU or TPU, whose lanes run in parallel (not measured yet)
-_REFILL = 0.75  # a pool refills once a quarter of its walks have ended
 _CHECK_CHUNK = 16  # cells whose walks' end points are checked together
 _CELL_CHUNKS = 4  # slices of a batch whose rays, LP-free certificates and start vertices are skipped when
 # they hold no cell that needs them (the padding of a batch)
@@ -399,12 +398,9 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
         """Load up to ``H`` free lanes with the next items, step until a quarter of the walks have
         ended (all, once every item is loaded), record the ended walks' points."""
         w, q, end = carry
-        slots = jnp.nonzero(w.item < 0, size=H, fill_value=P)[0]
-        rank = jnp.arange(H, dtype=jnp.int32)
-        new = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
-        q = jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
+        slots, new, q = primal.refill(w.item < 0, q, count, H)
         w = jax.tree.map(lambda a, n: a.at[slots].set(n, mode="drop"), w, load(new))
-        stop_at = jnp.where(q < count, int(P * _REFILL), 0)
+        stop_at = primal.refill_level(q, count, P)
         w = jax.lax.while_loop(lambda w: jnp.sum(w.running) > stop_at, step, w)
         ended = (w.item >= 0) & ~w.running
         end = end.at[jnp.where(ended, w.item, N)].set(w.x, mode="drop")

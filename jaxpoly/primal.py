@@ -182,6 +182,24 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
     return Vertex(x, basis, binv, status)
 
 
+def refill(free: jax.Array, q: jax.Array, count: jax.Array, size: int):
+    """The next items of a pool (:func:`exceeds`, :func:`jaxpoly.oracle.walk_certificates`): up to
+    ``size`` of its free lanes ``free (P,) bool`` take the items ``q, q + 1, ...`` below ``count``.
+    Returns ``(slots (size,), items (size,), q)``: the lanes (``P`` pads), their items (``-1``: none)
+    and the next item to load."""
+    P = free.shape[0]
+    slots = jnp.nonzero(free, size=size, fill_value=P)[0]
+    rank = jnp.arange(size, dtype=jnp.int32)
+    items = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
+    return slots, items, jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
+
+
+def refill_level(q: jax.Array, count: jax.Array, lanes: int) -> jax.Array:
+    """Running walks of a pool of ``lanes`` at which it stops stepping to refill (a quarter have
+    ended), or to drain (0) once every item is loaded."""
+    return jnp.where(q < count, int(lanes * _REFILL), 0)
+
+
 @functools.partial(jax.jit, static_argnames=("max_iters", "lanes", "tol"))
 def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: jax.Array, row: jax.Array,
             threshold: jax.Array, count: jax.Array | None = None, *, max_iters: int, lanes: int = 256,
@@ -245,13 +263,10 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         """Load up to ``K`` idle lanes with the next items, step until enough walks have ended, record
         up to ``K`` ended walks (loading and checking only those lanes, not the whole pool)."""
         prob, lane, item, q, out_status, out_value, out_bases = c
-        slots = jnp.nonzero(lane.status == _IDLE, size=K, fill_value=P)[0]
-        rank = jnp.arange(K, dtype=jnp.int32)
-        new_item = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
-        q = jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
+        slots, new_item, q = refill(lane.status == _IDLE, q, count, K)
         prob, lane = put((prob, lane), slots, load(new_item))
         item = item.at[slots].set(new_item, mode="drop")
-        stop_at = jnp.where(q < count, int(P * _REFILL), 0)
+        stop_at = refill_level(q, count, P)
         prob, lane = jax.lax.while_loop(lambda c: jnp.sum(running(c[1])) > stop_at, pivots, (prob, lane))
         done = jnp.nonzero(~running(lane) & (item >= 0), size=K, fill_value=P)[0]
         at_done = jnp.minimum(done, P - 1)  # the padding (P) reads lane P - 1; its results are dropped
