@@ -640,9 +640,10 @@ def _warm_problem(A, b, active, origin, undecided):
 @jax.jit
 def _cell_vertices(A, b, active, c, need):
     """:func:`jaxpoly.primal.cell_vertices` of the cells ``need (B,) bool`` (a slice at a time, see
-    :func:`_over_cells`; the others get status ``UNRESOLVED``)."""
+    :func:`_over_cells`; the others get status ``UNRESOLVED``), and every row's slack there ``(B, M)``."""
     v = _over_cells(primal.cell_vertices, (A, b, active, c), need)
-    return v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
+    v = v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
+    return v, b - jnp.einsum("bmd,bd->bm", A, v.x)
 
 
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
@@ -660,19 +661,22 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     undecided[cell, row] = True
     active = rows.active & jnp.asarray(valid)[:, None]
     b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
-    start = _cell_vertices(rows.A, b, active, c, jnp.asarray(undecided.any(axis=1)))
+    start, slack = _cell_vertices(rows.A, b, active, c, jnp.asarray(undecided.any(axis=1)))
     thr = tol / np.asarray(scale)
     n = len(cell)
+    order = primal.queue_order(cell, np.asarray(slack)[cell, row])
+    cell, row = cell[order], row[order]
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)
     budget = _WARM_PIVOTS_PER_DIM * d + 16
     lanes = next(lanes for least, lanes in _WARM_POOLS if n >= least * budget)
     idx = np.concatenate([np.arange(n), np.zeros(max(B * M, lanes) - n, np.int64)])  # every pair fits
     st, _, basis = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
-                                  jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr[cell[idx]]), jnp.int32(n),
+                                  jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr), jnp.int32(n),
                                   max_iters=budget, lanes=lanes)
-    status = np.asarray(st)[:n]
-    return status == primal.ABOVE, status != primal.UNRESOLVED, np.asarray(basis)[:n]
+    status, support = np.empty(n, np.int32), np.empty((n, d), np.int32)
+    status[order], support[order] = np.asarray(st)[:n], np.asarray(basis)[:n]
+    return status == primal.ABOVE, status != primal.UNRESOLVED, support
 
 
 @jax.jit

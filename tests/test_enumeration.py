@@ -745,6 +745,37 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     assert (st8[n:] == primal.UNRESOLVED).all()
 
 
+def test_a_vertex_certifies_its_tight_rows_only_when_it_is_simple():
+    """primal._vertex_certifies: a vertex of a cell with every other row strictly slack certifies its
+    d tight rows as facets (HiGHS agrees); three more rows through it (a degenerate vertex, where a
+    tight row need not be a facet) and it certifies nothing."""
+    from jaxpoly import primal
+
+    jax.config.update("jax_enable_x64", True)
+    d, thr = 4, 1e-9
+    for degenerate in (False, True):
+        A, b = _random_cells(3, 6, d, 3 * d, degenerate)
+        if degenerate:
+            A, b = A[:, :-1], b[:, :-1]  # keep the rows through the vertex, not the repeated row
+        B, M = A.shape[:2]
+        active = np.ones((B, M), bool)
+        # from the degenerate vertex's side: cell_vertices favours the three rows through it
+        c = A[:, -3:].sum(axis=1) if degenerate else np.ones((B, d))
+        v = primal.cell_vertices(A, b, active, c)
+        slack = b - np.einsum("bmd,bd->bm", A, np.asarray(v.x))
+        in_basis = (np.arange(M)[None, :, None] == np.asarray(v.basis)[:, None, :]).any(axis=-1)
+        ok = np.asarray(jax.vmap(primal._vertex_certifies)(slack, in_basis, v.basis, v.binv, active,
+                                                            np.full(B, thr)))
+        facets, _ = _highs_facets(A, b, thr)
+        at_degenerate = (np.abs(slack[:, -3:]) < 1e-9).all(axis=1)
+        if degenerate:
+            assert at_degenerate.any() and not ok[at_degenerate].any()
+        else:
+            assert ok.all()
+        for c_ in np.flatnonzero(ok):
+            assert facets[c_, np.asarray(v.basis[c_])].all()
+
+
 def test_primal_step_leaves_an_ended_walk_as_it_is():
     """primal.exceeds' pool steps every lane, ended or not (no select over the pool's state), so a
     pivot must leave a walk that has ended exactly as it is, and still move a running one."""
