@@ -35,7 +35,10 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
    feasible point passes ``b_k`` (against the dual simplex from scratch for each row: 1.6x less time
    per region at d = 8, 2.4x at d = 16, 1.9x at d = 32). The walks share a pool that is refilled as
    they end (a walk takes 1 to ``2 d + 16`` pivots; waiting for the slowest of fixed chunks cost 1.6x
-   more at d = 16). Lanes it leaves unresolved get the LP with row ``k`` relaxed by ``delta``.
+   more at d = 16). Every vertex of the cell that a walk passes (and the start vertex) certifies its
+   ``d`` tight rows as facets when no other row is near it, so a row certified that way before its
+   turn needs no walk: queued round robin over the cells, far rows first, the vertices answer 45 %
+   of d = 16's questions. Lanes it leaves unresolved get the LP with row ``k`` relaxed by ``delta``.
 
 Other LPs (Chebyshev centres, bounding boxes, unresolved redundancy lanes) go through
 :func:`jaxpoly.lp.solve_lp_robust` (JAX dual simplex, HiGHS on the host for the instances it flags),

@@ -6,7 +6,10 @@ starts each of them from its artificial box (about ``3 d`` pivots at d = 8). Her
 cell is found once (:func:`cell_vertices`, ``d`` pivots) and every row's LP walks from that vertex
 (:func:`exceeds`): a path over the cell's vertices, and it may stop as soon as ``a_k · y`` passes
 ``b_k`` (then row ``k`` is a facet; only redundant rows need the optimum). The walks of many rows
-(and cells) run side by side as lanes of one pool, refilled with the next rows as walks end.
+(and cells) run side by side as lanes of one pool, refilled with the next rows as walks end. The
+vertices they pass are vertices of the cell too (until a walk goes above its level), and a vertex
+with no other row near it certifies its ``d`` tight rows as facets (:func:`_vertex_certifies`): rows
+certified so before their turn are answered without a walk.
 
 Method (inequality form ``A y <= b``, unit rows, coordinates centred at an interior point, so every
 active offset is positive). A basis is ``d`` positions, each a tight row or *free*; its inverse
