@@ -37,7 +37,7 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
    they end (a walk takes 1 to ``2 d + 16`` pivots; waiting for the slowest of fixed chunks cost 1.6x
    more at d = 16). Every vertex of the cell that a walk passes (and the start vertex) certifies its
    ``d`` tight rows as facets when no other row is near it, so a row certified that way before its
-   turn needs no walk: queued round robin over the cells, far rows first, the vertices answer 45 %
+   turn needs no walk: queued round robin over the cells, far rows first, the vertices answer 46 %
    of d = 16's questions. Lanes it leaves unresolved get the LP with row ``k`` relaxed by ``delta``.
 
 Other LPs (Chebyshev centres, bounding boxes, unresolved redundancy lanes) go through

@@ -744,6 +744,24 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     assert (bas8[:n] == opt_basis).all()
     assert (st8[n:] == primal.UNRESOLVED).all()
 
+    # Any queue order gives the same answers (the vertices answer different items, with the same
+    # result); queue_order's is round robin over the cells, far rows first.
+    gap = np.asarray(b[cell, row] - np.einsum("nd,nd->n", A[cell, row], np.asarray(start.x)[cell]))
+    for order in (primal.queue_order(cell, gap), np.random.default_rng(d).permutation(n)):
+        sto, valo, baso = (np.asarray(a) for a in primal.exceeds(
+            A, b, active, start, cell[order], row[order], np.asarray(thr), max_iters=2 * d + 16, lanes=16))
+        assert (sto == status[order]).all() and (baso == opt_basis[order]).all()
+        assert np.allclose(valo[sto == primal.OPTIMAL], value[order][sto == primal.OPTIMAL], atol=1e-12)
+    order = primal.queue_order(cell, gap)
+    assert sorted(order) == list(range(n))
+    rank = np.zeros(n, int)  # each item's place among its cell's items in the queue
+    for c in range(B):
+        mine = order[cell[order] == c]
+        assert (np.diff(gap[mine]) <= 0).all()  # far rows first
+        rank[mine] = np.arange(len(mine))
+    key = rank[order] * B + cell[order]  # round robin: the queue runs by rank, then cell
+    assert (np.diff(key) > 0).all()
+
 
 def test_a_vertex_certifies_its_tight_rows_only_when_it_is_simple():
     """primal._vertex_certifies: a vertex of a cell with every other row strictly slack certifies its
