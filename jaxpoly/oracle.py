@@ -643,10 +643,9 @@ def _warm_problem(A, b, active, origin, undecided):
 @jax.jit
 def _cell_vertices(A, b, active, c, need):
     """:func:`jaxpoly.primal.cell_vertices` of the cells ``need (B,) bool`` (a slice at a time, see
-    :func:`_over_cells`; the others get status ``UNRESOLVED``), and every row's slack there ``(B, M)``."""
+    :func:`_over_cells`; the others get status ``UNRESOLVED``)."""
     v = _over_cells(primal.cell_vertices, (A, b, active, c), need)
-    v = v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
-    return v, b - jnp.einsum("bmd,bd->bm", A, v.x)
+    return v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
 
 
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
@@ -664,10 +663,10 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     undecided[cell, row] = True
     active = rows.active & jnp.asarray(valid)[:, None]
     b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
-    start, slack = _cell_vertices(rows.A, b, active, c, jnp.asarray(undecided.any(axis=1)))
+    start = _cell_vertices(rows.A, b, active, c, jnp.asarray(undecided.any(axis=1)))
     thr = tol / np.asarray(scale)
     n = len(cell)
-    order = primal.queue_order(cell, np.asarray(slack)[cell, row])
+    order = primal.queue_order(cell, np.asarray(start.slack)[cell, row])
     cell, row = cell[order], row[order]
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)

@@ -65,13 +65,15 @@ class Vertex(NamedTuple):
 
     x ``(..., d)`` the point; basis ``(..., d) int32`` the tight row of each position (``-1``: free);
     binv ``(..., d, d)`` the inverse of the basis matrix; status ``(...) int32`` (``OPTIMAL`` /
-    ``ABOVE`` / ``UNRESOLVED``; for :func:`cell_vertices`, ``OPTIMAL`` means a vertex was reached).
+    ``ABOVE`` / ``UNRESOLVED``; for :func:`cell_vertices`, ``OPTIMAL`` means a vertex was reached);
+    slack ``(..., M)`` every row's ``b - A x`` there.
     """
 
     x: jax.Array
     basis: jax.Array
     binv: jax.Array
     status: jax.Array
+    slack: jax.Array
 
 
 class _Lane(NamedTuple):
@@ -196,7 +198,7 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
     walk = functools.partial(_walk, max_iters=d + 1, tol=tol, until_vertex=True)
     x, basis, binv, status = jax.vmap(walk)(A, b, active, c, x0, basis0, binv0, level)
     status = jnp.where(jnp.all(basis >= 0, axis=1), status, UNRESOLVED)
-    return Vertex(x, basis, binv, status)
+    return Vertex(x, basis, binv, status, b - jnp.einsum("bmd,bd->bm", A, x))
 
 
 def refill(free: jax.Array, q: jax.Array, count: jax.Array, size: int):
@@ -211,10 +213,10 @@ def refill(free: jax.Array, q: jax.Array, count: jax.Array, size: int):
     return slots, items, jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
 
 
-def refill_level(q: jax.Array, count: jax.Array, lanes: int) -> jax.Array:
+def refill_level(q: jax.Array, count: jax.Array, lanes: int, drain: int = 0) -> jax.Array:
     """Running walks of a pool of ``lanes`` at which it stops stepping to refill (a quarter have
-    ended), or to drain (0) once every item is loaded."""
-    return jnp.where(q < count, int(lanes * _REFILL), 0)
+    ended), or, once every item is loaded, to drain (down to ``drain`` running walks)."""
+    return jnp.where(q < count, int(lanes * _REFILL), drain)
 
 
 def _vertex_certifies(slack, in_basis, basis, binv, active, threshold):
@@ -286,7 +288,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     window = 4 * K  # queued items looked at per refill, the known ones answered on the way
     rows = jnp.arange(M)
     # the start vertices' slacks and tight rows, shared by all items of a cell
-    slack0 = b - jnp.einsum("bmd,bd->bm", A, start.x)
+    slack0 = start.slack
     in_basis0 = jnp.any(rows[None, :, None] == start.basis[:, None, :], axis=-1)
     certifies = jax.vmap(_vertex_certifies)(slack0, in_basis0, start.basis, start.binv, active, threshold)
     known = jnp.zeros((B, M), bool).at[jnp.arange(B)[:, None], start.basis].max(
@@ -318,10 +320,10 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         lane, known = c
         new = pivot(*problem(item), lane)
         ce = cell[jnp.maximum(item, 0)]
-        moved = jnp.any(new.basis != lane.basis, axis=1)
-        ok = moved & jax.vmap(_vertex_certifies)(new.slack, new.in_basis, new.basis, new.binv, active[ce],
-                                                 threshold[ce])
-        entered = jnp.max(jnp.where(new.basis != lane.basis, new.basis, -1), axis=1)
+        changed = new.basis != lane.basis  # the position a pivot changed (none: the walk did not move)
+        ok = jnp.any(changed, axis=1) & jax.vmap(_vertex_certifies)(new.slack, new.in_basis, new.basis, new.binv,
+                                                                    active[ce], threshold[ce])
+        entered = jnp.max(jnp.where(changed, new.basis, -1), axis=1)
         return new, known.at[jnp.where(ok, ce, B), entered].set(True, mode="drop")
 
     def running(lane):
@@ -366,7 +368,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
                 outs[1].at[at].set(b[cell[i], row[i]] + threshold[cell[i]], mode="drop"), outs[2])
         lane = jax.tree.map(lambda a, n: a.at[slots].set(n, mode="drop"), lane, load(new_item))
         item = item.at[slots].set(new_item, mode="drop")
-        stop_at = jnp.where(q < count, int(P * _REFILL), K)
+        stop_at = refill_level(q, count, P, drain=K)
         lane, known = jax.lax.while_loop(lambda c: jnp.sum(running(c[0])) > stop_at,
                                          functools.partial(step, item), (lane, known))
         done = jnp.nonzero(~running(lane) & (item >= 0), size=K, fill_value=P)[0]
