@@ -163,10 +163,9 @@ class _Ctx:
         self.radius = float(np.linalg.norm(self.half))
         self.tol = tol * self.radius
         self.B = batch_size
-        # Chebyshev LPs per call: on a CPU from d = 16 a quarter batch, so that warm-started cells do not
-        # wait for the pivots of cold ones (oracle.chebyshev; d = 32: 3.4 -> 2.5 ms per region with the
-        # walks' changes of the same day); below, the extra calls cost more than the pivots saved (d = 4:
-        # +12 %); an accelerator runs the lanes in parallel
+        # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
+        # (oracle.chebyshev); below, starts and their bases cost more than the pivots they save (d = 4:
+        # +12 % in quarter-batch calls); an accelerator runs the lanes in parallel
         quarter = jax.devices()[0].platform == "cpu" and self.d >= _CHEBYSHEV_CHUNK_MIN_DIM
         self.lp_chunk = max(batch_size // 4, 1) if quarter else batch_size
         self.U = _unit_rays(rays, self.d, seed)

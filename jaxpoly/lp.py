@@ -83,6 +83,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly import pool
 from jaxpoly.linalg import argmax, argmin
 
 __all__ = [
@@ -496,6 +497,11 @@ def _solve_from(c, A, b, mask, basis0, *, max_iters: int | None, tol: float, box
     step = functools.partial(_step, p, max_iters=iters, tol=tol, bland_after=bland_after)
     start = _initial_state(p, m) if basis0 is None else _start_state(p, m, basis0, tol)
     final = jax.lax.while_loop(lambda s: s.status == _RUNNING, step, start)
+    return _finish(c, p, final, m, tol, box)
+
+
+def _finish(c, p: _Scaled, final: _State, m: int, tol: float, box: float) -> tuple[LPResult, jax.Array]:
+    """The certified result of an ended loop and its final basis (``-1`` unless optimal)."""
     x_hat, status = _certify(p, final, m, tol, box)
     x = x_hat * p.sb
     value = jnp.select(
@@ -553,6 +559,98 @@ def _batched_solver(in_axes: tuple, max_iters: int | None, tol: float, box: floa
 def _batched_solver_from(tol: float, box: float):
     """:func:`_solve_from` over a leading batch axis of every argument (``basis0 (N, n)``), jitted."""
     return jax.jit(jax.vmap(functools.partial(_solve_from, max_iters=None, tol=tol, box=box)))
+
+
+_IDLE = -2  # a pool lane without an instance (solve_pool)
+
+
+@functools.partial(jax.jit, static_argnames=("lanes", "tol", "box"))
+def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DEFAULT_TOL,
+               box: float = DEFAULT_BOX) -> tuple[LPResult, jax.Array]:
+    """:func:`_solve_from` over ``N`` instances in a pool of ``lanes`` (:mod:`jaxpoly.pool`).
+
+    The batched solver steps every instance until the slowest ends; warm-started instances take a few
+    pivots and cold ones many (the region enumeration's Chebyshev LPs at d = 32: 24 on average, the
+    slowest of 64 around 60-100), so here ``lanes`` instances are stepped together, and as a quarter
+    of them end they are certified (:func:`_certify`) and their lanes take the next instances, in
+    order. The last (at most ``lanes / 4``) finish in a pool of that size. Each lane keeps its own
+    normalised instance (:func:`_scale`), copied in when it is loaded. Same results as the batched
+    solver, instance by instance.
+
+    Args:
+      c, A, b, mask, basis0: ``(N, n)``, ``(N, m, n)``, ``(N, m)``, ``(N, m)``, ``(N, n) int32`` as for
+      :func:`_solve_from` (``-1`` rows start from the box); count: ``()`` only the first ``count``
+      instances are solved (the rest is padding: status ``NUMERICAL``, basis ``-1``; default all);
+      lanes: instances stepped together.
+    Returns:
+      ``(LPResult (N, ...), basis (N, n) int32)``.
+    """
+    N, m, n = A.shape
+    P = min(lanes, N)
+    K = max(P // 4, 1)
+    count = jnp.int32(N) if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), N)
+    iters = default_max_iters(m, n)
+    scale = jax.vmap(functools.partial(_scale, box=box, tol=tol))
+    start = jax.vmap(lambda p, basis: _start_state(p, m, basis, tol))
+    pivot = jax.vmap(functools.partial(_step, max_iters=iters, tol=tol, bland_after=n + 5))
+    finish = jax.vmap(functools.partial(_finish, m=m, tol=tol, box=box))
+
+    def load(item):
+        """The normalised instances and start states of ``item (k,)`` (``-1``: an idle lane)."""
+        i = jnp.maximum(item, 0)
+        p = scale(c[i], A[i], b[i], mask[i])
+        s = start(p, basis0[i])
+        return p, s._replace(status=jnp.where(item >= 0, _RUNNING, _IDLE).astype(jnp.int32))
+
+    def running(s):
+        return s.status == _RUNNING
+
+    def step(p, s):
+        """One pivot of every running lane (an ended lane keeps its state)."""
+        new = pivot(p, s)
+        go = running(s)
+        return jax.tree.map(lambda a, o: jnp.where(go.reshape(go.shape + (1,) * (a.ndim - 1)), a, o), new, s)
+
+    def record(p, s, item, outs):
+        """Certify the ended lanes ``(p, s) (k, ...)`` of ``item (k,)`` (-1: none) and record them."""
+        res, basis = finish(c[jnp.maximum(item, 0)], p, s)
+        at = jnp.where(item >= 0, item, N)
+        return jax.tree.map(lambda o, v: o.at[at].set(v, mode="drop"), outs, (res, basis))
+
+    def lanes_at(tree, at):
+        return jax.tree.map(lambda a: a[at], tree)
+
+    def epoch(carry):
+        """Load the idle lanes (up to ``K``) with the next instances, pivot until a quarter of the
+        lanes have ended (once all are loaded: until at most ``K`` run, left to the tail), certify and
+        record up to ``K`` ended lanes."""
+        p, s, item, q, outs = carry
+        slots, new_item, q = pool.refill(s.status == _IDLE, q, count, K)
+        p, s = jax.tree.map(lambda a, v: a.at[slots].set(v, mode="drop"), (p, s), load(new_item))
+        item = item.at[slots].set(new_item, mode="drop")
+        stop_at = pool.refill_level(q, count, P, drain=K)
+        s = jax.lax.while_loop(lambda s: jnp.sum(running(s)) > stop_at, functools.partial(step, p), s)
+        done = jnp.nonzero(~running(s) & (item >= 0), size=K, fill_value=P)[0]
+        at = jnp.minimum(done, P - 1)  # the padding (P) reads lane P - 1; its results are dropped
+        outs = record(lanes_at(p, at), lanes_at(s, at), jnp.where(done < P, item[at], -1), outs)
+        s = s._replace(status=s.status.at[done].set(_IDLE, mode="drop"))
+        return p, s, item.at[done].set(-1, mode="drop"), q, outs
+
+    def more(carry):
+        _, s, item, q, _ = carry
+        return (q < count) | jnp.any(~running(s) & (item >= 0)) | (jnp.sum(running(s)) > K)
+
+    empty = LPResult(jnp.zeros((N, n), A.dtype), jnp.full((N,), jnp.nan, A.dtype),
+                     jnp.full((N,), NUMERICAL, jnp.int32), jnp.zeros((N,), jnp.int32))
+    idle = jnp.full((P,), -1, jnp.int32)
+    init = load(idle) + (idle, jnp.int32(0), (empty, jnp.full((N, n), -1, jnp.int32)))
+    p, s, item, _, outs = jax.lax.while_loop(more, epoch, init)
+    sel = jnp.nonzero(running(s), size=K, fill_value=P)[0]
+    at = jnp.minimum(sel, P - 1)
+    tail_p, tail_s = lanes_at(p, at), lanes_at(s, at)
+    tail_s = tail_s._replace(status=jnp.where(sel < P, tail_s.status, _IDLE).astype(jnp.int32))
+    tail_s = jax.lax.while_loop(lambda s: jnp.any(running(s)), functools.partial(step, tail_p), tail_s)
+    return record(tail_p, tail_s, jnp.where(sel < P, item[at], -1), outs)
 
 
 def _flatten_batch(arr, batch: tuple, ndim_core: int):

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly import lp, primal
+from jaxpoly import lp, pool, primal
 from jaxpoly.linalg import min_and_argmin
 from jaxpoly.network import Network
 
@@ -401,9 +401,9 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
         """Load up to ``H`` free lanes with the next items, step until a quarter of the walks have
         ended (all, once every item is loaded), record the ended walks' points."""
         w, q, end = carry
-        slots, new, q = primal.refill(w.item < 0, q, count, H)
+        slots, new, q = pool.refill(w.item < 0, q, count, H)
         w = jax.tree.map(lambda a, n: a.at[slots].set(n, mode="drop"), w, load(new))
-        stop_at = primal.refill_level(q, count, P)
+        stop_at = pool.refill_level(q, count, P)
         w = jax.lax.while_loop(lambda w: jnp.sum(w.running) > stop_at, step, w)
         ended = (w.item >= 0) & ~w.running
         end = end.at[jnp.where(ended, w.item, N)].set(w.x, mode="drop")
@@ -444,19 +444,24 @@ def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
     return np.where(np.arange(K)[None, :] < counts[:, None], order, -1).astype(np.int32)
 
 
-def _solve_robust(c, A, b, mask, basis0=None):
+def _solve_robust(c, A, b, mask, basis0=None, *, lanes: int | None = None, count: int | None = None):
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
     and of consistent shapes), without its per-call host-side input checks: the batched JAX solver
-    (from the bases ``basis0 (N, n)`` if given, see :func:`jaxpoly.lp._solve_from`), then HiGHS for
-    each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy ``(x, value, status,
-    fallbacks, basis)``; ``basis`` (the final bases, ``-1`` unless optimal) only with ``basis0``."""
+    (from the bases ``basis0 (N, n)`` if given, see :func:`jaxpoly.lp._solve_from`; with ``lanes``, in
+    a pool of that many, :func:`jaxpoly.lp.solve_pool`, of which only the first ``count`` instances are
+    solved), then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy
+    ``(x, value, status, fallbacks, basis)``; ``basis`` (the final bases, ``-1`` unless optimal) only
+    with ``basis0``."""
+    n_real = A.shape[0] if count is None else count
     if basis0 is None:
         res, basis = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask), None
-    else:
+    elif lanes is None:
         res, basis = lp._batched_solver_from(lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask, basis0)
-        basis = np.array(basis)
+    else:
+        res, basis = lp.solve_pool(c, A, b, mask, basis0, count, lanes=lanes, box=_LP_BOX)
+    basis = None if basis is None else np.array(basis)
     x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
-    redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
+    redo = np.flatnonzero((status[:n_real] == lp.ITERATION_LIMIT) | (status[:n_real] == lp.NUMERICAL))
     if len(redo):
         cn, An, bn, mn = (np.asarray(a) for a in (c, A, b, mask))
         for i in redo:
@@ -555,38 +560,35 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
 
     ``start (B, d + 1) int32``: each cell's start basis (``-1``: none), the optimal basis of a cell
     with the same rows but those crossed to reach this one, or that basis with the crossed row
-    replaced by the cap row (index ``M``; :func:`jaxpoly.lp._start_state` checks either). ``chunk``: LPs per call (default all ``B``). A batched solve costs its slowest instance's
-    pivots times its size, so starts pay off only in chunks smaller than the batch, warm-started cells
-    (a few pivots) and cold ones (``~5 d`` from the solver's box) apart; without them (no ``start``,
-    or ``chunk >= B``) every LP starts from the box in calls of ``B`` and no bases come back.
-    ``num_cells``: only the first that many cells are real (the rest pad a batch): in chunks they alone
-    are solved and the padding gets radius ``-inf`` (one call of ``B`` solves every cell anyway).
+    replaced by the cap row (index ``M``; :func:`jaxpoly.lp._start_state` checks either). ``chunk``:
+    with ``start``, the LPs run in a pool of that many lanes (:func:`jaxpoly.lp.solve_pool`), the cold
+    cells (``~5 d`` pivots from the solver's box) first, then the warm-started ones (d = 32: 24 pivots
+    on average, the slowest of 64 60-100). Without a pool (no ``start``, or ``chunk >= B``) every LP
+    starts from the box in one batched call of ``B`` (which costs its slowest instance's pivots times
+    ``B``) and no bases come back. ``num_cells``: only the first that many cells are real (the rest pad
+    a batch): the pool solves them alone and the padding gets radius ``-inf`` (one call of ``B``
+    solves every cell anyway).
     """
     B, M, d = rows.A.shape
-    size = B if chunk is None else min(int(chunk), B)
-    if start is None or size == B:
-        order, start_j, size = np.arange(B), None, B
+    n = B if num_cells is None else int(num_cells)
+    if start is None or chunk is None or chunk >= B:
+        x, _, status, fb, _ = _solve_padded(
+            lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
+        basis = np.full((B, d + 1), -1, np.int32)
+    elif n == 0:
+        return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
     else:
-        warm = np.asarray(start)[:, 0] >= 0
-        real = np.arange(B) < (B if num_cells is None else num_cells)
-        # warm cells first, each group padded to whole chunks (by repeating its first cell); starts
-        # repaired with the cap row (enumeration._start_bases) go with the warm ones (in chunks of
-        # their own, d = 32 spent 10 % more on these LPs: more partly filled chunks)
-        groups = [np.flatnonzero(g) for g in (warm & real, ~warm & real) if g.any()]
-        if not groups:
-            return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
-        order = np.concatenate([np.concatenate([g, np.full(-len(g) % size, g[0])]) for g in groups])
-        start_j = jnp.asarray(start, jnp.int32)
-    x, _, status, fb, basis = _solve_padded(
-        lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[idx]), start_j),
-        len(order), size)
-    out_x, out_basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
-    out_st = np.full(B, lp.INFEASIBLE, np.int32)
-    out_x[order], out_st[order] = x, status  # padding repeats: same values
-    if basis is not None:
-        out_basis[order] = basis
-    r = np.where(out_st == lp.OPTIMAL, out_x[:, d], -np.inf)
-    return out_x[:, :d], r, fb, out_basis
+        # the cold cells (no start basis: the longest LPs) first, so that they are not the pool's tail
+        order = np.argsort(np.asarray(start)[:, 0] >= 0, kind="stable")
+        order = np.concatenate([order[order < n], order[order >= n]])
+        c, A, b, mask, basis0 = _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order),
+                                              jnp.asarray(start, jnp.int32))
+        x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
+        status = np.full(B, lp.INFEASIBLE, np.int32)
+        x_, _, st_, fb, basis_ = _solve_robust(c, A, b, mask, basis0, lanes=int(chunk), count=n)
+        x[order[:n]], status[order[:n]], basis[order[:n]] = x_[:n], st_[:n], basis_[:n]
+    r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
+    return x[:, :d], r, fb, basis
 
 
 def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array

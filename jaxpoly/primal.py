@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import lp
+from jaxpoly.pool import refill_level
 from jaxpoly.linalg import argmax, argmin
 
 __all__ = ["Vertex", "cell_vertices", "exceeds", "queue_order", "OPTIMAL", "ABOVE", "UNRESOLVED"]
@@ -56,7 +57,6 @@ ABOVE = 1  # a feasible point above the level (or an unbounded improving ray): t
 UNRESOLVED = 2
 _RUNNING = -1
 _IDLE = -2  # a pool lane without an item (see exceeds)
-_REFILL = 0.75  # a pool refills once a quarter of its walks have ended
 _PIVOT_TOL = 1e-9
 
 
@@ -199,24 +199,6 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
     x, basis, binv, status = jax.vmap(walk)(A, b, active, c, x0, basis0, binv0, level)
     status = jnp.where(jnp.all(basis >= 0, axis=1), status, UNRESOLVED)
     return Vertex(x, basis, binv, status, b - jnp.einsum("bmd,bd->bm", A, x))
-
-
-def refill(free: jax.Array, q: jax.Array, count: jax.Array, size: int):
-    """The next items of a pool (:func:`jaxpoly.oracle.walk_certificates`): up to
-    ``size`` of its free lanes ``free (P,) bool`` take the items ``q, q + 1, ...`` below ``count``.
-    Returns ``(slots (size,), items (size,), q)``: the lanes (``P`` pads), their items (``-1``: none)
-    and the next item to load."""
-    P = free.shape[0]
-    slots = jnp.nonzero(free, size=size, fill_value=P)[0]
-    rank = jnp.arange(size, dtype=jnp.int32)
-    items = jnp.where((slots < P) & (q + rank < count), q + rank, -1).astype(jnp.int32)
-    return slots, items, jnp.minimum(q + jnp.sum(slots < P, dtype=jnp.int32), count)
-
-
-def refill_level(q: jax.Array, count: jax.Array, lanes: int, drain: int = 0) -> jax.Array:
-    """Running walks of a pool of ``lanes`` at which it stops stepping to refill (a quarter have
-    ended), or, once every item is loaded, to drain (down to ``drain`` running walks)."""
-    return jnp.where(q < count, int(lanes * _REFILL), drain)
 
 
 def _vertex_certifies(slack, in_basis, basis, binv, active, threshold):

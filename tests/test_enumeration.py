@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxpoly as jp
-from jaxpoly import enumeration, oracle
+from jaxpoly import enumeration, lp, oracle
 from jaxpoly.enumeration import enumerate_regions, sample_regions
 from jaxpoly.regions import Regions, pattern_keys
 from reference import binomial_count, lp_regions, subset_count
@@ -225,8 +225,6 @@ def test_chebyshev_starts_repaired_with_the_cap_row():
     """A neighbour across a row of its source's optimal Chebyshev basis starts from that basis with the
     row replaced by the cap row (enumeration._start_bases): the solver accepts it (dual feasible: fewer
     pivots than from its box) and reaches the same optimum."""
-    from jaxpoly import lp
-
     jax.config.update("jax_enable_x64", True)
     B, d = 16, 5
     A, b = _random_cells(5, B, d, 12)
@@ -628,15 +626,16 @@ def test_padding_cells_are_skipped_not_solved(monkeypatch):
     _, r_all, _, _ = oracle.chebyshev(rows, 4.0)
     start = np.full((B, d + 1), -1, np.int32)
     solved = []
-    real = oracle._solve_padded
+    real = lp.solve_pool
 
-    def counting(build, count, size):
-        solved.append(count)
-        return real(build, count, size)
+    def counting(*args, **kwargs):
+        res = real(*args, **kwargs)
+        solved.append(int(np.sum(np.asarray(res[0].iterations) > 0)))
+        return res
 
-    monkeypatch.setattr(oracle, "_solve_padded", counting)
+    monkeypatch.setattr(lp, "solve_pool", counting)
     x, r, _, _ = oracle.chebyshev(rows, 4.0, start, chunk=B // 4, num_cells=n)
-    assert solved == [B // 4]  # one chunk holds the 5 real cells; the 27 padding cells are not solved
+    assert solved == [n]  # the pool solves the 5 real cells, not the 27 padding cells
     np.testing.assert_allclose(r[:n], r_all[:n], rtol=0, atol=1e-9)
     assert np.all(r[n:] == -np.inf)
     assert np.all(b[:n] - np.einsum("bmd,bd->bm", A[:n], x[:n]) >= r[:n, None] - 1e-9)

@@ -135,6 +135,38 @@ def test_start_from_a_neighbours_basis(n):
 
 
 @pytest.mark.parametrize("n", [3, 5])
+def test_pool_matches_the_batched_solver(n):
+    """``lp.solve_pool`` (instances stepped in a pool of ``lanes``, refilled as they end) gives each
+    instance what the batched solver gives it: the same pivots, status, basis and point, whatever the
+    pool size, the mix of warm and cold starts and of optimal, infeasible and unbounded instances;
+    instances past ``count`` are not solved."""
+    rng = np.random.default_rng(70 + n)
+    problems = [_bounded(rng, n) for _ in range(14)] + [_infeasible(rng, n) for _ in range(3)]
+    problems += [_unbounded(rng, n) for _ in range(3)]
+    order = rng.permutation(len(problems))
+    C, A, B, MASK = (jnp.asarray(a) for a in _stack([problems[i] for i in order]))
+    solve = lp._batched_solver_from(lp.DEFAULT_TOL, lp.DEFAULT_BOX)
+    cold = jnp.full((len(order), n), -1, jnp.int32)
+    _, optimal = solve(C, A, B, MASK, cold)
+    # warm starts for half the instances: the optimal basis of the same problem with a row moved
+    B2 = B.at[:, 2 * n].add(-0.5)
+    start = jnp.where((jnp.arange(len(order)) % 2 == 0)[:, None], optimal, -1)
+    ref, ref_basis = solve(C, A, B2, MASK, start)
+    assert 0 < np.sum(np.asarray(ref.iterations)[::2]) < np.sum(np.asarray(ref.iterations)[1::2])
+    statuses = set(np.asarray(ref.status).tolist())
+    assert {lp.OPTIMAL, lp.INFEASIBLE, lp.UNBOUNDED} <= statuses
+    count = len(order) - 3
+    for lanes in (1, 3, 8, len(order)):
+        res, basis = lp.solve_pool(C, A, B2, MASK, start, count, lanes=lanes)
+        for got, want in ((res.status, ref.status), (res.iterations, ref.iterations), (basis, ref_basis)):
+            np.testing.assert_array_equal(np.asarray(got)[:count], np.asarray(want)[:count])
+        np.testing.assert_allclose(np.asarray(res.x)[:count], np.asarray(ref.x)[:count], rtol=1e-12, atol=1e-12)
+        assert np.all(np.asarray(res.status)[count:] == lp.NUMERICAL) and np.all(np.asarray(basis)[count:] == -1)
+    for j in range(count):
+        _assert_matches_highs(res, *map(np.asarray, (C, A, B2, MASK)), j)
+
+
+@pytest.mark.parametrize("n", [3, 5])
 def test_infeasible_and_unbounded_statuses(n):
     rng = np.random.default_rng(100 + n)
     problems = [_infeasible(rng, n) for _ in range(20)] + [_unbounded(rng, n) for _ in range(20)]
