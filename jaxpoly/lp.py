@@ -385,6 +385,8 @@ def _step(p: _Scaled, s: _State, *, max_iters: int, tol: float, bland_after: int
         OPTIMAL,
         jnp.where(~has_cand, INFEASIBLE, jnp.where(s.it >= max_iters, ITERATION_LIMIT, _RUNNING)),
     ).astype(jnp.int32)
+    live = s.status == _RUNNING
+    status = jnp.where(live, status, s.status)  # an ended (or idle) lane of a pool keeps its state
     go = status == _RUNNING
     onehot = jnp.arange(w.shape[0]) == k
     # A stopped iteration pivots on w = e_k with row basis[k] re-entering: the identity update.
@@ -400,7 +402,7 @@ def _step(p: _Scaled, s: _State, *, max_iters: int, tol: float, bland_after: int
         status=status,
         it=s.it + go.astype(jnp.int32),
         degen=jnp.where(go, jnp.where(degenerate, s.degen + 1, 0), s.degen).astype(jnp.int32),
-        enter=i,
+        enter=jnp.where(live, i, s.enter),
     )
 
 
@@ -606,10 +608,8 @@ def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DE
         return s.status == _RUNNING
 
     def step(p, s):
-        """One pivot of every running lane (an ended lane keeps its state)."""
-        new = pivot(p, s)
-        go = running(s)
-        return jax.tree.map(lambda a, o: jnp.where(go.reshape(go.shape + (1,) * (a.ndim - 1)), a, o), new, s)
+        """One pivot of every running lane (:func:`_step` leaves an ended or idle lane as it is)."""
+        return pivot(p, s)
 
     def record(p, s, item, outs):
         """Certify the ended lanes ``(p, s) (k, ...)`` of ``item (k,)`` (-1: none) and record them."""
@@ -643,7 +643,8 @@ def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DE
     empty = LPResult(jnp.zeros((N, n), A.dtype), jnp.full((N,), jnp.nan, A.dtype),
                      jnp.full((N,), NUMERICAL, jnp.int32), jnp.zeros((N,), jnp.int32))
     idle = jnp.full((P,), -1, jnp.int32)
-    init = load(idle) + (idle, jnp.int32(0), (empty, jnp.full((N, n), -1, jnp.int32)))
+    lanes0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (P,) + a.shape[1:]), load(idle[:1]))  # idle lanes
+    init = lanes0 + (idle, jnp.int32(0), (empty, jnp.full((N, n), -1, jnp.int32)))
     p, s, item, _, outs = jax.lax.while_loop(more, epoch, init)
     sel = jnp.nonzero(running(s), size=K, fill_value=P)[0]
     at = jnp.minimum(sel, P - 1)
