@@ -646,7 +646,7 @@ def _warm_problem(A, b, active, origin, undecided):
 def _cell_vertices(A, b, active, c, need):
     """:func:`jaxpoly.primal.cell_vertices` of the cells ``need (B,) bool`` (a slice at a time, see
     :func:`_over_cells`; the others get status ``UNRESOLVED``)."""
-    v = _over_cells(primal.cell_vertices, (A, b, active, c), need)
+    v = _over_cells(functools.partial(primal.cell_vertices, boxed=True), (A, b, active, c), need)
     return v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
 
 
@@ -677,7 +677,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     idx = np.concatenate([np.arange(n), np.zeros(max(B * M, lanes) - n, np.int64)])  # every pair fits
     st, _, basis = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
                                   jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr), jnp.int32(n),
-                                  max_iters=budget, lanes=lanes)
+                                  max_iters=budget, lanes=lanes, boxed=True)
     status, support = np.empty(n, np.int32), np.empty((n, d), np.int32)
     status[order], support[order] = np.asarray(st)[:n], np.asarray(basis)[:n]
     return status == primal.ABOVE, status != primal.UNRESOLVED, support

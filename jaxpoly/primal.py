@@ -82,6 +82,7 @@ class _Lane(NamedTuple):
     x: jax.Array  # (d,)
     basis: jax.Array  # (d,) int32
     binv: jax.Array  # (d, d)
+    norms: jax.Array  # (d,) the column norms of binv: the edges' lengths (pricing, vertex certificates)
     slack: jax.Array  # (M,) b - A x
     in_basis: jax.Array  # (M,) bool
     it: jax.Array  # () int32 pivots so far
@@ -91,20 +92,42 @@ class _Lane(NamedTuple):
 
 def _lane(A, b, x, basis, binv, status=_RUNNING) -> _Lane:
     """A walk's state at the point ``x`` with its basis."""
-    rows = jnp.arange(A.shape[0])
+    rows = jnp.arange(b.shape[0])
     in_basis = jnp.any(rows[:, None] == basis[None, :], axis=1)
-    return _Lane(x, basis, binv, b - A @ x, in_basis, jnp.int32(0), jnp.int32(0), jnp.int32(status))
+    return _Lane(x, basis, binv, _col_norms(binv), b - _times(A, x, b.shape[0]), in_basis, jnp.int32(0), jnp.int32(0),
+                 jnp.int32(status))
+
+
+def _col_norms(binv):
+    """``(..., d)``: the lengths ``|B^{-1} e_r|`` of the edges out of a vertex."""
+    return jnp.sqrt(jnp.sum(binv * binv, axis=-2))
+
+
+def _times(A, z, M: int):
+    """``A z`` over the ``M`` rows of a cell whose matrix is ``A (M, d)``, or ``A (M - 2 d, d)`` when
+    its first ``2 d`` rows are the box's ``e_i`` then ``-e_i`` (see :func:`exceeds`' ``boxed``), which
+    are not stored: ``(z, -z, A z)`` (the box rows' products are exact either way)."""
+    return A @ z if A.shape[0] == M else jnp.concatenate([z, -z, A @ z])
+
+
+def _rows_of(A, j, M: int):
+    """Rows ``j (...)`` of a cell's matrix stored as for :func:`_times`: ``(..., d)``."""
+    if A.shape[0] == M:
+        return A[j]
+    d = A.shape[1]
+    unit = jnp.where(jnp.arange(d) == (j % d)[..., None], jnp.where(j < d, 1.0, -1.0)[..., None], 0.0)
+    return jnp.where((j < 2 * d)[..., None], unit.astype(A.dtype), A[jnp.maximum(j - 2 * d, 0)])
 
 
 def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until_vertex: bool) -> _Lane:
-    """One pivot of one instance, maximising ``c`` (module docstring). ``A (M, d)``, ``b (M,)``,
-    ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x`` exceeds it; ``until_vertex``: stop once
+    """One pivot of one instance, maximising ``c`` (module docstring). ``A (M, d)`` (or without the box
+    rows, see :func:`_times`), ``b (M,)``, ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x`` exceeds it; ``until_vertex``: stop once
     no position is free. Sets ``status`` when the walk ends; a walk that has ended is left as it is, so
     a pool of walks steps them all without selecting the running ones over its whole state."""
-    M, d = A.shape
+    M, d = b.shape[0], A.shape[1]
     rows = jnp.arange(M)
     big = jnp.iinfo(jnp.int32).max
-    x, basis, binv, slack, in_basis, it, degen, _ = s
+    x, basis, binv, norms, slack, in_basis, it, degen, _ = s
     u = binv.T @ c
     free = basis < 0
     any_free = jnp.any(free)
@@ -112,14 +135,14 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     neg = ~free & (u < -tol)
     r_free = argmax(jnp.where(free, jnp.abs(u), -1.0))
     # steepest edge: the most negative u_r per unit length of its edge -B^{-1} e_r
-    r_steep = argmin(jnp.where(neg, u / jnp.sqrt(jnp.sum(binv * binv, axis=0)), jnp.inf))
+    r_steep = argmin(jnp.where(neg, u / norms, jnp.inf))
     r_bland = argmin(jnp.where(neg, basis, big))
     r = jnp.where(any_free, r_free, jnp.where(bland, r_bland, r_steep))
     leave = any_free | jnp.any(neg)
     sgn = jnp.where(free[r], jnp.where(u[r] >= 0, 1.0, -1.0), -1.0)
     z = sgn * binv[:, r]
     gain = c @ z
-    s_ = A @ z
+    s_ = _times(A, z, M)
     cand = active & ~in_basis & (s_ > _PIVOT_TOL)
     ratio = jnp.where(cand, jnp.maximum(slack, 0.0) / jnp.where(cand, s_, 1.0), jnp.inf)
     t = jnp.min(ratio)
@@ -138,11 +161,12 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     status = jnp.where(live, status, s.status)
     go = live & ((status == _RUNNING) | (above & (status == ABOVE)))
     onehot = jnp.arange(d) == r
-    w = jnp.where(go, binv.T @ A[j], onehot.astype(binv.dtype))
+    w = jnp.where(go, binv.T @ _rows_of(A, j, M), onehot.astype(binv.dtype))
     moved = go & ((rows == j) | (rows == basis[r]))
     basis = jnp.where(onehot & go, j, basis).astype(jnp.int32)
     degen = jnp.where(go, jnp.where(t <= tol, degen + 1, 0), degen).astype(jnp.int32)
-    return _Lane(jnp.where(go, x_new, x), basis, lp._pivot(binv, w, onehot), jnp.where(go, slack - t * s_, slack),
+    binv = lp._pivot(binv, w, onehot)
+    return _Lane(jnp.where(go, x_new, x), basis, binv, _col_norms(binv), jnp.where(go, slack - t * s_, slack),
                  in_basis ^ moved, it + live, degen, status)
 
 
@@ -162,7 +186,7 @@ def _check(A, b, active, c, level, s: _Lane, tol: float):
     t = 10.0 * tol
     optimal = (s.status == OPTIMAL) & jnp.all(s.basis >= 0)
     at = jnp.maximum(s.basis, 0)
-    Bm = A[at]
+    Bm = _rows_of(A, at, b.shape[0])
     u = lp._refine(Bm.T, s.binv.T, c[:, None])[:, 0]
     size = 1.0 + jnp.max(jnp.abs(u))
     dual = (jnp.all(jnp.isfinite(u)) & (jnp.max(jnp.abs(Bm.T @ u - c)) <= t * size)
@@ -180,13 +204,15 @@ def _check(A, b, active, c, level, s: _Lane, tol: float):
     return status.astype(jnp.int32), jnp.where(optimal, bound, reached)
 
 
-@functools.partial(jax.jit, static_argnames=("tol",))
-def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *, tol: float = 1e-9) -> Vertex:
+@functools.partial(jax.jit, static_argnames=("tol", "boxed"))
+def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *, tol: float = 1e-9,
+                  boxed: bool = False) -> Vertex:
     """A vertex of each cell ``{y : A y <= b on active rows}``, reached from ``y = 0`` (interior).
 
     Args:
       A ``(B, M, d)`` unit rows, b ``(B, M)`` offsets (positive on active rows: the origin is inside),
-      active ``(B, M)``, c ``(B, d)``: the direction the ``d`` pivots favour.
+      active ``(B, M)``, c ``(B, d)``: the direction the ``d`` pivots favour; boxed: as for
+      :func:`exceeds`.
     Returns:
       :class:`Vertex` ``(B, ...)``; ``status == OPTIMAL`` where a vertex (``d`` tight rows) was reached.
     """
@@ -196,22 +222,22 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
     binv0 = jnp.broadcast_to(jnp.eye(d, dtype=A.dtype), (B, d, d))
     level = jnp.full((B,), jnp.inf, A.dtype)
     walk = functools.partial(_walk, max_iters=d + 1, tol=tol, until_vertex=True)
-    x, basis, binv, status = jax.vmap(walk)(A, b, active, c, x0, basis0, binv0, level)
+    x, basis, binv, status = jax.vmap(walk)(A[:, 2 * d:] if boxed else A, b, active, c, x0, basis0, binv0, level)
     status = jnp.where(jnp.all(basis >= 0, axis=1), status, UNRESOLVED)
     return Vertex(x, basis, binv, status, b - jnp.einsum("bmd,bd->bm", A, x))
 
 
-def _vertex_certifies(slack, in_basis, basis, binv, active, threshold):
+def _vertex_certifies(slack, in_basis, basis, norms, active, threshold):
     """Whether the point of a walk is a vertex of its whole cell that certifies its ``d`` tight rows
     as facets beyond ``threshold``: no free position and every other row of the cell (``active (M,)``,
-    the walk's own row included) has a slack above ``4 threshold max(1, W)``, ``W = sum_r |B^{-1} e_r|``.
+    the walk's own row included) has a slack above ``4 threshold max(1, W)``, ``W = sum_r |B^{-1} e_r|`` (``norms (d,)`` the terms).
 
     Then for a tight row ``j`` the point ``p = v + e w``, ``w = -sum_{r != j} B^{-1} e_r`` (on hyperplane
     ``j``, every other tight row at slack ``e``; the rest lose at most ``e W``), with ``e = S / (2 max(1,
     W))`` (``S`` the smallest slack above) keeps every other row's slack above ``2 threshold``, so the
     cell without row ``j`` reaches ``b_j + 1.5 threshold``: row ``j`` is a facet, as a walk above the
     level would show."""
-    W = jnp.sum(jnp.sqrt(jnp.sum(binv * binv, axis=0)))
+    W = jnp.sum(norms)
     least = jnp.min(jnp.where(active & ~in_basis, slack, jnp.inf))
     return jnp.all(basis >= 0) & (least > 4.0 * threshold * jnp.maximum(1.0, W))
 
@@ -229,10 +255,10 @@ def queue_order(cell: np.ndarray, gap: np.ndarray) -> np.ndarray:
     return np.lexsort((cell, rank))
 
 
-@functools.partial(jax.jit, static_argnames=("max_iters", "lanes", "tol"))
+@functools.partial(jax.jit, static_argnames=("max_iters", "lanes", "tol", "boxed"))
 def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: jax.Array, row: jax.Array,
             threshold: jax.Array, count: jax.Array | None = None, *, max_iters: int, lanes: int = 256,
-            tol: float = 1e-9) -> tuple[jax.Array, jax.Array, jax.Array]:
+            tol: float = 1e-9, boxed: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
     """For each item ``i``: does ``max a_k · y`` over cell ``cell[i]`` without its row ``k = row[i]``
     exceed ``b_k + threshold``? Walks from the cell's vertex ``start``.
 
@@ -252,7 +278,9 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
       start: the cells' vertices (:func:`cell_vertices`); cell, row: ``(N,) int32`` items.
       threshold: ``()`` or ``(B,)`` the facet tolerance of each cell; count: ``()`` only the first
       ``count`` items are solved (the rest is padding; default all); max_iters: the pivot budget of
-      an item; lanes: walks stepped together.
+      an item; lanes: walks stepped together; boxed: every cell's first ``2 d`` rows are the box's,
+      ``e_i`` then ``-e_i`` (as :func:`jaxpoly.oracle.cell_rows` lays them out): the pivots then
+      compute their products without reading them (at d = 16 a third of the rows, at d = 32 half).
     Returns:
       ``(status (N,), value (N,), basis (N, d) int32)``: ``ABOVE`` (a facet: a point of the cell
       without row ``k`` lies above ``b_k + threshold``; ``value`` a lower bound of the maximum, at
@@ -269,10 +297,12 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     K = max(P // 4, 1)  # lanes loaded and recorded per epoch (at most; a quarter end before a refill)
     window = 4 * K  # queued items looked at per refill, the known ones answered on the way
     rows = jnp.arange(M)
+    stored = A[:, 2 * d:] if boxed else A  # the rows the pivots read (see _times)
     # the start vertices' slacks and tight rows, shared by all items of a cell
     slack0 = start.slack
     in_basis0 = jnp.any(rows[None, :, None] == start.basis[:, None, :], axis=-1)
-    certifies = jax.vmap(_vertex_certifies)(slack0, in_basis0, start.basis, start.binv, active, threshold)
+    norms0 = _col_norms(start.binv)
+    certifies = jax.vmap(_vertex_certifies)(slack0, in_basis0, start.basis, norms0, active, threshold)
     known = jnp.zeros((B, M), bool).at[jnp.arange(B)[:, None], start.basis].max(
         (certifies & (start.status == OPTIMAL))[:, None], mode="drop")
 
@@ -281,7 +311,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         lanes keep only their item: loading a walk copies its state, not its cell's rows)."""
         i = jnp.maximum(item, 0)
         ce, ro = cell[i], row[i]
-        return (A[ce], b[ce], active[ce] & (rows[None, :] != ro[:, None]), A[ce, ro], b[ce, ro] + threshold[ce])
+        return (stored[ce], b[ce], active[ce] & (rows[None, :] != ro[:, None]), A[ce, ro], b[ce, ro] + threshold[ce])
 
     def load(item):
         """The start states of items ``(n,)`` (-1: none)."""
@@ -292,7 +322,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         basis = jnp.where(start.basis[ce] == ro[:, None], -1, start.basis[ce])
         ok = (item >= 0) & (start.status[ce] == OPTIMAL)
         zero = jnp.zeros(item.shape, jnp.int32)
-        return _Lane(start.x[ce], basis, start.binv[ce], slack0[ce], in_basis0[ce] & (rows[None, :] != ro[:, None]),
+        return _Lane(start.x[ce], basis, start.binv[ce], norms0[ce], slack0[ce], in_basis0[ce] & (rows[None, :] != ro[:, None]),
                      zero, zero, jnp.where(ok, _RUNNING, _IDLE).astype(jnp.int32))
 
     pivot = jax.vmap(functools.partial(_step, max_iters=max_iters, tol=tol, until_vertex=False))
@@ -303,7 +333,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         new = pivot(*problem(item), lane)
         ce = cell[jnp.maximum(item, 0)]
         changed = new.basis != lane.basis  # the position a pivot changed (none: the walk did not move)
-        ok = jnp.any(changed, axis=1) & jax.vmap(_vertex_certifies)(new.slack, new.in_basis, new.basis, new.binv,
+        ok = jnp.any(changed, axis=1) & jax.vmap(_vertex_certifies)(new.slack, new.in_basis, new.basis, new.norms,
                                                                     active[ce], threshold[ce])
         entered = jnp.max(jnp.where(changed, new.basis, -1), axis=1)
         return new, known.at[jnp.where(ok, ce, B), entered].set(True, mode="drop")

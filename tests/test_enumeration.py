@@ -743,6 +743,16 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     assert (bas8[:n] == opt_basis).all()
     assert (st8[n:] == primal.UNRESOLVED).all()
 
+    # The cells' first 2 d rows are the box's: with boxed=True the pivots compute their products
+    # without reading them, and every answer is the same.
+    start_b = primal.cell_vertices(A, b, active, np.ones((B, d)), boxed=True)
+    for got, want in zip(start_b, start):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-12)
+    stb, valb, basb = (np.asarray(a) for a in primal.exceeds(
+        A, b, active, start_b, cell, row, np.asarray(thr), max_iters=2 * d + 16, boxed=True))
+    assert (stb == status).all() and (basb == opt_basis).all()
+    assert np.allclose(valb[opt], value[opt], atol=1e-12)
+
     # Any queue order gives the same answers (the vertices answer different items, with the same
     # result); queue_order's is round robin over the cells, far rows first.
     gap = np.asarray(b[cell, row] - np.einsum("nd,nd->n", A[cell, row], np.asarray(start.x)[cell]))
@@ -781,7 +791,7 @@ def test_a_vertex_certifies_its_tight_rows_only_when_it_is_simple():
         v = primal.cell_vertices(A, b, active, c)
         slack = b - np.einsum("bmd,bd->bm", A, np.asarray(v.x))
         in_basis = (np.arange(M)[None, :, None] == np.asarray(v.basis)[:, None, :]).any(axis=-1)
-        ok = np.asarray(jax.vmap(primal._vertex_certifies)(slack, in_basis, v.basis, v.binv, active,
+        ok = np.asarray(jax.vmap(primal._vertex_certifies)(slack, in_basis, v.basis, primal._col_norms(v.binv), active,
                                                             np.full(B, thr)))
         facets, _ = _highs_facets(A, b, thr)
         at_degenerate = (np.abs(slack[:, -3:]) < 1e-9).all(axis=1)
