@@ -77,11 +77,12 @@ _LP_BOX = 1.5
 _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 16 (then the dual simplex)
 # primal.exceeds' pool: (items at least, in units of the pivot budget 2 d + 16, lanes), the first that
 # applies. A pool costs per step about in proportion to its lanes and drains a tail of its longest walks
-# (up to the budget) with most lanes idle, so few items per lane waste steps: a d = 32 batch (3,500
-# items, 44 budgets) took 141 ms with 128 lanes and 246 ms with 512; d = 16 batches (16,700 and 4,000
-# items, 348 and 83 budgets) 291 and ~100 ms with 128 lanes, 241 and ~70 with 512. Three sizes at most:
-# each is a compilation of primal.exceeds.
-_WARM_POOLS = ((64, 512), (2, 128), (0, 64))
+# (up to the budget) with most lanes idle, so few items per lane waste steps (a d = 32 batch, 3,500
+# items: 141 ms with 128 lanes, 246 with 512). Larger pools no longer pay: with the tail pool and the
+# vertex certificates, d = 16 ran 0.41 ms per region with 512 lanes or 128 when this VM was fast,
+# and 0.72-0.79 against 0.61-0.62 when it was slow (512 lanes' rows, 4 MB, fall out of its caches;
+# d = 8: 0.20 against 0.18). Each size is a compilation of primal.exceeds.
+_WARM_POOLS = ((2, 128), (0, 64))
 
 
 def _dot32(spec: str, x: jax.Array, y: jax.Array) -> jax.Array:
