@@ -282,6 +282,44 @@ def sampling(net, samples: int) -> dict:
             "patterns_per_s": len(seen) / wall}
 
 
+def _scaling_batch(d: int, B: int) -> int:
+    """The batch size of d's run: ``B``, halved where a batch would not fit in memory (as
+    ``enumerate_regions``' default does)."""
+    while B > 16 and enumeration.estimate_batch_bytes(d, 64, B, 64) > enumeration.device_bytes() // 2:
+        B //= 2
+    return B
+
+
+def interleaved_dscaling(dims: list[int], regions: int, B: int, rounds: int) -> list[dict]:
+    """Time per region against d, every d measured once per round (the order reversed every other
+    round), after each d's compilation and a warm run. This machine's speed drifts by up to 2x within
+    a process and between processes; runs of one round are seconds apart, so the ratio of each d to
+    ``dims[0]`` is taken within each round (``ratio_per_round``) and summarised by its median, next to
+    each d's fastest and median run."""
+    nets = {d: random_net(0, d, (64,)) for d in dims}
+    info: dict[int, dict] = {}
+    with lp_search_only():
+        for d in dims:
+            info[d] = timed_enumeration(nets[d], max_regions=regions, batch_size=_scaling_batch(d, B))
+        runs: dict[int, list[float]] = {d: [] for d in dims}
+        for r in range(rounds):
+            for d in (dims if r % 2 == 0 else dims[::-1]):
+                t = time.perf_counter()
+                R = enumerate_regions(nets[d], BOUNDS, max_regions=regions, batch_size=_scaling_batch(d, B))
+                runs[d].append(1e6 * (time.perf_counter() - t) / len(R))
+    first = np.array(runs[dims[0]])
+    rows = []
+    for d in dims:
+        us = np.array(runs[d])
+        s = dict(info[d], us_per_region=float(us.min()), median_us_per_region=float(np.median(us)),
+                 runs_us_per_region=us.tolist(), ratio_per_round=(us / first).tolist(),
+                 median_ratio_per_round=float(np.median(us / first)), fastest_ratio=float(us.min() / first.min()),
+                 rounds=rounds, protocol="interleaved")
+        s["regions_per_s"] = 1e6 / s["us_per_region"]
+        rows.append({"d": d, "search": s})
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------
 # d-scaling plot
 # ---------------------------------------------------------------------------------------------------
@@ -292,27 +330,47 @@ def plot_dscaling(rows: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ds = np.array([r["d"] for r in rows], float)
-    # rows measured in several processes carry their median (the machine's speed varies by process)
+    interleaved = all(r["search"].get("protocol") == "interleaved" for r in rows)
+    # rows measured in several processes (or rounds) carry their median: the machine's speed varies
     us = np.array([r["search"].get("median_us_per_region", r["search"]["us_per_region"]) for r in rows], float)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, axes = plt.subplots(1, 2 if interleaved else 1, figsize=(10 if interleaved else 5.5, 4), squeeze=False)
+    ax = axes[0, 0]
     several = any("median_us_per_region" in r["search"] for r in rows)
-    ax.plot(ds, us / 1e3, "o-", label="LP search (median over processes)" if several else "LP search (measured)")
+    label = "median of rounds" if interleaved else "median over processes" if several else "measured"
+    ax.plot(ds, us / 1e3, "o-", label="LP search (%s)" % label)
+    if interleaved:
+        fast = np.array([r["search"]["us_per_region"] for r in rows], float)
+        ax.plot(ds, fast / 1e3, "^-", color="C1", label="LP search (fastest round)")
     ax.plot(ds, us[0] / 1e3 * ds / ds[0], "k--", lw=1, label="linear in d (from d = %d)" % ds[0])
     vert = [(r["d"], r["vertex"]["us_per_region"]) for r in rows if r.get("vertex")]
     if vert:
         vd, vu = zip(*vert)
         ax.plot(vd, np.array(vu) / 1e3, "s", color="C2", label="vertex path (first level)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xticks(ds)
-    ax.set_xticklabels([str(int(x)) for x in ds])
-    ax.set_xlabel("input dimension d")
     ax.set_ylabel("wall time per region (ms)")
     ax.set_title("one hidden layer, width 64, leaky-ReLU, [-1, 1]^d")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
+    if interleaved:
+        ax2 = axes[0, 1]
+        ratios = [np.array(r["search"]["ratio_per_round"]) for r in rows]
+        med = np.array([np.median(x) for x in ratios])
+        ax2.errorbar(ds, med, yerr=[med - [x.min() for x in ratios], [x.max() for x in ratios] - med], fmt="o-",
+                     capsize=3, label="time per region / d = %d's, same round (median, range)" % ds[0])
+        ax2.plot(ds, [r["search"]["fastest_ratio"] for r in rows], "^", color="C1", label="fastest / fastest")
+        ax2.plot(ds, ds / ds[0], "k--", lw=1, label="linear in d")
+        ax2.set_ylabel("ratio to d = %d" % ds[0])
+        ax2.set_title("%d interleaved rounds in one process" % rows[0]["search"]["rounds"])
+    for a in axes[0]:
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        a.set_xticks(ds)
+        a.set_xticklabels([str(int(x)) for x in ds])
+        a.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        a.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        a.set_xlabel("input dimension d")
+        a.legend(fontsize=8)
+        a.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -330,6 +388,8 @@ def main() -> None:
     ap.add_argument("--scale-regions", type=int, default=1024, help="regions per d in the d-scaling sweep")
     ap.add_argument("--dims", default="4,8,16,24,32,64")
     ap.add_argument("--scale-repeats", type=int, default=5, help="measured runs per d (the median is reported)")
+    ap.add_argument("--interleave", type=int, default=0,
+                    help="d-scaling in rounds: every d once per round, this many rounds (0: each d's runs in a row)")
     ap.add_argument("--deep-max-regions", type=int, default=None, help="cap for 3x16_d6 (default: complete)")
     ap.add_argument("--baseline-seconds", type=float, default=30.0)
     ap.add_argument("--relucent-polys", type=int, default=1000)
@@ -392,7 +452,12 @@ def main() -> None:
         save("3x16_d6", {"d": 6, "widths": [16, 16, 16], "activation": "leaky_relu(0.1)",
                          "enumerate": timed_enumeration(netd, max_regions=args.deep_max_regions, batch_size=B),
                          "sample": sampling(netd, args.samples)})
-    if "dscaling" in only:
+    if "dscaling" in only and args.interleave:
+        rows = interleaved_dscaling([int(x) for x in args.dims.split(",")], args.scale_regions, B, args.interleave)
+        plot_dscaling(rows, args.plot)
+        out["dscaling_plot"] = os.path.relpath(args.plot, os.path.dirname(os.path.abspath(args.out)))
+        save("dscaling", rows)
+    elif "dscaling" in only:
         rows = []
         for d in (int(x) for x in args.dims.split(",")):
             net = random_net(0, d, (64,))
