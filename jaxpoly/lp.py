@@ -68,7 +68,8 @@ problems whose optimum or feasible set lies beyond that come back ``NUMERICAL`` 
 objective that grows past the box, ``UNBOUNDED``).
 
 Under ``vmap`` the ``while_loop`` runs until the slowest instance of the batch has finished, so the
-batch costs its largest pivot count times the per-pivot work of the whole batch. ``jax.jit``
+batch costs its largest pivot count times the per-pivot work of the whole batch; ``_solve_pool``
+steps instances as lanes of a pool refilled as they end (:mod:`jaxpoly.pool`), about their mean. ``jax.jit``
 compiles once per shape, batch size included (about 2 s on CPU): callers with varying batch sizes
 should pad them to a few bucket sizes.
 """
@@ -563,11 +564,11 @@ def _batched_solver_from(tol: float, box: float):
     return jax.jit(jax.vmap(functools.partial(_solve_from, max_iters=None, tol=tol, box=box)))
 
 
-_IDLE = -2  # a pool lane without an instance (solve_pool)
+_IDLE = -2  # a pool lane without an instance (_solve_pool)
 
 
 @functools.partial(jax.jit, static_argnames=("lanes", "tol", "box"))
-def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DEFAULT_TOL,
+def _solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DEFAULT_TOL,
                box: float = DEFAULT_BOX) -> tuple[LPResult, jax.Array]:
     """:func:`_solve_from` over ``N`` instances in a pool of ``lanes`` (:mod:`jaxpoly.pool`).
 
@@ -594,6 +595,7 @@ def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DE
     iters = default_max_iters(m, n)
     scale = jax.vmap(functools.partial(_scale, box=box, tol=tol))
     start = jax.vmap(lambda p, basis: _start_state(p, m, basis, tol))
+    # one pivot of every lane (_step leaves an ended or idle lane as it is)
     pivot = jax.vmap(functools.partial(_step, max_iters=iters, tol=tol, bland_after=n + 5))
     finish = jax.vmap(functools.partial(_finish, m=m, tol=tol, box=box))
 
@@ -606,10 +608,6 @@ def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DE
 
     def running(s):
         return s.status == _RUNNING
-
-    def step(p, s):
-        """One pivot of every running lane (:func:`_step` leaves an ended or idle lane as it is)."""
-        return pivot(p, s)
 
     def record(p, s, item, outs):
         """Certify the ended lanes ``(p, s) (k, ...)`` of ``item (k,)`` (-1: none) and record them."""
@@ -629,7 +627,7 @@ def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DE
         p, s = jax.tree.map(lambda a, v: a.at[slots].set(v, mode="drop"), (p, s), load(new_item))
         item = item.at[slots].set(new_item, mode="drop")
         stop_at = pool.refill_level(q, count, P, drain=K)
-        s = jax.lax.while_loop(lambda s: jnp.sum(running(s)) > stop_at, functools.partial(step, p), s)
+        s = jax.lax.while_loop(lambda s: jnp.sum(running(s)) > stop_at, functools.partial(pivot, p), s)
         done = jnp.nonzero(~running(s) & (item >= 0), size=K, fill_value=P)[0]
         at = jnp.minimum(done, P - 1)  # the padding (P) reads lane P - 1; its results are dropped
         outs = record(lanes_at(p, at), lanes_at(s, at), jnp.where(done < P, item[at], -1), outs)
@@ -650,7 +648,7 @@ def solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DE
     at = jnp.minimum(sel, P - 1)
     tail_p, tail_s = lanes_at(p, at), lanes_at(s, at)
     tail_s = tail_s._replace(status=jnp.where(sel < P, tail_s.status, _IDLE).astype(jnp.int32))
-    tail_s = jax.lax.while_loop(lambda s: jnp.any(running(s)), functools.partial(step, tail_p), tail_s)
+    tail_s = jax.lax.while_loop(lambda s: jnp.any(running(s)), functools.partial(pivot, tail_p), tail_s)
     return record(tail_p, tail_s, jnp.where(sel < P, item[at], -1), outs)
 
 

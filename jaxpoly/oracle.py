@@ -449,7 +449,7 @@ def _solve_robust(c, A, b, mask, basis0=None, *, lanes: int | None = None, count
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
     and of consistent shapes), without its per-call host-side input checks: the batched JAX solver
     (from the bases ``basis0 (N, n)`` if given, see :func:`jaxpoly.lp._solve_from`; with ``lanes``, in
-    a pool of that many, :func:`jaxpoly.lp.solve_pool`, of which only the first ``count`` instances are
+    a pool of that many, :func:`jaxpoly.lp._solve_pool`, of which only the first ``count`` instances are
     solved), then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy
     ``(x, value, status, fallbacks, basis)``; ``basis`` (the final bases, ``-1`` unless optimal) only
     with ``basis0``."""
@@ -459,7 +459,7 @@ def _solve_robust(c, A, b, mask, basis0=None, *, lanes: int | None = None, count
     elif lanes is None:
         res, basis = lp._batched_solver_from(lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask, basis0)
     else:
-        res, basis = lp.solve_pool(c, A, b, mask, basis0, count, lanes=lanes, box=_LP_BOX)
+        res, basis = lp._solve_pool(c, A, b, mask, basis0, count, lanes=lanes, box=_LP_BOX)
     basis = None if basis is None else np.array(basis)
     x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
     redo = np.flatnonzero((status[:n_real] == lp.ITERATION_LIMIT) | (status[:n_real] == lp.NUMERICAL))
@@ -562,7 +562,7 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     ``start (B, d + 1) int32``: each cell's start basis (``-1``: none), the optimal basis of a cell
     with the same rows but those crossed to reach this one, or that basis with the crossed row
     replaced by the cap row (index ``M``; :func:`jaxpoly.lp._start_state` checks either). ``chunk``:
-    with ``start``, the LPs run in a pool of that many lanes (:func:`jaxpoly.lp.solve_pool`), the cold
+    with ``start``, the LPs run in a pool of that many lanes (:func:`jaxpoly.lp._solve_pool`), the cold
     cells (``~5 d`` pivots from the solver's box) first, then the warm-started ones (d = 32: 24 pivots
     on average, the slowest of 64 60-100). Without a pool (no ``start``, or ``chunk >= B``) every LP
     starts from the box in one batched call of ``B`` (which costs its slowest instance's pivots times

@@ -5,7 +5,7 @@ longest instance's steps times its size. A pool instead keeps ``P`` lanes busy: 
 until a quarter of them have ended, records those, and loads the next queued items into their lanes
 (only those lanes are touched), so a batch costs about its *mean* steps times ``P``. Users: the
 warm-started redundancy LPs (:func:`jaxpoly.primal.exceeds`), the walks of
-:func:`jaxpoly.oracle.walk_certificates` and the pooled dual simplex (:func:`jaxpoly.lp.solve_pool`).
+:func:`jaxpoly.oracle.walk_certificates` and the pooled dual simplex (:func:`jaxpoly.lp._solve_pool`).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ import numpy as np
 
 from jaxpoly import lp
 from jaxpoly.pool import refill_level
-from jaxpoly.linalg import argmax, argmin
+from jaxpoly.linalg import argmin, min_and_argmin
 
 __all__ = ["Vertex", "cell_vertices", "exceeds", "queue_order", "OPTIMAL", "ABOVE", "UNRESOLVED"]
 
@@ -121,24 +121,24 @@ def _rows_of(A, j, M: int):
 
 def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until_vertex: bool) -> _Lane:
     """One pivot of one instance, maximising ``c`` (module docstring). ``A (M, d)`` (or without the box
-    rows, see :func:`_times`), ``b (M,)``, ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x`` exceeds it; ``until_vertex``: stop once
-    no position is free. Sets ``status`` when the walk ends; a walk that has ended is left as it is, so
+    rows, see :func:`_times`), ``b (M,)``, ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x``
+    exceeds it; ``until_vertex``: stop once no position is free. Sets ``status`` when the walk ends; a walk that has ended is left as it is, so
     a pool of walks steps them all without selecting the running ones over its whole state."""
     M, d = b.shape[0], A.shape[1]
     rows = jnp.arange(M)
-    big = jnp.iinfo(jnp.int32).max
     x, basis, binv, norms, slack, in_basis, it, degen, _ = s
     u = binv.T @ c
     free = basis < 0
     any_free = jnp.any(free)
     bland = degen >= d + 5
     neg = ~free & (u < -tol)
-    r_free = argmax(jnp.where(free, jnp.abs(u), -1.0))
-    # steepest edge: the most negative u_r per unit length of its edge -B^{-1} e_r
-    r_steep = argmin(jnp.where(neg, u / norms, jnp.inf))
-    r_bland = argmin(jnp.where(neg, basis, big))
-    r = jnp.where(any_free, r_free, jnp.where(bland, r_bland, r_steep))
-    leave = any_free | jnp.any(neg)
+    # the leaving position, by one argmin: a free one with the largest |u_r|; else with Bland's rule
+    # the smallest row index among u_r < 0; else steepest edge, the most negative u_r per unit length
+    # of its edge -B^{-1} e_r
+    score = jnp.where(any_free, jnp.where(free, -jnp.abs(u), jnp.inf),
+                      jnp.where(neg, jnp.where(bland, basis.astype(u.dtype), u / norms), jnp.inf))
+    least, r = min_and_argmin(score)
+    leave = least < jnp.inf
     sgn = jnp.where(free[r], jnp.where(u[r] >= 0, 1.0, -1.0), -1.0)
     z = sgn * binv[:, r]
     gain = c @ z
@@ -149,7 +149,7 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     tie = cand & (ratio <= t * (1.0 + 1e-12) + 1e-300)
     # among the ties: the largest step a_j · z, or with Bland the smallest index (in one reduction)
     j = argmin(jnp.where(tie, jnp.where(bland, rows.astype(s_.dtype), -s_), jnp.inf))
-    blocked = jnp.any(cand)
+    blocked = t < jnp.inf  # some row meets the move
     x_new = x + t * z
     above = blocked & (c @ x_new > level)
     improving_ray = ~blocked & (gain > tol)
@@ -332,10 +332,10 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         lane, known = c
         new = pivot(*problem(item), lane)
         ce = cell[jnp.maximum(item, 0)]
-        changed = new.basis != lane.basis  # the position a pivot changed (none: the walk did not move)
-        ok = jnp.any(changed, axis=1) & jax.vmap(_vertex_certifies)(new.slack, new.in_basis, new.basis, new.norms,
-                                                                    active[ce], threshold[ce])
-        entered = jnp.max(jnp.where(changed, new.basis, -1), axis=1)
+        # the row a pivot entered (-1: the walk did not move)
+        entered = jnp.max(jnp.where(new.basis != lane.basis, new.basis, -1), axis=1)
+        ok = (entered >= 0) & jax.vmap(_vertex_certifies)(new.slack, new.in_basis, new.basis, new.norms,
+                                                          active[ce], threshold[ce])
         return new, known.at[jnp.where(ok, ce, B), entered].set(True, mode="drop")
 
     def running(lane):

@@ -626,14 +626,14 @@ def test_padding_cells_are_skipped_not_solved(monkeypatch):
     _, r_all, _, _ = oracle.chebyshev(rows, 4.0)
     start = np.full((B, d + 1), -1, np.int32)
     solved = []
-    real = lp.solve_pool
+    real = lp._solve_pool
 
     def counting(*args, **kwargs):
         res = real(*args, **kwargs)
         solved.append(int(np.sum(np.asarray(res[0].iterations) > 0)))
         return res
 
-    monkeypatch.setattr(lp, "solve_pool", counting)
+    monkeypatch.setattr(lp, "_solve_pool", counting)
     x, r, _, _ = oracle.chebyshev(rows, 4.0, start, chunk=B // 4, num_cells=n)
     assert solved == [n]  # the pool solves the 5 real cells, not the 27 padding cells
     np.testing.assert_allclose(r[:n], r_all[:n], rtol=0, atol=1e-9)

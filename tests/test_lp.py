@@ -136,7 +136,7 @@ def test_start_from_a_neighbours_basis(n):
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_pool_matches_the_batched_solver(n):
-    """``lp.solve_pool`` (instances stepped in a pool of ``lanes``, refilled as they end) gives each
+    """``lp._solve_pool`` (instances stepped in a pool of ``lanes``, refilled as they end) gives each
     instance what the batched solver gives it: the same pivots, status, basis and point, whatever the
     pool size, the mix of warm and cold starts and of optimal, infeasible and unbounded instances;
     instances past ``count`` are not solved."""
@@ -157,7 +157,7 @@ def test_pool_matches_the_batched_solver(n):
     assert {lp.OPTIMAL, lp.INFEASIBLE, lp.UNBOUNDED} <= statuses
     count = len(order) - 3
     for lanes in (1, 3, 8, len(order)):
-        res, basis = lp.solve_pool(C, A, B2, MASK, start, count, lanes=lanes)
+        res, basis = lp._solve_pool(C, A, B2, MASK, start, count, lanes=lanes)
         for got, want in ((res.status, ref.status), (res.iterations, ref.iterations), (basis, ref_basis)):
             np.testing.assert_array_equal(np.asarray(got)[:count], np.asarray(want)[:count])
         np.testing.assert_allclose(np.asarray(res.x)[:count], np.asarray(ref.x)[:count], rtol=1e-12, atol=1e-12)
