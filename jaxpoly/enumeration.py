@@ -164,8 +164,8 @@ class _Ctx:
         self.tol = tol * self.radius
         self.B = batch_size
         # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
-        # (oracle.chebyshev); below, starts and their bases cost more than the pivots they save (d = 4:
-        # +12 % in quarter-batch calls); an accelerator runs the lanes in parallel
+        # (oracle.chebyshev); below, the starts save nothing (d = 4 and 8 with the pool: within noise;
+        # in the quarter-batch calls used before, d = 4 +12 %); an accelerator runs the lanes in parallel
         quarter = jax.devices()[0].platform == "cpu" and self.d >= _CHEBYSHEV_CHUNK_MIN_DIM
         self.lp_chunk = max(batch_size // 4, 1) if quarter else batch_size
         self.U = _unit_rays(rays, self.d, seed)
