@@ -194,8 +194,11 @@ def test_wrong_format_file(tmp_path):
 
 def _interrupt(args, cwd, trigger, delay):
     """Start the CLI, wait for ``trigger`` on stderr (the progress bar), then Ctrl-C it."""
+    # Ctrl-C's default action in the child even where this test runs with SIGINT ignored (a shell's
+    # background job: `bash .ci/run &`), which a child would inherit and Python would then leave alone
     p = subprocess.Popen([sys.executable, "-m", "jaxpoly.cli", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=cwd, env=_ENV)
+                         stderr=subprocess.PIPE, text=True, cwd=cwd, env=_ENV,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     buf: list[str] = []
     th = threading.Thread(target=lambda: buf.extend(iter(lambda: p.stderr.read(1), "")), daemon=True)
     th.start()
