@@ -47,8 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import lp
-from jaxpoly.pool import refill_level
 from jaxpoly.linalg import argmin, min_and_argmin
+from jaxpoly.pool import refill_level
 
 __all__ = ["Vertex", "cell_vertices", "exceeds", "queue_order", "OPTIMAL", "ABOVE", "UNRESOLVED"]
 
@@ -94,8 +94,8 @@ def _lane(A, b, x, basis, binv, status=_RUNNING) -> _Lane:
     """A walk's state at the point ``x`` with its basis."""
     rows = jnp.arange(b.shape[0])
     in_basis = jnp.any(rows[:, None] == basis[None, :], axis=1)
-    return _Lane(x, basis, binv, _col_norms(binv), b - _times(A, x, b.shape[0]), in_basis, jnp.int32(0), jnp.int32(0),
-                 jnp.int32(status))
+    slack = b - _times(A, x, b.shape[0])
+    return _Lane(x, basis, binv, _col_norms(binv), slack, in_basis, jnp.int32(0), jnp.int32(0), jnp.int32(status))
 
 
 def _col_norms(binv):
@@ -122,8 +122,9 @@ def _rows_of(A, j, M: int):
 def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until_vertex: bool) -> _Lane:
     """One pivot of one instance, maximising ``c`` (module docstring). ``A (M, d)`` (or without the box
     rows, see :func:`_times`), ``b (M,)``, ``active (M,)``, ``c (d,)``; ``level``: stop once ``c · x``
-    exceeds it; ``until_vertex``: stop once no position is free. Sets ``status`` when the walk ends; a walk that has ended is left as it is, so
-    a pool of walks steps them all without selecting the running ones over its whole state."""
+    exceeds it; ``until_vertex``: stop once no position is free. Sets ``status`` when the walk ends; a
+    walk that has ended is left as it is, so a pool of walks steps them all without selecting the
+    running ones over its whole state."""
     M, d = b.shape[0], A.shape[1]
     rows = jnp.arange(M)
     x, basis, binv, norms, slack, in_basis, it, degen, _ = s
@@ -222,7 +223,8 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
     binv0 = jnp.broadcast_to(jnp.eye(d, dtype=A.dtype), (B, d, d))
     level = jnp.full((B,), jnp.inf, A.dtype)
     walk = functools.partial(_walk, max_iters=d + 1, tol=tol, until_vertex=True)
-    x, basis, binv, status = jax.vmap(walk)(A[:, 2 * d:] if boxed else A, b, active, c, x0, basis0, binv0, level)
+    stored = A[:, 2 * d:] if boxed else A  # the rows the pivots read (see _times)
+    x, basis, binv, status = jax.vmap(walk)(stored, b, active, c, x0, basis0, binv0, level)
     status = jnp.where(jnp.all(basis >= 0, axis=1), status, UNRESOLVED)
     return Vertex(x, basis, binv, status, b - jnp.einsum("bmd,bd->bm", A, x))
 
@@ -230,7 +232,8 @@ def cell_vertices(A: jax.Array, b: jax.Array, active: jax.Array, c: jax.Array, *
 def _vertex_certifies(slack, in_basis, basis, norms, active, threshold):
     """Whether the point of a walk is a vertex of its whole cell that certifies its ``d`` tight rows
     as facets beyond ``threshold``: no free position and every other row of the cell (``active (M,)``,
-    the walk's own row included) has a slack above ``4 threshold max(1, W)``, ``W = sum_r |B^{-1} e_r|`` (``norms (d,)`` the terms).
+    the walk's own row included) has a slack above ``4 threshold max(1, W)``, ``W = sum_r |B^{-1} e_r|``
+    (``norms (d,)`` its terms).
 
     Then for a tight row ``j`` the point ``p = v + e w``, ``w = -sum_{r != j} B^{-1} e_r`` (on hyperplane
     ``j``, every other tight row at slack ``e``; the rest lose at most ``e W``), with ``e = S / (2 max(1,
@@ -322,8 +325,9 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         basis = jnp.where(start.basis[ce] == ro[:, None], -1, start.basis[ce])
         ok = (item >= 0) & (start.status[ce] == OPTIMAL)
         zero = jnp.zeros(item.shape, jnp.int32)
-        return _Lane(start.x[ce], basis, start.binv[ce], norms0[ce], slack0[ce], in_basis0[ce] & (rows[None, :] != ro[:, None]),
-                     zero, zero, jnp.where(ok, _RUNNING, _IDLE).astype(jnp.int32))
+        in_basis = in_basis0[ce] & (rows[None, :] != ro[:, None])
+        return _Lane(start.x[ce], basis, start.binv[ce], norms0[ce], slack0[ce], in_basis, zero, zero,
+                     jnp.where(ok, _RUNNING, _IDLE).astype(jnp.int32))
 
     pivot = jax.vmap(functools.partial(_step, max_iters=max_iters, tol=tol, until_vertex=False))
 
