@@ -461,9 +461,7 @@ def main() -> None:
         rows = []
         for d in (int(x) for x in args.dims.split(",")):
             net = random_net(0, d, (64,))
-            Bd = B  # halved where a batch would not fit in memory (as enumerate_regions' default does)
-            while Bd > 16 and enumeration.estimate_batch_bytes(d, 64, Bd, 64) > enumeration.device_bytes() // 2:
-                Bd //= 2
+            Bd = _scaling_batch(d, B)
             with lp_search_only():
                 r = {"d": d, "search": timed_enumeration(net, max_regions=args.scale_regions, batch_size=Bd,
                                                          repeats=args.scale_repeats)}
