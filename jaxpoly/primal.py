@@ -166,7 +166,8 @@ def _step(A, b, active, c, level, s: _Lane, *, max_iters: int, tol: float, until
     moved = go & ((rows == j) | (rows == basis[r]))
     basis = jnp.where(onehot & go, j, basis).astype(jnp.int32)
     degen = jnp.where(go, jnp.where(t <= tol, degen + 1, 0), degen).astype(jnp.int32)
-    binv = lp._pivot(binv, w, onehot)
+    # Sherman-Morrison as in lp._pivot, with column r of B^{-1} (sgn z) and w_r at hand
+    binv = binv - jnp.outer(sgn * z, (w - onehot) / w[r])
     return _Lane(jnp.where(go, x_new, x), basis, binv, _col_norms(binv), jnp.where(go, slack - t * s_, slack),
                  in_basis ^ moved, it + live, degen, status)
 
