@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import resource
 
 import jax
 
 
 def device_info() -> dict:
-    """The default JAX backend and device, e.g. ``{"backend": "gpu", "device_kind": "NVIDIA H200"}``."""
+    """The default JAX backend and device, e.g. ``{"backend": "gpu", "device_kind": "NVIDIA H200"}``, and
+    ``cores_used``: the CPU cores this process may run on (``taskset``), which also sizes XLA's CPU
+    thread pool."""
     dev = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "num_devices": jax.device_count()}
+    return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "num_devices": jax.device_count(),
+            "cores_used": len(os.sched_getaffinity(0))}
 
 
 def peak_memory() -> dict:
