@@ -117,7 +117,7 @@ STATUS_NAMES = {
     ITERATION_LIMIT: "iteration limit",
     NUMERICAL: "numerical trouble",
 }
-_RUNNING = -1
+_RUNNING = pool.RUNNING  # an instance still pivoting
 
 DEFAULT_TOL = 1e-9
 """Feasibility/optimality tolerance, in units of the normalised problem (distances / ``s_b``)."""
@@ -564,9 +564,6 @@ def _batched_solver_from(tol: float, box: float):
     return jax.jit(jax.vmap(functools.partial(_solve_from, max_iters=None, tol=tol, box=box)))
 
 
-_IDLE = -2  # a pool lane without an instance (_solve_pool)
-
-
 @functools.partial(jax.jit, static_argnames=("lanes", "tol", "box"))
 def _solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = DEFAULT_TOL,
                box: float = DEFAULT_BOX) -> tuple[LPResult, jax.Array]:
@@ -576,9 +573,9 @@ def _solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = D
     pivots and cold ones many (the region enumeration's Chebyshev LPs at d = 32: 24 on average, the
     slowest of 64 around 60-100), so here ``lanes`` instances are stepped together, and as a quarter
     of them end they are certified (:func:`_certify`) and their lanes take the next instances, in
-    order. The last (at most ``lanes / 4``) finish in a pool of that size. Each lane keeps its own
-    normalised instance (:func:`_scale`), copied in when it is loaded. Same results as the batched
-    solver, instance by instance.
+    order; the last (at most ``lanes / 4``) finish in a pool of that size (:func:`jaxpoly.pool.run`).
+    Each lane keeps its own normalised instance (:func:`_scale`), copied in when it is loaded. Same
+    results as the batched solver, instance by instance.
 
     Args:
       c, A, b, mask, basis0: ``(N, n)``, ``(N, m, n)``, ``(N, m)``, ``(N, m)``, ``(N, n) int32`` as for
@@ -589,8 +586,6 @@ def _solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = D
       ``(LPResult (N, ...), basis (N, n) int32)``.
     """
     N, m, n = A.shape
-    P = min(lanes, N)
-    K = max(P // 4, 1)
     count = jnp.int32(N) if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), N)
     iters = default_max_iters(m, n)
     scale = jax.vmap(functools.partial(_scale, box=box, tol=tol))
@@ -604,52 +599,23 @@ def _solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = D
         i = jnp.maximum(item, 0)
         p = scale(c[i], A[i], b[i], mask[i])
         s = start(p, basis0[i])
-        return p, s._replace(status=jnp.where(item >= 0, _RUNNING, _IDLE).astype(jnp.int32))
+        return p, s._replace(status=jnp.where(item >= 0, pool.RUNNING, pool.IDLE).astype(jnp.int32))
 
-    def running(s):
-        return s.status == _RUNNING
+    def step(item, lane, state):
+        p, s = lane
+        return (p, pivot(p, s)), state
 
-    def record(p, s, item, outs):
+    def record(lane, item, outs):
         """Certify the ended lanes ``(p, s) (k, ...)`` of ``item (k,)`` (-1: none) and record them."""
-        res, basis = finish(c[jnp.maximum(item, 0)], p, s)
+        res, basis = finish(c[jnp.maximum(item, 0)], *lane)
         at = jnp.where(item >= 0, item, N)
         return jax.tree.map(lambda o, v: o.at[at].set(v, mode="drop"), outs, (res, basis))
 
-    def lanes_at(tree, at):
-        return jax.tree.map(lambda a: a[at], tree)
-
-    def epoch(carry):
-        """Load the idle lanes (up to ``K``) with the next instances, pivot until a quarter of the
-        lanes have ended (once all are loaded: until at most ``K`` run, left to the tail), certify and
-        record up to ``K`` ended lanes."""
-        p, s, item, q, outs = carry
-        slots, new_item, q = pool.refill(s.status == _IDLE, q, count, K)
-        p, s = jax.tree.map(lambda a, v: a.at[slots].set(v, mode="drop"), (p, s), load(new_item))
-        item = item.at[slots].set(new_item, mode="drop")
-        stop_at = pool.refill_level(q, count, P, drain=K)
-        s = jax.lax.while_loop(lambda s: jnp.sum(running(s)) > stop_at, functools.partial(pivot, p), s)
-        done = jnp.nonzero(~running(s) & (item >= 0), size=K, fill_value=P)[0]
-        at = jnp.minimum(done, P - 1)  # the padding (P) reads lane P - 1; its results are dropped
-        outs = record(lanes_at(p, at), lanes_at(s, at), jnp.where(done < P, item[at], -1), outs)
-        s = s._replace(status=s.status.at[done].set(_IDLE, mode="drop"))
-        return p, s, item.at[done].set(-1, mode="drop"), q, outs
-
-    def more(carry):
-        _, s, item, q, _ = carry
-        return (q < count) | jnp.any(~running(s) & (item >= 0)) | (jnp.sum(running(s)) > K)
-
     empty = LPResult(jnp.zeros((N, n), A.dtype), jnp.full((N,), jnp.nan, A.dtype),
                      jnp.full((N,), NUMERICAL, jnp.int32), jnp.zeros((N,), jnp.int32))
-    idle = jnp.full((P,), -1, jnp.int32)
-    lanes0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (P,) + a.shape[1:]), load(idle[:1]))  # idle lanes
-    init = lanes0 + (idle, jnp.int32(0), (empty, jnp.full((N, n), -1, jnp.int32)))
-    p, s, item, _, outs = jax.lax.while_loop(more, epoch, init)
-    sel = jnp.nonzero(running(s), size=K, fill_value=P)[0]
-    at = jnp.minimum(sel, P - 1)
-    tail_p, tail_s = lanes_at(p, at), lanes_at(s, at)
-    tail_s = tail_s._replace(status=jnp.where(sel < P, tail_s.status, _IDLE).astype(jnp.int32))
-    tail_s = jax.lax.while_loop(lambda s: jnp.any(running(s)), functools.partial(pivot, tail_p), tail_s)
-    return record(tail_p, tail_s, jnp.where(sel < P, item[at], -1), outs)
+    outs, _ = pool.run(load, step, record, lambda lane: lane[1].status == pool.RUNNING,
+                       (empty, jnp.full((N, n), -1, jnp.int32)), count, size=N, lanes=lanes)
+    return outs
 
 
 def _flatten_batch(arr, batch: tuple, ndim_core: int):

@@ -46,17 +46,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly import lp
+from jaxpoly import lp, pool
 from jaxpoly.linalg import argmin, min_and_argmin
-from jaxpoly.pool import refill_level
 
 __all__ = ["Vertex", "cell_vertices", "exceeds", "queue_order", "OPTIMAL", "ABOVE", "UNRESOLVED"]
 
 OPTIMAL = 0  # the maximum, certified; compare it with the level yourself
 ABOVE = 1  # a feasible point above the level (or an unbounded improving ray): the row is a facet
 UNRESOLVED = 2
-_RUNNING = -1
-_IDLE = -2  # a pool lane without an item (see exceeds)
+_RUNNING = pool.RUNNING  # a walk still pivoting
 _PIVOT_TOL = 1e-9
 
 
@@ -269,7 +267,8 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     The ``N`` items share a pool of ``lanes`` walks: walks take from 1 to ``max_iters`` pivots, so
     instead of stepping every walk until the slowest one of a chunk ends, the pool steps until a
     quarter of its walks have ended, records them (checked, as in the module docstring) and refills
-    their lanes with the next items (only those lanes are checked and loaded, not the whole pool).
+    their lanes with the next items (only those lanes are checked and loaded, not the whole pool;
+    :func:`jaxpoly.pool.run`).
 
     Every vertex of the whole cell that a walk passes through (and each start vertex) certifies its
     ``d`` tight rows as facets when it is far enough from every other row
@@ -298,7 +297,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     P = min(lanes, N)
     count = jnp.int32(N) if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), N)
     threshold = jnp.broadcast_to(jnp.asarray(threshold, A.dtype), (B,))
-    K = max(P // 4, 1)  # lanes loaded and recorded per epoch (at most; a quarter end before a refill)
+    K = max(P // 4, 1)  # lanes loaded per epoch (at most), as in pool.run
     window = 4 * K  # queued items looked at per refill, the known ones answered on the way
     rows = jnp.arange(M)
     stored = A[:, 2 * d:] if boxed else A  # the rows the pivots read (see _times)
@@ -328,13 +327,12 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         zero = jnp.zeros(item.shape, jnp.int32)
         in_basis = in_basis0[ce] & (rows[None, :] != ro[:, None])
         return _Lane(start.x[ce], basis, start.binv[ce], norms0[ce], slack0[ce], in_basis, zero, zero,
-                     jnp.where(ok, _RUNNING, _IDLE).astype(jnp.int32))
+                     jnp.where(ok, _RUNNING, pool.IDLE).astype(jnp.int32))
 
     pivot = jax.vmap(functools.partial(_step, max_iters=max_iters, tol=tol, until_vertex=False))
 
-    def step(item, c):
+    def step(item, lane, known):
         """One pivot of every lane; the cells' vertices it reaches certify their rows."""
-        lane, known = c
         new = pivot(*problem(item), lane)
         ce = cell[jnp.maximum(item, 0)]
         # the row a pivot entered (-1: the walk did not move)
@@ -343,13 +341,10 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
                                                           active[ce], threshold[ce])
         return new, known.at[jnp.where(ok, ce, B), entered].set(True, mode="drop")
 
-    def running(lane):
-        return lane.status == _RUNNING
-
-    def take(free, q, known):
+    def take(free, q, known, outs):
         """The next queued items whose rows no vertex has certified, for the free lanes ``free (P,)``
-        (up to ``K``), among the next ``window`` of the queue: ``(slots (K,), items (K,), q, passed
-        (window,))``, ``passed`` the queued items skipped as known (-1 otherwise)."""
+        (up to ``K``), among the next ``window`` of the queue; the queued items passed over as known
+        are answered ``ABOVE`` on the way. Returns ``(slots (K,), items (K,), q, outs)``."""
         slots = jnp.nonzero(free, size=K, fill_value=P)[0]
         want = jnp.sum(slots < P)
         pos = q + jnp.arange(window)
@@ -362,8 +357,11 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
                           jnp.where(want > 0, q + pick[jnp.maximum(want - 1, 0)] + 1, q))
         rank = jnp.arange(K)
         items = jnp.where((rank < n_pick) & (slots < P), it[jnp.minimum(pick, window - 1)], -1)
-        passed = jnp.where(kn & (pos < q_new), it, -1)
-        return slots, items.astype(jnp.int32), q_new.astype(jnp.int32), passed
+        at = jnp.where(kn & (pos < q_new), it, N)
+        i = jnp.minimum(at, N - 1)
+        outs = (outs[0].at[at].set(ABOVE, mode="drop"),
+                outs[1].at[at].set(b[cell[i], row[i]] + threshold[cell[i]], mode="drop"), outs[2])
+        return slots, items.astype(jnp.int32), q_new.astype(jnp.int32), outs
 
     def record(lane, item, outs):
         """Check the ended walks ``lane (n, ...)`` of items ``item (n,)`` (-1: none) and record them."""
@@ -373,41 +371,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         return (out_status.at[at].set(status, mode="drop"), out_value.at[at].set(value, mode="drop"),
                 out_basis.at[at].set(jnp.where((status == OPTIMAL)[:, None], lane.basis, -1), mode="drop"))
 
-    def epoch(c):
-        """Answer the queued items already known, load up to ``K`` idle lanes with the next ones, step
-        until a quarter of the walks have ended (once every item is loaded: until at most ``K`` run,
-        left to the tail below), check and record up to ``K`` ended walks (touching only those lanes)."""
-        lane, item, q, known, outs = c
-        slots, new_item, q, passed = take(lane.status == _IDLE, q, known)
-        at = jnp.where(passed >= 0, passed, N)
-        i = jnp.maximum(passed, 0)
-        outs = (outs[0].at[at].set(ABOVE, mode="drop"),
-                outs[1].at[at].set(b[cell[i], row[i]] + threshold[cell[i]], mode="drop"), outs[2])
-        lane = jax.tree.map(lambda a, n: a.at[slots].set(n, mode="drop"), lane, load(new_item))
-        item = item.at[slots].set(new_item, mode="drop")
-        stop_at = refill_level(q, count, P, drain=K)
-        lane, known = jax.lax.while_loop(lambda c: jnp.sum(running(c[0])) > stop_at,
-                                         functools.partial(step, item), (lane, known))
-        done = jnp.nonzero(~running(lane) & (item >= 0), size=K, fill_value=P)[0]
-        at_done = jnp.minimum(done, P - 1)  # the padding (P) reads lane P - 1; its results are dropped
-        outs = record(jax.tree.map(lambda a: a[at_done], lane), jnp.where(done < P, item[at_done], -1), outs)
-        lane = lane._replace(status=lane.status.at[done].set(_IDLE, mode="drop"))
-        return lane, item.at[done].set(-1, mode="drop"), q, known, outs
-
-    def more(c):
-        lane, item, q = c[:3]
-        return (q < count) | jnp.any(~running(lane) & (item >= 0)) | (jnp.sum(running(lane)) > K)
-
-    init = (load(jnp.full((P,), -1, jnp.int32)), jnp.full((P,), -1, jnp.int32), jnp.int32(0), known,
-            (jnp.full((N,), UNRESOLVED, jnp.int32), jnp.zeros((N,), A.dtype), jnp.full((N, d), -1, jnp.int32)))
-    lane, item, _, known, outs = jax.lax.while_loop(more, epoch, init)
-    # The tail: the last (longest) walks, at most K, finish in a pool of K lanes instead of P (at
-    # d = 16 the last 18 pivots of a batch ran 15 % of the pool's lanes).
-    sel = jnp.nonzero(running(lane), size=K, fill_value=P)[0]
-    at = jnp.minimum(sel, P - 1)
-    tail = jax.tree.map(lambda a: a[at], lane)
-    tail = tail._replace(status=jnp.where(sel < P, tail.status, _IDLE).astype(jnp.int32))
-    tail_item = jnp.where(sel < P, item[at], -1)
-    tail, _ = jax.lax.while_loop(lambda c: jnp.any(running(c[0])), functools.partial(step, tail_item),
-                                 (tail, known))
-    return record(tail, tail_item, outs)
+    outs = (jnp.full((N,), UNRESOLVED, jnp.int32), jnp.zeros((N,), A.dtype), jnp.full((N, d), -1, jnp.int32))
+    outs, _ = pool.run(load, step, record, lambda lane: lane.status == _RUNNING, outs, count, size=N,
+                       lanes=lanes, state=known, take=take)
+    return outs

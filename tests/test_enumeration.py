@@ -806,7 +806,7 @@ def test_a_vertex_certifies_its_tight_rows_only_when_it_is_simple():
 def test_primal_step_leaves_an_ended_walk_as_it_is():
     """primal.exceeds' pool steps every lane, ended or not (no select over the pool's state), so a
     pivot must leave a walk that has ended exactly as it is, and still move a running one."""
-    from jaxpoly import primal
+    from jaxpoly import pool, primal
 
     jax.config.update("jax_enable_x64", True)
     A, b = _random_cells(5, 1, 3, 6)
@@ -814,7 +814,7 @@ def test_primal_step_leaves_an_ended_walk_as_it_is():
     start = primal.cell_vertices(A, b, active, np.ones((1, 3)))
     k = int(np.setdiff1d(np.arange(A.shape[1]), np.asarray(start.basis[0]))[-1])  # a row to maximise
     kw = dict(max_iters=20, tol=1e-9, until_vertex=False)
-    for status in (primal.OPTIMAL, primal.ABOVE, primal.UNRESOLVED, primal._IDLE):
+    for status in (primal.OPTIMAL, primal.ABOVE, primal.UNRESOLVED, pool.IDLE):
         lane = primal._lane(A[0], b[0], start.x[0], start.basis[0], start.binv[0], status=status)
         after = primal._step(A[0], b[0], active[0], A[0, k], b[0, k] + 1.0, lane, **kw)
         for name, x, y in zip(lane._fields, lane, after):
