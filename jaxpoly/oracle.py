@@ -300,13 +300,12 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
 
 
 class _Walks(NamedTuple):
-    """The lanes of :func:`walk_certificates`' pool, ``(P, ...)``: each walks one item (``item >= 0``;
-    ``-1`` a free lane) of cell ``cell`` on the hyperplane of its row ``k``: slacks ``S (P, M)`` of every
-    row at the point ``x (P, d)`` (float32, updated through the Gram matrix), ``g (P, M)`` row ``k``'s
-    Gram row ``a_k · a_j``, ``a (P, d)`` row ``k``, ``others (P, M)`` the rows the point must clear,
-    ``target``/``stop (P,)`` its cell's levels, ``moves (P,)`` the steps taken, ``running (P,)``."""
+    """The lanes of :func:`walk_certificates`' pool, ``(P, ...)``: each walks one item of cell ``cell``
+    on the hyperplane of its row ``k``: slacks ``S (P, M)`` of every row at the point ``x (P, d)``
+    (float32, updated through the Gram matrix), ``g (P, M)`` row ``k``'s Gram row ``a_k · a_j``, ``a
+    (P, d)`` row ``k``, ``others (P, M)`` the rows the point must clear, ``target``/``stop (P,)`` its
+    cell's levels, ``moves (P,)`` the steps taken, ``running (P,)``."""
 
-    item: jax.Array
     cell: jax.Array
     S: jax.Array
     x: jax.Array
@@ -349,9 +348,9 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     the LP).
 
     The walks take from 0 to ``steps`` moves, so they share a pool of ``lanes`` lanes, refilled as
-    they end (as :func:`jaxpoly.primal.exceeds`): stepping fixed chunks of walks until their slowest
-    ends cost 3x more at d = 32 (most walks end within a few moves, a few take them all). Rows ``-1``
-    (e.g. a batch's padding cells) are not walked.
+    they end (:func:`jaxpoly.pool.run`): stepping fixed chunks of walks until their slowest ends cost
+    3x more at d = 32 (most walks end within a few moves, a few take them all). Rows ``-1`` (e.g. a
+    batch's padding cells) are not walked.
 
     Args:
       A, b, active: ``(B, M, d)``, ``(B, M)``, ``(B, M)`` cell constraints (unit rows).
@@ -361,8 +360,6 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     B, M, d = A.shape
     K = rows.shape[1]
     N = B * K
-    P = min(lanes, N)
-    H = max(P // 2, 1)  # lanes loaded per epoch (at most)
     # The walks run in float32 (memory-bound; only their end points matter, and those are checked
     # below with a bound on the check's own float32 error), the Gram matrix too (:func:`_dot32`).
     f32 = jnp.float32
@@ -377,17 +374,17 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     stop = jnp.maximum(8.0 * margin, _WALK_STOP * r).astype(f32)
 
     def load(q):
-        """The lanes of item ranks ``q (n,)`` (``-1``: a free lane), at the foot points."""
+        """The lanes of item ranks ``q (n,)`` (``-1``: an idle lane), at the foot points."""
         f = items[jnp.maximum(q, 0)]
         c, k = f // K, jnp.maximum(flat[f], 0)
         g = G32[c, k]
         sk = s0[c, k]
-        return _Walks(item=jnp.where(q >= 0, f, -1), cell=c, S=s0[c].astype(f32) - sk.astype(f32)[:, None] * g,
+        return _Walks(cell=c, S=s0[c].astype(f32) - sk.astype(f32)[:, None] * g,
                       x=(y0[c] + sk[:, None] * A[c, k]).astype(f32), g=g, a=A32[c, k],
                       others=active[c] & (jnp.arange(M) != k[:, None]), target=target[c], stop=stop[c],
                       moves=jnp.zeros_like(q), running=q >= 0)
 
-    def step(w: _Walks) -> _Walks:
+    def step(q, w: _Walks, state):
         sj, j = min_and_argmin(jnp.where(w.others, w.S, jnp.inf))
         gjk = jnp.take_along_axis(w.g, j[:, None], axis=-1)[:, 0]
         denom = 1.0 - gjk * gjk  # a_j . v for v = a_j - gjk a_k, the part of a_j along hyperplane k
@@ -396,23 +393,14 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
         moves = w.moves + go
         return w._replace(S=w.S + t * (G32[w.cell, j] - gjk[:, None] * w.g),
                           x=w.x - t * (A32[w.cell, j] - gjk[:, None] * w.a), moves=moves,
-                          running=go & (moves < steps))
+                          running=go & (moves < steps)), state
 
-    def epoch(carry):
-        """Load up to ``H`` free lanes with the next items, step until a quarter of the walks have
-        ended (all, once every item is loaded), record the ended walks' points."""
-        w, q, end = carry
-        slots, new, q = pool.refill(w.item < 0, q, count, H)
-        w = jax.tree.map(lambda a, n: a.at[slots].set(n, mode="drop"), w, load(new))
-        stop_at = pool.refill_level(q, count, P)
-        w = jax.lax.while_loop(lambda w: jnp.sum(w.running) > stop_at, step, w)
-        ended = (w.item >= 0) & ~w.running
-        end = end.at[jnp.where(ended, w.item, N)].set(w.x, mode="drop")
-        return w._replace(item=jnp.where(ended, -1, w.item)), q, end
+    def record(w: _Walks, q, end):
+        """The ended walks' points, by item."""
+        return end.at[jnp.where(q >= 0, items[jnp.maximum(q, 0)], N)].set(w.x, mode="drop")
 
-    free = jax.tree.map(lambda a: jnp.broadcast_to(a, (P,) + a.shape[1:]), load(jnp.full((1,), -1, jnp.int32)))
-    init = (free, jnp.int32(0), jnp.zeros((N, d), f32))
-    end = jax.lax.while_loop(lambda c: (c[1] < count) | jnp.any(c[0].item >= 0), epoch, init)[2]
+    end, _ = pool.run(load, step, record, lambda w: w.running, jnp.zeros((N, d), f32), count, size=N,
+                      lanes=lanes)
 
     def check(A, b, active, rows, x):
         k = jnp.maximum(rows, 0)

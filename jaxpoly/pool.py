@@ -5,9 +5,8 @@ longest instance's steps times its size. A pool instead keeps ``P`` lanes busy: 
 until a quarter of them have ended, records those, and loads the next queued items into their lanes
 (only those lanes are touched), so a batch costs about its *mean* steps times ``P``. Once every item
 is loaded, the last (longest) walks finish in a pool of a quarter the size. :func:`run` is that loop;
-users: the warm-started redundancy LPs (:func:`jaxpoly.primal.exceeds`) and the pooled dual simplex
-(:func:`jaxpoly.lp._solve_pool`). The walks of :func:`jaxpoly.oracle.walk_certificates` (most end
-within a few moves, none drains long) use :func:`refill` and :func:`refill_level` alone.
+users: the warm-started redundancy LPs (:func:`jaxpoly.primal.exceeds`), the walks of
+:func:`jaxpoly.oracle.walk_certificates` and the pooled dual simplex (:func:`jaxpoly.lp._solve_pool`).
 """
 
 from __future__ import annotations
