@@ -11,10 +11,13 @@ import jax
 def device_info() -> dict:
     """The default JAX backend and device, e.g. ``{"backend": "gpu", "device_kind": "NVIDIA H200"}``, and
     ``cores_used``: the CPU cores this process may run on (``taskset``), which also sizes XLA's CPU
-    thread pool."""
+    thread pool unless ``PJRT_NPROC`` (recorded when set) does."""
     dev = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "num_devices": jax.device_count(),
-            "cores_used": len(os.sched_getaffinity(0))}
+    out = {"backend": jax.default_backend(), "device_kind": dev.device_kind, "num_devices": jax.device_count(),
+           "cores_used": len(os.sched_getaffinity(0))}
+    if "PJRT_NPROC" in os.environ:
+        out["PJRT_NPROC"] = os.environ["PJRT_NPROC"]
+    return out
 
 
 def peak_memory() -> dict:
