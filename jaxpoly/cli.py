@@ -452,7 +452,24 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not keep compiled kernels on disk (default: JAX's persistent compilation cache in "
                         "$XDG_CACHE_HOME/jaxpoly, unless JAX_COMPILATION_CACHE_DIR is set)")
+    p.add_argument("--xla-threads", type=_positive_int, default=None, metavar="N",
+                   help="threads of XLA's CPU pool (sets PJRT_NPROC; default one per core). On a 2-core CPU, 1 "
+                        "made enumerate in d >= 16 10-29%% faster and extract 30-45%% slower (README)")
     return p
+
+
+def _set_xla_threads(args) -> None:
+    """``--xla-threads``: JAX sizes its CPU thread pool from ``PJRT_NPROC`` when it creates the CPU client,
+    so the variable is set before anything runs; too late once JAX has run (a call from Python)."""
+    n = getattr(args, "xla_threads", None)
+    if n is None:
+        return
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        raise _UsageError("--xla-threads must be given before JAX starts; this process has already run JAX "
+                          "(set PJRT_NPROC in the environment instead)")
+    os.environ["PJRT_NPROC"] = str(n)
 
 
 def compile_cache_dir() -> str:
@@ -496,6 +513,16 @@ def _model_args(with_slice: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--plane", nargs=3, metavar=("ORIGIN", "U", "V"),
                        help="work on the plane x = ORIGIN + s U + t V (comma lists or files); --bounds bound (s, t)")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -584,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _check_bounds_early(args)
+        _set_xla_threads(args)
         if argv is None:  # the program, not a call from Python: leave the caller's JAX config alone
             _enable_compile_cache(args)
         code = args.func(args)

@@ -142,6 +142,7 @@ BAD_INPUT = [
     (("frobnicate",), "invalid choice"),
     (("extract", "bunny-2d", "--max-memory", "0"), "expected a positive number"),
     (("extract", "bunny-3d", "--max-memory", "1e-5"), "raise max_memory"),
+    (("enumerate", "bunny-2d", "--xla-threads", "0"), "expected a positive integer"),
 ]
 
 
@@ -174,6 +175,44 @@ def test_bad_input_in_process(args, needle, capsys, keep_logging):
         code = e.code
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+_POOL_THREADS = """
+import json, os, sys
+from jaxpoly.cli import main
+code = main(sys.argv[1:])
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(json.dumps({"code": code, "pool": sum(n.startswith("tf_XLAEigen") for n in names)}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="counts threads through /proc")
+def test_xla_threads_sizes_the_cpu_pool(tmp_path):
+    """--xla-threads N sets PJRT_NPROC before JAX starts: XLA's CPU pool (threads tf_XLAEigen) has N
+    threads; without it, one per usable core."""
+    env = {k: v for k, v in _ENV.items() if k not in ("PJRT_NPROC", "NPROC")}
+    counts = {}
+    for flag in ([], ["--xla-threads", "1"], ["--xla-threads", "3"]):
+        r = subprocess.run([sys.executable, "-c", _POOL_THREADS, "enumerate", "bunny-2d-2x50", "--quiet",
+                            "--out", str(tmp_path), *flag], capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["code"] == 0
+        counts[" ".join(flag)] = out["pool"]
+    assert counts == {"": len(os.sched_getaffinity(0)), "--xla-threads 1": 1, "--xla-threads 3": 3}, counts
+
+
+def test_xla_threads_after_jax_started_is_refused(tmp_path, capsys, keep_logging):
+    """Called from Python once JAX has run, --xla-threads would be silently ignored: refused instead."""
+    import jax.numpy as jnp
+
+    from jaxpoly import cli
+
+    jnp.zeros(1).block_until_ready()
+    code = cli.main(["enumerate", "bunny-2d-2x50", "--quiet", "--out", str(tmp_path), "--xla-threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "before JAX starts" in err, err
+    assert "PJRT_NPROC" not in os.environ or os.environ["PJRT_NPROC"] == _ENV.get("PJRT_NPROC")
 
 
 def test_wrong_format_file(tmp_path):
