@@ -464,9 +464,13 @@ def _set_xla_threads(args) -> None:
     n = getattr(args, "xla_threads", None)
     if n is None:
         return
-    from jax._src import xla_bridge
+    try:  # JAX's own test of whether a backend exists yet (private; without it, set the variable anyway)
+        from jax._src.xla_bridge import backends_are_initialized
+    except ImportError:
+        def backends_are_initialized():
+            return False
 
-    if xla_bridge.backends_are_initialized():
+    if backends_are_initialized():
         raise _UsageError("--xla-threads must be given before JAX starts; this process has already run JAX "
                           "(set PJRT_NPROC in the environment instead)")
     os.environ["PJRT_NPROC"] = str(n)
