@@ -119,6 +119,7 @@ def timed_enumeration(net, *, max_regions=None, batch_size=256, warm_regions=Non
     return {"regions": len(R), "complete": R.complete, "wall_s": wall, "compile_s": max(cold - warm, 0.0),
             "regions_per_s": len(R) / wall, "us_per_region": 1e6 * wall / max(len(R), 1),
             "lps": s["lps"], "lps_per_region": s["lps"] / max(len(R), 1), "warm_lps": s.get("warm_lps", 0),
+            "warm_pivots": s.get("warm_pivots", 0),
             "walk_facets": s.get("walk_facets", 0), "inherited": s.get("inherited", 0),
             "lp_fallbacks": s["lp_fallbacks"],
             "rays": s["rays"], "vertices": s.get("vertices", 0), "vertex_systems": s.get("vertex_systems", 0),

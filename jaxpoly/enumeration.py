@@ -174,8 +174,8 @@ class _Ctx:
         g *= (0.9 * rng.random((_SEED_CANDIDATES - 1, 1)) ** (1 / self.d)) / np.linalg.norm(g, axis=1, keepdims=True)
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
-        self.stats = {"lps": 0, "warm_lps": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0, "inherited": 0, "cells": 0,
-                      "batches": 0, "empty_cells": 0, "seed_failures": 0}
+        self.stats = {"lps": 0, "warm_lps": 0, "warm_pivots": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0,
+                      "inherited": 0, "cells": 0, "batches": 0, "empty_cells": 0, "seed_failures": 0}
 
     def put(self, a: np.ndarray) -> jax.Array:
         return jnp.asarray(a) if self.sharding is None else jax.device_put(a, self.sharding)
@@ -215,6 +215,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     st["rays"] += cnt.rays
     st["walk_facets"] += cnt.walk_facets
     st["warm_lps"] += cnt.warm
+    st["warm_pivots"] += cnt.warm_pivots
     st["inherited"] += cnt.inherited
     st["batches"] += 1
     st["cells"] += int(good.sum())

@@ -594,7 +594,7 @@ def _solve_pool(c, A, b, mask, basis0, count=None, *, lanes: int, tol: float = D
     pivot = jax.vmap(functools.partial(_step, max_iters=iters, tol=tol, bland_after=n + 5))
     finish = jax.vmap(functools.partial(_finish, m=m, tol=tol, box=box))
 
-    def load(item):
+    def load(item, outs):
         """The normalised instances and start states of ``item (k,)`` (``-1``: an idle lane)."""
         i = jnp.maximum(item, 0)
         p = scale(c[i], A[i], b[i], mask[i])

@@ -142,6 +142,7 @@ class OracleCounters(NamedTuple):
     walk_facets: int = 0  # facets certified by walks (rows the rays and foot points left undecided)
     warm: int = 0  # redundancy LPs answered by the primal simplex from the cell's vertex
     inherited: int = 0  # rows certified redundant by a neighbour's certificate (no LP)
+    warm_pivots: int = 0  # pivots of the warm-started redundancy LPs
 
 
 def _all_rows(net: Network, patterns: jax.Array, centre: jax.Array, level_set: bool):
@@ -373,7 +374,7 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
     target = jnp.maximum(8.0 * margin, _WALK_TARGET * r).astype(f32)
     stop = jnp.maximum(8.0 * margin, _WALK_STOP * r).astype(f32)
 
-    def load(q):
+    def load(q, end):
         """The lanes of item ranks ``q (n,)`` (``-1``: an idle lane), at the foot points."""
         f = items[jnp.maximum(q, 0)]
         c, k = f // K, jnp.maximum(flat[f], 0)
@@ -640,12 +641,12 @@ def _cell_vertices(A, b, active, c, need):
 
 
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
-                    tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The redundancy question of each pair ``(cell[i], row[i])`` by the primal simplex from one vertex
-    per cell (:mod:`jaxpoly.primal`): ``(facet (N,), resolved (N,), support (N, d))``. ``facet``: the
-    cell without row ``k`` reaches beyond ``b_k + tol``; ``support``: for a redundant row, the rows of
-    its certificate (the optimal basis, :func:`jaxpoly.primal.exceeds`), else ``-1``. Unresolved pairs
-    are left to :func:`redundancy_lps`.
+                    tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The redundancy question of each pair ``(cell[i], row[i])`` by the primal simplex from vertices
+    of each cell (:mod:`jaxpoly.primal`): ``(facet (N,), resolved (N,), support (N, d), pivots)``.
+    ``facet``: the cell without row ``k`` reaches beyond ``b_k + tol``; ``support``: for a redundant
+    row, the rows of its certificate (the optimal basis, :func:`jaxpoly.primal.exceeds`), else ``-1``;
+    ``pivots``: the walks' pivots in all. Unresolved pairs are left to :func:`redundancy_lps`.
     All pairs of a batch go to :func:`jaxpoly.primal.exceeds` in one call, padded to ``B M`` items (one
     compiled shape per pool size), so the pool drains (the tail of its longest walks, with most lanes
     idle) once per batch: in chunks of 4,096 pairs it did 12 % more work at d = 16."""
@@ -664,12 +665,12 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     budget = _WARM_PIVOTS_PER_DIM * d + 16
     lanes = next(lanes for least, lanes in _WARM_POOLS if n >= least * budget)
     idx = np.concatenate([np.arange(n), np.zeros(max(B * M, lanes) - n, np.int64)])  # every pair fits
-    st, _, basis = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
-                                  jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr), jnp.int32(n),
-                                  max_iters=budget, lanes=lanes, boxed=True)
+    st, _, basis, pivots = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
+                                          jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr), jnp.int32(n),
+                                          max_iters=budget, lanes=lanes, boxed=True)
     status, support = np.empty(n, np.int32), np.empty((n, d), np.int32)
     status[order], support[order] = np.asarray(st)[:n], np.asarray(basis)[:n]
-    return status == primal.ABOVE, status != primal.UNRESOLVED, support
+    return status == primal.ABOVE, status != primal.UNRESOLVED, support, int(np.asarray(pivots)[:n].sum())
 
 
 @jax.jit
@@ -750,11 +751,11 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         undecided = np.where(okb[:, None], meets, undecided)
     cell, row = np.nonzero(undecided)
     facets = hits.copy()
-    warm = 0
+    warm = warm_pivots = 0
     if len(cell):
         lps += len(cell)
         if warm_start:
-            fac, resolved, basis = warm_redundancy(rows, valid, cell, row, y0, tol)
+            fac, resolved, basis, warm_pivots = warm_redundancy(rows, valid, cell, row, y0, tol)
             facets[cell[resolved], row[resolved]] = fac[resolved]
             if certify:
                 opt = resolved & ~fac
@@ -769,7 +770,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
         # neighbour's own Chebyshev test, a dropped one could lose a region
         facets[cell, row] = ~solved | (excess > tol)
-    counters = OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0], walk_facets, warm, inherited)
+    counters = OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0], walk_facets, warm, inherited, warm_pivots)
     cert = None
     if certify:
         cert = Certificates(*(np.concatenate(a) for a in zip(*parts)))

@@ -52,8 +52,8 @@ def run(load: Callable, step: Callable, record: Callable, running: Callable, out
     running lanes finish in a pool of ``K``.
 
     Args:
-      load: ``items (k,) int32 -> lanes (k, ...)``, the start of each item (``-1``: an idle lane, which
-        must not be running).
+      load: ``(items (k,) int32, outs) -> lanes (k, ...)``, the start of each item (``-1``: an idle lane,
+        which must not be running), which may use the results recorded so far.
       step: ``(items (n,), lanes (n, ...), state) -> (lanes, state)``, one step of every lane; a lane
         that is not running must come out unchanged (the pool steps all of them).
       record: ``(lanes (k, ...), items (k,), outs) -> outs``, the ended lanes' results (item ``-1``:
@@ -80,7 +80,7 @@ def run(load: Callable, step: Callable, record: Callable, running: Callable, out
     def epoch(c):
         lane, item, q, state, outs = c
         slots, new, q, outs = take(item < 0, q, state, outs)
-        lane = jax.tree.map(lambda a, v: a.at[slots].set(v, mode="drop"), lane, load(new))
+        lane = jax.tree.map(lambda a, v: a.at[slots].set(v, mode="drop"), lane, load(new, outs))
         item = item.at[slots].set(new, mode="drop")
         lane, state = steps(item, refill_level(q, count, P, drain=K))((lane, state))
         done = jnp.nonzero(~running(lane) & (item >= 0), size=K, fill_value=P)[0]
@@ -93,7 +93,7 @@ def run(load: Callable, step: Callable, record: Callable, running: Callable, out
         return (q < count) | jnp.any(~running(lane) & (item >= 0)) | (jnp.sum(running(lane)) > K)
 
     idle = jnp.full((P,), -1, jnp.int32)
-    lane0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (P,) + a.shape[1:]), load(idle[:1]))
+    lane0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (P,) + a.shape[1:]), load(idle[:1], outs))
     lane, item, _, state, outs = jax.lax.while_loop(more, epoch, (lane0, idle, jnp.int32(0), state, outs))
     # the tail: every running lane (at most K); the padding copies a lane that is not running (there
     # are P - K of them), which the steps leave as it is

@@ -717,7 +717,7 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
         assert np.allclose(A[c, basis[c]] @ x0[c], b[c, basis[c]], atol=1e-9)
         assert np.linalg.matrix_rank(A[c, basis[c]]) == d
     cell, row = (a.ravel().astype(np.int32) for a in np.meshgrid(np.arange(B), np.arange(M), indexing="ij"))
-    status, value, opt_basis = (np.asarray(a) for a in primal.exceeds(
+    status, value, opt_basis, pivots = (np.asarray(a) for a in primal.exceeds(
         A, b, active, start, cell, row, np.asarray(thr), max_iters=2 * d + 16))
     facets, vmax = _highs_facets(A, b, thr)
     resolved = status != primal.UNRESOLVED
@@ -725,22 +725,30 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     assert ((status == primal.ABOVE) == facets.ravel())[resolved].all()
     opt = status == primal.OPTIMAL
     assert np.allclose(value[opt], vmax.ravel()[opt], atol=1e-8)
-    # an optimum's basis is a dual certificate: a_k = sum u_j a_j over its rows, u >= 0, bound = value
-    assert (opt_basis[~opt] == -1).all() and (opt_basis[opt] >= 0).all() and opt.any()
-    for i in np.flatnonzero(opt):
-        S = opt_basis[i]
-        assert row[i] not in S
-        u = np.linalg.solve(A[cell[i], S].T, A[cell[i], row[i]])
-        assert u.min() >= -1e-8 and abs(u @ b[cell[i], S] - value[i]) <= 1e-8
 
-    # A small pool (walks refilled many times) with padding items past ``count``: the same answers,
-    # and the padding is left unsolved.
+    def certified(st, val, bas, cell, row):
+        """An optimum's basis is a dual certificate: a_k = sum u_j a_j over its rows, u >= 0, bound =
+        value. (Walks from other start vertices may end at another optimal basis.)"""
+        o = st == primal.OPTIMAL
+        assert (bas[~o] == -1).all() and (bas[o] >= 0).all()
+        for i in np.flatnonzero(o):
+            S = bas[i]
+            assert row[i] not in S
+            u = np.linalg.solve(A[cell[i], S].T, A[cell[i], row[i]])
+            assert u.min() >= -1e-8 and abs(u @ b[cell[i], S] - val[i]) <= 1e-8
+
+    assert opt.any()
+    certified(status, value, opt_basis, cell, row)
+
+    # A small pool (walks refilled many times, so other optima are kept as start vertices by the time
+    # an item is loaded) with padding items past ``count``: the same answers, and the padding is
+    # left unsolved.
     n = len(cell)
     pad_cell, pad_row = np.concatenate([cell, cell[:7]]), np.concatenate([row, row[:7]])
-    st8, val8, bas8 = (np.asarray(a) for a in primal.exceeds(
+    st8, val8, bas8, piv8 = (np.asarray(a) for a in primal.exceeds(
         A, b, active, start, pad_cell, pad_row, np.asarray(thr), np.int32(n), max_iters=2 * d + 16, lanes=8))
-    assert (st8[:n] == status).all() and np.allclose(val8[:n][opt], value[opt], atol=1e-12)
-    assert (bas8[:n] == opt_basis).all()
+    assert (st8[:n] == status).all() and np.allclose(val8[:n][opt], value[opt], atol=1e-9)
+    certified(st8[:n], val8[:n], bas8[:n], cell, row)
     assert (st8[n:] == primal.UNRESOLVED).all()
 
     # The cells' first 2 d rows are the box's: with boxed=True the pivots compute their products
@@ -748,19 +756,29 @@ def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     start_b = primal.cell_vertices(A, b, active, np.ones((B, d)), boxed=True)
     for got, want in zip(start_b, start):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-12)
-    stb, valb, basb = (np.asarray(a) for a in primal.exceeds(
+    stb, valb, basb, _ = (np.asarray(a) for a in primal.exceeds(
         A, b, active, start_b, cell, row, np.asarray(thr), max_iters=2 * d + 16, boxed=True))
     assert (stb == status).all() and (basb == opt_basis).all()
     assert np.allclose(valb[opt], value[opt], atol=1e-12)
+
+    # In the small pool, walks from the cells' kept optima (the default) take fewer pivots than walks
+    # that all start at the cell's vertex (keep=0), with the same answers.
+    st0, val0, bas0, piv0 = (np.asarray(a) for a in primal.exceeds(
+        A, b, active, start, pad_cell, pad_row, np.asarray(thr), np.int32(n), max_iters=2 * d + 16, lanes=8,
+        keep=0))
+    assert (st0[:n] == status).all() and np.allclose(val0[:n][opt], value[opt], atol=1e-9)
+    certified(st0[:n], val0[:n], bas0[:n], cell, row)
+    assert piv8.sum() < piv0.sum(), (piv8.sum(), piv0.sum())
 
     # Any queue order gives the same answers (the vertices answer different items, with the same
     # result); queue_order's is round robin over the cells, far rows first.
     gap = np.asarray(b[cell, row] - np.einsum("nd,nd->n", A[cell, row], np.asarray(start.x)[cell]))
     for order in (primal.queue_order(cell, gap), np.random.default_rng(d).permutation(n)):
-        sto, valo, baso = (np.asarray(a) for a in primal.exceeds(
+        sto, valo, baso, _ = (np.asarray(a) for a in primal.exceeds(
             A, b, active, start, cell[order], row[order], np.asarray(thr), max_iters=2 * d + 16, lanes=16))
-        assert (sto == status[order]).all() and (baso == opt_basis[order]).all()
-        assert np.allclose(valo[sto == primal.OPTIMAL], value[order][sto == primal.OPTIMAL], atol=1e-12)
+        assert (sto == status[order]).all()
+        assert np.allclose(valo[sto == primal.OPTIMAL], value[order][sto == primal.OPTIMAL], atol=1e-9)
+        certified(sto, valo, baso, cell[order], row[order])
     order = primal.queue_order(cell, gap)
     assert sorted(order) == list(range(n))
     rank = np.zeros(n, int)  # each item's place among its cell's items in the queue

@@ -17,7 +17,7 @@ def _countdowns(length: np.ndarray, count: int, lanes: int):
     length = jnp.asarray(length, jnp.int32)
     N = length.shape[0]
 
-    def load(item):
+    def load(item, outs):
         left = jnp.where(item >= 0, length[jnp.maximum(item, 0)], 0)
         status = jnp.where(item >= 0, pool.RUNNING, pool.IDLE).astype(jnp.int32)
         return {"left": left, "steps": jnp.zeros_like(left), "status": status}
