@@ -31,9 +31,10 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
 4. Every constraint still undecided gets the redundancy LP ``max a_k · y`` over the cell without row
    ``k``: a facet iff the optimum exceeds ``b_k`` by more than ``tol``. These LPs share the cell and
    differ in the objective, so they are warm-started (:func:`warm_redundancy`, :mod:`jaxpoly.primal`):
-   one vertex of the cell, then the primal simplex from it for every row, stopping as soon as a
-   feasible point passes ``b_k`` (against the dual simplex from scratch for each row: 1.6x less time
-   per region at d = 8, 2.4x at d = 16, 1.9x at d = 32). The walks share a pool that is refilled as
+   one vertex of the cell (and the optima found so far), then the primal simplex from the one that
+   suits each row best, stopping as soon as a feasible point passes ``b_k`` (against the dual simplex
+   from scratch for each row: 1.6x less time per region at d = 8, 2.4x at d = 16, 1.9x at d = 32,
+   measured before the optima were kept as start vertices). The walks share a pool that is refilled as
    they end (a walk takes 1 to ``2 d + 16`` pivots; waiting for the slowest of fixed chunks cost 1.6x
    more at d = 16). Every vertex of the cell that a walk passes (and the start vertex) certifies its
    ``d`` tight rows as facets when no other row is near it, so a row certified that way before its

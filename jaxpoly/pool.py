@@ -16,7 +16,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["REFILL", "RUNNING", "IDLE", "refill", "refill_level", "run"]
+__all__ = ["REFILL", "RUNNING", "IDLE", "refill", "refill_level", "sizes", "run"]
 
 REFILL = 0.75  # a pool refills once a quarter of its lanes have ended
 RUNNING = -1  # the status of a lane that steps on
@@ -38,6 +38,13 @@ def refill_level(q: jax.Array, count: jax.Array, lanes: int, drain: int = 0) -> 
     """Running lanes of a pool of ``lanes`` at which it stops stepping to refill (a quarter have
     ended), or, once every item is loaded, to drain (down to ``drain`` running lanes)."""
     return jnp.where(q < count, int(lanes * REFILL), drain)
+
+
+def sizes(lanes: int, size: int) -> tuple[int, int]:
+    """``(P, K)``: the lanes of a pool of ``lanes`` over ``size`` items, and the lanes it loads and
+    records per epoch (at most; :func:`run`)."""
+    P = min(lanes, size)
+    return P, max(P // 4, 1)
 
 
 def _lanes_at(tree, at: jax.Array):
@@ -66,8 +73,7 @@ def run(load: Callable, step: Callable, record: Callable, running: Callable, out
     Returns:
       ``(outs, state)``.
     """
-    P = min(lanes, size)
-    K = max(P // 4, 1)
+    P, K = sizes(lanes, size)
     if take is None:
         def take(free, q, state, outs):
             return refill(free, q, count, K) + (outs,)

@@ -9,7 +9,8 @@ cell is found once (:func:`cell_vertices`, ``d`` pivots) and every row's LP walk
 (and cells) run side by side as lanes of one pool, refilled with the next rows as walks end. The
 vertices they pass are vertices of the cell too (until a walk goes above its level), and a vertex
 with no other row near it certifies its ``d`` tight rows as facets (:func:`_vertex_certifies`): rows
-certified so before their turn are answered without a walk.
+certified so before their turn are answered without a walk. The optima of redundant rows are
+vertices of the cell as well: later walks may start from them instead (:func:`exceeds`' ``keep``).
 
 Method (inequality form ``A y <= b``, unit rows, coordinates centred at an interior point, so every
 active offset is positive). A basis is ``d`` positions, each a tight row or *free*; its inverse
@@ -313,10 +314,9 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
     """
     B, M, d = A.shape
     N = cell.shape[0]
-    P = min(lanes, N)
+    P, K = pool.sizes(lanes, N)  # lanes, and lanes loaded per epoch (at most)
     count = jnp.int32(N) if count is None else jnp.minimum(jnp.asarray(count, jnp.int32), N)
     threshold = jnp.broadcast_to(jnp.asarray(threshold, A.dtype), (B,))
-    K = max(P // 4, 1)  # lanes loaded per epoch (at most), as in pool.run
     window = 4 * K  # queued items looked at per refill, the known ones answered on the way
     rows = jnp.arange(M)
     stored = A[:, 2 * d:] if boxed else A  # the rows the pivots read (see _times)
@@ -348,11 +348,7 @@ def exceeds(A: jax.Array, b: jax.Array, active: jax.Array, start: Vertex, cell: 
         # B^{-1} stands, and the first move raises a_k · y alone.
         basis = jnp.where(basis == ro[:, None], -1, basis)
         ok = (item >= 0) & kept.valid[ce, 0]
-        zero = jnp.zeros(item.shape, jnp.int32)
-        slack = b[ce] - jax.vmap(functools.partial(_times, M=M))(stored[ce], x)
-        in_basis = jnp.any(rows[None, :, None] == basis[:, None, :], axis=-1)
-        return _Lane(x, basis, binv, _col_norms(binv), slack, in_basis, zero, zero,
-                     jnp.where(ok, _RUNNING, pool.IDLE).astype(jnp.int32))
+        return jax.vmap(_lane)(stored[ce], b[ce], x, basis, binv, jnp.where(ok, _RUNNING, pool.IDLE))
 
     pivot = jax.vmap(functools.partial(_step, max_iters=max_iters, tol=tol, until_vertex=False))
 
