@@ -109,6 +109,9 @@ def _bounds(args, d: int):
         return None
     lo, hi = (_numbers(v, "--bounds") for v in args.bounds)
     for a in (lo, hi):
+        if a.ndim > 1:
+            raise _UsageError(f"--bounds: LO and HI must each be one number or {d} numbers (shape ({d},)), got an "
+                              f"array of shape {a.shape}")
         if a.size not in (1, d):
             raise _UsageError(f"--bounds: LO and HI need 1 or {d} numbers each, got {a.size}")
         if not np.all(np.isfinite(a)):
@@ -191,6 +194,13 @@ def _load(args):
             raise _UsageError(f"--output: index {bad[0]} out of range for {net.output_dim} outputs")
         net = select_output(net, idx[0]) if len(idx) == 1 else output_difference(net, *idx)
     return net
+
+
+def _check_level_set(args, net) -> None:
+    """``--level-set`` needs a scalar output: say which option picks one."""
+    if args.level_set and net.output_dim != 1:
+        raise _UsageError(f"--level-set needs a scalar output, but the model has {net.output_dim} outputs; pick one "
+                          "with --output K, or the difference of two (a decision boundary) with --output I-J")
 
 
 def _prepare(args):
@@ -341,6 +351,7 @@ def _cmd_enumerate(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise _UsageError(f"--batch-size must be positive, got {args.batch_size}")
     net, bounds, plane, points = _prepare(args)
+    _check_level_set(args, net)
     if plane is not None:
         net = restrict_to_plane(net, *plane)
     t = time.perf_counter()
@@ -380,6 +391,7 @@ def _cmd_sample(args) -> int:
     if args.samples < 1 or args.batch_size < 1:
         raise _UsageError(f"--samples and --batch-size must be positive, got {args.samples} and {args.batch_size}")
     net, bounds, plane, points = _prepare(args)
+    _check_level_set(args, net)
     if plane is not None:
         net = restrict_to_plane(net, *plane)
     t = time.perf_counter()
@@ -529,6 +541,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _int_between(lo: int, hi: int, what: str):
+    """An argparse type: an integer in ``[lo, hi]``, else an error that names the option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -578,7 +605,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--max-regions", type=int, default=None, metavar="N", help="stop after N regions (incomplete)")
     q.add_argument("--batch-size", type=int, default=None,
                    help="cells per compiled batch (default 256 on a CPU, 2048 on a GPU/TPU)")
-    q.add_argument("--seed", type=int, default=0, help="ray and seed-point directions (default 0)")
+    q.add_argument("--seed", type=_int_between(0, 2**63 - 1, "a non-negative integer"), default=0,
+                   help="ray and seed-point directions (default 0)")
     q.set_defaults(func=_cmd_enumerate)
 
     q = sub.add_parser("sample", parents=[common, model],
@@ -586,7 +614,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Count the distinct activation patterns of N uniform random points in the "
                                    "box (a lower bound on the region count); writes patterns.npz and summary.json.")
     q.add_argument("--samples", type=int, required=True, metavar="N", help="number of points")
-    q.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    q.add_argument("--seed", type=_int_between(-2**63, 2**63 - 1, "a 64-bit integer"), default=0,
+                   help="PRNG seed (default 0)")
     q.add_argument("--level-set", action="store_true", help="include the sign of the scalar output")
     q.add_argument("--batch-size", type=int, default=65536, help="points per batch (default 65536)")
     q.add_argument("--out", default="jaxpoly-out", help="output folder (patterns.npz, summary.json)")

@@ -164,8 +164,8 @@ def extract(
         tolerance widens to ``1e-5`` relative, so near-degenerate vertices may merge or split
         differently and counts may differ from the float64 complex).
       capacity: initial vertex capacity (grown automatically; a hint to avoid recompiles).
-      max_vertices: refuse to grow beyond this many vertices (default 2e8) with a
-        :class:`~jaxpoly.CapacityError`.
+      max_vertices: refuse complexes with more vertices than this (default 2e8) with a
+        :class:`~jaxpoly.CapacityError`, raised as soon as a stage goes beyond it.
       max_memory: bytes the padded arrays may take (default 90% of the default device's memory:
         physical memory on CPU, the allocator's limit on a GPU); a growth beyond
         it raises :class:`~jaxpoly.CapacityError` with the size reached, instead of swapping or being
@@ -244,6 +244,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     W = max(widths + [1])
     # One default bucket holds the small networks outright (one compilation); larger ones grow.
     vcap = _bucket(capacity or max(_DEFAULT_VERTICES.get(d, 65536), 64 * 2**d))
+    vcap = min(vcap, _bucket(max(max_vertices, 2**d)))  # no more room than max_vertices (and the corners) need
     cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 8),
                       zero_edges=64, zero_slots=d)
     itemsize = np.dtype(dtype).itemsize
@@ -324,6 +325,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
+        if nv2 > max_vertices:  # (capacities are rounded up to buckets, so a stage may fit and still exceed it)
+            raise CapacityError(
+                f"the complex has {nv2:,} vertices after {'the level set' if stage is None else f'stage {stage}'}, "
+                f"more than max_vertices={max_vertices:,}; raise max_vertices if memory allows, shrink the box, or "
+                "extract a 2D slice"
+            )
         dt = time.perf_counter() - t0
         timings["stages"].append({"stage": "level_set" if stage is None else stage, "vertices": nv2,
                                   "edges": ne2, "seconds": dt, "regrows": grows, "capacity": list(cap),

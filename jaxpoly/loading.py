@@ -25,7 +25,8 @@ The dense layers are found in the checkpoint as dicts holding a 2-D ``kernel`` (
 or as ``<prefix>.weight`` 2-D tensors (PyTorch, ``(out, in)``) with their biases, taken in natural
 name order (Flax: ``Dense_2`` before ``Dense_10``) or in stored order (PyTorch: the registration
 order), each falling back to the other when it does not chain into an MLP. A checkpoint holding a
-``params`` entry (a train state) is read from it.
+``params`` entry (a train state) is read from it. Any other floating-point parameter (BatchNorm,
+LayerNorm, convolutions, …) is refused, since the MLP read without it would be another network.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import warnings
@@ -78,7 +80,7 @@ class Arch:
         if self.kind != "mlp":
             raise ModelLoadError(f"unknown architecture kind {self.kind!r}: only 'mlp' is supported")
         if self.widths is not None:
-            object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+            object.__setattr__(self, "widths", _int_widths(self.widths))
         if self.widths is not None and (len(self.widths) < 2 or any(int(w) < 1 for w in self.widths)):
             raise ModelLoadError(f"architecture widths must be >= 2 positive integers (input .. output), "
                                  f"got {list(self.widths)}")
@@ -86,6 +88,25 @@ class Arch:
             activation_from_name(self.activation, self.negative_slope)
         except InvalidNetworkError as e:
             raise ModelLoadError(f"architecture: {e}") from None
+
+
+def _int_widths(widths: Any) -> tuple[int, ...]:
+    """Layer widths as ints: ints, integral finite floats (``2.0`` from JSON) or digit strings; anything
+    else (``2.7``, ``1e400``, ``"x"``) is refused rather than truncated."""
+    try:
+        ws = list(widths)
+    except TypeError:
+        raise ModelLoadError(f"architecture widths must be a list of positive integers, got {widths!r}") from None
+    out = []
+    for w in ws:
+        if isinstance(w, str) and w.strip().isdigit():
+            w = int(w)
+        integral = isinstance(w, (int, np.integer)) or (isinstance(w, (float, np.floating)) and math.isfinite(w)
+                                                        and float(w).is_integer())
+        if isinstance(w, (bool, np.bool_)) or not integral:
+            raise ModelLoadError(f"architecture widths must be positive integers, got {w!r} in {ws!r}")
+        out.append(int(w))
+    return tuple(out)
 
 
 _ARCH_HELP = ('an architecture is "mlp:IN,H1,...,OUT:ACTIVATION" (e.g. "mlp:2,64,64,1:relu"; widths optional, '
@@ -99,7 +120,6 @@ def _arch_from_dict(d: dict) -> Arch:
         raise ModelLoadError(f"unknown architecture keys {sorted(unknown)}; {_ARCH_HELP}")
     widths = d.get("widths")
     try:
-        widths = None if widths is None else tuple(int(w) for w in widths)
         slope = float(d.get("negative_slope", 0.01))
     except (TypeError, ValueError):
         raise ModelLoadError(f"bad architecture {d!r}; {_ARCH_HELP}") from None
@@ -143,6 +163,9 @@ def parse_arch(spec: Any) -> Arch:
             if not m:
                 raise ModelLoadError(f"cannot parse {p!r} in architecture {s!r}; {_ARCH_HELP}")
             act = m.group(1)
+            if m.group(2) is not None and act != "leaky_relu":
+                raise ModelLoadError(f"the activation {act!r} takes no parameter (only leaky_relu=SLOPE does), got "
+                                     f"{p!r}; {_ARCH_HELP}")
             if m.group(2) is not None:
                 try:
                     slope = float(m.group(2))
@@ -200,28 +223,88 @@ def _unwrap(v: Any) -> Any:
     return v
 
 
+def _is_float(x: Any) -> bool:
+    """A real or complex floating-point array or tensor (a parameter; integer leaves are counters, RNG
+    state or other bookkeeping)."""
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return False
+    if hasattr(x, "is_floating_point"):  # a torch tensor
+        return bool(x.is_floating_point() or x.is_complex())
+    try:
+        dt = np.dtype(dt)
+    except TypeError:
+        return False
+    return dt.kind in "fc" or "float" in dt.name
+
+
+def _real_array(x: Any, what: str, where: str) -> np.ndarray:
+    """A checkpoint's array (NumPy, JAX or torch) as float64, refusing complex and non-numeric values."""
+    if hasattr(x, "detach"):  # a torch tensor
+        if x.is_complex():
+            raise ModelLoadError(f"{where}: {what} is complex ({x.dtype}); a piecewise-affine network has real weights")
+        return x.detach().cpu().double().numpy()
+    a = np.asarray(x)
+    if np.iscomplexobj(a):
+        raise ModelLoadError(f"{where}: {what} is complex ({a.dtype}); a piecewise-affine network has real weights")
+    try:
+        return a.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ModelLoadError(f"{where}: {what} is a {type(x).__name__} of dtype {a.dtype}, not an array of "
+                             "numbers") from None
+
+
+def _listing(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
 def _dense_layers_from_tree(tree: Any, where: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The Dense layers of a Flax parameter tree; any other floating-point parameter is refused (an MLP
+    read without it would be a different network)."""
     if isinstance(tree, dict) and isinstance(tree.get("params"), dict):
+        stats = tree.get("batch_stats")
+        if isinstance(stats, dict) and stats:
+            raise ModelLoadError(
+                f"{where}: the checkpoint holds batch statistics (batch_stats: {_listing(sorted(map(str, stats)))}), "
+                "so the model has BatchNorm layers, which an 'mlp' architecture does not describe; convert it in "
+                "Python with jaxpoly.from_flax(module, variables, input_dim=...) (BatchNorm with "
+                "use_running_average=True is folded) and save the network with jaxpoly.save_npz"
+            )
         tree = tree["params"]
     out: list[tuple[str, np.ndarray, np.ndarray]] = []
+    unused: list[str] = []
 
     def walk(node: Any, path: str) -> None:
+        node = _unwrap(node)
         if not isinstance(node, dict):
+            if _is_float(node):
+                unused.append(path or "/")
             return
         if "kernel" in node:
-            k = np.asarray(_unwrap(node["kernel"]))
+            k = _real_array(_unwrap(node["kernel"]), f"{path or '/'}/kernel", where)
             if k.ndim != 2:
                 raise ModelLoadError(f"{where}: layer {path or '/'} has a {k.ndim}-D kernel of shape {k.shape}; "
                                      "an 'mlp' architecture has only Dense layers (convert other models with "
                                      "jaxpoly.from_flax in Python)")
             b = _unwrap(node.get("bias"))
-            b = np.zeros(k.shape[1]) if b is None else np.asarray(b)
-            out.append((path, k.astype(np.float64), b.astype(np.float64)))
+            b = np.zeros(k.shape[1]) if b is None else _real_array(b, f"{path or '/'}/bias", where)
+            out.append((path, k, b))
+            for key, child in node.items():
+                if key not in ("kernel", "bias"):
+                    walk(child, f"{path}/{key}" if path else str(key))
             return
         for key, child in node.items():
             walk(child, f"{path}/{key}" if path else str(key))
 
     walk(tree, "")
+    if unused:
+        raise ModelLoadError(
+            f"{where}: the checkpoint holds parameters that are not Dense layers ({_listing(unused)}); an 'mlp' "
+            "architecture reads only Dense kernels and biases, and the network without those layers (BatchNorm, "
+            "LayerNorm, convolutions, …) would compute something else. Convert such models in Python with "
+            "jaxpoly.from_flax(module, variables, input_dim=...) and save them with jaxpoly.save_npz"
+        )
     return out
 
 
@@ -347,7 +430,9 @@ def _rebuild_sequential(mod: Any, torch: Any, where: str) -> Any:
     raise ModelLoadError(
         f"{where}: TorchScript layer of type {kind!r} is not supported; TorchScript models must be (nested) "
         "nn.Sequential of Linear, ReLU, LeakyReLU, ReLU6, Hardtanh, Identity, Flatten, Dropout. For other "
-        "modules save the state dict and pass an architecture (arch='mlp:…')"
+        "models convert the model in Python with jaxpoly.from_torch (which also folds eval-mode BatchNorm1d) "
+        "and save the network with jaxpoly.save_npz; a plain MLP can also be read from its state dict with an "
+        "architecture (arch='mlp:…')"
     )
 
 
@@ -375,25 +460,48 @@ def _load_torchscript(path: str, arch: Arch | None) -> Network:
 
 
 def _dense_layers_from_state_dict(sd: Any, where: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The Linear layers (2-D ``<prefix>weight`` and ``<prefix>bias``) of a PyTorch state dict; any other
+    floating-point tensor is refused (an MLP read without it would be a different network)."""
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
     if not isinstance(sd, dict):
         raise ModelLoadError(f"{where} holds a {type(sd).__name__}, not a state dict")
-    if any(k.endswith("running_mean") for k in sd):
-        raise ModelLoadError(f"{where}: the state dict holds BatchNorm layers, which the 'mlp' architecture "
-                             "does not describe; save the model with torch.jit.script(model).save(path) instead")
-    out = []
+    if any(str(k).endswith("running_mean") for k in sd):
+        raise ModelLoadError(
+            f"{where}: the state dict holds BatchNorm layers, which the 'mlp' architecture does not describe; "
+            "build the model in Python, load the state dict into it and convert it with "
+            "jaxpoly.from_torch(model.eval()) (eval-mode BatchNorm1d is folded into the Linear layers), then "
+            "jaxpoly.save_npz(net, path) writes a file every jaxpoly command reads"
+        )
+    out, used = [], set()
     for k, w in sd.items():
-        if not k.endswith("weight") or getattr(w, "ndim", 0) != 2:
+        if not str(k).endswith("weight") or getattr(w, "ndim", 0) != 2:
             continue
         prefix = k[: -len("weight")]
         b = sd.get(prefix + "bias")
-        W = w.detach().cpu().double().numpy().T
-        bb = np.zeros(W.shape[1]) if b is None else b.detach().cpu().double().numpy()
+        W = _real_array(_tensor(w, k, where), k, where).T
+        bb = np.zeros(W.shape[1]) if b is None else _real_array(_tensor(b, prefix + "bias", where), prefix + "bias",
+                                                                where)
+        used.update((k, prefix + "bias"))
         out.append((prefix.rstrip("."), W, bb))
+    unused = [str(k) for k, v in sd.items() if k not in used and _is_float(v)]
+    if unused:
+        raise ModelLoadError(
+            f"{where}: the state dict holds parameters that are not Linear layers ({_listing(unused)}); an 'mlp' "
+            "architecture reads only Linear weights and biases, and the network without those layers (LayerNorm, "
+            "convolutions, …) would compute something else. Convert such models in Python with "
+            "jaxpoly.from_torch(model) where it supports them, and save the network with jaxpoly.save_npz"
+        )
     return out
+
+
+def _tensor(t: Any, key: str, where: str) -> Any:
+    if not hasattr(t, "detach"):
+        raise ModelLoadError(f"{where}: {key} is of type {type(t).__name__}, not a tensor; a state dict maps parameter "
+                             "names to tensors (torch.save(model.state_dict(), path))")
+    return t
 
 
 def _load_torch(path: str, arch: Arch | None) -> Network:

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly.errors import InvalidNetworkError
+from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError
 from jaxpoly.pytree import pytree_dataclass
 
 __all__ = [
@@ -125,7 +125,10 @@ def relu() -> Activation:
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Activation:
-    """``z if z > 0 else negative_slope * z``: same partition as ReLU."""
+    """``z if z > 0 else negative_slope * z``: same partition as ReLU; with ``negative_slope == 1`` it is
+    the identity (no breakpoint, so no hyperplane)."""
+    if float(negative_slope) == 1.0:
+        return identity()
     return Activation(f"leaky_relu({negative_slope:g})", (0.0,), (float(negative_slope), 1.0))
 
 
@@ -490,17 +493,30 @@ def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: 
         raise InvalidNetworkError("the network has no hidden neuron with a breakpoint: it is affine everywhere")
 
 
-def select_output(net: Network, index: int) -> Network:
-    """The same network with only output ``index`` kept (for level sets of one logit)."""
+def _output_index(net: Network, index: Any, what: str) -> int:
+    """``index`` as an output index of ``net``, checked an integer in ``[0, output_dim)``."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise InvalidNetworkError(f"{what} must be an integer output index, got {index!r}")
     if not 0 <= index < net.output_dim:
         raise InvalidNetworkError(f"output index {index} out of range for {net.output_dim} outputs")
+    return int(index)
+
+
+def select_output(net: Network, index: int) -> Network:
+    """The same network with only output ``index`` kept (for level sets of one logit)."""
+    index = _output_index(net, index, "select_output's index")
     o = net.output
     return Network(net.stages, Stage(tuple(k[:, index : index + 1] for k in o.kernels), o.bias[index : index + 1],
                                      o.sources, o.activation))
 
 
 def output_difference(net: Network, i: int, j: int) -> Network:
-    """A scalar network ``y_i - y_j``: its zero set is the decision boundary between classes i and j."""
+    """A scalar network ``y_i - y_j``: its zero set is the decision boundary between classes i and j
+    (``0 <= i, j < output_dim``, ``i != j``)."""
+    i, j = _output_index(net, i, "output_difference's i"), _output_index(net, j, "output_difference's j")
+    if i == j:
+        raise InvalidNetworkError(f"output_difference needs two different outputs, got i = j = {i} (y_i - y_j would "
+                                  "be 0 everywhere)")
     o = net.output
     kern = tuple(k[:, i : i + 1] - k[:, j : j + 1] for k in o.kernels)
     return Network(net.stages, Stage(kern, o.bias[i : i + 1] - o.bias[j : j + 1], o.sources, o.activation))
@@ -542,12 +558,27 @@ def restrict_to_plane(net: Network, origin: Array, u: Array, v: Array) -> Networ
 
 def plane_through_points(p0: Array, p1: Array, p2: Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(origin, u, v)`` of the plane through three points, with ``p0 -> (0, 0)``, ``p1 -> (1, 0)`` and
-    ``p2`` at ``(s, t)`` with ``t > 0``; ``u, v`` orthogonal with ``|u| = |p1 - p0|``."""
+    ``p2`` at ``(s, t)`` with ``t > 0``; ``u, v`` orthogonal with ``|u| = |p1 - p0|``.
+
+    Raises:
+      InvalidArgumentError: the points are of different lengths, not finite, or do not span a plane
+        (two coincide, or all three are collinear).
+    """
     p0, p1, p2 = (np.asarray(p, np.float64).reshape(-1) for p in (p0, p1, p2))
+    if not p0.shape == p1.shape == p2.shape:
+        raise InvalidArgumentError(f"the three points must have the same length, got {p0.size}, {p1.size} and "
+                                   f"{p2.size} coordinates")
+    if not all(np.all(np.isfinite(p)) for p in (p0, p1, p2)):
+        raise InvalidArgumentError("the three points contain NaN or inf")
     u = p1 - p0
     w = p2 - p0
+    scale = max(np.abs(np.stack([p0, p1, p2])).max(initial=0.0), 1e-300)
+    if np.linalg.norm(u) <= 1e-12 * scale:
+        raise InvalidArgumentError("the three points must span a plane, but the first two coincide; pick three "
+                                   "distinct points that are not collinear")
     v = w - (w @ u) / (u @ u) * u
     if np.linalg.norm(v) <= 1e-12 * max(np.linalg.norm(w), 1.0):
-        raise InvalidNetworkError("the three points are collinear: they do not define a plane")
+        raise InvalidArgumentError("the three points are collinear (or two coincide): they do not span a plane; "
+                                   "pick three points that are not on one line")
     v = v / np.linalg.norm(v) * np.linalg.norm(u)
     return p0, u, v

@@ -22,6 +22,10 @@ def regions2(net2):
     return jaxpoly.enumerate_regions(net2, (-0.5, 0.5), max_regions=20)
 
 
+def _three_outputs():
+    return jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 3))], [np.zeros(3), np.zeros(3)])
+
+
 CASES = {
     "region_of wrong dim": (lambda n, c, r: c.region_of(np.zeros((3, 3))), jaxpoly.InvalidArgumentError, "shape (n, 2)"),
     "region_of nan": (lambda n, c, r: c.region_of([[np.nan, 0.0]]), jaxpoly.InvalidArgumentError, "NaN"),
@@ -36,6 +40,18 @@ CASES = {
     "missing npz": (lambda n, c, r: jaxpoly.load_npz("/nonexistent/x.npz"), jaxpoly.ModelNotFoundError, "no such model file"),
     "missing regions file": (lambda n, c, r: jaxpoly.Regions.load("/nonexistent/r.npz"), jaxpoly.LoadError, "no such file"),
     "missing complex file": (lambda n, c, r: jaxpoly.Complex.load("/nonexistent/c.npz"), jaxpoly.LoadError, "no such file"),
+    "output_difference negative index": (lambda n, c, r: jaxpoly.output_difference(_three_outputs(), 0, -1),
+                                          jaxpoly.InvalidNetworkError, "out of range"),
+    "output_difference index too large": (lambda n, c, r: jaxpoly.output_difference(_three_outputs(), 0, 3),
+                                           jaxpoly.InvalidNetworkError, "out of range"),
+    "output_difference i == j": (lambda n, c, r: jaxpoly.output_difference(_three_outputs(), 1, 1),
+                                 jaxpoly.InvalidNetworkError, "two different outputs"),
+    "select_output float index": (lambda n, c, r: jaxpoly.select_output(_three_outputs(), 1.5),
+                                  jaxpoly.InvalidNetworkError, "integer"),
+    "plane through coincident points": (lambda n, c, r: jaxpoly.plane_through_points([0.1, 0.2], [0.1, 0.2], [1.0, 0.0]),
+                                        jaxpoly.InvalidArgumentError, "span a plane"),
+    "plane through points of different lengths": (lambda n, c, r: jaxpoly.plane_through_points([0, 0, 0], [1, 0], [0, 1, 0]),
+                                                  jaxpoly.InvalidArgumentError, "same length"),
     "zero input dim": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([np.ones((0, 3)), np.ones((3, 1))], [np.zeros(3), np.zeros(1)]), (-1, 1)),
                        jaxpoly.InvalidNetworkError, "at least 1"),
 }

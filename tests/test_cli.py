@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,6 +172,44 @@ def test_bad_input_in_process(args, needle, capsys, keep_logging):
 
     try:
         code = cli.main(list(args))
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def _damaged_inputs(tmp_path) -> dict:
+    """Files that used to end in a traceback: a state dict whose bias is not a tensor, a general-layout npz
+    with no stage, bounds of shape (1, 2), and a model with three outputs."""
+    torch = pytest.importorskip("torch")
+    torch.save({"0.weight": torch.ones(3, 2), "0.bias": 5}, tmp_path / "sd_intbias.pt")
+    net = jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 3))], [np.array([0.1, -0.2, 0.3]), np.zeros(3)],
+                              activation="relu6")
+    jaxpoly.save_npz(net, tmp_path / "three.npz")
+    d = dict(np.load(tmp_path / "three.npz"))
+    d["num_stages"] = np.array(0)
+    np.savez(tmp_path / "zero_stages.npz", **d)
+    np.save(tmp_path / "lo.npy", np.full((1, 2), -0.5))
+    np.save(tmp_path / "hi.npy", np.full((1, 2), 0.5))
+    return {k: str(tmp_path / k) for k in ("sd_intbias.pt", "three.npz", "zero_stages.npz", "lo.npy", "hi.npy")}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("info", "{sd_intbias.pt}", "--arch", "mlp"), "0.bias is of type int, not a tensor"),
+    (("info", "bunny-2d", "--arch", '{"widths": [2, 50, 50, 1e400]}'), "widths must be positive integers"),
+    (("info", "{zero_stages.npz}"), "num_stages must be a positive integer"),
+    (("extract", "bunny-2d", "--slice", "0,0", "0,0", "1,1"), "must span a plane"),
+    (("extract", "bunny-2d", "--bounds", "{lo.npy}", "{hi.npy}"), "shape (2,)"),
+    (("enumerate", "{three.npz}", "--level-set"), "--output K"),
+    (("enumerate", "bunny-2d", "--seed", "-1"), "argument --seed: expected a non-negative integer"),
+])
+def test_bad_files_and_values_are_one_line(args, needle, tmp_path, capsys, keep_logging):
+    from jaxpoly import cli
+
+    files = _damaged_inputs(tmp_path)
+    args = [files.get(a[1:-1], a) if a.startswith("{") else a for a in args]
+    try:
+        code = cli.main(args + ["-q", "--out", str(tmp_path / "out")] if args[0] != "info" else args)
     except SystemExit as e:  # argparse
         code = e.code
     err = capsys.readouterr().err
@@ -349,6 +388,46 @@ def test_load_network_torchscript_and_state_dict(tmp_path):
         jaxpoly.load_network(tmp_path / "sd.pt", arch="mlp:4,9,1:relu")
     r = run("info", str(tmp_path / "sd.pt"), "--arch", "mlp:4,8,1:relu")
     assert r.returncode == 0 and "input dim:    4" in r.stdout and "widths:       [8]" in r.stdout, r.stderr
+
+
+def test_mlp_architecture_refuses_layers_it_does_not_read(tmp_path):
+    """arch='mlp' reads dense layers only: a checkpoint that holds anything else (BatchNorm, LayerNorm,
+    convolutions) is refused with the parameters named, not read as a different network."""
+    import jax
+    import flax.linen as fnn
+    from flax import serialization
+
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class DenseBN(fnn.Module):
+        @fnn.compact
+        def __call__(self, x):
+            return fnn.Dense(1)(fnn.relu(fnn.BatchNorm(use_running_average=True)(fnn.Dense(8)(x))))
+
+    v = DenseBN().init(jax.random.PRNGKey(0), np.zeros((1, 2)))
+    (tmp_path / "bn.msgpack").write_bytes(serialization.to_bytes(v))
+    (tmp_path / "bn_params.msgpack").write_bytes(serialization.to_bytes({"params": v["params"]}))
+    torch.save(nn.Sequential(nn.Linear(2, 4), nn.LayerNorm(4), nn.ReLU(), nn.Linear(4, 1)).state_dict(),
+               tmp_path / "ln.pt")
+    torch.save(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 1)).state_dict(),
+               tmp_path / "cnn.pt")
+    for name, needle in (("bn.msgpack", "batch_stats: BatchNorm_0"), ("bn_params.msgpack", "BatchNorm_0/bias"),
+                         ("ln.pt", "not Linear layers (1.weight, 1.bias)"), ("cnn.pt", "(0.weight, 0.bias)")):
+        with pytest.raises(jaxpoly.ModelLoadError, match=re.escape(needle)):
+            jaxpoly.load_network(tmp_path / name, arch="mlp")
+    bn = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1))
+    torch.save(bn.state_dict(), tmp_path / "bn.pt")
+    with pytest.raises(jaxpoly.ModelLoadError, match=r"jaxpoly\.from_torch\(model\.eval\(\)\)"):
+        jaxpoly.load_network(tmp_path / "bn.pt", arch="mlp")
+
+
+def test_parse_arch_refuses_what_it_would_ignore_or_truncate():
+    for spec, needle in (("mlp:relu=0.5", "takes no parameter"), ("mlp:hard_tanh=2", "takes no parameter"),
+                         ({"widths": [2.7, 1]}, "2.7"), ('{"widths": [2, 1e400]}', "inf")):
+        with pytest.raises(jaxpoly.ModelLoadError, match=needle):
+            jaxpoly.parse_arch(spec)
+    assert jaxpoly.parse_arch({"widths": [2.0, "3", 1]}).widths == (2, 3, 1)
 
 
 def test_load_network_names_and_errors(tmp_path):

@@ -365,3 +365,44 @@ def test_non_finite_params():
 def test_output_must_be_one_array():
     with pytest.raises(InvalidNetworkError, match="single array"):
         from_flax(lambda x: (x, 2 * x), input_dim=3)
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx", "where"])
+def test_hard_tanh_is_clip_with_two_hyperplanes_per_neuron(kind):
+    """``jax.nn.hard_tanh`` is ``where(z > 1, 1, where(z < -1, -1, z))``: the conversion is exact, and its
+    hyperplanes are ``z = -1`` and ``z = 1`` for every neuron, as for ``clip(z, -1, 1)``."""
+    W, b = np.random.default_rng(10).normal(size=(3, 5)), np.random.default_rng(11).normal(size=5)
+    V = np.random.default_rng(12).normal(size=(5, 2))
+    if kind == "linen":
+        assert nn.hard_tanh is jax.nn.hard_tanh
+        model = nn.Sequential([nn.Dense(5), nn.hard_tanh, nn.Dense(2)])
+        v = {"params": {"layers_0": {"kernel": W, "bias": b}, "layers_2": {"kernel": V, "bias": np.zeros(2)}}}
+        net = from_flax(model, v, input_dim=3)
+        f = lambda x: model.apply(v, x)  # noqa: E731
+    elif kind == "nnx":
+        f = nnx.Sequential(lambda x: x @ W + b, nnx.hard_tanh, lambda h: h @ V)
+        net = from_flax(f, input_dim=3)
+    else:  # the other nesting order
+        f = lambda x: jnp.where(x @ W + b < -1, -1.0, jnp.where(x @ W + b > 1, 1.0, x @ W + b)) @ V  # noqa: E731
+        net = from_flax(f, input_dim=3)
+    x = _inputs(2000, 3, seed=13)
+    z = x @ W + b
+    assert np.mean(np.abs(z) > 1) > 0.2 and np.mean(np.abs(z) < 1) > 0.2  # every piece is hit
+    _check(net, f, x)
+    np.testing.assert_allclose(np.asarray(net(x)), np.clip(z, -1, 1) @ V, atol=1e-12, rtol=0)
+    assert net.num_hyperplanes == 2 * 5
+    got = np.sort(np.abs(np.asarray(net.hyperplane_values(x))), axis=1)
+    want = np.sort(np.abs(np.concatenate([z - 1, z + 1], axis=1)), axis=1)
+    np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+def test_bare_params_bad_input_dim_and_complex_params():
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(1)])
+    v = _init(model, (3,))
+    with pytest.raises(InvalidNetworkError, match=r"\{'params': params\}"):
+        from_flax(model, v["params"], input_dim=3)
+    with pytest.raises(InvalidNetworkError, match="positive int"):
+        from_flax(model, v, input_dim=3.0)
+    cv = jax.tree_util.tree_map(lambda a: a.astype(jnp.complex128), v)
+    with pytest.raises(InvalidNetworkError, match="complex"):
+        from_flax(model, cv, input_dim=3)

@@ -115,3 +115,78 @@ def test_missing_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ModuleNotFoundError, match="pip install torch"):
         from_torch(object())
+
+
+def test_a_module_listed_twice_runs_twice():
+    """Sequential.forward runs every entry, so one ReLU object or one shared Linear listed twice counts
+    twice (named_children() would list it once)."""
+    torch.manual_seed(4)
+    act, shared = nn.ReLU(), nn.Linear(4, 4)
+    model = _seeded(nn.Sequential(nn.Linear(2, 4), act, shared, act, shared, act, nn.Linear(4, 1)))
+    net = from_torch(model)
+    assert net.widths == (4, 4, 4)
+    x = _inputs(300, 2, seed=5)
+    np.testing.assert_allclose(np.asarray(net(x)), _run(model, x), atol=1e-12, rtol=0)
+    np.testing.assert_array_equal(np.asarray(net.pattern(x)), _pre_activations(model, x) > 0)
+
+
+class _Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+class _TanhLinear(nn.Linear):
+    def forward(self, x):
+        return torch.tanh(super().forward(x))
+
+
+class _PlainReLU(nn.ReLU):  # a subclass that keeps ReLU's forward
+    pass
+
+
+@pytest.mark.parametrize("layer", [_Residual(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 3)), _TanhLinear(3, 3)])
+def test_subclass_that_overrides_forward_is_refused(layer):
+    """What an overridden forward() computes is unknown: converting the base class's layer would be wrong."""
+    with pytest.raises(UnsupportedLayerError, match=f"{type(layer).__name__}, a subclass of nn.*overrides forward"):
+        from_torch(nn.Sequential(layer, nn.Linear(3, 1)))
+    net = from_torch(_seeded(nn.Sequential(nn.Linear(3, 3), _PlainReLU(), nn.Linear(3, 1))))
+    assert [a.name for a in net.activations] == ["relu"]
+
+
+def test_custom_module_messages_point_at_the_fix():
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+
+        def forward(self, x):
+            return self.net(x)
+
+    with pytest.raises(UnsupportedLayerError, match=r"the model is MLP, a custom module.*from_torch\(model\.net\)"):
+        from_torch(MLP())
+    no_stats = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 1)).eval()
+    with pytest.raises(UnsupportedLayerError, match="track_running_stats=False") as info:
+        from_torch(no_stats)
+    assert "training mode" not in str(info.value)
+
+
+def test_corrupt_lazy_or_complex_parameters_are_refused():
+    bn = nn.BatchNorm1d(4)
+    with torch.no_grad():
+        bn.running_var.fill_(-1.0)  # would give NaN weights
+    with pytest.raises(InvalidNetworkError, match="running_var"):
+        from_torch(nn.Sequential(nn.Linear(3, 4), bn.eval(), nn.ReLU(), nn.Linear(4, 1)))
+    with pytest.raises(InvalidNetworkError, match="forward pass"):
+        from_torch(nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.Linear(3, 1)))
+    with pytest.raises(InvalidNetworkError, match="complex"):
+        from_torch(nn.Sequential(nn.Linear(3, 2, dtype=torch.complex64)))
+
+
+def test_leaky_relu_of_slope_one_is_the_identity():
+    """LeakyReLU(1.0) is x -> x: no hidden stage and no hyperplane, as from_flax gives."""
+    torch.manual_seed(5)
+    model = _seeded(nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(1.0), nn.Linear(8, 1)))
+    net = from_torch(model)
+    assert net.stages == () and net.num_hyperplanes == 0
+    x = _inputs(50, 2, seed=6)
+    np.testing.assert_allclose(np.asarray(net(x)), _run(model, x), atol=1e-12, rtol=0)

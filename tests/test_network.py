@@ -140,3 +140,57 @@ def test_select_output_and_difference():
     X = rng.normal(size=(7, 2))
     assert np.allclose(jaxpoly.select_output(net, 1)(X)[:, 0], net(X)[:, 1])
     assert np.allclose(jaxpoly.output_difference(net, 0, 2)(X)[:, 0], net(X)[:, 0] - net(X)[:, 2])
+
+
+def _hard_tanh_npz(tmp_path):
+    rng = np.random.default_rng(5)
+    net, _, _ = mlp(rng, [2, 4, 1], "hard_tanh")
+    jaxpoly.save_npz(net, tmp_path / "good.npz")
+    return dict(np.load(tmp_path / "good.npz"))
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("no num_stages", "lacks the array 'num_stages'"),
+    ("no stage1_bias", "lacks the array 'stage1_bias'"),
+    ("zero stages", "num_stages must be a positive integer"),
+    ("bad activation", "stage0_activation is not a jaxpoly activation"),
+])
+def test_damaged_general_npz_names_what_is_wrong(tmp_path, case, needle):
+    """The general (jaxpoly-stages-v1) layout: a missing or damaged array is an InvalidNetworkError naming
+    it, not a KeyError / IndexError / JSONDecodeError."""
+    d = _hard_tanh_npz(tmp_path)
+    if case == "no num_stages":
+        del d["num_stages"]
+    elif case == "no stage1_bias":
+        del d["stage1_bias"]
+    elif case == "zero stages":
+        d["num_stages"] = np.array(0)
+    else:
+        d["stage0_activation"] = np.array("{oops")
+    np.savez(tmp_path / "bad.npz", **d)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match=needle):
+        jaxpoly.load_npz(tmp_path / "bad.npz")
+
+
+def test_plain_npz_with_a_gap_in_layer_numbers_is_refused(tmp_path):
+    """W0, b0, W2, b2 is not a two-layer MLP missing nothing: it is refused, not read as its first layer."""
+    rng = np.random.default_rng(6)
+    np.savez(tmp_path / "gap.npz", W0=rng.normal(size=(4, 2)), b0=np.zeros(4), W2=rng.normal(size=(1, 4)), b2=np.zeros(1))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match=r"without gaps.*'W2', 'b2'.*missing \['W1', 'b1'\]"):
+        jaxpoly.load_npz(tmp_path / "gap.npz")
+    np.savez(tmp_path / "nobias.npz", W0=rng.normal(size=(4, 2)), b0=np.zeros(4), W1=rng.normal(size=(1, 4)))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match=r"missing \['b1'\]"):
+        jaxpoly.load_npz(tmp_path / "nobias.npz")
+
+
+def test_leaky_relu_of_slope_one_is_the_identity():
+    """A leaky ReLU of slope 1 is affine: no breakpoint, so an MLP of them has no hyperplane."""
+    assert jaxpoly.leaky_relu(1.0) == jaxpoly.identity() and jaxpoly.leaky_relu(0.5).num_breakpoints == 1
+    net = jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 1))], [np.zeros(3), np.zeros(1)], activation="leaky_relu",
+                              negative_slope=1.0)
+    assert net.num_hyperplanes == 0
+
+
+def test_complex_weights_are_refused():
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="complex"):
+        jaxpoly.from_arrays([np.ones((2, 3)) * (1 + 1j), np.ones((3, 1))], [np.zeros(3), np.zeros(1)])

@@ -383,7 +383,7 @@ def test_slice_of_a_higher_dimensional_network():
     assert np.all(idx >= 0)
     assert np.array_equal(c.regions.patterns[idx], pats)
     assert c.euler_characteristic == 1
-    with pytest.raises(jaxpoly.InvalidNetworkError, match="collinear"):
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="collinear"):
         jaxpoly.plane_through_points(pts[0], pts[1], 2 * pts[1] - pts[0])
     with pytest.raises(jaxpoly.InvalidNetworkError, match="shape"):
         extract(net, (-1, 1), slice=(origin[:3], u, v))
@@ -465,6 +465,15 @@ def test_level_set_respects_max_vertices():
         extract(net, (-0.5, 0.5), capacity=v0, max_vertices=cap)
     c = extract(net, (-0.5, 0.5), capacity=v0, max_vertices=v1 + 2)  # grows to at most v1 + 2
     assert c.num_vertices == v1 and c.timings["stages"][-1]["capacity"][0] <= v1 + 2
+
+
+def test_max_vertices_is_enforced_below_the_initial_capacity():
+    """max_vertices refuses any complex with more vertices, even one that fits the first capacity bucket
+    (bunny-2d: 289 vertices, far below the initial 4096)."""
+    net = jaxpoly.load_model("bunny-2d")
+    assert extract(net, (-0.5, 0.5), max_vertices=289).num_vertices == 289
+    with pytest.raises(jaxpoly.CapacityError, match="289 vertices after the level set, more than max_vertices=288"):
+        extract(net, (-0.5, 0.5), max_vertices=288)
 
 
 def test_stage_estimate_extrapolates_the_trend_of_new_vertices():

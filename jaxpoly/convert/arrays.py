@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,9 @@ __all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_fro
 
 
 def _as_float_array(a, what: str) -> np.ndarray:
+    if np.iscomplexobj(a):
+        raise InvalidNetworkError(f"{what} is complex ({np.asarray(a).dtype}); a piecewise-affine network has real "
+                                  "weights (pass the real part explicitly if that is what you mean)")
     try:
         arr = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -93,28 +97,60 @@ def network_from_arrays(data: dict[str, np.ndarray], where: str = "arrays", *,
                         activation: str | Activation = "relu", negative_slope: float = 0.01) -> Network:
     """Inverse of :func:`network_arrays`; also reads the plain ``W{i}, b{i}`` layout (W of shape (out, in))."""
     if "format" in data:
-        if str(data["format"]) != "jaxpoly-stages-v1":
-            raise InvalidNetworkError(f"{where}: unknown jaxpoly npz format {data['format']!s}")
-        stages = []
-        for i in range(int(data["num_stages"])):
-            srcs = tuple(int(s) for s in data[f"stage{i}_sources"])
-            kern = tuple(_as_float_array(data[f"stage{i}_kernel{k}"], f"stage{i}_kernel{k}") for k in range(len(srcs)))
-            stages.append(Stage(kern, _as_float_array(data[f"stage{i}_bias"], f"stage{i}_bias"), srcs,
-                                _activation_from_json(str(data[f"stage{i}_activation"]))))
-        return Network(tuple(stages[:-1]), stages[-1])
-    n = 0
-    while f"W{n}" in data:
-        n += 1
-    if n == 0:
+        return _stages_from_arrays(data, where)
+    layers = {k: int(k[1:]) for k in data if re.fullmatch(r"[Wb](0|[1-9][0-9]*)", k)}
+    if not any(k[0] == "W" for k in layers):
         raise InvalidNetworkError(
             f"{where} holds no weights: expected arrays W0, b0, W1, b1, … (W of shape (out, in)); found {sorted(data)}"
         )
-    missing = [f"b{i}" for i in range(n) if f"b{i}" not in data]
+    n = max(layers.values()) + 1
+    missing = [f"{c}{i}" for i in range(n) for c in "Wb" if f"{c}{i}" not in layers]
     if missing:
-        raise InvalidNetworkError(f"{where}: missing bias arrays {missing}")
+        raise InvalidNetworkError(
+            f"{where}: the layers must be numbered W0, b0, W1, b1, … without gaps, but the file holds "
+            f"{sorted(layers, key=lambda k: (layers[k], k))} (missing {missing})"
+        )
     weights = [np.asarray(data[f"W{i}"]).T for i in range(n)]
     biases = [data[f"b{i}"] for i in range(n)]
     return from_arrays(weights, biases, activation=activation, negative_slope=negative_slope)
+
+
+def _stages_from_arrays(data: dict[str, np.ndarray], where: str) -> Network:
+    """The general ``jaxpoly-stages-v1`` layout of :func:`network_arrays`, every array checked."""
+    if str(data["format"]) != "jaxpoly-stages-v1":
+        raise InvalidNetworkError(f"{where}: unknown jaxpoly npz format {data['format']!s}")
+
+    def get(key: str) -> np.ndarray:
+        if key not in data:
+            raise InvalidNetworkError(f"{where}: the jaxpoly-stages-v1 file lacks the array {key!r} (damaged, or not "
+                                      "written by jaxpoly.save_npz)")
+        return data[key]
+
+    num = get("num_stages")
+    if num.shape != () or not np.issubdtype(num.dtype, np.integer) or int(num) < 1:
+        raise InvalidNetworkError(f"{where}: num_stages must be a positive integer (the hidden stages and the "
+                                  f"output stage), got {num!s}")
+    stages = []
+    for i in range(int(num)):
+        srcs = get(f"stage{i}_sources")
+        if srcs.ndim != 1 or not np.issubdtype(srcs.dtype, np.integer):
+            raise InvalidNetworkError(f"{where}: stage{i}_sources must be a 1-D integer array, got {srcs!s}")
+        kern = tuple(_as_float_array(get(f"stage{i}_kernel{k}"), f"{where}: stage{i}_kernel{k}")
+                     for k in range(len(srcs)))
+        try:
+            act = _activation_from_json(str(get(f"stage{i}_activation")))
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidNetworkError(f"{where}: stage{i}_activation is not a jaxpoly activation description "
+                                      f"({type(e).__name__}: {e})") from None
+        bias = _as_float_array(get(f"stage{i}_bias"), f"{where}: stage{i}_bias")
+        try:
+            stages.append(Stage(kern, bias, tuple(int(s) for s in srcs), act))
+        except InvalidNetworkError as e:
+            raise InvalidNetworkError(f"{where}: stage {i}: {e}") from None
+    try:
+        return Network(tuple(stages[:-1]), stages[-1])
+    except InvalidNetworkError as e:
+        raise InvalidNetworkError(f"{where}: {e}") from None
 
 
 def save_npz(net: Network, path: str | os.PathLike) -> None:

@@ -545,13 +545,64 @@ class _Interpreter:
         return self._pwl(a, -1.0, _sub(a, b))
 
     def _select(self, pred: _Sign, x_false: _Value, x_true: _Value) -> _Value | None:
-        """``x_true`` where ``z > 0`` else ``x_false``; continuous only if ``x_true - x_false = k z``."""
+        """``x_true`` where ``z > 0`` else ``x_false``; continuous only if the jump ``x_true - x_false`` is
+        ``k z`` on the side where it is added.
+
+        The jump is tested as it stands, then as it is on either side (:meth:`_on_side`): in
+        ``jnp.where(x > 1, 1, jnp.where(x < -1, -1, x))`` (``jax.nn.hard_tanh``) the inner ``where`` opens
+        a stage on ``-1 - x``, whose units are 0 where ``x > 1``, so the jump there is ``1 - x``.
+        """
         shape = tuple(np.broadcast_shapes(pred.z.shape, _as_affine(x_false).shape, _as_affine(x_true).shape))
         z = _broadcast(pred.z, shape)
-        k = _proportional(_sub(x_true, x_false), z)
-        if k is None:
-            return None
-        return self._pwl(_add(x_false, np.zeros(shape)), k, z)
+        jump = _broadcast(_as_affine(_sub(x_true, x_false)), shape)
+        k = _proportional(jump, z)
+        if k is not None:
+            return self._pwl(_add(x_false, np.zeros(shape)), k, z)
+        # x_false + [z > 0] * jump, or x_true + [-z > 0] * (-jump)
+        for base, side, step in ((x_false, z, jump), (x_true, _scale(-1.0, z), _scale(-1.0, jump))):
+            k = _proportional(self._on_side(step, side), side)
+            if k is not None:
+                return self._pwl(_add(base, np.zeros(shape)), k, side)
+        return None
+
+    def _on_side(self, d: _Affine, z: _Affine) -> _Affine:
+        """``d`` as it is where ``z > 0`` (both of one shape): a hidden unit read by element ``e`` of ``d``
+        whose pre-activation is ``alpha z_e + beta`` (``alpha != 0``) and whose activation has no
+        breakpoint in the range that takes for ``z_e > 0`` is replaced by its affine piece there,
+        ``slope * alpha z_e + act(beta)``. Other units are kept."""
+        shape = d.shape
+        n = int(np.prod(shape, dtype=np.int64))
+        zf = _Affine({s: np.reshape(c, (-1, n)) for s, c in z.coefs.items()}, np.reshape(z.const, n))
+        coefs = {s: np.reshape(c, (-1, n)) for s, c in d.coefs.items()}
+        const, gain = np.array(np.reshape(d.const, n), np.float64), np.zeros(n)
+        for j in [s for s in coefs if s >= 1]:
+            us, es = np.nonzero(coefs[j])
+            if not len(us):
+                continue
+            st = self.stages[j - 1]
+            pre = _Affine(dict(zip(st.sources, st.kernels)), np.asarray(st.bias, np.float64))
+            widths = {s: c.shape[0] for s, c in list(pre.coefs.items()) + list(zf.coefs.items())}
+            P, Z = _stacked(pre, sorted(widths), widths), _stacked(zf, sorted(widths), widths)
+            pu, ze = P[:-1, us], Z[:-1, es]
+            zz = np.sum(ze * ze, axis=0)
+            alpha = np.sum(pu * ze, axis=0) / np.where(zz > 0, zz, 1.0)
+            beta = P[-1, us] - alpha * Z[-1, es]
+            scale = np.maximum(np.max(np.abs(pu), axis=0), np.abs(P[-1, us]))
+            ok = (zz > 0) & (alpha != 0) & (np.max(np.abs(pu - alpha * ze), axis=0) <= _PROP_RTOL * scale)
+            bps, tol = np.asarray(st.activation.breakpoints), _PROP_RTOL * scale
+            if bps.size:  # z_e > 0 is p > beta for alpha > 0, p < beta for alpha < 0
+                ok &= np.where(alpha > 0, beta >= bps.max() - tol, beta <= bps.min() + tol)
+            if not np.any(ok):
+                continue
+            us, es, alpha, beta = us[ok], es[ok], alpha[ok], beta[ok]
+            slope = np.where(alpha > 0, st.activation.slopes[-1], st.activation.slopes[0])
+            c = coefs[j][us, es]
+            np.add.at(gain, es, c * slope * alpha)
+            np.add.at(const, es, c * np.asarray(st.activation(beta), np.float64))
+            coefs[j] = np.array(coefs[j])
+            coefs[j][us, es] = 0.0
+        out = _Affine({s: c.reshape((c.shape[0],) + shape) for s, c in coefs.items()}, const.reshape(shape))
+        return _add(out, _scale(gain.reshape(shape), z))
 
     def _pwl(self, base: _Value, k: Any, z: _Value) -> _Value:
         """``base + k * relu(z)``, opening a new hidden stage on ``z``.
@@ -674,8 +725,11 @@ def _kernels(z: _Affine) -> tuple[list[np.ndarray], list[int]]:
 
 
 def _input_shape(input_dim: int | Sequence[int]) -> tuple[int, ...]:
-    shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
-    if not shape or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+    try:
+        shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+    except TypeError:  # not an int and not iterable (e.g. 3.0)
+        shape = ()
+    if not shape or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape):
         raise InvalidNetworkError(
             f"input_dim must be a positive int or a tuple of positive ints (one example's shape), got {input_dim!r}"
         )
@@ -687,6 +741,11 @@ def _check_finite(tree: Any, what: str) -> None:
         dt = getattr(leaf, "dtype", None)
         if dt is None or not jnp.issubdtype(dt, jnp.inexact):
             continue
+        if jnp.issubdtype(dt, jnp.complexfloating):
+            raise InvalidNetworkError(
+                f"{what} at {jax.tree_util.keystr(path)} are complex ({dt}); a piecewise-affine network has real "
+                "weights"
+            )
         if not np.all(np.isfinite(np.asarray(leaf))):
             raise InvalidNetworkError(
                 f"{what} at {jax.tree_util.keystr(path)} contain NaN or inf; fix the parameters before converting"
@@ -740,12 +799,21 @@ def _apply_fn(module: Any, variables: Any) -> tuple[Callable, Any]:
 
 def _trace(fn: Callable, params: Any, shape: tuple[int, ...]) -> Any:
     try:
-        from flax.errors import InvalidRngError, ModifyScopeVariableError, ScopeParamShapeError
+        from flax.errors import (InvalidRngError, ModifyScopeVariableError, ScopeCollectionNotFound,
+                                 ScopeParamShapeError)
     except ImportError:  # pragma: no cover
-        InvalidRngError = ModifyScopeVariableError = ScopeParamShapeError = ()  # noqa: N806
+        InvalidRngError = ModifyScopeVariableError = ScopeCollectionNotFound = ScopeParamShapeError = ()  # noqa: N806
     x = jax.ShapeDtypeStruct((1,) + shape, jnp.float64)
     try:
         return jax.make_jaxpr(fn)(params, x)
+    except ScopeCollectionNotFound as e:
+        hint = ""
+        if isinstance(params, dict) and "params" not in params:
+            hint = (": these look like bare parameters (no 'params' collection); pass the variables returned by "
+                    "module.init, or wrap them: from_flax(module, {'params': params}, input_dim=...)")
+        raise InvalidNetworkError(
+            f"from_flax: the variables lack a collection the module reads ({str(e).splitlines()[0]}){hint}"
+        ) from None
     except InvalidRngError as e:
         raise UnsupportedLayerError(
             f"from_flax: the module needs random numbers ({e}); put Dropout and other stochastic layers in "
