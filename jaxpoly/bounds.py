@@ -8,14 +8,22 @@ import numpy as np
 
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError
 
-__all__ = ["as_box", "as_points"]
+__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MAX_VALUE"]
+
+#: Largest coordinate of a box, and bound on the hidden pre-activations' coefficients and values over
+#: it (:func:`jaxpoly.network.validate_magnitudes`), that the exact engines accept: the geometry squares
+#: them (row norms, distances), and float64 overflows past about 1.3e154 squared.
+MAX_MAGNITUDE = 1e150
+#: The same for plain evaluation (:func:`jaxpoly.sample_regions`): values must stay finite in float64.
+MAX_VALUE = 1e300
 
 
-def as_box(bounds: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray]:
+def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)`` → two float64 arrays ``(d,)``; scalars broadcast.
 
     Raises :class:`InvalidBoundsError` unless the box is finite, of dimension ``d`` and non-empty
-    (``lo < hi`` in every coordinate).
+    (``lo < hi`` in every coordinate), and with ``max_abs`` unless every coordinate is at most
+    ``max_abs`` in magnitude (e.g. :data:`MAX_MAGNITUDE`).
     """
     try:
         lo, hi = bounds
@@ -33,6 +41,13 @@ def as_box(bounds: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray]:
         ) from None
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         raise InvalidBoundsError(f"bounds must be finite, got lo={lo}, hi={hi}")
+    if max_abs is not None and max(np.abs(lo).max(), np.abs(hi).max()) > max_abs:
+        big = max(np.abs(lo).max(), np.abs(hi).max())
+        raise InvalidBoundsError(
+            f"the box reaches {big:.3g}, beyond the {max_abs:g} this engine accepts (larger coordinates overflow "
+            "float64 in its arithmetic); "
+            "rescale the input (x -> x / s: divide the box by s and multiply the kernels that read the input by s)"
+        )
     if np.any(lo >= hi):
         i = int(np.argmax(lo >= hi))
         raise InvalidBoundsError(
@@ -44,7 +59,13 @@ def as_box(bounds: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray]:
 def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
     """Query points ``x (..., d)`` (``(n, d)`` with ``rows``) as finite float64, or
     :class:`InvalidArgumentError`."""
-    x = np.asarray(x, np.float64)
+    try:
+        x = np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"points must be an array of numbers of shape ({'n' if rows else '...'}, {d}), got {type(x).__name__} "
+            f"{str(x)[:40]!r}"
+        ) from None
     if x.ndim == 0 or x.shape[-1] != d or (rows and x.ndim != 2):
         raise InvalidArgumentError(f"points must have shape ({'n' if rows else '...'}, {d}), got {x.shape}")
     if not np.all(np.isfinite(x)):

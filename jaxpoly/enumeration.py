@@ -16,7 +16,7 @@ the cells of those arrangements, all parents at once:
   hyperplane is in that basis, with it replaced by the LP's cap row), facets (:func:`jaxpoly.oracle.classify_facets`: rays and LP-free
   certificates, then LPs for what they left undecided; from d = 8 a row is redundant without an LP
   when a neighbour processed before the cell certified it with rows the crossing did not flip,
-  :class:`_Certificates`);
+  :class:`_Certificates`, and a facet when the cell across it is already known, :func:`_known_facets`);
 * neighbours: crossing a facet on a hyperplane of the current level flips that hyperplane's bit (and
   the bits of every hyperplane that coincides with it); parent facets are never crossed. New patterns
   are deduplicated on the host by their packed bits.
@@ -49,11 +49,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import oracle
-from jaxpoly.bounds import as_box
+from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes
-from jaxpoly.network import Network, validate_network
+from jaxpoly.network import Network, validate_magnitudes, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
@@ -85,6 +85,12 @@ _MORE_FINDERS = 3  # neighbours a queued cell inherits from besides its finder (
 # [-1, 1]^d) almost every row is a facet (0.5 and 0 inherited rows per region), and the bookkeeping
 # for each of a cell's ~100 neighbours cost 5 % of the time
 _INHERIT_MIN_RATE = 2.0
+# Facets certified by a known neighbour across them (_known_facets) instead of an LP; below d = 8 the
+# rays leave few rows undecided and the look-ups cost more than they save
+_NEIGHBOUR_MIN_DIM = 8
+# Cells whose inradius is within (_THIN tol, tol] are crossed but not counted (_process_batch); thinner
+# ones are taken as empty (round-off around a lower-dimensional cell is far below)
+_THIN = 1e-3
 
 
 def _walk_steps(d: int) -> int:
@@ -175,7 +181,8 @@ class _Ctx:
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
         self.stats = {"lps": 0, "warm_lps": 0, "warm_pivots": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0,
-                      "inherited": 0, "cells": 0, "batches": 0, "empty_cells": 0, "seed_failures": 0}
+                      "inherited": 0, "neighbour_facets": 0, "cells": 0, "batches": 0, "empty_cells": 0,
+                      "thin_cells": 0, "seed_failures": 0}
 
     def put(self, a: np.ndarray) -> jax.Array:
         return jnp.asarray(a) if self.sharding is None else jax.device_put(a, self.sharding)
@@ -187,13 +194,18 @@ class _Ctx:
 
 
 def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.ndarray, support: np.ndarray | None,
-                   stage: tuple[int, int]):
+                   stage: tuple[int, int], is_cell=None):
     """Certify and classify up to ``B`` cells of one level, their Chebyshev LPs started from the bases
     ``start (n, d + 1)`` (see :func:`jaxpoly.oracle.chebyshev`), with the redundancy certificates they
-    inherit ``support`` (:class:`jaxpoly.oracle.Certificates`; ``None``: none, and none kept). Returns
-    host arrays: ``(good (n,), witness (n, d), radius (n,), facets (n, M), same (n, M, M), rows_ok (n,
-    M), basis (n, d + 1), cert)``, ``basis`` the optimal bases of the Chebyshev LPs, ``cert`` the cells'
-    own redundancy certificates (:func:`jaxpoly.oracle.classify_facets`; cells indexed in the batch)."""
+    inherit ``support`` (:class:`jaxpoly.oracle.Certificates`; ``None``: none, and none kept).
+    ``is_cell``: ``keys -> (k,) bool``, which patterns (:func:`jaxpoly.regions.pattern_keys`) are
+    known cells of the level (with an interior point): a row whose neighbour across is one is a facet
+    (:func:`_known_facets`); ``None``: none known. Returns host arrays: ``(good (n,), cross (n,), witness
+    (n, d), radius (n,), facets (n, M), unsure (n, M), same (n, M, M), rows_ok (n, M), basis (n, d + 1),
+    cert)``: ``good`` the regions (inradius above ``tol``), ``cross`` those and the thin cells the search
+    crosses (facets classified), ``unsure`` the facets kept without proof (see :func:`jaxpoly.oracle.classify_facets`),
+    ``basis`` the optimal bases of the Chebyshev LPs, ``cert`` the cells' own redundancy certificates
+    (cells indexed in the batch)."""
     n = len(pats)
     pats_p, pmask_p = _pad_rows(pats, ctx.B), _pad_rows(pmask, ctx.B)
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
@@ -203,12 +215,30 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     valid = np.zeros(ctx.B, bool)
     valid[:n] = True
     good = valid & (rad > ctx.tol)
+    # thinner cells are no regions, but the search crosses them (their facets are classified as a
+    # region's): a sliver between two close hyperplanes would otherwise cut off every region behind it
+    cross = valid & (rad > _THIN * ctx.tol)
+    same, rows_ok = np.asarray(rows.same), np.asarray(rows.rows_ok)
+
+    def known(cell, row, certified):
+        # the cells across the batch's certified facets are known too (the batch's cells see each
+        # other's neighbours: twice as many rows answered at d = 16)
+        slots = ctx.slot_mask(stage)
+        src, slot = np.nonzero(certified & slots[None, :])
+        across = set(pattern_keys(_neighbours(pats_p, same, rows_ok, slots, src, slot, ctx.d)))
+
+        def is_known(keys):
+            return is_cell(keys) | np.fromiter((k in across for k in keys), bool, len(keys))
+
+        return _known_facets(pats_p, same, rows_ok, slots, cell, row, ctx.d, is_known)
+
     # bounding-box LPs pay off in low dimension only (measured: faster up to d = 6, slower from d = 8,
     # where most rows of a cell are facets anyway)
-    facets, cnt, cert = oracle.classify_facets(rows, wit, good, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
-                                         delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM,
-                                         walk_steps=_walk_steps(ctx.d), certify=support is not None,
-                                         support=support)
+    facets, unsure, cnt, cert = oracle.classify_facets(rows, wit, cross, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
+                                                       delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM,
+                                                       walk_steps=_walk_steps(ctx.d), certify=support is not None,
+                                                       support=support,
+                                                       known=None if is_cell is None else known)
     st = ctx.stats
     st["lps"] += n + cnt.lps
     st["lp_fallbacks"] += fb + cnt.fallbacks
@@ -217,20 +247,38 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     st["warm_lps"] += cnt.warm
     st["warm_pivots"] += cnt.warm_pivots
     st["inherited"] += cnt.inherited
+    st["neighbour_facets"] += cnt.neighbour
     st["batches"] += 1
     st["cells"] += int(good.sum())
-    st["empty_cells"] += int((valid & ~good).sum())
-    same = np.asarray(rows.same)[:n]
-    return good[:n], wit[:n], rad[:n], facets[:n], same, np.asarray(rows.rows_ok)[:n], basis[:n], cert
+    st["thin_cells"] += int((cross & ~good).sum())
+    st["empty_cells"] += int((valid & ~cross).sum())
+    return good[:n], cross[:n], wit[:n], rad[:n], facets[:n], unsure[:n], same[:n], rows_ok[:n], basis[:n], cert
+
+
+def _neighbours(pats, same, rows_ok, slots: np.ndarray, src, slot, d: int):
+    """The patterns ``(k, H')`` across slots ``slot (k,)`` of the level (``slots (M,)``) of cells
+    ``src (k,)``: the bits of the level's hyperplanes that are the same as the slot's flipped."""
+    h = slice(2 * d, 2 * d + pats.shape[1])
+    return pats[src] ^ (same[src, slot, h] & rows_ok[src, h] & slots[None, h])
 
 
 def _flips(pats, facets, same, rows_ok, slots: np.ndarray, d: int):
     """Neighbour patterns across the facets in ``slots (M,)``: ``(src (k,), slot (k,), patterns (k, H'))``."""
-    F = facets & slots[None, :]
-    src, slot = np.nonzero(F)
-    h = slice(2 * d, 2 * d + pats.shape[1])
-    flip = same[src, slot, h] & rows_ok[src, h] & slots[None, h]
-    return src, slot, pats[src] ^ flip
+    src, slot = np.nonzero(facets & slots[None, :])
+    return src, slot, _neighbours(pats, same, rows_ok, slots, src, slot, d)
+
+
+def _known_facets(pats, same, rows_ok, slots: np.ndarray, cell, row, d: int, is_cell) -> np.ndarray:
+    """``(k,) bool``: which rows ``row (k,)`` of cells ``cell (k,)`` (of ``pats (n, H')``) are hyperplanes
+    of the level (``slots (M,)``) with a known cell of the level across them (``is_cell``, see
+    :func:`_process_batch`). Those are facets: the cell and that neighbour lie on either side of the
+    row's hyperplane within the convex set cut out by every other row, so the hyperplane meets that
+    set's interior between them."""
+    out = slots[row]
+    if out.any():
+        at = np.flatnonzero(out)
+        out[at] = is_cell(pattern_keys(_neighbours(pats, same, rows_ok, slots, cell[at], row[at], d)))
+    return out
 
 
 def _start_bases(basis: np.ndarray, flipped: np.ndarray, d: int, cap: int) -> np.ndarray:
@@ -712,8 +760,15 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     queue = _Queue(np.zeros((0, ctx.Hp), bool), np.zeros((0, ctx.M), bool), no_start(0), np.zeros(0, np.int64))
     # Chebyshev starts (see oracle.chebyshev) only where they pay: in LP calls smaller than a batch
     starts = ctx.lp_chunk < ctx.B
-    sel, _ = _discover(known, seeds, None)
+    sel, seed_keys = _discover(known, seeds, None)
     queue.push(seeds[sel], seed_mask[sel], no_start(len(sel)), np.full(len(sel), -1))
+    # known patterns that may have no interior point: the seeds (a seed point may lie on a hyperplane)
+    # and cells found across unsure facets, until processed (or found across a sure facet)
+    doubtful = set(seed_keys)
+
+    def is_cell(keys: list[bytes]) -> np.ndarray:
+        return np.fromiter((k in known and k not in doubtful for k in keys), bool, len(keys))
+
     n_seeds, popped = len(sel), 0
     out: list = []
     count = 0
@@ -727,7 +782,7 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
                     break
                 take = min(take, max_regions - count)
             pats, pmask, start, finder = queue.pop(take)
-            popped_keys = pattern_keys(pats) if starts or certs is not None else []
+            popped_keys = pattern_keys(pats)
             if starts:
                 for k, cold in zip(popped_keys, start[:, 0] < 0):
                     if cold:
@@ -736,38 +791,49 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
             popped += len(pats)
             support = None
             if certs is not None:
-                certs.drop_before(finder.min(initial=count))
+                certs.drop_before(finder[finder >= 0].min(initial=count))
                 support = certs.support(finder, pats, popped_keys)
-            good, wit, rad, facets, same, rows_ok, basis, cert = _process_batch(ctx, pats, pmask, start, support,
-                                                                                stage)
-            ctx.stats["seed_failures"] += int((is_seed & ~good).sum())
-            pats, pmask, wit, rad, facets = pats[good], pmask[good], wit[good], rad[good], facets[good]
-            same, rows_ok, basis = same[good], rows_ok[good], basis[good]
-            src, _, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
+            good, cross, wit, rad, facets, unsure, same, rows_ok, basis, cert = _process_batch(
+                ctx, pats, pmask, start, support, stage, is_cell if ctx.d >= _NEIGHBOUR_MIN_DIM else None)
+            ctx.stats["seed_failures"] += int((is_seed & ~cross).sum())
+            if doubtful:
+                doubtful.difference_update(k for k, c in zip(popped_keys, cross) if c)
+            # the crossed cells lead on; the regions among them (keep) are output, index: their index
+            # in the level (-1: a thin cell)
+            index = np.where(good, count + np.cumsum(good) - 1, -1)[cross]
+            keep = good[cross]
+            pats, pmask, wit, rad, facets = pats[cross], pmask[cross], wit[cross], rad[cross], facets[cross]
+            same, rows_ok, basis, unsure = same[cross], rows_ok[cross], basis[cross], unsure[cross]
+            src, slot, nb = _flips(pats, facets, same, rows_ok, slots, ctx.d)
             start = _start_bases(basis[src], nb ^ pats[src], ctx.d, ctx.M) if starts else None
             sel, keys = _discover(known, nb, start)
+            unsure_flip = unsure[src, slot]
+            if unsure_flip.any():
+                doubtful.update(keys[j] for j in sel if unsure_flip[j])
+            if doubtful:
+                doubtful.difference_update(keys[j] for j in np.flatnonzero(~unsure_flip))
             a = None
             if final:
-                asrc, _, anb = _flips(pats, facets, same, rows_ok, all_h, ctx.d)
-                a = (asrc + count, np.packbits(anb, axis=1))
+                asrc, aslot, anb = _flips(pats[keep], facets[keep], same[keep], rows_ok[keep], all_h, ctx.d)
+                a = (asrc + count, np.packbits(anb, axis=1), aslot)
             # commit the batch (single statements, so an interrupt leaves the outputs consistent)
             first = count
-            out.append((pats, wit, rad, facets, a))
-            count += len(pats)
+            out.append((pats[keep], wit[keep], rad[keep], facets[keep], a))
+            count += int(keep.sum())
             if certs is not None:
-                certs.add(first, pats, cert, good)
+                certs.add(first, pats[keep], cert, good)
                 n_certs += len(cert.cell)
                 if count >= ctx.B and n_certs < _INHERIT_MIN_RATE * count:
                     certs = None  # too few to pay for their bookkeeping (e.g. d = 32 in [-1, 1]^d)
             if len(sel):
                 queued = start[sel] if starts else no_start(len(sel))
-                queue.push(nb[sel], pmask[src[sel]], queued, first + src[sel])
+                queue.push(nb[sel], pmask[src[sel]], queued, index[src[sel]])
                 if starts:
                     _wait_for_start(known, [keys[j] for j in sel], queued)
             if certs is not None:
-                certs.found(keys, sel, first + src)
+                certs.found(keys, sel, index[src])
             if bar is not None:
-                bar.update(len(pats), queue.size)
+                bar.update(int(keep.sum()), queue.size)
     except KeyboardInterrupt:
         interrupted = True
     adj = [o[4] for o in out if o[4] is not None]
@@ -804,6 +870,49 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     level_set: bool) -> np.ndarray:
+    """``(k, H')``: the pattern at a point just across facet ``hyper (k,)`` (a hyperplane id) of each
+    region ``patterns (k, H')``: beyond the middle of the facet's largest inscribed ball (one host LP
+    each; ``False`` rows where the facet holds no such ball)."""
+    from jaxpoly import lp
+
+    H, d = net.num_hyperplanes, net.input_dim
+    maps = net.affine_maps(jnp.asarray(patterns[:, :H]))
+    G, g = np.asarray(maps.hyper_A), np.asarray(maps.hyper_c)
+    if level_set:
+        G = np.concatenate([G, np.asarray(maps.out_A)[:, :1]], axis=1)
+        g = np.concatenate([g, np.asarray(maps.out_c)[:, :1]], axis=1)
+    sign = np.where(patterns, -1.0, 1.0)  # rows a . x <= b of each region
+    A = np.concatenate([np.broadcast_to(np.concatenate([np.eye(d), -np.eye(d)]), (len(patterns), 2 * d, d)),
+                        sign[..., None] * G], axis=1)
+    b = np.concatenate([np.broadcast_to(np.concatenate([hi, -lo]), (len(patterns), 2 * d)), -sign * g], axis=1)
+    norm = np.linalg.norm(A, axis=-1)
+    scale = np.max(norm[:, 2 * d:], axis=1, keepdims=True, initial=0.0)
+    live = norm > oracle._CONST * np.maximum(scale, 1e-300)
+    live[:, :2 * d] = True
+    A, b = A / np.where(live, norm, 1.0)[..., None], b / np.where(live, norm, 1.0)
+    radius = float(np.linalg.norm(hi - lo)) / 2
+    out = np.zeros(patterns.shape, bool)
+    for i, h in enumerate(hyper):
+        k = 2 * d + h
+        a, c = A[i, k], b[i, k]
+        # the rows on the facet's hyperplane (either orientation) are left out: they are tight there
+        on = (np.abs(np.abs(A[i] @ a) - 1.0) <= oracle._SAME) & (np.abs(np.abs(b[i]) - abs(c)) <= oracle._SAME * radius)
+        rows = live[i] & ~on
+        # max t: A y + t <= b on the other rows, a . y = c, t <= radius
+        Alp = np.concatenate([np.hstack([A[i, rows], np.ones((rows.sum(), 1))]),
+                              np.hstack([a, 0.0])[None], np.hstack([-a, 0.0])[None], np.eye(d + 1)[-1:]])
+        blp = np.concatenate([b[i, rows], [c, -c, radius]])
+        res = lp.solve_lp_host(np.eye(d + 1)[-1], Alp, blp)
+        if res.status == lp.OPTIMAL and res.x[-1] > 0:
+            # a short step (a region beyond may be thin), far above round-off
+            x = res.x[:d] + min(0.5 * res.x[-1], 1e-6 * radius) * a
+            row = np.asarray(net.hyperplane_values(x[None]))[0] > 0
+            out[i] = np.concatenate([row, np.asarray(net(x[None]))[0, :1] > 0]) if level_set else row
+    return out
 
 
 def _lookup_packed(table: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -889,24 +998,57 @@ def enumerate_regions(
       level, whose cells are the regions).
 
     Raises:
-      InvalidNetworkError: non-finite weights, or ``level_set`` with a non-scalar output.
-      InvalidBoundsError: a bad or empty box.
+      InvalidNetworkError: non-finite or non-real weights, weights so large that the geometry would
+        overflow float64 (:func:`jaxpoly.network.validate_magnitudes`), or ``level_set`` with a
+        non-scalar output.
+      InvalidBoundsError: a bad or empty box, or one beyond :data:`jaxpoly.bounds.MAX_MAGNITUDE`.
+      InvalidArgumentError: an option outside its domain (``tol`` in ``(0, 1e-2)``, ``seed >= 0``,
+        integer ``max_regions``, ``batch_size`` and ``rays``, boolean ``level_set``, distinct devices).
       CapacityError: one batch would not fit in memory; the message names a batch size that does.
     """
+    if not isinstance(level_set, (bool, np.bool_)):
+        raise InvalidArgumentError(f"level_set must be True or False, got {level_set!r}")
+    level_set = bool(level_set)
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
-    lo, hi = as_box(bounds, d)
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+    lo, hi = as_box(bounds, d, max_abs=MAX_MAGNITUDE)
+    validate_magnitudes(net, lo, hi)
+
+    def is_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    if not isinstance(rays, (int, np.integer)) or rays < 1:
+    if not is_int(rays) or rays < 1:
         raise InvalidArgumentError(f"rays must be a positive integer, got {rays!r}")
+    if max_regions is not None and (not is_int(max_regions) or max_regions < 1):
+        raise InvalidArgumentError(f"max_regions must be a positive integer or None, got {max_regions!r}")
+    if (not isinstance(tol, (int, float, np.integer, np.floating)) or isinstance(tol, (bool, np.bool_))
+            or not 0 < tol < 1e-2):
+        raise InvalidArgumentError(
+            f"tol must be a small positive number (default 1e-9: a cell counts when its inradius exceeds tol "
+            f"times the box half-diagonal), got {tol!r}"
+        )
+    if not is_int(seed) or seed < 0:
+        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
+    if devices is not None and not isinstance(devices, jax.sharding.Mesh):
+        try:
+            devs = list(devices)
+        except TypeError:
+            devs = []
+        if not devs or not all(isinstance(v, jax.Device) for v in devs):
+            raise InvalidArgumentError(
+                f"devices must be None, a non-empty list of JAX devices (e.g. jax.devices()) or a "
+                f"jax.sharding.Mesh, got {devices!r}"
+            )
+        if len(set(devs)) != len(devs):
+            raise InvalidArgumentError(f"devices lists a device more than once: {devs}; list each device once")
+        devices = devs
     Hp = net.num_hyperplanes + int(level_set)
     if batch_size is None:
         batch_size = _DEFAULT_BATCH_CPU if jax.devices()[0].platform == "cpu" else _DEFAULT_BATCH_ACCELERATOR
         while batch_size > 16 and estimate_batch_bytes(d, Hp, batch_size, rays) > device_bytes() // 2:
             batch_size //= 2
-    if max_regions is not None and max_regions < 1:
-        raise InvalidArgumentError(f"max_regions must be positive or None, got {max_regions!r}")
     sharding, batch_size = _resolve_sharding(devices, int(batch_size))
     need, limit = estimate_batch_bytes(d, Hp, batch_size, rays), device_bytes() // 2
     if need > limit:
@@ -978,7 +1120,16 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     if adj:
         src = np.concatenate([a[0] for a in adj]).astype(np.int64)
         nbk = np.concatenate([a[1] for a in adj])
-        j = _lookup_packed(np.packbits(par_pat, axis=1), nbk)
+        table = np.packbits(par_pat, axis=1)
+        j = _lookup_packed(table, nbk)
+        # where flipping the facet's bits names no region (a deeper neuron that vanishes on the facet
+        # may take either sign beyond it), the pattern at a point just across it
+        miss = np.flatnonzero((j < 0) & (src < len(par_pat)))
+        if len(miss):
+            slot = np.concatenate([a[2] for a in adj])[miss]
+            across = _patterns_across(net, par_pat[src[miss]], slot - 2 * d, lo, hi, level_set)
+            j[miss] = _lookup_packed(table, np.packbits(across, axis=1))
+            ctx.stats["adjacency_lps"] = int(len(miss))
         ok = (j >= 0) & (j != src) & (src < len(par_pat))
         lo_, hi_ = np.minimum(src[ok], j[ok]), np.maximum(src[ok], j[ok])
         code = unique_ints(lo_ * max(len(par_pat), 1) + hi_)
@@ -1017,12 +1168,18 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
                    batch_size: int = 65536, level_set: bool = False, progress: bool = False) -> np.ndarray:
     """Distinct patterns ``(K, H') bool`` (sorted) of ``num_samples`` uniform points in the box: the
     sampling baseline, a lower bound on the region count. ``progress`` shows a tqdm bar of samples."""
+    if not isinstance(level_set, (bool, np.bool_)):
+        raise InvalidArgumentError(f"level_set must be True or False, got {level_set!r}")
+    level_set = bool(level_set)
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
-    lo, hi = as_box(bounds, d)
-    if not (isinstance(num_samples, (int, np.integer)) and num_samples >= 1):
+    lo, hi = as_box(bounds, d, max_abs=MAX_VALUE)
+    validate_magnitudes(net, lo, hi, limit=MAX_VALUE)
+    if not (isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, (bool, np.bool_))
+            and num_samples >= 1):
         raise InvalidArgumentError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+    if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, (bool, np.bool_))
+            and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not _is_prng_key(key):
         raise InvalidArgumentError(f"key must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), "

@@ -85,6 +85,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import pool
+from jaxpoly.errors import InvalidArgumentError
 from jaxpoly.linalg import argmax, argmin
 
 __all__ = [
@@ -162,7 +163,7 @@ def _is_concrete(x) -> bool:
 
 def _require_x64() -> None:
     if not jax.config.jax_enable_x64:
-        raise ValueError(
+        raise InvalidArgumentError(
             "jaxpoly.lp solves in float64, but JAX's x64 mode is off; enable it with "
             "jax.config.update('jax_enable_x64', True) or inside `with jax.enable_x64(True):`."
         )
@@ -180,40 +181,40 @@ def _coerce(c, A, b, mask, *, batched: bool, xp=jnp):
     b = xp.asarray(b, dtype=np.float64)
     c = xp.asarray(c, dtype=np.float64)
     if A.ndim < 2:
-        raise ValueError(f"A must have shape (..., m, n); got shape {A.shape}.")
+        raise InvalidArgumentError(f"A must have shape (..., m, n); got shape {A.shape}.")
     m, n = A.shape[-2:]
     if n < 1:
-        raise ValueError(f"the LP needs at least one variable; A has shape {A.shape}.")
+        raise InvalidArgumentError(f"the LP needs at least one variable; A has shape {A.shape}.")
     if mask is None:
         mask = xp.ones(A.shape[:-1], dtype=bool)
     mask = xp.asarray(mask)
     if mask.dtype != np.bool_:
-        raise ValueError(f"mask must be boolean; got dtype {mask.dtype}.")
+        raise InvalidArgumentError(f"mask must be boolean; got dtype {mask.dtype}.")
     for name, arr, tail in (("c", c, (n,)), ("b", b, (m,)), ("mask", mask, (m,))):
         if arr.ndim < 1 or arr.shape[-1:] != tail:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name} must have shape (..., {tail[0]}) to match A of shape {A.shape}; "
                 f"got {arr.shape}."
             )
     shapes = (c.shape[:-1], A.shape[:-2], b.shape[:-1], mask.shape[:-1])
     if not batched and any(shapes):
-        raise ValueError(
+        raise InvalidArgumentError(
             "solve_lp takes one problem (c (n,), A (m, n), b (m,), mask (m,)); use solve_lp_batch "
             f"for batches. Got c {c.shape}, A {A.shape}, b {b.shape}, mask {mask.shape}."
         )
     try:
         batch = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError(
+        raise InvalidArgumentError(
             "the batch axes of c, A, b and mask do not broadcast: "
             f"c {c.shape}, A {A.shape}, b {b.shape}, mask {mask.shape}."
         ) from None
     if all(_is_concrete(v) for v in (c, A, b, mask)):
         if not bool(xp.all(xp.isfinite(c))):
-            raise ValueError("c has non-finite entries.")
+            raise InvalidArgumentError("c has non-finite entries.")
         rows_ok = xp.all(xp.isfinite(A), axis=-1) & xp.isfinite(b)
         if not bool(xp.all(rows_ok | ~mask)):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "A or b has non-finite entries in rows with mask True (padding rows may hold "
                 "anything, real rows must be finite)."
             )
@@ -539,9 +540,9 @@ def solve_lp(c, A, b, mask=None, *, max_iters: int | None = None, tol: float = D
       :class:`LPResult` with ``x (n,)``, scalar ``value``, ``status`` and ``iterations``.
 
     Raises:
-      ValueError: on inconsistent shapes, a non-boolean mask, non-finite ``c`` or real rows (checked
-        only for concrete inputs; under ``jit`` non-finite data gives status ``NUMERICAL``), or when
-        JAX's x64 mode is off.
+      InvalidArgumentError: (a ``ValueError``) on inconsistent shapes, a non-boolean mask, non-finite
+        ``c`` or real rows (checked only for concrete inputs; under ``jit`` non-finite data gives
+        status ``NUMERICAL``), or when JAX's x64 mode is off.
     """
     c, A, b, mask, _ = _coerce(c, A, b, mask, batched=False)
     return _solve_jit(c, A, b, mask, max_iters=max_iters, tol=float(tol), box=float(box))
@@ -753,7 +754,7 @@ def chebyshev_center(A, b, mask=None, *, r_max: float | None = None, max_iters: 
     A = jnp.asarray(A, dtype=jnp.float64)
     b = jnp.asarray(b, dtype=jnp.float64)
     if A.ndim < 2 or b.shape[-1:] != A.shape[-2:-1]:
-        raise ValueError(f"A must be (..., m, n) and b (..., m); got A {A.shape}, b {b.shape}.")
+        raise InvalidArgumentError(f"A must be (..., m, n) and b (..., m); got A {A.shape}, b {b.shape}.")
     mask = jnp.ones(A.shape[:-1], bool) if mask is None else jnp.asarray(mask)
     n = A.shape[-1]
     batch = np.broadcast_shapes(A.shape[:-2], b.shape[:-1], mask.shape[:-1])

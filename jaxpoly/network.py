@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.bounds import MAX_MAGNITUDE
 from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError
 from jaxpoly.pytree import pytree_dataclass
 
@@ -93,11 +94,41 @@ class Activation:
         """True when the activation is affine (no breakpoint), so it adds no hyperplane."""
         return not self.breakpoints
 
+    def breakpoint_values(self) -> tuple[float, ...]:
+        """``f(b_i)`` for every breakpoint, walked outwards from ``value_at_zero`` one piece at a time, so
+        a plateau (slope 0) carries its value unchanged (hard-tanh's are exactly ``min_val, max_val``)."""
+        bps, sl = self.breakpoints, self.slopes
+        j = sum(b < 0 for b in bps)  # the piece holding 0: (b_{j-1}, b_j]
+        vals = [0.0] * len(bps)
+        if j < len(bps):
+            vals[j] = self.value_at_zero + sl[j] * bps[j]
+        if j > 0:
+            vals[j - 1] = self.value_at_zero + sl[j] * bps[j - 1]
+        for i in range(j + 1, len(bps)):
+            vals[i] = vals[i - 1] if sl[i] == 0 else vals[i - 1] + sl[i] * (bps[i] - bps[i - 1])
+        for i in range(j - 2, -1, -1):
+            vals[i] = vals[i + 1] if sl[i + 1] == 0 else vals[i + 1] - sl[i + 1] * (bps[i + 1] - bps[i])
+        return tuple(vals)
+
     def __call__(self, z: Array) -> Array:
+        """``f(z)`` element-wise, each piece evaluated on its own: piece ``k`` (``k`` breakpoints below
+        ``z``, the same ``z > b`` test as :meth:`Network.pattern`) is ``f(b) + slopes[k] * (z - b)`` at
+        its nearest breakpoint ``b``, and a plateau is the constant ``f(b)`` exactly, so that a deeper
+        neuron fed by saturated units is constant on a region, not constant up to round-off."""
         z = jnp.asarray(z)
-        out = self.value_at_zero + self.slopes[0] * z
-        for i, b in enumerate(self.breakpoints):
-            out = out + (self.slopes[i + 1] - self.slopes[i]) * (jax.nn.relu(z - b) - max(-b, 0.0))
+        bps, sl = self.breakpoints, self.slopes
+        if not bps:
+            return self.value_at_zero + sl[0] * z
+        vals = self.breakpoint_values()
+        dtype = jnp.result_type(z, 1.0)
+
+        def piece(k: int) -> Array:
+            b, v = (bps[0], vals[0]) if k == 0 else (bps[k - 1], vals[k - 1])
+            return jnp.full(z.shape, v, dtype) if sl[k] == 0 else (v + sl[k] * (z - b)).astype(dtype)
+
+        out = piece(0)
+        for k in range(1, len(sl)):
+            out = jnp.where(z > bps[k - 1], piece(k), out)
         return out
 
     def slope_intercept(self, above: Array) -> tuple[Array, Array]:
@@ -480,6 +511,14 @@ def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: 
         raise InvalidNetworkError(f"the network maps R^{net.input_dim} to R^{net.output_dim}; both dimensions "
                                   "must be at least 1")
     for path, leaf in jax.tree_util.tree_leaves_with_path(net):
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == np.bool_):
+            fix = ("keep the real part (np.real) if the imaginary part is meant to be zero"
+                   if jnp.issubdtype(dtype, jnp.complexfloating) else "convert them, e.g. np.asarray(w, np.float64)")
+            raise InvalidNetworkError(
+                f"weights at {jax.tree_util.keystr(path)} have dtype {dtype}, but a network's weights must be real "
+                f"numbers; {fix}"
+            )
         if _is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
             raise InvalidNetworkError(
                 f"weights at {jax.tree_util.keystr(path)} contain NaN or inf; fix or reload the parameters"
@@ -491,6 +530,52 @@ def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: 
         )
     if need_hidden and net.num_hyperplanes == 0:
         raise InvalidNetworkError("the network has no hidden neuron with a breakpoint: it is affine everywhere")
+
+
+def magnitude_bound(net: Network, lo: np.ndarray, hi: np.ndarray) -> float:
+    """An upper bound on the magnitude of every pre-activation's coefficients and of its values over the
+    box ``[lo, hi]`` (``inf`` where the bound itself overflows float64), for concrete weights.
+
+    It propagates absolute values through the stages: a unit's coefficient vector has 1-norm at most
+    ``sum_k |K_k|^T g_k`` (``g`` the sources' bounds times their activation's largest ``|slope|``) and its
+    value at most ``|bias| + sum_k |K_k|^T v_k``, with ``|f(z)| <= |f(0)| + max|slope| |z|`` for the
+    activations.
+    """
+    g = [np.ones(net.input_dim)]  # per source unit: bound on its coefficients' 1-norm ...
+    v = [np.maximum(np.abs(lo), np.abs(hi))]  # ... and on its value over the box
+    worst = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for st in net.stages + (net.output,):
+            gz, vz = 0.0, np.abs(np.asarray(st.bias, np.float64))
+            for s, k in zip(st.sources, st.kernels):
+                k = np.abs(np.asarray(k, np.float64))
+                gz, vz = gz + g[s] @ k, vz + v[s] @ k
+            top = max(np.max(gz, initial=0.0), np.max(vz, initial=0.0))
+            worst = math.inf if np.isnan(top) else max(worst, float(top))
+            if math.isinf(worst):
+                break
+            slope = max(abs(a) for a in st.activation.slopes)
+            g.append(slope * gz)
+            v.append(abs(st.activation.value_at_zero) + slope * vz)
+    return worst
+
+
+def validate_magnitudes(net: Network, lo: np.ndarray, hi: np.ndarray, *, limit: float = MAX_MAGNITUDE) -> None:
+    """Raise :class:`InvalidNetworkError` unless :func:`magnitude_bound` over the box ``[lo, hi]`` is at
+    most ``limit`` (:data:`jaxpoly.bounds.MAX_MAGNITUDE` for the exact engines, whose geometry squares
+    coefficients and values; :data:`jaxpoly.bounds.MAX_VALUE` for plain evaluation). Weights that are
+    not concrete (under ``jit``) are not checked."""
+    if not all(_is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(net)):
+        return
+    worst = magnitude_bound(net, lo, hi)
+    if worst > limit:
+        raise InvalidNetworkError(
+            f"the network's pre-activations may reach {worst:.3g} over the box (a bound from the absolute values "
+            f"of the weights), beyond the {limit:g} this engine accepts (larger values overflow float64 in its "
+            "arithmetic); rescale the weights (for ReLU stages, dividing a stage's kernels and bias by c > 0 and "
+            "multiplying the kernels that read it by c leaves the function and its regions unchanged) or shrink "
+            "the box"
+        )
 
 
 def _output_index(net: Network, index: Any, what: str) -> int:

@@ -27,7 +27,8 @@ Oracle, per batch (all steps vectorised over cells, rays and constraints):
    names the rows that imply it (the simplex above, or its LP's optimal basis: ``a_k = sum u_j a_j``
    with ``u >= 0`` and ``sum u_j b_j <= b_k + tol``); a neighbour that has those rows in the same
    orientation (across a facet not among them) has the row redundant too, with no LP. About 2/3 of
-   a d = 16 cell's redundant rows come that way.
+   a d = 16 cell's redundant rows come that way. Known neighbours (also from d = 8): a row whose
+   neighbour across is a cell the search already knows to have an interior point is a facet, no LP.
 4. Every constraint still undecided gets the redundancy LP ``max a_k · y`` over the cell without row
    ``k``: a facet iff the optimum exceeds ``b_k`` by more than ``tol``. These LPs share the cell and
    differ in the objective, so they are warm-started (:func:`warm_redundancy`, :mod:`jaxpoly.primal`):
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -144,6 +145,7 @@ class OracleCounters(NamedTuple):
     warm: int = 0  # redundancy LPs answered by the primal simplex from the cell's vertex
     inherited: int = 0  # rows certified redundant by a neighbour's certificate (no LP)
     warm_pivots: int = 0  # pivots of the warm-started redundancy LPs
+    neighbour: int = 0  # rows certified facets by a known neighbour across them (no LP)
 
 
 def _all_rows(net: Network, patterns: jax.Array, centre: jax.Array, level_set: bool):
@@ -188,7 +190,9 @@ def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre:
     M = num_slots
 
     norms = jnp.linalg.norm(A, axis=-1)
-    scale = jnp.max(norms[:, 2 * d:], axis=1, keepdims=True, initial=1.0)
+    # relative to the cell's largest hyperplane gradient, so that rescaling the input (x -> x / s,
+    # the box -> s * box) keeps the partition; round-off in a dead neuron's pulled-back row is far below
+    scale = jnp.max(norms[:, 2 * d:], axis=1, keepdims=True, initial=0.0)
     const = (norms <= _CONST * scale) & (jnp.arange(M) >= 2 * d)
     A = jnp.where(const[..., None], 0.0, A / jnp.where(const, 1.0, norms)[..., None])
     b = jnp.where(const, 0.0, b / jnp.where(const, 1.0, norms))
@@ -682,10 +686,13 @@ def _meets(A, b, active, upper, lower, tol):
 
 def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: jax.Array, *,
                     tol: float, margin: float, delta: float, use_bbox: bool = True, walk_steps: int = 0,
-                    warm_start: bool = True, certify: bool = False, support: Certificates | None = None
-                    ) -> tuple[np.ndarray, OracleCounters, Certificates | None]:
-    """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring), the counters, and
-    with ``certify`` the redundancy certificates that a neighbour can reuse (else ``None``).
+                    warm_start: bool = True, certify: bool = False, support: Certificates | None = None,
+                    known: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, OracleCounters, Certificates | None]:
+    """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring), which of them are
+    unsure ``(B, M) bool`` (rows whose LP failed, kept as facet candidates: the cell across them may
+    be empty), the counters, and with ``certify`` the redundancy certificates that a neighbour can
+    reuse (else ``None``).
 
     A certificate of row ``k`` of cell ``c`` names rows of the cell whose inequalities alone imply row
     ``k`` (to ``tol``): the ``d + 1`` rows of the simplex of :func:`cheap_certificates`, or the optimal
@@ -704,6 +711,10 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
       warm_start: answer the redundancy questions by :func:`warm_redundancy` first.
       support: certificates the cells inherit (checked by the caller to hold for them, at most one
         per row): a row with one is redundant, no question asked. ``None``: none.
+      known: ``(cell (k,), row (k,), facets (B, M)) -> (k,) bool``, which of the rows the rays left
+        undecided are known to be facets, given the facets certified so far (e.g. the cell across is
+        known to have an interior point, see :mod:`jaxpoly.enumeration`): those are facets, no
+        question asked. ``None``: none.
     """
     B, M, d = rows.A.shape
     y0 = jnp.asarray(witness)
@@ -726,6 +737,13 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         parts.append(Certificates(*(a[use] for a in support)))
         inherited = int(use.sum())
         undecided[support.cell[use], support.row[use]] = False
+    neighbour = 0
+    if known is not None:
+        cell, row = np.nonzero(undecided)
+        yes = known(cell, row, hits)
+        neighbour = int(yes.sum())
+        hits[cell[yes], row[yes]] = True
+        undecided[cell[yes], row[yes]] = False
     walk_facets = 0
     if walk_steps and undecided.any():
         idx = _rows_per_cell(undecided)
@@ -752,6 +770,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         undecided = np.where(okb[:, None], meets, undecided)
     cell, row = np.nonzero(undecided)
     facets = hits.copy()
+    unsure = np.zeros((B, M), bool)
     warm = warm_pivots = 0
     if len(cell):
         lps += len(cell)
@@ -771,11 +790,13 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
         # neighbour's own Chebyshev test, a dropped one could lose a region
         facets[cell, row] = ~solved | (excess > tol)
-    counters = OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0], walk_facets, warm, inherited, warm_pivots)
+        unsure[cell, row] = ~solved
+    counters = OracleCounters(lps, fbs, int(valid.sum()) * U.shape[0], walk_facets, warm, inherited, warm_pivots,
+                              neighbour)
     cert = None
     if certify:
         cert = Certificates(*(np.concatenate(a) for a in zip(*parts)))
-    return facets, counters, cert
+    return facets, unsure, counters, cert
 
 
 class Certificates(NamedTuple):

@@ -9,16 +9,18 @@ negative id for a face of the box: ``-(1 + i)`` is ``x_i = hi_i`` and ``-(1 + d 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.bounds import as_points
-from jaxpoly.errors import InvalidArgumentError
+from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, LoadError
 from jaxpoly.files import read_npz
-from jaxpoly.network import Network
+from jaxpoly.network import Network, validate_network
 
 __all__ = ["Regions", "pattern_keys"]
 
@@ -27,6 +29,16 @@ def pattern_keys(patterns: np.ndarray) -> list[bytes]:
     """Hashable keys of bool patterns ``(R, H')``: the packed bits of every row, as bytes."""
     packed = np.packbits(np.asarray(patterns, bool), axis=-1)
     return [row.tobytes() for row in packed]
+
+
+@functools.partial(jax.jit, static_argnames=("level_set",))
+def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
+    """``(n, H') bool``: every hyperplane's ``value > 0`` at ``x (n, d)``, then the output's with
+    ``level_set``."""
+    v = net.hyperplane_values(x)
+    if level_set:
+        v = jnp.concatenate([v, net(x)[:, :1]], axis=1)
+    return v > 0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -73,7 +85,12 @@ class Regions:
         return len(self)
 
     def facets(self, r: int) -> np.ndarray:
-        """Facet ids of region ``r``."""
+        """Facet ids of region ``r`` (``0 <= r < R``; a negative or larger index raises
+        :class:`InvalidArgumentError`)."""
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)):
+            raise InvalidArgumentError(f"facets takes a region index (an integer), got {r!r}")
+        if not 0 <= r < len(self):
+            raise InvalidArgumentError(f"region {r} out of range: there are {len(self)} regions, 0 to {len(self) - 1}")
         return self.facet_idx[self.facet_ptr[r] : self.facet_ptr[r + 1]]
 
     def __repr__(self) -> str:
@@ -82,18 +99,40 @@ class Regions:
 
     # -- per-region maps and queries ----------------------------------------------------------------
     def _net(self, net: Network | None) -> Network:
+        """The network of the queries (``net``, else the attached one), checked to fit the patterns, as
+        float64 NumPy weights (the queries run in float64, as the enumeration does)."""
         net = self.net if net is None else net
         if net is None:
             raise InvalidArgumentError("this Regions was loaded from a file: pass the network, e.g. "
                                        "index_of(x, net=net)")
-        return net
+        self._check_net(net)
+        return net.astype(np.float64)
+
+    def _check_net(self, net: Network) -> None:
+        """:class:`InvalidNetworkError` unless ``net`` has this result's input dimension and hyperplane
+        count (and a scalar output with ``level_set``); a network of the same shapes but other weights
+        cannot be told apart."""
+        validate_network(net, scalar_output=self.level_set)
+        d = int(np.shape(self.lo)[0])
+        fix = "pass the network these regions were enumerated from"
+        if net.input_dim != d:
+            raise InvalidNetworkError(f"the network has input_dim={net.input_dim}, but these regions are in R^{d}; "
+                                      f"{fix}")
+        H = int(self.patterns.shape[1]) - int(self.level_set)
+        if net.num_hyperplanes != H:
+            sign = " (plus the output's sign, level_set=True)" if self.level_set else ""
+            raise InvalidNetworkError(f"the network has {net.num_hyperplanes} hyperplanes, but these regions' "
+                                      f"patterns have {H}{sign}; {fix}")
 
     def affine_maps(self, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The network output on each region, ``y = A x + c``: ``A (R, out, d)``, ``c (R, out)``."""
+        """The network output on each region, ``y = A x + c``: ``A (R, out, d)``, ``c (R, out)``, float64
+        whether or not JAX's x64 mode is on."""
         net = self._net(net)
-        H = net.num_hyperplanes
-        maps = net.affine_maps(jnp.asarray(self.patterns[:, :H]))
-        return np.asarray(maps.out_A), np.asarray(maps.out_c)
+        if len(self) == 0:
+            return np.zeros((0, net.output_dim, net.input_dim)), np.zeros((0, net.output_dim))
+        with jax.enable_x64(True):
+            maps = net.affine_maps(jnp.asarray(self.patterns[:, : net.num_hyperplanes]))
+            return np.asarray(maps.out_A, np.float64), np.asarray(maps.out_c, np.float64)
 
     def _lookup(self) -> dict[bytes, int]:
         table = self.__dict__.get("_table")
@@ -110,16 +149,18 @@ class Regions:
         a point where one is exactly zero gets the region on its inactive side: that is the region
         itself inside a region where the neuron vanishes identically (zero bias with all inputs off, as
         in freshly initialised networks), and an adjacent region for a point exactly on a boundary.
+        Evaluated in float64 whether or not JAX's x64 mode is on.
         """
         net = self._net(net)
         d = np.shape(self.lo)[0]
         x = as_points(x, d)
         flat = x.reshape(-1, d)
-        vals = np.asarray(net.hyperplane_values(jnp.asarray(flat)))
-        if self.level_set:
-            vals = np.concatenate([vals, np.asarray(net(jnp.asarray(flat)))[:, :1]], axis=1)
+        if len(flat) == 0:
+            return np.zeros(x.shape[:-1], np.int64)
+        with jax.enable_x64(True):
+            signs = np.asarray(_signs(net, jnp.asarray(flat), self.level_set))
         table = self._lookup()
-        keys = pattern_keys(vals > 0)
+        keys = pattern_keys(signs)
         inside = np.all((flat > self.lo) & (flat < self.hi), axis=1)
         out = np.array([table.get(k, -1) if ok else -1 for k, ok in zip(keys, inside)], np.int64)
         return out.reshape(x.shape[:-1])
@@ -140,12 +181,39 @@ class Regions:
 
     @classmethod
     def load(cls, path, net: Network | None = None) -> "Regions":
-        """Read a file written by :meth:`save`; ``net`` (optional) is attached for the queries."""
+        """Read a file written by :meth:`save`; ``net`` (optional) is attached for the queries.
+
+        Raises:
+          LoadError: no such file, not a saved ``Regions``, or arrays whose shapes disagree.
+          InvalidNetworkError: ``net`` does not fit the patterns (input dimension, hyperplane count).
+        """
         f = read_npz(path, "jaxpoly.Regions", ("patterns", "witnesses", "inradius", "facet_ptr", "facet_idx",
                                                "adjacency", "lo", "hi", "level_set", "complete", "stats"))
-        return cls(
-            patterns=f["patterns"], witnesses=f["witnesses"], inradius=f["inradius"],
+        where = f"{str(path)!r} is not a valid saved jaxpoly.Regions"
+        pat, wit = f["patterns"], f["witnesses"]
+        if pat.ndim != 2 or wit.ndim != 2 or len(wit) != len(pat):
+            raise LoadError(f"{where}: patterns {pat.shape} and witnesses {wit.shape} must be (R, H') and (R, d)")
+        R, d = wit.shape
+        want = {"inradius": (R,), "facet_ptr": (R + 1,), "lo": (d,), "hi": (d,), "level_set": (), "complete": (),
+                "stats": ()}
+        for k, shape in want.items():
+            if f[k].shape != shape:
+                raise LoadError(f"{where}: {k} has shape {f[k].shape}, expected {shape}")
+        if f["facet_idx"].ndim != 1 or f["adjacency"].ndim != 2 or f["adjacency"].shape[1] != 2:
+            raise LoadError(f"{where}: facet_idx {f['facet_idx'].shape} and adjacency {f['adjacency'].shape} "
+                            "must be (F,) and (K, 2)")
+        try:
+            stats = json.loads(str(f["stats"]))
+        except ValueError as e:
+            raise LoadError(f"{where}: its stats are not valid JSON ({e}); re-save it or rerun the enumeration") from None
+        if not isinstance(stats, dict):
+            raise LoadError(f"{where}: its stats are a JSON {type(stats).__name__}, not an object")
+        out = cls(
+            patterns=pat.astype(bool), witnesses=wit, inradius=f["inradius"],
             facet_ptr=f["facet_ptr"], facet_idx=f["facet_idx"], adjacency=f["adjacency"],
             lo=f["lo"], hi=f["hi"], level_set=bool(f["level_set"]), complete=bool(f["complete"]),
-            stats=json.loads(str(f["stats"])), net=net,
+            stats=stats, net=net,
         )
+        if net is not None:
+            out._check_net(net)
+        return out

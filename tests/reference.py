@@ -32,6 +32,7 @@ __all__ = [
     "region_polytope",
     "chebyshev_ball",
     "lp_regions",
+    "lp_facets",
     "lp_complex",
     "lp_vertices",
     "lp_f_vector",
@@ -278,6 +279,45 @@ def lp_regions(net, lo, hi, *, level_set: bool = False, tol: float = 1e-9, seeds
             test(p[:h] + (not p[h],) + p[h + 1 :])
     regions = [Region(p, ball[0], ball[1]) for p, ball in tested.items() if ball is not None]
     return sorted(regions, key=lambda r: r.pattern)
+
+
+def lp_facets(net, pattern, lo, hi, *, level_set: bool = False, tol: float = 1e-7) -> dict[int, np.ndarray]:
+    """The facets of a region: ``{id: point}``, ids as in the library (hyperplane ``h >= 0``;
+    ``-(1 + i)`` the box face ``x_i = hi_i``, ``-(1 + d + i)`` the face ``x_i = lo_i``), ``point`` a
+    point just across the facet, next to the middle of its largest inscribed ball (``None`` for a box
+    face). A facet: a constraint ``k`` of :func:`region_polytope` whose removal lets ``G_k x`` exceed
+    ``g_k`` by more than ``tol`` times the box scale (one LP each). Constraints on the same hyperplane
+    (same unit row and offset) are removed together and reported once, by the first in the library's
+    slot order (the box faces, then the hyperplanes by index)."""
+    G, g, ids = region_polytope(net, pattern, lo, hi, level_set=level_set)
+    d = G.shape[1]
+    lo_, hi_ = _box(lo, hi, d)
+    scale = _scale(lo_, hi_)
+    box = np.flatnonzero(ids < 0)
+    ids = ids.copy()
+    ids[box] = -1 - np.arange(2 * d)
+    slot = np.where(ids >= 0, 2 * d + ids, -1 - ids)
+    same = (np.abs(G[:, None] - G[None]).max(axis=-1) <= 1e-9) & (np.abs(g[:, None] - g[None]) <= 1e-9 * scale)
+    out: dict[int, np.ndarray] = {}
+    for k in range(len(g)):
+        group = same[k]
+        if slot[k] != slot[group].min():
+            continue
+        res = linprog(-G[k], A_ub=G[~group], b_ub=g[~group], bounds=[(None, None)] * d, method="highs",
+                      options=_HIGHS)
+        if not (res.status == 3 or (res.status == 0 and -res.fun - g[k] > tol * scale)):
+            continue
+        if ids[k] < 0:
+            out[int(ids[k])] = None
+            continue
+        # the centre of the largest ball of the facet (within its hyperplane), then a step across
+        cost = np.zeros(d + 1)
+        cost[-1] = -1.0
+        ball = linprog(cost, A_ub=np.hstack([G[~group], np.ones(((~group).sum(), 1))]), b_ub=g[~group],
+                       A_eq=np.append(G[k], 0.0)[None], b_eq=g[k:k + 1], bounds=[(None, None)] * d + [(0.0, scale)],
+                       method="highs", options=_HIGHS)
+        out[int(ids[k])] = ball.x[:d] + 1e-3 * ball.x[-1] * G[k]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

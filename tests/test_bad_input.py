@@ -26,6 +26,16 @@ def _three_outputs():
     return jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 3))], [np.zeros(3), np.zeros(3)])
 
 
+def _retyped(net, dtype, imag=0.0):
+    """``net`` with its first kernel cast to ``dtype`` (plus ``imag`` for complex weights)."""
+    st = net.stages[0]
+    kernel = np.asarray(st.kernels[0]).astype(dtype)
+    if imag:
+        kernel = kernel + imag
+    first = jaxpoly.Stage((kernel,), st.bias, st.sources, st.activation)
+    return jaxpoly.Network((first,) + net.stages[1:], net.output)
+
+
 CASES = {
     "region_of wrong dim": (lambda n, c, r: c.region_of(np.zeros((3, 3))), jaxpoly.InvalidArgumentError, "shape (n, 2)"),
     "region_of nan": (lambda n, c, r: c.region_of([[np.nan, 0.0]]), jaxpoly.InvalidArgumentError, "NaN"),
@@ -52,6 +62,26 @@ CASES = {
                                         jaxpoly.InvalidArgumentError, "span a plane"),
     "plane through points of different lengths": (lambda n, c, r: jaxpoly.plane_through_points([0, 0, 0], [1, 0], [0, 1, 0]),
                                                   jaxpoly.InvalidArgumentError, "same length"),
+    "enumerate tol nan": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=float("nan")), jaxpoly.InvalidArgumentError, "tol"),
+    "enumerate tol negative": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=-1.0), jaxpoly.InvalidArgumentError, "tol"),
+    "enumerate tol 0": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=0.0), jaxpoly.InvalidArgumentError, "tol"),
+    "enumerate tol too large": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=10.0), jaxpoly.InvalidArgumentError, "tol"),
+    "enumerate max_regions float": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), max_regions=2.5), jaxpoly.InvalidArgumentError, "max_regions"),
+    "enumerate max_regions str": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), max_regions="3"), jaxpoly.InvalidArgumentError, "max_regions"),
+    "enumerate seed -1": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), seed=-1), jaxpoly.InvalidArgumentError, "seed"),
+    "enumerate devices []": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), devices=[]), jaxpoly.InvalidArgumentError, "devices"),
+    "enumerate devices 3": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), devices=3), jaxpoly.InvalidArgumentError, "devices"),
+    "enumerate devices twice": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), devices=jax.devices()[:1] * 2),
+                                jaxpoly.InvalidArgumentError, "more than once"),
+    "enumerate level_set str": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), level_set="yes"), jaxpoly.InvalidArgumentError, "level_set"),
+    "sample level_set str": (lambda n, c, r: jaxpoly.sample_regions(n, (-1, 1), 5, key=jax.random.key(0), level_set="yes"),
+                             jaxpoly.InvalidArgumentError, "level_set"),
+    "enumerate object weights": (lambda n, c, r: jaxpoly.enumerate_regions(_retyped(n, object), (-1, 1)), jaxpoly.InvalidNetworkError, "dtype object"),
+    "enumerate str weights": (lambda n, c, r: jaxpoly.enumerate_regions(_retyped(n, str), (-1, 1)), jaxpoly.InvalidNetworkError, "real numbers"),
+    "enumerate complex weights": (lambda n, c, r: jaxpoly.enumerate_regions(_retyped(n, complex, 1j), (-1, 1)), jaxpoly.InvalidNetworkError, "complex"),
+    "sample complex weights": (lambda n, c, r: jaxpoly.sample_regions(_retyped(n, complex, 1j), (-1, 1), 5, key=jax.random.key(0)),
+                               jaxpoly.InvalidNetworkError, "complex"),
+    "regions facets -1": (lambda n, c, r: r.facets(-1), jaxpoly.InvalidArgumentError, "out of range"),
     "zero input dim": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([np.ones((0, 3)), np.ones((3, 1))], [np.zeros(3), np.zeros(1)]), (-1, 1)),
                        jaxpoly.InvalidNetworkError, "at least 1"),
 }

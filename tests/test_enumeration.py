@@ -14,7 +14,7 @@ import jaxpoly as jp
 from jaxpoly import enumeration, lp, oracle
 from jaxpoly.enumeration import enumerate_regions, sample_regions
 from jaxpoly.regions import Regions, pattern_keys
-from reference import binomial_count, lp_regions, subset_count
+from reference import binomial_count, lp_facets, lp_regions, numpy_forward, subset_count
 
 BATCH = 64  # one batch size everywhere: compiled kernels are shared across tests
 
@@ -159,9 +159,9 @@ def test_chebyshev_lps_start_from_a_neighbours_basis(monkeypatch):
     net = mlp(3, 3, (6, 6))
     starts, process = [], enumeration._process_batch
 
-    def recording(ctx, pats, pmask, start, support, stage):
+    def recording(ctx, pats, pmask, start, *args):
         starts.append(start)
-        return process(ctx, pats, pmask, start, support, stage)
+        return process(ctx, pats, pmask, start, *args)
 
     monkeypatch.setattr(enumeration, "_process_batch", recording)
     # warm and cold cells in separate quarter-batch calls (the CPU's rule from d = 16)
@@ -305,6 +305,117 @@ def test_matches_lp_reference_without_level_set():
     assert keys(R.patterns) == keys([r.pattern for r in ref])
 
 
+def _degenerate_layer() -> tuple[np.ndarray, np.ndarray]:
+    """Six random lines in 2-D, then repeats, a positive multiple, a negated neuron, a parallel one and
+    two dead ones (columns 6 to 12)."""
+    rng = np.random.default_rng(3)
+    W, b = rng.standard_normal((2, 6)), 0.5 * rng.standard_normal(6)
+    W = np.concatenate([W, W[:, :2], 2.0 * W[:, 2:3], -W[:, 3:4], W[:, 4:5], np.zeros((2, 2))], axis=1)
+    b = np.concatenate([b, b[:2], 2.0 * b[2:3], -b[3:4], b[4:5] + 0.3, [0.5, -0.5]])
+    return W, b
+
+
+@pytest.mark.parametrize("case", ["deep_level_set", "degenerate", "single_d4", "vanishing"])
+def test_facets_and_adjacency_match_lp_reference(monkeypatch, case):
+    """Every region's facets are those of HiGHS's redundancy LPs (``reference.lp_facets``), and the
+    adjacency pairs are exactly the regions just across each hyperplane facet (the NumPy pattern of a
+    point there), with every shortcut on whatever the dimension: facets certified by a known neighbour
+    across them (``_known_facets``), inherited redundancy certificates, Chebyshev starts. "vanishing":
+    zero biases, so second-layer neurons vanish on one side of first-layer facets (flipping the facet's
+    bits names no region there; ``_patterns_across``)."""
+    monkeypatch.setattr(enumeration, "_NEIGHBOUR_MIN_DIM", 0)
+    monkeypatch.setattr(enumeration, "_INHERIT_MIN_DIM", 0)
+    monkeypatch.setattr(enumeration, "_CHEBYSHEV_CHUNK_MIN_DIM", 0)
+    monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)  # the LP search on the first level too
+    level_set = case == "deep_level_set"
+    if case == "deep_level_set":
+        net, lo, hi = mlp(3, 3, (6, 6)), np.array([-1.0, -0.5, -2.0]), np.array([1.5, 1.0, 0.0])
+    elif case == "degenerate":
+        net, lo, hi = single_layer(*_degenerate_layer()), -1.0, 1.0
+    elif case == "single_d4":
+        net, lo, hi = mlp(4, 4, (9,)), -1.0, 1.0
+    else:
+        net = jp.from_arrays([np.eye(2), np.array([[1.0, -1.0], [-1.0, 1.0]]), np.ones((2, 1))],
+                             [np.zeros(2), np.zeros(2), np.zeros(1)])
+        lo, hi = -1.0, 1.0
+    R = enumerate_regions(net, (lo, hi), level_set=level_set, batch_size=BATCH)
+    assert R.complete and (R.stats["neighbour_facets"] > 0 or case == "vanishing")
+    index = {k: i for i, k in enumerate(pattern_keys(R.patterns))}
+    pairs = set()
+    for r in range(len(R)):
+        ref = lp_facets(net, R.patterns[r], lo, hi, level_set=level_set)
+        assert sorted(R.facets(r).tolist()) == sorted(ref), r
+        for x in ref.values():
+            if x is not None:
+                hv, y = numpy_forward(net, x[None])
+                across = np.concatenate([hv, y[:, :1]], axis=1) if level_set else hv
+                pairs.add(tuple(sorted((r, index[pattern_keys(across > 0)[0]]))))
+    assert sorted(pairs) == sorted(map(tuple, R.adjacency.tolist()))
+
+
+def test_cells_found_across_unsure_facets_certify_no_facet(monkeypatch):
+    """A facet kept without proof (its LP failed: ``unsure``) may lead to an empty cell, so the cells
+    found only across such facets do not count as known neighbours (``_known_facets``): with every
+    redundant row of the first three batches' cells turned into an unsure facet, each later cell's facets
+    are still exactly HiGHS's (without the doubtful set, rows across the empty cells were facets)."""
+    monkeypatch.setattr(enumeration, "_NEIGHBOUR_MIN_DIM", 0)
+    monkeypatch.setattr(enumeration, "_VERTEX_MAX_SUBSETS", 0)
+    rng = np.random.default_rng(8)
+    d, n = 3, 12
+    net = single_layer(rng.standard_normal((d, n)), 0.6 * rng.standard_normal(n))
+    classify, calls, checked = oracle.classify_facets, [], []
+
+    def spoiled(rows, witness, valid, U, **kw):
+        facets, unsure, cnt, cert = classify(rows, witness, valid, U, **kw)
+        A, b, active = (np.asarray(a) for a in (rows.A, rows.b, rows.active))
+        truth = np.zeros_like(facets)
+        for c in np.flatnonzero(valid):
+            on = np.flatnonzero(active[c])
+            truth[c, on] = _highs_facets(A[c:c + 1, on], b[c:c + 1, on], 1e-9)[0][0]
+        if len(calls) >= 3:
+            assert np.array_equal(facets[valid], truth[valid])
+            checked.append(int(cnt.neighbour))
+        else:
+            wrong = valid[:, None] & active & ~truth & (np.arange(A.shape[1]) >= 2 * d)[None, :]
+            facets, unsure = facets | wrong, unsure | wrong
+        calls.append(int(wrong.sum()) if len(calls) < 3 else 0)
+        return facets, unsure, cnt, cert
+
+    monkeypatch.setattr(oracle, "classify_facets", spoiled)
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=16)
+    assert R.complete and len(R) == subset_count(net.stages[0].kernels[0].T, net.stages[0].bias, -1.0, 1.0)
+    assert sum(calls) > 20 and len(checked) >= 3 and sum(checked) > 0
+
+
+def test_a_thin_sliver_is_crossed_not_counted():
+    """Two parallel hyperplanes 2e-9 apart (inradius below ``tol`` = 1e-9 of the half-diagonal, too far
+    apart to be one hyperplane) cut the square in half: the search crosses the sliver without counting
+    it, so the regions beyond it are found (they were lost, complete=True)."""
+    W = np.array([[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    b = np.array([0.0, -2e-9, -0.3, -0.3])  # y = 0, y = 2e-9, and x = 0.3 twice (the LP search)
+    net = jp.from_arrays([W, np.ones((4, 1))], [b, np.zeros(1)])
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
+    assert R.complete and len(R) == 4 and R.stats["thin_cells"] == 2
+    assert keys(R.patterns) == keys([r.pattern for r in lp_regions(net, -1.0, 1.0, tol=np.sqrt(2) * 1e-9)])
+    assert np.all(R.index_of(np.array([[0.0, 0.5], [0.6, 0.5], [0.0, -0.5], [0.6, -0.5]])) >= 0)
+    check_certificates(net, R)
+
+
+def test_rescaled_input_gives_the_same_regions():
+    """The network on ``x / s`` in the box ``s [-1, 1]^2`` has the same regions for every scale: whether a
+    hyperplane is constant on a cell is judged relative to the cell's largest gradient (at s = 1e12 the
+    regions collapsed)."""
+    rng = np.random.default_rng(0)
+    W0, b0 = rng.standard_normal((2, 4)), rng.standard_normal(4)
+    W1, b1 = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    out = {}
+    for s in (1.0, 1e12, 1e-12):
+        net = jp.from_arrays([W0 / s, W1, np.ones((3, 1))], [b0, b1, np.zeros(1)])
+        out[s] = enumerate_regions(net, (-s, s), batch_size=BATCH)
+        assert out[s].complete
+    assert len(out[1.0]) > 4 and keys(out[1e12].patterns) == keys(out[1.0].patterns) == keys(out[1e-12].patterns)
+
+
 # ---------------------------------------------------------------------------------------------------
 # degenerate arrangements, other activations, skip connections
 # ---------------------------------------------------------------------------------------------------
@@ -322,11 +433,7 @@ def test_three_lines_through_a_point():
 
 
 def test_repeated_parallel_and_dead_neurons():
-    rng = np.random.default_rng(3)
-    W, b = rng.standard_normal((2, 6)), 0.5 * rng.standard_normal(6)
-    W = np.concatenate([W, W[:, :2], 2.0 * W[:, 2:3], -W[:, 3:4], W[:, 4:5], np.zeros((2, 2))], axis=1)
-    b = np.concatenate([b, b[:2], 2.0 * b[2:3], -b[3:4], b[4:5] + 0.3, [0.5, -0.5]])
-    # columns 6, 7: repeats; 8: a positive multiple; 9: the negated neuron; 10: parallel; 11, 12: dead
+    W, b = _degenerate_layer()
     net = single_layer(W, b)
     R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
     distinct = np.concatenate([W[:, :6], W[:, 10:11]], axis=1), np.concatenate([b[:6], b[10:11]])
@@ -408,12 +515,12 @@ def test_keyboard_interrupt_returns_partial_result(monkeypatch, caplog, where):
     orig = enumeration._process_batch
     calls = {"n": 0}
 
-    def flaky(ctx, pats, pmask, start, support, stage):
+    def flaky(ctx, pats, pmask, start, support, stage, *args):
         if stage == target:
             calls["n"] += 1
             if calls["n"] == 2:  # after the first batch of the target level
                 raise KeyboardInterrupt
-        return orig(ctx, pats, pmask, start, support, stage)
+        return orig(ctx, pats, pmask, start, support, stage, *args)
 
     def vertex_interrupted(ctx, stage):
         raise KeyboardInterrupt
@@ -853,8 +960,8 @@ def test_warm_start_gives_the_same_facets_as_the_dual_simplex():
     no_rays = jnp.zeros((0, d))
     out = {}
     for warm in (True, False):
-        out[warm], cnt, _ = oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), no_rays, tol=1e-9,
-                                                   margin=1e-9, delta=2.0, use_bbox=False, warm_start=warm)
+        out[warm], _, cnt, _ = oracle.classify_facets(rows, np.zeros((B, d)), np.ones(B, bool), no_rays, tol=1e-9,
+                                                      margin=1e-9, delta=2.0, use_bbox=False, warm_start=warm)
         assert (cnt.warm > 0) == warm
     facets, _ = _highs_facets(A, b, 1e-9)
     assert (out[True] == facets).all() and (out[False] == facets).all()
@@ -884,7 +991,7 @@ def test_redundancy_certificates_hold_in_neighbours():
         return oracle.classify_facets(_cell_rows(A, b), np.zeros((B, d)), np.ones(B, bool), jnp.zeros((0, d)), tol=tol,
                                       margin=1e-9, delta=2.0, use_bbox=False, certify=True, support=support)
 
-    facets, _, cert = classify(A, b)
+    facets, _, _, cert = classify(A, b)
     assert len(cert.cell) >= 10 and not facets[cert.cell, cert.row].any()
     assert len(set(zip(cert.cell, cert.row))) == len(cert.cell) and (cert.rows.sum(axis=1) <= d + 1).all()
     for c, k, S in zip(*cert):
@@ -915,8 +1022,8 @@ def test_redundancy_certificates_hold_in_neighbours():
         y0[c] = r.x[:d]
     bc = bn - np.einsum("bmd,bd->bm", An, y0)
     kept = oracle.Certificates(*(a[holds] for a in cert))
-    nfac, cnt, again = classify(An, bc, kept)
-    alone, cnt0, _ = classify(An, bc)
+    nfac, _, cnt, again = classify(An, bc, kept)
+    alone, _, cnt0, _ = classify(An, bc)
     # (rows the LP-free tests decide in the neighbour need no certificate)
     assert 0 < cnt.inherited <= holds.sum() and cnt.lps == cnt0.lps - cnt.inherited
     assert (nfac == _highs_facets(An, bc, tol)[0]).all() and (alone == nfac).all()

@@ -1,0 +1,191 @@
+"""``Regions`` and the checks around it: exact activation plateaus (patterns that match the network at
+their own witness), float64 queries without x64, queries with a network that does not fit, empty
+point batches, out-of-range facet lists, corrupt files, and magnitudes that would overflow float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpoly
+
+
+def _net(sizes, seed=0, activation="relu"):
+    rng = np.random.default_rng(seed)
+    return jaxpoly.from_arrays([rng.standard_normal((a, b)) for a, b in zip(sizes, sizes[1:])],
+                               [rng.standard_normal(b) for b in sizes[1:]], activation=activation)
+
+
+def _two_lines():
+    """Hyperplanes x0 = 0.3 and x1 = -0.1: four regions in [-1, 1]^2."""
+    return jaxpoly.from_arrays([np.eye(2), np.ones((2, 1))], [np.array([-0.3, 0.1]), np.zeros(1)])
+
+
+@pytest.fixture(scope="module")
+def small():
+    net = _net([2, 6, 1])
+    return net, jaxpoly.enumerate_regions(net, (-1.0, 1.0), batch_size=64)
+
+
+def _relu_sum(act, z):
+    """The activation as its docstring defines it: ``f(0) + s_0 z + sum_i (s_{i+1} - s_i) (relu(z - b_i) - relu(-b_i))``."""
+    out = act.value_at_zero + act.slopes[0] * z
+    for i, b in enumerate(act.breakpoints):
+        out = out + (act.slopes[i + 1] - act.slopes[i]) * (np.maximum(z - b, 0.0) - max(-b, 0.0))
+    return out
+
+
+# -- activations: every piece exact -------------------------------------------------------------------
+
+def test_saturated_units_are_exactly_their_plateau():
+    """hard-tanh and ReLU6 return their bounds exactly past the breakpoints (the ReLU sum gave 1 - 1 ulp
+    for 12 % of z > 1), so a neuron fed by saturated units is constant on a region."""
+    z = np.random.default_rng(0).uniform(1.0, 50.0, 10_000)
+    ht, r6 = jaxpoly.hard_tanh(), jaxpoly.relu6()
+    assert np.all(np.asarray(ht(z)) == 1.0) and np.all(np.asarray(jax.jit(ht)(-z)) == -1.0)
+    assert np.all(np.asarray(r6(z + 6.0)) == 6.0) and np.all(np.asarray(r6(-z)) == 0.0)
+    assert np.all(np.asarray(jaxpoly.hard_tanh(-0.3, 0.7)(z)) == 0.7)
+
+
+@pytest.mark.parametrize("act", [jaxpoly.relu(), jaxpoly.leaky_relu(0.1), jaxpoly.hard_tanh(), jaxpoly.relu6(),
+                                 jaxpoly.piecewise_linear((-2.0, -1.0, 0.5, 3.0), (0.5, -1.0, 2.0, 0.0, 1.5), 0.7),
+                                 jaxpoly.piecewise_linear((-2.0, -1.0), (1.0, 0.0, -1.0), 0.3)],
+                         ids=lambda a: a.name)
+def test_activation_pieces_match_the_defining_formula(act):
+    """Each piece evaluated on its own equals the ReLU-sum definition (to round-off), keeps float32
+    inputs float32, and differentiates and vmaps as before (slope of the piece; the lower piece at a
+    breakpoint, as ``z > b`` in the patterns)."""
+    z = np.linspace(-5.0, 8.0, 2001)
+    np.testing.assert_allclose(np.asarray(act(z)), _relu_sum(act, z), rtol=0, atol=1e-14)
+    assert act(jnp.ones(3, jnp.float32)).dtype == jnp.float32
+    grads = np.asarray(jax.vmap(jax.grad(act))(jnp.asarray(z)))
+    k = np.searchsorted(np.asarray(act.breakpoints), z, side="left")  # pieces: (b_{k-1}, b_k]
+    np.testing.assert_array_equal(grads, np.asarray(act.slopes)[k])
+
+
+def test_saturated_regions_match_the_network_at_their_witness():
+    """A hard-tanh net whose third-layer neuron sums saturated units to exactly its breakpoint on whole
+    regions (hyperplane 11): every region's pattern is the network's pattern at its witness, so
+    index_of finds each region from its own witness (region 7 had bit 11 from round-off)."""
+    Ws = [np.array([[1.0, 1.0], [-1.0, 1.0]]).T, np.array([[0.0, 0.0], [-1.0, 1.0]]).T,
+          np.array([[1.0, 0.0], [-1.0, 1.0], [1.0, 1.0]]).T, np.array([[1.0, 1.0, 1.0]]).T]
+    bs = [np.array([0.0, 1.0]), np.array([0.5, -0.5]), np.array([0.0, 0.5, 0.5]), np.array([0.5])]
+    net = jaxpoly.from_arrays(Ws, bs, activation="hard_tanh")
+    R = jaxpoly.enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
+    own = np.concatenate([np.asarray(net.pattern(R.witnesses)), np.asarray(net(R.witnesses))[:, :1] > 0], axis=1)
+    np.testing.assert_array_equal(own, R.patterns)
+    np.testing.assert_array_equal(R.index_of(R.witnesses), np.arange(len(R)))
+
+
+# -- queries --------------------------------------------------------------------------------------------
+
+def test_queries_compute_in_float64_without_x64():
+    """With x64 off, points 1e-8 either side of the line x0 = 0.3 get different regions (float32 rounds
+    both onto it) and the affine maps are float64, as the enumeration itself is."""
+    net = _two_lines()
+    R = jaxpoly.enumerate_regions(net, (-1.0, 1.0), batch_size=64)
+    x = np.array([[0.3 + 1e-8, 0.5], [0.3 - 1e-8, 0.5]])
+    want = [int(np.flatnonzero((R.patterns == p).all(axis=1))[0]) for p in (x + np.array([-0.3, 0.1]) > 0)]
+    with jax.enable_x64(False):
+        got = R.index_of(x)
+        A, c = R.affine_maps()
+    np.testing.assert_array_equal(got, want)
+    assert want[0] != want[1]
+    assert A.dtype == c.dtype == np.float64
+
+
+def test_queries_on_empty_point_batches(small):
+    """No points: empty answers of the batch shape, not a crash."""
+    _, R = small
+    assert R.index_of(np.zeros((0, 2))).shape == (0,) and R.index_of(np.zeros((0, 2))).dtype == np.int64
+    assert R.contains(np.zeros((3, 0, 2))).shape == (3, 0) and R.contains(np.zeros((0, 2))).dtype == bool
+
+
+@pytest.mark.parametrize("sizes, needle", [([3, 6, 1], "input_dim=3"), ([2, 4, 1], "4 hyperplanes"),
+                                           ([2, 9, 1], "9 hyperplanes")])
+def test_queries_refuse_a_network_that_does_not_fit(small, tmp_path, sizes, needle):
+    """Every query that takes a network, and load, checks its input dimension and hyperplane count."""
+    _, R = small
+    other = _net(sizes, seed=1)
+    for query in (lambda: R.index_of(R.witnesses, net=other), lambda: R.contains(R.witnesses, net=other),
+                  lambda: R.affine_maps(other)):
+        with pytest.raises(jaxpoly.InvalidNetworkError, match=needle):
+            query()
+    R.save(tmp_path / "r.npz")
+    with pytest.raises(jaxpoly.InvalidNetworkError, match=needle):
+        jaxpoly.Regions.load(tmp_path / "r.npz", net=other)
+
+
+def test_level_set_queries_count_the_output_bit(tmp_path):
+    """With level_set the patterns carry one more bit than the hidden hyperplanes: the matching network
+    is accepted, one with an extra hyperplane (same pattern width) or several outputs is not."""
+    net = _two_lines()
+    R = jaxpoly.enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
+    R.save(tmp_path / "r.npz")
+    L = jaxpoly.Regions.load(tmp_path / "r.npz", net=net)
+    np.testing.assert_array_equal(L.index_of(R.witnesses), np.arange(len(R)))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="3 hyperplanes"):
+        R.index_of(R.witnesses, net=_net([2, 3, 1]))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="scalar output"):
+        R.affine_maps(jaxpoly.from_arrays([np.eye(2), np.ones((2, 2))], [np.zeros(2), np.zeros(2)]))
+
+
+def test_facets_refuse_out_of_range_indices(small):
+    _, R = small
+    assert len(R.facets(len(R) - 1)) > 0
+    for r in (-1, len(R)):
+        with pytest.raises(jaxpoly.InvalidArgumentError, match="out of range"):
+            R.facets(r)
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="integer"):
+        R.facets(1.0)
+
+
+def test_load_names_corrupt_files(small, tmp_path):
+    """Broken stats or arrays whose shapes disagree are a LoadError, not a JSON or NumPy error."""
+    _, R = small
+    R.save(tmp_path / "r.npz")
+    good = dict(np.load(tmp_path / "r.npz"))
+    for change, needle in (({"stats": np.array("{broken")}, "not valid JSON"), ({"stats": np.array("[1]")}, "list"),
+                           ({"lo": np.zeros(3)}, "lo has shape"), ({"witnesses": np.zeros((1, 2))}, "witnesses")):
+        np.savez(tmp_path / "bad.npz", **dict(good, **change))
+        with pytest.raises(jaxpoly.LoadError, match=needle):
+            jaxpoly.Regions.load(tmp_path / "bad.npz")
+
+
+# -- magnitudes that overflow float64 ---------------------------------------------------------------
+
+_W0, _B0 = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]), np.array([0.1, -0.2, 0.3])
+
+
+def _scaled(s):
+    return jaxpoly.from_arrays([_W0 * s, np.ones((3, 1))], [_B0 * s, np.zeros(1)])
+
+
+def test_huge_weights_and_boxes_are_refused():
+    """First-layer weights of 1e154 overflowed the row norms (1 region, complete=True) and a box of
+    1e155 raised a plain ValueError in the LP: both are refused up front, naming the limit."""
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="1e\\+150"):
+        jaxpoly.enumerate_regions(_scaled(1e154), (-1.0, 1.0), batch_size=64)
+    with pytest.raises(jaxpoly.InvalidBoundsError, match="rescale the input"):
+        jaxpoly.enumerate_regions(_scaled(1.0), (-1e155, 1e155), batch_size=64)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="1e\\+300"):  # sampling: values must stay finite
+        jaxpoly.sample_regions(jaxpoly.from_arrays([_W0 * 1e200, np.ones((3, 1)) * 1e200], [_B0, np.zeros(1)]),
+                               (-1.0, 1.0), 10, key=jax.random.key(0))
+
+
+def test_large_weights_below_the_limit_still_enumerate():
+    """Scaling the first layer keeps the partition: 6 regions at 1e100 as at 1 (the bound is within
+    a small factor of the true magnitudes here)."""
+    from jaxpoly.network import magnitude_bound
+
+    assert len(jaxpoly.enumerate_regions(_scaled(1.0), (-1.0, 1.0), batch_size=64)) == 6
+    R = jaxpoly.enumerate_regions(_scaled(1e100), (-1.0, 1.0), batch_size=64)
+    assert len(R) == 6 and R.complete
+    assert magnitude_bound(_scaled(1e100), -np.ones(2), np.ones(2)) == pytest.approx(4.6e100)
+
+
+def test_lp_input_errors_are_jaxpoly_errors():
+    from jaxpoly.lp import solve_lp
+
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="non-finite"):
+        solve_lp(np.ones(2), np.full((3, 2), np.inf), np.ones(3))
