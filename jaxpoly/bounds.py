@@ -57,8 +57,8 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
 
 
 def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
-    """Query points ``x (..., d)`` (``(n, d)`` with ``rows``) as finite float64, or
-    :class:`InvalidArgumentError`."""
+    """Query points ``x (..., d)`` (``(n, d)`` with ``rows``: a single point ``(d,)`` becomes ``(1, d)``) as
+    finite float64, or :class:`InvalidArgumentError`."""
     try:
         x = np.asarray(x, np.float64)
     except (TypeError, ValueError):
@@ -66,6 +66,8 @@ def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
             f"points must be an array of numbers of shape ({'n' if rows else '...'}, {d}), got {type(x).__name__} "
             f"{str(x)[:40]!r}"
         ) from None
+    if rows and x.ndim == 1:
+        x = x[None]
     if x.ndim == 0 or x.shape[-1] != d or (rows and x.ndim != 2):
         raise InvalidArgumentError(f"points must have shape ({'n' if rows else '...'}, {d}), got {x.shape}")
     if not np.all(np.isfinite(x)):

@@ -23,7 +23,7 @@ from jaxpoly.errors import JaxpolyError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
-from jaxpoly.unique import unique_pairs
+from jaxpoly.unique import unique_ints, unique_pairs
 
 __all__ = ["Complex", "Cells"]
 
@@ -273,6 +273,8 @@ class Complex:
 
     def _internal_values(self, x: np.ndarray) -> np.ndarray:
         """Values of the network hyperplanes (and the output, if level set) at points ``(n, d)``."""
+        if not len(x):  # (a forward pass over no rows fails inside JAX's reshapes)
+            return np.zeros((0, self.num_hyperplanes))
         with jax.enable_x64(True):
             vals = np.asarray(_hyper_and_output(self.net.astype(np.float64), jnp.asarray(x, jnp.float64)))
         return vals if self.has_level_set else vals[:, :-1]
@@ -338,8 +340,11 @@ class Complex:
         """Index into :attr:`regions` of the cell containing each point ``(n, d) -> (n,)``; ``-1`` for
         points outside the open box. A neuron counts as active where its value is ``> 0``, so a point
         exactly on a boundary gets a cell on the boundary's inactive side (and a point inside a cell
-        where a neuron vanishes identically gets that cell)."""
-        x = as_points(np.atleast_2d(np.asarray(x, np.float64)), self.dim, rows=True)
+        where a neuron vanishes identically gets that cell). A single point ``(d,)`` gives ``(1,)``; an
+        empty batch ``(0, d)`` gives an empty array."""
+        x = as_points(x, self.dim, rows=True)
+        if not len(x):
+            return np.zeros((0,), np.int64)
         keys = self.regions.keys
         h = self._hash_of_points(x)
         inside = np.all((x > self.lo) & (x < self.hi), axis=1)
@@ -400,42 +405,132 @@ class Complex:
 
         1D: points; 2D: vertices and segments; 3D: vertices, convex polygons (oriented so the normal
         points where the output increases) and their fan triangulation; d > 3: vertices and edges.
+
+        The level set is the output's cut, by the rule of every hyperplane (a neuron is active where its
+        pre-activation is ``> 0``): the boundary between the cells where ``y > 0`` and those where
+        ``y <= 0`` (the last column of :attr:`regions`' patterns), i.e. the ``(d-1)``-faces of the complex
+        with such a cell on either side, their edges and their vertices. For a generic network that is
+        the zero set ``y = 0``. Where ``y`` vanishes on whole regions it is the boundary of ``{y > 0}``
+        there: for ``y = relu(z)`` the plane ``z = 0``, for ``y = -relu(z)`` nothing. Zeros that separate
+        no such cells are not part of it: a box facet on which ``y`` vanishes (a face with one cell;
+        extract in a slightly larger box to get it), a vertex or edge that ``y``'s zero set only touches,
+        or the inside of a region where ``y = 0``. Both engines and every dimension follow this rule;
+        :meth:`vertex_zeros` still records every hyperplane a vertex lies on.
         """
-        lid = self.level_set_hyperplane
-        vmask = np.any(self.vertex_zeros == lid, axis=1)
-        if self._faces is not None:
-            emask = self._faces["level_edges"]
-        elif self.dim > 1:
-            emask = np.any(self.edge_zeros == lid, axis=1)
-            if self.dim == 2:
-                emask |= self.edge_zeros2 == lid
-        else:
-            emask = np.zeros(self.num_edges, bool)
-        vid = np.nonzero(vmask)[0]
+        d = self.dim
+        vid = self._level_set_vertex_ids()
+        verts = self.vertices[vid]
+        if d == 1:
+            return Mesh(verts, np.zeros((0, 2), np.int64))
+        emask, polygons = self._level_set_pieces()
         remap = np.full(self.num_vertices, -1, np.int64)
         remap[vid] = np.arange(len(vid))
-        verts = self.vertices[vid]
-        segs = remap[self.edges[emask]]
-        if self.dim != 3:
+        segs = remap[self.edges[emask]].reshape(-1, 2)
+        if d != 3:
             return Mesh(verts, segs)
-        if self._faces is not None:
+        face_of, vertex_of, normals = polygons
+        return polygons_to_mesh(verts, face_of, remap[vertex_of], normals, segs)
+
+    def _level_set_vertex_ids(self) -> np.ndarray:
+        """Indices (sorted) of the level-set mesh's vertices among the complex's (see :meth:`level_set_mesh`):
+        the endpoints of its edges (d >= 2), or the vertices between a cell with ``y > 0`` and one with
+        ``y <= 0`` (d = 1)."""
+        self.level_set_hyperplane  # (raises for a complex without a level set)
+        if self.dim == 1:
+            edges = self.edges.astype(np.int64)
+            positive = self._internal_values(self.vertices[edges].mean(axis=1))[:, -1] > 0  # each cell's y > 0
+            pos, nonpos = np.zeros(self.num_vertices, bool), np.zeros(self.num_vertices, bool)
+            pos[edges[positive].ravel()] = True
+            nonpos[edges[~positive].ravel()] = True
+            return np.nonzero(pos & nonpos)[0]
+        emask, _ = self._level_set_pieces()
+        return unique_ints(self.edges[emask].astype(np.int64).ravel())
+
+    def _level_set_pieces(self):
+        """(cached) ``emask (E,) bool``: the complex's edges in the level set (d >= 2); and in 3D its
+        polygons as ``(face_of (k,), vertex_of (k,), normals (F, 3))``: (polygon, vertex index) incidences
+        and the direction each polygon faces (``None`` otherwise)."""
+        return self._cached("_level_set_cache", self._compute_level_set_pieces)
+
+    def _compute_level_set_pieces(self):
+        lid = self.level_set_hyperplane
+        d = self.dim
+        if self._faces is not None:  # a complex built from its regions lists its level-set faces
             f = self._faces
+            emask = np.asarray(f["level_edges"], bool)
+            if d != 3:
+                return emask, None
             ptr = f["level_face_ptr"]
             face_of = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
             # normals: the output's gradient inside the cell on the face's positive side
             normals = self._output_grads(self.regions.witnesses[f["level_face_cell"]])
-            return polygons_to_mesh(verts, face_of, remap[f["level_face_idx"]], normals, segs)
+            return emask, (face_of, np.asarray(f["level_face_idx"], np.int64), normals)
+        if not np.any(self.hash_table[lid]):
+            # Edge subdivision left the level set out of the hashes: it cut no cell (y > 0 or y <= 0
+            # on each whole cell), so it runs, if anywhere, along existing faces.
+            return self._separating_faces()
+        emask = np.any(self.edge_zeros == lid, axis=1)
+        if d == 2:
+            emask |= self.edge_zeros2 == lid
+        if d != 3:
+            return emask, None
         # 2-faces of the level set: level-set edges with their other zero flipped.
-        eh, ez = self.edge_hash[emask], self.edge_zeros[emask]
+        eid = np.nonzero(emask)[0]
+        eh, ez = self.edge_hash[eid], self.edge_zeros[eid]
         other = np.where(ez[:, 0] == lid, ez[:, 1], ez[:, 0])
         r = self.hash_table
         keys = np.concatenate([eh + r[other], eh - r[other]])
-        ok = np.concatenate([np.ones(len(other), bool), other >= 2 * self.dim])
-        e_of = np.concatenate([np.arange(len(other))] * 2)[ok]
+        ok = np.concatenate([np.ones(len(other), bool), other >= 2 * d])
+        e_of = np.concatenate([eid] * 2)[ok]
         fkeys, inv = _unique_keys(keys[ok])
-        pairs = unique_pairs(np.concatenate([np.stack([inv, segs[e_of, 0]], 1), np.stack([inv, segs[e_of, 1]], 1)]))
-        normals = self._face_normals(verts, pairs, len(fkeys))
-        return polygons_to_mesh(verts, pairs[:, 0], pairs[:, 1], normals, segs)
+        pairs = unique_pairs(np.concatenate([np.stack([inv, self.edges[e_of, 0]], 1),
+                                             np.stack([inv, self.edges[e_of, 1]], 1)]))
+        normals = self._face_normals(self.vertices, pairs, len(fkeys))
+        return emask, (pairs[:, 0], pairs[:, 1].astype(np.int64), normals)
+
+    def _separating_faces(self):
+        """:meth:`_level_set_pieces` of an edge-subdivision complex whose level set cut no cell: the
+        ``(d-1)``-faces between a cell with ``y > 0`` and one with ``y <= 0``, found by flipping the edges'
+        zeros (every such face is a face around its edges) and looking both cells up."""
+        d = self.dim
+        cells = self.regions
+        positive = np.asarray(cells.patterns[:, -1], bool)
+        sorted_keys = _as_void(cells.keys)
+        r = self.hash_table
+
+        def cell_of(k):
+            pos = np.minimum(np.searchsorted(sorted_keys, _as_void(k)), len(cells.keys) - 1)
+            return np.where(np.all(cells.keys[pos] == k, axis=1), pos, -1)
+
+        keys, edge_of, cell = [], [], []
+        for k in range(d - 1):  # the zero the face keeps (its own hyperplane); the others flip
+            others = [s for s in range(d - 1) if s != k]
+            fk, fe = _flip_keys(self.edge_hash, self.edge_zeros[:, others], r, 2 * d, d - 2)
+            h = self.edge_zeros[fe, k]
+            inside = h >= 2 * d  # a face on a box facet has a single cell
+            fk, fe, h = fk[inside], fe[inside], h[inside]
+            flip = self.edge_flip[fe] if d == 2 else r[h]
+            a, b = cell_of(fk + flip), cell_of(fk - flip)
+            if np.any((a < 0) | (b < 0)):
+                raise JaxpolyError("internal consistency check failed: a face of the complex lacks one of its "
+                                   "two cells. Please report this with the network and box.")
+            sep = positive[a] != positive[b]
+            keys.append(fk[sep])
+            edge_of.append(fe[sep])
+            cell.append(np.where(positive[a], a, b)[sep])
+        keys, edge_of, cell = np.concatenate(keys), np.concatenate(edge_of), np.concatenate(cell)
+        emask = np.zeros(self.num_edges, bool)
+        emask[edge_of] = True
+        if d != 3:
+            return emask, None
+        fkeys, inv = _unique_keys(keys)
+        pairs = unique_pairs(np.concatenate([np.stack([inv, self.edges[edge_of, 0]], 1),
+                                             np.stack([inv, self.edges[edge_of, 1]], 1)]))
+        face_cell = np.zeros(len(fkeys), np.int64)
+        face_cell[inv] = cell
+        # (the output's gradient in the positive cell: at the face itself y may have a kink)
+        normals = self._output_grads(cells.witnesses[face_cell])
+        return emask, (pairs[:, 0], pairs[:, 1].astype(np.int64), normals)
 
     def _face_normals(self, verts: np.ndarray, pairs: np.ndarray, F: int) -> np.ndarray:
         counts = np.bincount(pairs[:, 0], minlength=F)

@@ -100,6 +100,20 @@ def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: ja
     return jnp.max(jnp.where(valid, zeros, 0))
 
 
+@jax.jit
+def _near_misses(vals: jax.Array, scales: jax.Array, nv: jax.Array, width: jax.Array, rtol: jax.Array,
+                 floor: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Values the tolerance rule decided though they are far above roundoff: how many of the ``nv`` valid
+    rows of ``vals[:, :width]`` have ``floor * scale < |v| <= rtol * scale`` (a vertex put on a
+    hyperplane it misses by more than roundoff), and the largest such ``|v| / scale``. (Sizes and
+    tolerances are traced: one compilation per shape of ``vals``.)"""
+    valid = (jnp.arange(vals.shape[0]) < nv)[:, None] & (jnp.arange(vals.shape[1]) < width)[None, :]
+    sc = scales[: vals.shape[1]]
+    a = jnp.abs(vals)
+    band = valid & (a <= rtol * sc) & (a > floor * sc)
+    return jnp.sum(band, dtype=jnp.int32), jnp.max(jnp.where(band, a / jnp.where(sc > 0, sc, 1), 0))
+
+
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
 def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None
                           ) -> tuple[jax.Array, jax.Array]:
@@ -162,7 +176,10 @@ def extract(
       level_set: add the output's zero set as the last hyperplane (needs a scalar output).
       dtype: ``float64`` (default, exact to the tolerance rule) or ``float32`` (half the memory; the
         tolerance widens to ``1e-5`` relative, so near-degenerate vertices may merge or split
-        differently and counts may differ from the float64 complex).
+        differently and counts may differ from the float64 complex: they do on three of the four
+        bundled bunnies, each time with the near-miss warning described under ``rtol``). Geometry on a
+        float32 complex (:func:`~jaxpoly.vertex_positions`, :func:`~jaxpoly.is_stale`) recomputes its
+        vertices in float64 from float32's combinatorics.
       capacity: initial vertex capacity (grown automatically; a hint to avoid recompiles).
       max_vertices: refuse complexes with more vertices than this (default 2e8) with a
         :class:`~jaxpoly.CapacityError`, raised as soon as a stage goes beyond it.
@@ -170,10 +187,14 @@ def extract(
         physical memory on CPU, the allocator's limit on a GPU); a growth beyond
         it raises :class:`~jaxpoly.CapacityError` with the size reached, instead of swapping or being
         killed by the OS.
-      rtol: the tolerance rule — a vertex lies on a hyperplane when the hyperplane's value there is at
-        most ``rtol`` times its largest magnitude over the current vertices (default 1e-13 in float64:
-        roundoff at vertices on a hyperplane is ~1e-15, the closest genuine near-miss in the bunny
-        networks ~1e-11).
+      rtol: edge subdivision's tolerance rule — a vertex lies on a hyperplane when the hyperplane's
+        value there is at most ``rtol`` times its largest magnitude over the current vertices (default
+        1e-13 in float64: roundoff at vertices on a hyperplane is ~1e-15, the closest genuine near-miss
+        in the bunny networks ~1e-11). The rule is relative to the box: in a box far larger than where
+        the hyperplanes meet, genuine near-misses fall under it and merge. Values it decides far above
+        roundoff (between ``sqrt(rtol * eps)`` and ``rtol`` times the scale) are reported by a warning on
+        the ``jaxpoly`` logger, and counted in ``timings["near_misses"]``. The regions engine does not
+        use ``rtol`` (it computes the exact complex in float64).
       progress: log a line per stage (to the ``jaxpoly`` logger) and show a progress bar.
       slice: ``(origin, u, v)``: extract on the plane ``x = origin + s u + t v`` of a
         high-dimensional input instead (``bounds`` then bound ``(s, t)``; the complex's vertices are
@@ -183,7 +204,8 @@ def extract(
         resolve (a hyperplane containing an edge of the complex while cutting elsewhere, in ``d >= 3``:
         three planes through one line, or a neuron vanishing on whole regions as zero biases make it)
         the complex is built from the certified regions instead (:mod:`jaxpoly.lattice`: exact, float64,
-        slower; ``timings["engine"]`` says which ran and why). ``"subdivision"``: raise
+        slower; ``timings["engine"]`` says which ran and why; where the regions do not fit together
+        either, a :class:`~jaxpoly.DegenerateError` gives both reasons). ``"subdivision"``: raise
         :class:`~jaxpoly.DegenerateError` there instead. ``"regions"``: always build from the regions
         (a cross-check of the two engines).
 
@@ -220,7 +242,7 @@ def extract(
     # Work in float64 regardless of the user's x64 setting; float32 runs cast the network.
     with jax.enable_x64(True):
         def from_regions(reason: str) -> Complex:
-            return complex_from_regions(net, lo, hi, level_set=level_set, rtol=rtol, hash_table=r_np,
+            return complex_from_regions(net, lo, hi, level_set=level_set, hash_table=r_np,
                                         max_vertices=max_vertices, reason=reason, dtype=dtype)
 
         if engine == "regions":
@@ -232,7 +254,11 @@ def extract(
             if engine == "subdivision":
                 raise
             log.info("%s; building the complex from its regions instead", e)
-            return from_regions(str(e))
+            try:
+                return from_regions(str(e))
+            except DegenerateError as e2:
+                raise DegenerateError(f"{e2} [engine='auto' had turned to the regions engine because edge "
+                                      f"subdivision met: {e}]") from e2
 
 
 def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np) -> Complex:
@@ -264,6 +290,11 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             return state, vals, new  # only a step's own sizes changed: no array to copy
         return (*sd.grow(state, vals, new), new)
 
+    # Roundoff puts a vertex on its hyperplanes to ~eps of their scale, genuine near-misses sit far
+    # above (~1e-11 in the bunny networks): values the tolerance rule decides between the geometric
+    # middle of eps and rtol and rtol itself are reported (see _warn_near_misses).
+    floor = math.sqrt(rtol * float(np.finfo(dtype).eps))
+    near = []
     prev, vals = None, None
     for stage, off, width in plan:
         t0 = time.perf_counter()
@@ -325,6 +356,9 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
+        n_near, worst = _near_misses(vals, scales, state.nv, width, rtol, floor)
+        if int(n_near):
+            near.append((int(n_near), float(worst), stage))
         if nv2 > max_vertices:  # (capacities are rounded up to buckets, so a stage may fit and still exceed it)
             raise CapacityError(
                 f"the complex has {nv2:,} vertices after {'the level set' if stage is None else f'stage {stage}'}, "
@@ -359,6 +393,9 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 state, vals, cap = grow_to(state, vals, cap, new)
     if bar is not None:
         bar.close()
+    if near:
+        _warn_near_misses(near, lo, hi, rtol, dtype)
+    timings["near_misses"] = sum(n for n, _, _ in near)
     timings["total_seconds"] = time.perf_counter() - t_start
     nv, ne = int(state.nv), int(state.ne)
     return Complex.from_state(
@@ -367,6 +404,27 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         ez=np.asarray(state.ez[:ne]), eh=np.asarray(state.eh[:ne]), hash_table=r_np, timings=timings,
         em=np.asarray(state.em[:ne]), ez2=np.asarray(state.ez2[:ne]),
     )
+
+
+def _warn_near_misses(near: list, lo: np.ndarray, hi: np.ndarray, rtol: float, dtype) -> None:
+    """Log a warning for the values the tolerance rule decided well above roundoff (``near``: per stage,
+    ``(count, largest |v| / scale, stage)``): each may be a genuine near-miss merged into a degenerate
+    vertex, so the complex may differ from the exact one. The rule is relative to each hyperplane's
+    largest value over the box, so a box much larger than where the network's hyperplanes meet widens it
+    in absolute terms (a random 2-layer net in a +-1e10 box: one region lost to a 6.5e-4 near-miss)."""
+    count = sum(n for n, _, _ in near)
+    worst = max(near, key=lambda t: t[1])
+    where = "the level set" if worst[2] is None else f"stage {worst[2]}"
+    box = float(max(np.abs(lo).max(), np.abs(hi).max()))
+    name = np.dtype(dtype).name
+    log.warning(
+        "extract: the tolerance rule (rtol=%g) put vertices on hyperplanes they miss by up to %.1e of the "
+        "hyperplane's largest value over the box (%d vertex-hyperplane pairs, the worst at %s), far above "
+        "%s roundoff (%.0e): they may be genuine near-misses merged into one vertex, so the counts may differ "
+        "from the exact complex. %sThe rule is relative to the box (coordinates up to %g here): extract in a "
+        "box closer to where the network's hyperplanes meet, or pass a smaller rtol.",
+        rtol, worst[1], count, where, name, float(np.finfo(dtype).eps),
+        "Extract in float64 (the default dtype) to resolve them. " if name != "float64" else "", box)
 
 
 def _peak_rss_mb() -> float | None:

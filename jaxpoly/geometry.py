@@ -93,8 +93,16 @@ __all__ = [
 Array = Any
 
 #: Default relative tolerance of :func:`is_stale` for values that must stay zero (a vertex's own
-#: hyperplanes, re-evaluated through the network at the recomputed position).
+#: hyperplanes, re-evaluated through the network at the recomputed position), in float64.
 STALE_RTOL = 1e-8
+
+#: :func:`is_stale`'s allowance for the roundoff of its own computation, in units of the computation's
+#: machine epsilon (relative to each hyperplane's scale): own hyperplanes may be off zero by
+#: ``max(rtol, STALE_ROUNDOFF * eps)``, and a sign within ``STALE_ROUNDOFF * eps`` of zero is not told
+#: apart from roundoff. float64: 5.7e-14, far below ``STALE_RTOL`` and the closest genuine near-misses
+#: (~1e-11); float32: 3.1e-5, where identical weights leave their own hyperplanes by up to ~2e-6
+#: (16 eps) on the bunny networks.
+STALE_ROUNDOFF = 256
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -120,7 +128,7 @@ class _PaddedRows:
 
 
 @pytree_dataclass(
-    data=("ids", "patterns", "ref_signs", "ref_facets", "scale", "mask", "index", "lo", "hi"),
+    data=("ids", "patterns", "ref_signs", "ref_facets", "scale", "mask", "index", "lo", "hi", "zero_rtol"),
     meta=("signature", "level_set", "kind"),
 )
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -142,6 +150,10 @@ class VertexSystem(_PaddedRows):
       mask: ``(P,) bool`` real rows (``False`` for padding; padded rows sit at the box corner ``lo``).
       index: ``(P,) int32`` the row's vertex index in the complex (``-1`` for padding).
       lo, hi: ``(d,)`` the box.
+      zero_rtol: ``()`` the relative tolerance (times ``scale``) within which the complex put its vertices
+        on their own hyperplanes: 0 for a float64 complex (roundoff), float32's tolerance rule
+        (``jaxpoly.extraction.DEFAULT_RTOL``) for one extracted with ``dtype=float32``. :func:`is_stale`
+        allows at least that much.
       signature: static ``(input_dim, widths, breakpoints per stage, output_dim)`` of the network.
       level_set: static, whether id ``2d + H`` is the output's zero set.
       kind: static, ``"all"``, ``"level_set"`` or ``"subset"``.
@@ -159,6 +171,7 @@ class VertexSystem(_PaddedRows):
     signature: tuple
     level_set: bool
     kind: str
+    zero_rtol: Array = 0.0
 
     @property
     def num_vertices(self) -> int:
@@ -375,6 +388,26 @@ def _repad(s: "VertexSystem", P: int) -> "VertexSystem":
         ref_facets=fit(s.ref_facets, False), mask=fit(s.mask, False), index=fit(s.index, -1))
 
 
+def _extraction_rtol(c: Complex) -> float:
+    """The tolerance rule a low-precision complex was extracted with (its dtype's default)."""
+    from jaxpoly.extraction import DEFAULT_RTOL
+
+    return float(DEFAULT_RTOL.get(np.dtype(c.vertices.dtype), DEFAULT_RTOL[np.dtype(np.float32)]))
+
+
+def _inconsistent(c: Complex, what: str) -> None:
+    """Raise for a complex whose combinatorics do not reproduce its vertices: a documented limit of a
+    float32 complex, an internal error for a float64 one."""
+    dtype = np.dtype(c.vertices.dtype)
+    if dtype != np.float64:
+        raise DegenerateError(
+            f"this complex was extracted in {dtype.name} and its combinatorics do not hold in float64 ({what}): "
+            f"{dtype.name} decides near-degenerate configurations at its tolerance ({_extraction_rtol(c):g} "
+            "relative), not exactly, so no exact geometry follows from it. Extract in float64 (the default "
+            "dtype) for vertex_positions, is_stale and the other geometry functions.")
+    raise JaxpolyError(f"internal consistency check failed: {what}. Please report this with the network and box.")
+
+
 def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None, *,
                   pad_to: int | str | None = None, kind: str | None = None) -> VertexSystem:
     """Precompute the combinatorics of (some of) a complex's vertices for :func:`vertex_positions`.
@@ -383,8 +416,9 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
     for a degenerate one the best-conditioned ``d``, decided from the stored positions), and the
     activation pattern of an adjacent region: the signs at the midpoint of one of its edges, with the
     hyperplanes containing that edge taken on their positive side (the cell the complex itself
-    generates by flipping the edge's zeros). The pattern is verified against the signs at the vertex,
-    and the recomputed float64 positions against the stored ones.
+    generates by flipping the edge's zeros). The recomputed float64 positions are verified against the
+    stored ones (to 1e-6 of the box; 2^10 eps of a float32 complex, whose vertices were interpolated in
+    float32), and the pattern against the signs there, which become :func:`is_stale`'s reference.
 
     Args:
       c: an extracted complex.
@@ -396,13 +430,16 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
       A :class:`VertexSystem` with ``P = pad_to or n`` rows.
     """
     if not isinstance(c, Complex):
-        raise TypeError(f"expected a jaxpoly.Complex, got {type(c).__name__}")
+        raise InvalidArgumentError(f"vertex_system needs a jaxpoly.Complex (from jaxpoly.extract), got "
+                                   f"{type(c).__name__}")
     net, d, level_set = c.net, c.dim, bool(c.has_level_set)
     H = net.num_hyperplanes
     nid = 2 * d + H + int(level_set)
     idx = np.arange(c.num_vertices) if vertices is None else np.asarray(vertices, np.int64).reshape(-1)
     kind = kind or ("all" if vertices is None else "subset")
     n = len(idx)
+    low_precision = np.dtype(c.vertices.dtype) != np.float64
+    zero_rtol = _extraction_rtol(c) if low_precision else 0.0
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)
         X = np.asarray(c.vertices, np.float64)
@@ -430,14 +467,6 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
             net_ids = ez[er, es] - 2 * d
             keep = net_ids < H  # the level set is not part of the pattern
             patterns[er[keep], net_ids[keep]] = True
-        vals = vals_all[idx]
-        # A hyperplane that vanishes identically around a vertex (a zero bias with all inputs off) is
-        # zero there up to roundoff without passing through it: it must stay zero, like the vertex's own.
-        signs = np.where(np.abs(vals) <= 1e-12 * scale, 0, np.sign(vals)).astype(np.int8)
-        signs[on[:, 2 * d :]] = 0
-        if H and np.any((signs[:, :H] != 0) & ((signs[:, :H] > 0) != patterns)):
-            raise JaxpolyError("internal consistency check failed: an edge's region disagrees with its "
-                               "vertex's signs. Please report this with the network and box.")
         counts = on.sum(axis=1)
         if np.any(counts < d):
             raise JaxpolyError(f"a vertex lies on fewer than d={d} hyperplanes; the complex is malformed")
@@ -454,34 +483,48 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
         facets = on[:, : 2 * d]
         P = n if pad_to is None else (_bucket(n) if pad_to == "bucket" else int(pad_to))
         if P < n:
-            raise ValueError(f"pad_to={P} is smaller than the number of vertices {n}")
+            raise InvalidArgumentError(f"pad_to={P} is smaller than the number of vertices {n}; pass 'bucket', "
+                                       f"None or an integer >= {n}")
         pad = P - n
         system = VertexSystem(
             ids=np.concatenate([ids, np.tile(2 * np.arange(d), (pad, 1))]).astype(np.int32),
             patterns=np.concatenate([patterns, np.zeros((pad, H), bool)]),
-            ref_signs=np.concatenate([signs, np.zeros((pad, signs.shape[1]), np.int8)]),
+            ref_signs=np.zeros((P, nid - 2 * d), np.int8),  # (set below, at the recomputed positions)
             ref_facets=np.concatenate([facets, np.zeros((pad, 2 * d), bool)]),
             scale=scale,
             mask=np.concatenate([np.ones(n, bool), np.zeros(pad, bool)]),
             index=np.concatenate([idx, -np.ones(pad, np.int64)]).astype(np.int32),
             lo=np.asarray(c.lo, np.float64), hi=np.asarray(c.hi, np.float64),
-            signature=_signature(net), level_set=level_set, kind=kind,
+            signature=_signature(net), level_set=level_set, kind=kind, zero_rtol=np.float64(zero_rtol),
         )
+        x = X[idx]
         if n:
             x = np.asarray(_solve64(net64, system if P == _bucket(n) else _repad(system, _bucket(n))))[:n]
             err = np.abs(x - X[idx]).max()
-            if not err <= 1e-6 * max(1.0, float(np.abs(X).max())):
-                raise JaxpolyError(f"internal consistency check failed: recomputed vertices differ from the "
-                                   f"extracted ones by {err:.3g}. Please report this with the network and box.")
+            # float64 positions agree to roundoff; float32 ones were interpolated and snapped in float32
+            pos_tol = max(1e-6, 2**10 * float(np.finfo(c.vertices.dtype).eps)) if low_precision else 1e-6
+            if not err <= pos_tol * max(1.0, float(np.abs(X).max())):
+                _inconsistent(c, f"recomputed vertices differ from the extracted ones by {err:.3g}")
+        # Signs at the recomputed (exact) positions: what is_stale compares against. A hyperplane that
+        # vanishes identically around a vertex (a zero bias with all inputs off) is zero there up to
+        # roundoff without passing through it: it must stay zero, like the vertex's own.
+        vals = _values_padded(net64, x, level_set)
+        signs = np.where(np.abs(vals) <= 1e-12 * scale, 0, np.sign(vals)).astype(np.int8)
+        signs[on[:, 2 * d :]] = 0
+        if H and np.any((signs[:, :H] != 0) & ((signs[:, :H] > 0) != patterns)):
+            _inconsistent(c, "an edge's region disagrees with its vertex's signs")
+        system = dataclasses.replace(
+            system, ref_signs=np.concatenate([signs, np.zeros((pad, signs.shape[1]), np.int8)]))
     return system
 
 
 def level_set_system(c: Complex, *, pad_to: int | str | None = None) -> VertexSystem:
     """:func:`vertex_system` of the level-set vertices, in the order of ``c.level_set_mesh().vertices``
     (so the mesh's ``edges``/``triangles`` index its rows)."""
-    lid = c.level_set_hyperplane
-    vid = np.nonzero(np.any(np.asarray(c.vertex_zeros) == lid, axis=1))[0]
-    return vertex_system(c, vid, pad_to=pad_to, kind="level_set")
+    if not isinstance(c, Complex):
+        raise InvalidArgumentError(f"level_set_system needs a jaxpoly.Complex (from jaxpoly.extract), got "
+                                   f"{type(c).__name__}")
+    return vertex_system(c, c._level_set_vertex_ids(), pad_to=pad_to, kind="level_set")
 
 
 def _resolve(complex_or_system: Complex | VertexSystem, kind: str) -> tuple[VertexSystem, int | None]:
@@ -493,7 +536,9 @@ def _resolve(complex_or_system: Complex | VertexSystem, kind: str) -> tuple[Vert
     if isinstance(complex_or_system, VertexSystem):
         return complex_or_system, None
     if not isinstance(complex_or_system, Complex):
-        raise TypeError(f"expected a jaxpoly.Complex or a VertexSystem, got {type(complex_or_system).__name__}")
+        raise InvalidArgumentError(
+            f"expected a jaxpoly.Complex (from jaxpoly.extract) or a jaxpoly.geometry.VertexSystem as the second "
+            f"argument, got {type(complex_or_system).__name__}")
     c = complex_or_system
     if kind == "all":
         system = c._cached("_geometry_vertex_system", lambda: vertex_system(c, pad_to="bucket", kind="all"))
@@ -535,6 +580,9 @@ def vertex_positions(params_or_net: Any, complex_or_system: Complex | VertexSyst
       float dtype.
     Raises:
       InvalidNetworkError: architecture mismatch, or non-finite (concrete) weights.
+      InvalidArgumentError: the second argument is neither a complex nor a :class:`VertexSystem`.
+      DegenerateError: a complex extracted in float32 whose combinatorics do not hold in float64 (its
+        vertices are otherwise recomputed in float64 from them, within float32's tolerance).
     """
     net = _as_network(params_or_net, to_network)
     system, n = _resolve(complex_or_system, "all")
@@ -554,7 +602,8 @@ def level_set_positions(params_or_net: Any, complex_or_system: Complex | VertexS
     ``complex.level_set_mesh().vertices``; pass a complex or a system from :func:`level_set_system`."""
     system, n = _resolve(complex_or_system, "level_set")
     if system.kind != "level_set":
-        raise ValueError(f"level_set_positions needs a system from level_set_system, got kind={system.kind!r}")
+        raise InvalidArgumentError(f"level_set_positions needs a system from level_set_system, got kind="
+                                   f"{system.kind!r}; pass the complex or jaxpoly.geometry.level_set_system(complex)")
     return _positions(_as_network(params_or_net, to_network), system, n)
 
 
@@ -562,13 +611,18 @@ def _stale_rows(net: Network, system: VertexSystem, rtol: float) -> jax.Array:
     x = _solve(net, system)
     vals = _values(net, x, system.level_set)
     ref = system.ref_signs
-    tol = rtol * system.scale.astype(vals.dtype)
-    ok_h = jnp.where(ref != 0, jnp.sign(vals) == ref, jnp.abs(vals) <= tol)
+    # The tolerances follow the dtype of this computation (the network's: float32 weights, or any
+    # network with x64 off, solve and evaluate in float32) and the complex's own precision.
+    noise = STALE_ROUNDOFF * float(jnp.finfo(vals.dtype).eps)
+    zero = jnp.maximum(jnp.maximum(rtol, noise), system.zero_rtol).astype(vals.dtype)
+    scale = system.scale.astype(vals.dtype)
+    ok_h = jnp.where(ref != 0, (jnp.sign(vals) == ref) | (jnp.abs(vals) <= noise * scale),
+                     jnp.abs(vals) <= zero * scale)
     lo, hi = system.lo.astype(x.dtype), system.hi.astype(x.dtype)
-    box_tol = rtol * (hi - lo)
+    box_tol, box_noise = zero * (hi - lo), noise * (hi - lo)
     on_lo, on_hi = system.ref_facets[:, 0::2], system.ref_facets[:, 1::2]
-    ok_lo = jnp.where(on_lo, jnp.abs(x - lo) <= box_tol, x > lo)
-    ok_hi = jnp.where(on_hi, jnp.abs(x - hi) <= box_tol, x < hi)
+    ok_lo = jnp.where(on_lo, jnp.abs(x - lo) <= box_tol, x - lo > -box_noise)
+    ok_hi = jnp.where(on_hi, jnp.abs(x - hi) <= box_tol, hi - x > -box_noise)
     ok = jnp.all(ok_h, axis=1) & jnp.all(ok_lo & ok_hi, axis=1) & jnp.all(jnp.isfinite(x), axis=1)
     return system.mask & ~ok
 
@@ -585,6 +639,18 @@ def stale_vertices(params_or_net: Any, complex_or_system: Complex | VertexSystem
     hyperplane it did not lie on changed sign (or became zero), a box constraint it did not lie on is
     no longer strict, one of its own hyperplanes is no longer zero to ``rtol`` times that hyperplane's
     scale (only possible for a degenerate vertex or an inconsistent pattern), or the solve failed.
+
+    The tolerances follow the precision of the computation, which is the network's (float32 weights,
+    or any network with x64 off, solve and evaluate in float32): own hyperplanes may be off zero by
+    ``max(rtol, STALE_ROUNDOFF * eps)`` of their scale (float64: ``rtol``; float32: 3.1e-5), and a
+    sign change within ``STALE_ROUNDOFF * eps`` of the scale (float64: 5.7e-14) is roundoff, not a
+    change. On a complex extracted in float32 the own hyperplanes get float32's tolerance rule (1e-5)
+    too. Changes below these are not seen.
+
+    Raises:
+      InvalidNetworkError: architecture mismatch or non-finite weights.
+      InvalidArgumentError: the second argument is neither a complex nor a :class:`VertexSystem`.
+      DegenerateError: a float32 complex whose combinatorics do not hold in float64.
     """
     net = _as_network(params_or_net, to_network)
     system, n = _resolve(complex_or_system, "all")
@@ -602,10 +668,12 @@ def is_stale(params_or_net: Any, complex_or_system: Complex | VertexSystem, *, r
     if every vertex keeps its strict signs, every cell — a simple polytope cut out by its region's
     affine pieces — keeps its vertices, hence (Balinski: its vertex graph is connected) its whole face
     lattice, and no hyperplane piece can enter a cell without changing the sign of one of its
-    vertices. Degenerate vertices (more than ``d`` hyperplanes) are checked up to ``rtol``.
+    vertices. Degenerate vertices (more than ``d`` hyperplanes) are checked up to ``rtol``; the
+    tolerances follow the computation's precision (see :func:`stale_vertices`).
 
     Raises:
       InvalidNetworkError: architecture mismatch or non-finite weights.
+      InvalidArgumentError: the second argument is neither a complex nor a :class:`VertexSystem`.
     """
     return bool(np.any(stale_vertices(params_or_net, complex_or_system, rtol=rtol, to_network=to_network)))
 
@@ -668,12 +736,20 @@ class InradiusSystem(_PaddedRows):
 _columns64 = jax.jit(_constraint_columns, static_argnames=("level_set",))
 
 
+def _check_region_source(obj: Any) -> None:
+    from jaxpoly.regions import Regions
+
+    if not isinstance(obj, (Complex, Regions)):
+        raise InvalidArgumentError(f"expected a jaxpoly.Complex, a jaxpoly.Regions or a jaxpoly.geometry.InradiusSystem, "
+                                   f"got {type(obj).__name__}")
+
+
 def _region_source(obj: Any, net: Network | None):
     """``(patterns (R, H'), lo, hi, level_set, net)`` of a complex's cells or a ``Regions``."""
     from jaxpoly.regions import Regions
 
     if isinstance(obj, Complex):
-        return (np.asarray(obj.regions.patterns, bool), obj.lo, obj.hi, bool(obj.level_set),
+        return (np.asarray(obj.regions.patterns, bool), obj.lo, obj.hi, bool(obj.has_level_set),
                 net if net is not None else obj.net)
     if isinstance(obj, Regions):
         net = net if net is not None else obj.net
@@ -682,7 +758,7 @@ def _region_source(obj: Any, net: Network | None):
                 "this Regions was loaded from a file and has no network: pass net= (the network it was "
                 "enumerated from) to jaxpoly.geometry.inradius_system")
         return np.asarray(obj.patterns, bool), obj.lo, obj.hi, bool(obj.level_set), net
-    raise TypeError(f"expected a jaxpoly.Complex, jaxpoly.Regions or InradiusSystem, got {type(obj).__name__}")
+    _check_region_source(obj)
 
 
 def _select(regions: Any, R: int) -> np.ndarray:
@@ -930,6 +1006,7 @@ def region_inradius(params_or_net: Any, complex_or_regions: Any, regions: Sequen
                                        "InradiusSystem pass inradius_system(..., regions=...) instead")
         system, n = complex_or_regions, None
     else:
+        _check_region_source(complex_or_regions)
         key = "_geometry_inradius_system"
         if regions is not None:
             sel = _select(regions, len(_region_source(complex_or_regions, None)[0]))

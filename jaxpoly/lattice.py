@@ -8,7 +8,9 @@ as zero biases make it), :func:`jaxpoly.extract` builds the complex here instead
 1. every region, certified, from :func:`jaxpoly.enumerate_regions` (pattern, interior witness, facets);
 2. each region as a polytope ``G x <= g`` (its facet rows pulled back through its affine maps) and its
    vertices: the feasible solutions of every ``d``-subset of its rows;
-3. vertices merged across regions by their sign vectors (the tolerance rule of ``extract``);
+3. vertices merged across regions by their sign vectors, zero within ``1e-12`` of each hyperplane's
+   largest value (the roundoff of the per-region solves; edge subdivision's ``rtol`` does not apply:
+   this engine computes the exact complex in float64);
 4. each region's face lattice from its vertex-facet incidences (the facets of a face are its maximal
    proper intersections with the polytope's facets); faces are identified across regions by their
    vertex sets, which also gives every face the regions around it.
@@ -17,7 +19,9 @@ A face lies on hyperplane ``h`` when the regions around it disagree on ``h``: th
 boundary of ``{z > 0}``, the rule of the subdivision, so a neuron that vanishes on a region cuts only
 where it meets a region with ``z > 0``. The result is checked: the lattices' 0-faces are exactly the
 merged vertices, their 1-faces are pairs, every witness reproduces its pattern, and Euler's relation
-holds.
+holds. A failed check raises :class:`~jaxpoly.DegenerateError`: the regions do not fit together at the
+engine's tolerances (relative to the box and to each hyperplane's largest value), as when the box is
+far larger than where the network's hyperplanes meet.
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.complex import Cells, Complex, _unique_keys
-from jaxpoly.errors import CapacityError, JaxpolyError
+from jaxpoly.errors import CapacityError, DegenerateError, JaxpolyError
 from jaxpoly.network import Network
 from jaxpoly.unique import unique_pairs
 
 __all__ = ["complex_from_regions"]
 
 _CHUNK = 512  # regions per batch of pulled-back rows (one compilation)
+_MERGE_RTOL = 1e-12  # vertices' zeros, relative to each hyperplane's largest value (solves' roundoff ~1e-15)
 _SYSTEMS = 1 << 18  # d x d systems solved per NumPy batch
 
 
@@ -191,11 +196,13 @@ def _cut_bits(face_regions: list[list[int]], packed: np.ndarray, H: int) -> tupl
     return any_ & ~all_, all_
 
 
-def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_set: bool, rtol: float,
+def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_set: bool,
                          hash_table: np.ndarray, max_vertices: int, reason: str = "", dtype=np.float64) -> Complex:
     """The complete complex of ``net`` in ``[lo, hi]`` from its certified regions (see the module
-    docstring). ``hash_table (2d + H + 1, 2) uint64`` sets the sign-vector hashes; more than
-    ``max_vertices`` vertices raise :class:`~jaxpoly.CapacityError`."""
+    docstring), computed in float64 (vertices cast to ``dtype``). ``hash_table (2d + H + 1, 2) uint64``
+    sets the sign-vector hashes; more than ``max_vertices`` vertices raise
+    :class:`~jaxpoly.CapacityError`; regions that do not fit together at the engine's tolerances raise
+    :class:`~jaxpoly.DegenerateError`."""
     from jaxpoly.enumeration import enumerate_regions
     from jaxpoly.geometry import _values_padded
 
@@ -218,7 +225,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     pts, reg_of = _candidate_vertices(G, g, owner, R, d, tol)
     vals = _values_padded(net64, pts, level_set)  # (n, H')
     vscale = np.abs(vals).max(axis=0, initial=0.0)
-    vtol = np.maximum(max(rtol, 1e-12) * vscale, np.finfo(np.float64).tiny)
+    vtol = np.maximum(_MERGE_RTOL * vscale, np.finfo(np.float64).tiny)
     box = _box_slacks(pts, lo, hi)
     r = hash_table
     key = _hash_of_signs(np.concatenate([_tol_signs(box, tol), _tol_signs(vals, vtol)], axis=1), r[: 2 * d + Hp])
@@ -240,11 +247,10 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     f = [len(faces[j]) for j in range(d)] + [R]
     bad = sum(1 for key in faces[0] if len(key) != 1)
     if bad or f[0] != V or (d > 1 and any(len(key) != 2 for key in faces[1])):
-        raise JaxpolyError("internal consistency check failed: the regions' vertex-facet incidences do not form "
-                           "a polyhedral complex. Please report this with the network and box.")
+        _unresolved("the regions' vertex-facet incidences do not form a polyhedral complex", lo, hi, tol)
     if sum((-1) ** k * n for k, n in enumerate(f)) != 1:
-        raise JaxpolyError(f"internal consistency check failed: the complex from the regions has f-vector {f}, "
-                           "whose Euler characteristic is not 1. Please report this with the network and box.")
+        _unresolved(f"the complex from the {R} regions has f-vector {tuple(f)}, whose Euler characteristic is "
+                    "not 1 (regions are missing or overlap)", lo, hi, tol)
 
     packed = np.packbits(patterns, axis=1)
     vfaces = faces[0]
@@ -268,8 +274,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     on_box_v = np.abs(_box_slacks(X, lo, hi)) <= tol
     vz = _zero_lists(on_box_v, cut_v, d)
     if vz.shape[1] and np.any((vz >= 0).sum(axis=1) < d):
-        raise JaxpolyError("internal consistency check failed: a vertex of the complex lies on fewer than d "
-                           "hyperplanes. Please report this with the network and box.")
+        _unresolved("a vertex of the complex lies on fewer than d hyperplanes", lo, hi, tol)
     on_box_e = on_box_v[edges[:, 0]] & on_box_v[edges[:, 1]]
     ez_all = _zero_lists(on_box_e, ecut, d)
     ez = np.full((len(edges), max(d - 1, 0)), -1, np.int32)
@@ -284,8 +289,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     wit = np.asarray(regions.witnesses, np.float64)
     wvals = c._internal_values(wit)
     if not np.array_equal(wvals > 0, patterns):
-        raise JaxpolyError("internal consistency check failed: a region's witness does not have its pattern. "
-                           "Please report this with the network and box.")
+        _unresolved("a region's witness does not have its pattern", lo, hi, tol)
     keys = c._hash_of_values(wvals)
     order = np.lexsort((keys[:, 1], keys[:, 0]))
     if R > 1 and np.any(np.all(keys[order][1:] == keys[order][:-1], axis=1)):
@@ -318,6 +322,17 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
         "total_seconds": time.perf_counter() - t0, "stages": [],
     })
     return c
+
+
+def _unresolved(what: str, lo: np.ndarray, hi: np.ndarray, tol: float) -> None:
+    """Raise :class:`~jaxpoly.DegenerateError`: the certified regions do not fit together into a complex."""
+    raise DegenerateError(
+        f"the regions engine could not assemble a complex from the certified regions: {what}. Its "
+        f"tolerances are relative to the box ({tol:.3g} in coordinates here, 1e-10 of its largest "
+        f"coordinate {max(np.abs(lo).max(), np.abs(hi).max()):g}) and to each hyperplane's largest value "
+        "in it, so regions or vertex separations smaller than that are not resolved, as when the box is far "
+        "larger than where the network's hyperplanes meet: extract in a box around them. (If the box is "
+        "not large relative to the network's features, please report this with the network and box.)")
 
 
 def _box_slacks(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

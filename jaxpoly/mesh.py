@@ -51,9 +51,11 @@ class Mesh:
         return [self.face_idx[a:b] for a, b in zip(self.face_ptr[:-1], self.face_ptr[1:])]
 
     def save(self, path: str | os.PathLike, *, triangulate: bool = False) -> None:
-        """Write ``.obj`` or ``.ply`` (through meshio). 3D meshes store polygons (or triangles with
-        ``triangulate=True``); 2D curves store line segments, which OBJ cannot hold through meshio — use
-        ``.ply`` or ``.vtk`` for them."""
+        """Write ``.obj``, ``.ply``, ``.vtk`` or ``.vtu`` (through meshio). 3D meshes store polygons (or
+        triangles with ``triangulate=True``); 2D curves store line segments, which OBJ cannot hold through
+        meshio — use ``.ply`` or ``.vtk`` for them. A mesh without edges (an empty level set, or the points
+        of a 1D one) stores its vertices only, in any format (an empty mesh gives a file with a header
+        only)."""
         import meshio
 
         path = os.fspath(path)
@@ -67,6 +69,8 @@ class Mesh:
             raise JaxpolyError(f"cannot write a {pts.shape[1]}-dimensional mesh to {ext}")
         if self.num_faces:
             cells = [("triangle", self.triangles)] if triangulate else _polygon_blocks(self.face_ptr, self.face_idx)
+        elif not self.num_edges:
+            cells = []
         else:
             if ext == ".obj":
                 raise JaxpolyError("OBJ through meshio cannot hold line segments; save 2D curves as .ply or .vtk")

@@ -58,7 +58,8 @@ class Regions:
       level_set: whether the last pattern bit is the output's sign.
       complete: False when the search stopped early (``max_regions``) or a sub-arrangement could not
         be seeded; then some regions are missing.
-      stats: counters and timings (LPs solved, host fallbacks, rays shot, seconds).
+      stats: counters and timings (LPs solved, host fallbacks, rays shot, facets known from a neighbour
+        across, thin cells crossed but not counted, seconds).
       net: the network enumerated (used by the point queries; not saved, so pass ``net=`` to the
         queries of a loaded result).
     """

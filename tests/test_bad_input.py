@@ -39,6 +39,12 @@ def _retyped(net, dtype, imag=0.0):
 CASES = {
     "region_of wrong dim": (lambda n, c, r: c.region_of(np.zeros((3, 3))), jaxpoly.InvalidArgumentError, "shape (n, 2)"),
     "region_of nan": (lambda n, c, r: c.region_of([[np.nan, 0.0]]), jaxpoly.InvalidArgumentError, "NaN"),
+    "region_of a string": (lambda n, c, r: c.region_of("abc"), jaxpoly.InvalidArgumentError, "array of numbers"),
+    "vertex_positions None": (lambda n, c, r: jaxpoly.vertex_positions(n, None), jaxpoly.InvalidArgumentError, "jaxpoly.Complex"),
+    "is_stale a string": (lambda n, c, r: jaxpoly.is_stale(n, "abc"), jaxpoly.InvalidArgumentError, "VertexSystem"),
+    "level_set_positions a list": (lambda n, c, r: jaxpoly.level_set_positions(n, [1, 2]), jaxpoly.InvalidArgumentError, "jaxpoly.Complex"),
+    "region_inradius None": (lambda n, c, r: jaxpoly.region_inradius(n, None), jaxpoly.InvalidArgumentError, "jaxpoly.Regions"),
+    "vertex_system None": (lambda n, c, r: jaxpoly.geometry.vertex_system(None), jaxpoly.InvalidArgumentError, "jaxpoly.Complex"),
     "regions index_of wrong dim": (lambda n, c, r: r.contains(np.zeros((2, 5))), jaxpoly.InvalidArgumentError, "(..., 2)"),
     "regions index_of inf": (lambda n, c, r: r.index_of([[np.inf, 0.0]]), jaxpoly.InvalidArgumentError, "inf"),
     "enumerate batch 0": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), batch_size=0), jaxpoly.InvalidArgumentError, "batch_size"),
@@ -94,6 +100,12 @@ def test_bad_input_raises_a_jaxpoly_error(name, net2, complex2, regions2):
         fn(net2, complex2, regions2)
     assert isinstance(info.value, jaxpoly.JaxpolyError)
     assert needle in str(info.value), str(info.value)
+
+
+def test_region_of_an_empty_batch(complex2):
+    """No points, no regions (a forward pass over zero rows once failed inside JAX)."""
+    out = complex2.region_of(np.zeros((0, 2)))
+    assert out.shape == (0,) and out.dtype.kind == "i"
 
 
 def test_foreign_npz_files_are_named(tmp_path, net2):

@@ -326,6 +326,48 @@ def test_exact_geometry_helper():
         strict.update(moved)
 
 
+def test_is_stale_tolerance_follows_the_dtype_of_the_computation():
+    """The same weights stored in float32 (Flax's default param_dtype), or any network with x64 off,
+    solve and evaluate in float32: own hyperplanes come back within ~16 eps, not the float64 tolerance
+    (1e-8), so is_stale allows STALE_ROUNDOFF eps. Identical weights are not stale (and nothing is
+    re-extracted or raised), while a real change of the combinatorics is stale in both precisions."""
+    net = jaxpoly.load_model("bunny-2d-2x50")
+    c = jaxpoly.extract(net, (-0.5, 0.5))
+    net32 = net.astype(np.float32)
+    assert not g.is_stale(net, c) and not g.is_stale(net32, c)
+    assert np.asarray(g.vertex_positions(net32, c)).dtype == np.float32
+    assert refresh_if_stale(net32, c, strict=True) is c
+    geo = ExactGeometry(net, (-0.5, 0.5))
+    assert not any(geo.update(net32) for _ in range(2)) and geo.num_extractions == 1
+    with jax.enable_x64(False):
+        assert not g.is_stale(net, c)
+    moved = axpy(net, random_direction(net, 5), 1e-2)
+    assert not same_combinatorics(c, jaxpoly.extract(moved, (-0.5, 0.5)))
+    assert g.is_stale(moved, c) and g.is_stale(moved.astype(np.float32), c)
+
+
+def test_geometry_on_a_float32_complex():
+    """A float32 complex's vertices were interpolated and snapped in float32 (here up to 6e-6 off the
+    float64 solution of their own hyperplanes): the geometry recomputes them in float64 from float32's
+    combinatorics, within float32's tolerance, instead of failing an internal check."""
+    net = jaxpoly.load_model("bunny-2d-2x100")
+    c = jaxpoly.extract(net, (-0.5, 0.5), dtype=np.float32)
+    x = np.asarray(g.vertex_positions(net, c))
+    assert x.shape == c.vertices.shape and 1e-6 < np.abs(x - c.vertices).max() <= 1e-4
+    assert not g.is_stale(net, c) and not g.is_stale(net.astype(np.float32), c)
+    assert g.level_set_positions(net, c).shape == c.level_set_mesh().vertices.shape
+    assert not ExactGeometry(net, (-0.5, 0.5), dtype=np.float32).update(net)
+
+
+def test_region_inradius_of_a_complex_without_level_set():
+    """The complex's patterns have no output column then (a complex's ``level_set`` is its mesh method,
+    which once passed for ``has_level_set`` and made every such complex 'not belong' to its network)."""
+    net = random_net(2, (6, 5), 1)
+    c = jaxpoly.extract(net, (-1.0, 1.0), level_set=False)
+    r = np.asarray(g.region_inradius(net, c))
+    assert r.shape == (c.num_regions,) and np.all(r > 0)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Losses and statistics
 # ----------------------------------------------------------------------------------------------------

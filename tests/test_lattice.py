@@ -187,6 +187,33 @@ def test_save_load_round_trip(tmp_path):
     assert d.level_set().num_faces == c.level_set().num_faces > 0
 
 
+def test_auto_fallback_builds_the_exact_complex_under_a_coarse_rtol():
+    """rtol=5e-3 merges near-misses until edge subdivision meets a cut it cannot pair; the regions engine
+    it turns to computes the exact complex (its vertices merge at float64 roundoff, not at rtol, which
+    once gave incidences that formed no complex and an internal error)."""
+    rng = np.random.default_rng(2)
+    sizes = [3, 5, 4, 1]
+    net = jaxpoly.from_arrays([rng.standard_normal((a, b)) for a, b in zip(sizes, sizes[1:])],
+                              [rng.standard_normal(b) * 0.3 for b in sizes[1:]])
+    with pytest.raises(jaxpoly.DegenerateError):
+        extract(net, (-1, 1), rtol=5e-3, engine="subdivision")
+    c = extract(net, (-1, 1), rtol=5e-3)
+    assert c.timings["engine"] == "regions"
+    assert c.f_vector == extract(net, (-1, 1)).f_vector
+
+
+def test_regions_that_do_not_fit_raise_degenerate_error():
+    """In a box 1e12 times larger than where this network's hyperplanes meet, edge subdivision meets an
+    unpairable cut and the regions engine's box-relative tolerances lose regions: engine='auto' raises a
+    DegenerateError giving both reasons and the box, not an internal error."""
+    rng = np.random.default_rng(7)
+    net = jaxpoly.from_arrays([rng.standard_normal((2, 4)), rng.standard_normal((4, 3)), rng.standard_normal((3, 1))],
+                              [rng.standard_normal(4), rng.standard_normal(3), rng.standard_normal(1)])
+    with pytest.raises(jaxpoly.DegenerateError, match="regions engine could not assemble") as info:
+        extract(net, (-1e12, 1e12))
+    assert "edge subdivision met" in str(info.value) and "1e+12" in str(info.value)
+
+
 def test_bad_engine():
     with pytest.raises(jaxpoly.InvalidArgumentError, match="engine"):
         extract(lines_net([[1, 0]], [0]), (-1, 1), engine="lp")

@@ -261,6 +261,78 @@ def test_output_vanishing_on_a_region_2d():
     assert extract(touch, (-1, 1)).num_regions == 4
 
 
+def _mesh_sets(mesh):
+    """A mesh as engine-independent sets: rounded points, segments and polygons (as point sets)."""
+    def pts(x):
+        return tuple(sorted(map(tuple, np.round(x, 9) + 0.0)))
+    return set(pts(mesh.vertices)), {pts(mesh.vertices[e]) for e in mesh.edges}, {pts(mesh.vertices[f]) for f in mesh.faces()}
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_level_set_on_a_hidden_plane_is_the_boundary_of_positive_output(d, tmp_path):
+    """y = relu(x0 - 0.2) vanishes on the whole region x0 <= 0.2, and its zero set's boundary lies on the
+    hidden plane x0 = 0.2. The level set is the boundary of {y > 0}: that plane's piece in [-1, 1]^d
+    (2^(d-1) corners, (d-1) 2^(d-2) edges, in 3D one square facing +x0), with every vertex on y = 0 and
+    its differentiable positions. y = -relu(x0 - 0.2) is positive nowhere, so its level set is empty, as
+    is one on a box facet (y = x0 - 1 or 1 - x0: a face with a single cell). Edge subdivision and the
+    regions engine agree on all of these (checked in 2D and 3D), and on two planes meeting inside
+    (y = relu(z0) + relu(z1)); subdivision once returned the zero region's vertices without edges or
+    polygons in 3D."""
+    # one architecture (d -> 2 -> 1; a dead second neuron where one suffices) for one compilation
+    e0 = np.c_[np.eye(d)[:, :1], np.zeros((d, 1))]
+    W = np.random.default_rng(81).standard_normal((d, 2))
+
+    def net_of(W0, b0, w, b):
+        return jaxpoly.from_arrays([W0, np.array(w, float).reshape(2, 1)], [np.array(b0, float), np.array([b], float)])
+
+    nets = {
+        "relu": net_of(e0, [-0.2, 0], [1, 0], 0),  # relu(x0 - 0.2)
+        "neg": net_of(e0, [-0.2, 0], [-1, 0], 0),  # -relu(x0 - 0.2)
+        "facet": net_of(e0, [5, 0], [1, 0], -6),  # x0 - 1
+        "facet_inside": net_of(e0, [5, 0], [-1, 0], 6),  # 1 - x0
+        "two": net_of(W, [0.1, -0.2], [1, 1], 0),  # relu(z0) + relu(z1)
+    }
+    for name, net in nets.items():
+        c = extract(net, (-1, 1))
+        assert c.timings["engine"] == "subdivision"
+        mesh = c.level_set()
+        if d in (2, 3):  # (the regions engine's compilations cost ~6 s per dimension)
+            assert _mesh_sets(mesh) == _mesh_sets(extract(net, (-1, 1), engine="regions").level_set()), name
+        if name == "relu":
+            assert mesh.num_vertices == 2 ** (d - 1) and np.allclose(mesh.vertices[:, 0], 0.2)
+            assert mesh.num_edges == (d - 1) * 2 ** max(d - 2, 0) * (d > 1)
+            if d == 3:
+                assert mesh.num_faces == 1
+                tri = mesh.vertices[mesh.triangles[0]]
+                assert np.cross(tri[1] - tri[0], tri[2] - tri[0])[0] > 0  # facing where y increases
+        elif name == "two":
+            assert mesh.num_vertices > 0 and mesh.num_faces == (2 if d == 3 else 0)
+        else:
+            assert mesh.num_vertices == mesh.num_edges == mesh.num_faces == 0, name
+        if mesh.num_vertices:
+            assert np.abs(np.asarray(net(mesh.vertices))).max() <= 1e-12
+            if d < 4:
+                assert np.abs(np.asarray(jaxpoly.level_set_positions(net, c)) - mesh.vertices).max() <= 1e-12
+        if d == 3:
+            mesh.save(tmp_path / f"{name}.obj")  # empty meshes too (once refused as "line segments")
+            assert (tmp_path / f"{name}.obj").read_text().startswith("#")
+
+
+def test_near_misses_of_a_huge_box_are_reported(caplog):
+    """x = 0, y = 0 and x + y = 1e-4 bound a triangle: 7 regions. The tolerance rule is relative to each
+    hyperplane's largest value over the box (~2e10 in [-1e10, 1e10]^2, so 1e-13 of it is 2e-3 > 1e-4): the
+    triangle's corners merge into one vertex and the count drops to 6. That is logged as a warning naming
+    the box, and a smaller rtol recovers the triangle."""
+    net = lines_net([[1, 0], [0, 1], [1, 1]], [0, 0, -1e-4])
+    with caplog.at_level("WARNING", logger="jaxpoly"):
+        assert extract(net, (-1e6, 1e6), level_set=False).num_regions == 7
+        assert not caplog.records
+        c = extract(net, (-1e10, 1e10), level_set=False)
+    assert c.num_regions == 6 and c.timings["near_misses"] > 0
+    assert len(caplog.records) == 1 and "1e+10" in caplog.text and "near-misses" in caplog.text
+    assert extract(net, (-1e10, 1e10), level_set=False, rtol=1e-15).num_regions == 7
+
+
 @pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
 def test_zero_bias_networks_2d(widths, seed):
     """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole
