@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly import oracle
+from jaxpoly import lp, oracle
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
@@ -879,14 +879,8 @@ def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: 
     """``(k, H')``: the pattern at a point just across facet ``hyper (k,)`` (a hyperplane id) of each
     region ``patterns (k, H')``: beyond the middle of the facet's largest inscribed ball (one host LP
     each; ``False`` rows where the facet holds no such ball)."""
-    from jaxpoly import lp
-
-    H, d = net.num_hyperplanes, net.input_dim
-    maps = net.affine_maps(jnp.asarray(patterns[:, :H]))
-    G, g = np.asarray(maps.hyper_A), np.asarray(maps.hyper_c)
-    if level_set:
-        G = np.concatenate([G, np.asarray(maps.out_A)[:, :1]], axis=1)
-        g = np.concatenate([g, np.asarray(maps.out_c)[:, :1]], axis=1)
+    d = net.input_dim
+    G, g = (np.asarray(a) for a in oracle._all_rows(net, jnp.asarray(patterns), jnp.zeros(d), level_set))
     sign = np.where(patterns, -1.0, 1.0)  # rows a . x <= b of each region
     A = np.concatenate([np.broadcast_to(np.concatenate([np.eye(d), -np.eye(d)]), (len(patterns), 2 * d, d)),
                         sign[..., None] * G], axis=1)
@@ -912,8 +906,7 @@ def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: 
         if res.status == lp.OPTIMAL and res.x[-1] > 0:
             # a short step (a region beyond may be thin), far above round-off
             x = res.x[:d] + min(0.5 * res.x[-1], 1e-6 * radius) * a
-            row = np.asarray(net.hyperplane_values(x[None]))[0] > 0
-            out[i] = np.concatenate([row, np.asarray(net(x[None]))[0, :1] > 0]) if level_set else row
+            out[i] = np.asarray(_hyper_values(net, x[None], level_set))[0] > 0
     return out
 
 
