@@ -874,14 +874,13 @@ class _Progress:
             self.bar = None
 
 
-def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     level_set: bool) -> np.ndarray:
-    """``(k, H')``: the pattern at a point just across facet ``hyper (k,)`` (a hyperplane id) of each
-    region ``patterns (k, H')``: beyond the middle of the facet's largest inscribed ball (one host LP
-    each; ``False`` rows where the facet holds no such ball)."""
+def _unit_rows(net: Network, patterns: np.ndarray, lo: np.ndarray, hi: np.ndarray, level_set: bool):
+    """Each region ``patterns (k, H')`` as ``A y <= b`` in input coordinates: ``(A (k, 2 d + H', d),
+    b (k, 2 d + H'), live (k, 2 d + H'))``, the box's rows first, unit rows; ``live`` false for
+    hyperplanes constant on the region (relative to its largest gradient, as :func:`oracle.cell_rows`)."""
     d = net.input_dim
     G, g = (np.asarray(a) for a in oracle._all_rows(net, jnp.asarray(patterns), jnp.zeros(d), level_set))
-    sign = np.where(patterns, -1.0, 1.0)  # rows a . x <= b of each region
+    sign = np.where(patterns, -1.0, 1.0)  # bit True means g > 0, i.e. -G x <= g
     A = np.concatenate([np.broadcast_to(np.concatenate([np.eye(d), -np.eye(d)]), (len(patterns), 2 * d, d)),
                         sign[..., None] * G], axis=1)
     b = np.concatenate([np.broadcast_to(np.concatenate([hi, -lo]), (len(patterns), 2 * d)), -sign * g], axis=1)
@@ -889,25 +888,61 @@ def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: 
     scale = np.max(norm[:, 2 * d:], axis=1, keepdims=True, initial=0.0)
     live = norm > oracle._CONST * np.maximum(scale, 1e-300)
     live[:, :2 * d] = True
-    A, b = A / np.where(live, norm, 1.0)[..., None], b / np.where(live, norm, 1.0)
+    return A / np.where(live, norm, 1.0)[..., None], b / np.where(live, norm, 1.0), live
+
+
+def _on_hyperplane(A: np.ndarray, b: np.ndarray, a: np.ndarray, c: float, radius: float) -> np.ndarray:
+    """Which unit rows ``(A (..., d), b (...))`` are the hyperplane ``a · x = c`` (either orientation)."""
+    return (np.abs(np.abs(A @ a) - 1.0) <= oracle._SAME) & (np.abs(np.abs(b) - abs(c)) <= oracle._SAME * radius)
+
+
+def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     level_set: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The region just across facet ``hyper (k,)`` (a hyperplane id) of each region ``patterns (k, H')``:
+    ``(across (k, H'), found (k,))``, the pattern at a point beyond the middle ``m`` of the facet's
+    largest inscribed ball (one host LP each), ``found`` false where none is certified.
+
+    Across the relative interior of a facet ``F`` lies a single region: two regions beyond it would
+    be parted by the zero set of some neuron whose affine form is the same on both; that zero set
+    would cross ``F``, so the neuron's form on this side (equal to it on ``F``) would change sign
+    inside the region. The pattern at ``m + s a`` (``a`` the facet's outer normal) names that region
+    when ``m`` lies in its closure (the region is convex and ``m + s a`` inside it), which is
+    checked: its rows, less those on the facet's hyperplane, hold at ``m``. A step ``s`` that jumps a
+    region thinner than ``s`` at ``m`` fails that check (the region beyond is parted from ``m`` by a
+    facet that meets ``F``'s hyperplane outside ``F``): shorter steps follow, down to ``1e-12`` of the
+    box's half-diagonal."""
+    d = net.input_dim
+    A, b, live = _unit_rows(net, patterns, lo, hi, level_set)
     radius = float(np.linalg.norm(hi - lo)) / 2
-    out = np.zeros(patterns.shape, bool)
+    k = len(patterns)
+    mid, normal, reach = np.zeros((k, d)), np.zeros((k, d)), np.zeros(k)
     for i, h in enumerate(hyper):
-        k = 2 * d + h
-        a, c = A[i, k], b[i, k]
-        # the rows on the facet's hyperplane (either orientation) are left out: they are tight there
-        on = (np.abs(np.abs(A[i] @ a) - 1.0) <= oracle._SAME) & (np.abs(np.abs(b[i]) - abs(c)) <= oracle._SAME * radius)
-        rows = live[i] & ~on
+        a, c = A[i, 2 * d + h], b[i, 2 * d + h]
+        rows = live[i] & ~_on_hyperplane(A[i], b[i], a, c, radius)  # the facet's hyperplane is tight there
         # max t: A y + t <= b on the other rows, a . y = c, t <= radius
         Alp = np.concatenate([np.hstack([A[i, rows], np.ones((rows.sum(), 1))]),
                               np.hstack([a, 0.0])[None], np.hstack([-a, 0.0])[None], np.eye(d + 1)[-1:]])
         blp = np.concatenate([b[i, rows], [c, -c, radius]])
         res = lp.solve_lp_host(np.eye(d + 1)[-1], Alp, blp)
         if res.status == lp.OPTIMAL and res.x[-1] > 0:
-            # a short step (a region beyond may be thin), far above round-off
-            x = res.x[:d] + min(0.5 * res.x[-1], 1e-6 * radius) * a
-            out[i] = np.asarray(_hyper_values(net, x[None], level_set))[0] > 0
-    return out
+            mid[i] = res.x[:d] + (c - a @ res.x[:d]) * a  # exactly on the hyperplane
+            normal[i], reach[i] = a, res.x[-1]
+    across = np.zeros(patterns.shape, bool)
+    found = np.zeros(k, bool)
+    todo = np.flatnonzero(reach > 0)
+    for step in (np.minimum(0.5 * reach[todo], 1e-6 * radius), 1e-9 * radius, 1e-12 * radius):
+        if not len(todo):
+            break
+        x = mid[todo] + np.reshape(step, (-1, 1)) * normal[todo]
+        q = np.asarray(_hyper_values(net, jnp.asarray(x), level_set)) > 0
+        Aq, bq, liveq = _unit_rows(net, q, lo, hi, level_set)
+        slack = bq - np.einsum("kmd,kd->km", Aq, mid[todo])
+        on = np.stack([_on_hyperplane(Aq[n], bq[n], normal[i], normal[i] @ mid[i], radius)
+                       for n, i in enumerate(todo)])
+        ok = np.all(~liveq | on | (slack >= -1e-12 * radius), axis=1)
+        across[todo[ok]], found[todo[ok]] = q[ok], True
+        todo = todo[~ok]
+    return across, found
 
 
 def _lookup_packed(table: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -1123,8 +1158,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         miss = np.flatnonzero((j < 0) & (src < len(par_pat)))
         if len(miss) and not (stopped or interrupted):
             slot = np.concatenate([a[2] for a in adj])[miss]
-            across = _patterns_across(net, par_pat[src[miss]], slot - 2 * d, lo, hi, level_set)
-            j[miss] = _lookup_packed(table, np.packbits(across, axis=1))
+            across, found = _patterns_across(net, par_pat[src[miss]], slot - 2 * d, lo, hi, level_set)
+            j[miss] = np.where(found, _lookup_packed(table, np.packbits(across, axis=1)), -1)
             ctx.stats["adjacency_lps"] = int(len(miss))
         ok = (j >= 0) & (j != src) & (src < len(par_pat))
         lo_, hi_ = np.minimum(src[ok], j[ok]), np.maximum(src[ok], j[ok])

@@ -316,8 +316,23 @@ def lp_facets(net, pattern, lo, hi, *, level_set: bool = False, tol: float = 1e-
         ball = linprog(cost, A_ub=np.hstack([G[~group], np.ones(((~group).sum(), 1))]), b_ub=g[~group],
                        A_eq=np.append(G[k], 0.0)[None], b_eq=g[k:k + 1], bounds=[(None, None)] * d + [(0.0, scale)],
                        method="highs", options=_HIGHS)
-        out[int(ids[k])] = ball.x[:d] + 1e-3 * ball.x[-1] * G[k]
+        out[int(ids[k])] = _point_across(net, ball.x[:d], G[k], g[k], ball.x[-1], lo, hi, level_set, scale)
     return out
+
+
+def _point_across(net, m, a, c, r, lo, hi, level_set: bool, scale: float) -> np.ndarray:
+    """A point ``m + s a`` just across the facet ``{a x = c}`` (unit ``a``) from its middle ``m``, in the
+    region whose closure holds ``m``: a step that jumps a region thinner than ``s`` lands in one whose
+    constraints (other than the facet's hyperplane) ``m`` violates; shorter steps then."""
+    for s in (1e-3 * r, 1e-6 * r, 1e-9 * scale, 1e-12 * scale):
+        x = m + s * a
+        hv, y = numpy_forward(net, x[None])
+        pattern = (np.concatenate([hv, y[:, :1]], axis=1) if level_set else hv)[0] > 0
+        Gq, gq, _ = region_polytope(net, pattern, lo, hi, level_set=level_set)
+        on = (np.abs(np.abs(Gq @ a) - 1.0) <= 1e-9) & (np.abs(np.abs(gq) - abs(c)) <= 1e-9 * scale)
+        if np.all(on | (Gq @ m <= gq + 1e-12 * scale)):
+            return x
+    raise AssertionError(f"no region across the facet {a} x = {c} at {m}")
 
 
 # ----------------------------------------------------------------------------------------------------

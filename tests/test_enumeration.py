@@ -315,14 +315,16 @@ def _degenerate_layer() -> tuple[np.ndarray, np.ndarray]:
     return W, b
 
 
-@pytest.mark.parametrize("case", ["deep_level_set", "degenerate", "single_d4", "vanishing"])
+@pytest.mark.parametrize("case", ["deep_level_set", "degenerate", "single_d4", "vanishing", "slab"])
 def test_facets_and_adjacency_match_lp_reference(monkeypatch, case):
     """Every region's facets are those of HiGHS's redundancy LPs (``reference.lp_facets``), and the
     adjacency pairs are exactly the regions just across each hyperplane facet (the NumPy pattern of a
     point there), with every shortcut on whatever the dimension: facets certified by a known neighbour
     across them (``_known_facets``), inherited redundancy certificates, Chebyshev starts. "vanishing":
     zero biases, so second-layer neurons vanish on one side of first-layer facets (flipping the facet's
-    bits names no region there; ``_patterns_across``)."""
+    bits names no region there; ``_patterns_across``). "slab": as "vanishing", and the region across
+    the facet is a slab 1e-8 thick (a third-layer neuron, constant on this side, cuts beyond it):
+    a point 1e-6 across landed beyond the slab, in a region that is not adjacent."""
     monkeypatch.setattr(enumeration, "_NEIGHBOUR_MIN_DIM", 0)
     monkeypatch.setattr(enumeration, "_INHERIT_MIN_DIM", 0)
     monkeypatch.setattr(enumeration, "_CHEBYSHEV_CHUNK_MIN_DIM", 0)
@@ -334,16 +336,21 @@ def test_facets_and_adjacency_match_lp_reference(monkeypatch, case):
         net, lo, hi = single_layer(*_degenerate_layer()), -1.0, 1.0
     elif case == "single_d4":
         net, lo, hi = mlp(4, 4, (9,)), -1.0, 1.0
-    else:
+    elif case == "vanishing":
         net = jp.from_arrays([np.eye(2), np.array([[1.0, -1.0], [-1.0, 1.0]]), np.ones((2, 1))],
                              [np.zeros(2), np.zeros(2), np.zeros(1)])
         lo, hi = -1.0, 1.0
+    else:
+        net = jp.from_arrays([np.eye(2), np.array([[1.0], [0.0]]), np.ones((1, 1)), np.ones((1, 1))],
+                             [np.zeros(2), np.zeros(1), np.array([-1e-8]), np.zeros(1)])
+        lo, hi = -1.0, 1.0
     R = enumerate_regions(net, (lo, hi), level_set=level_set, batch_size=BATCH)
-    assert R.complete and (R.stats["neighbour_facets"] > 0 or case == "vanishing")
+    assert R.complete and (R.stats["neighbour_facets"] > 0 or case in ("vanishing", "slab"))
     index = {k: i for i, k in enumerate(pattern_keys(R.patterns))}
     pairs = set()
     for r in range(len(R)):
-        ref = lp_facets(net, R.patterns[r], lo, hi, level_set=level_set)
+        # the slab's own facets are 1e-8 apart: the reference's facet tolerance must be below that
+        ref = lp_facets(net, R.patterns[r], lo, hi, level_set=level_set, tol=1e-10 if case == "slab" else 1e-7)
         assert sorted(R.facets(r).tolist()) == sorted(ref), r
         for x in ref.values():
             if x is not None:
