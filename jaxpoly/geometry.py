@@ -52,7 +52,7 @@ import functools
 import hashlib
 import itertools
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -296,6 +296,10 @@ _SOLVE_BLOCK = 2048
 def _solve_primal(net: Network, system: VertexSystem) -> tuple[jax.Array, jax.Array]:
     """Positions ``x (P, d)`` and the inverses ``(P, d, d)`` of the systems ``M x = r`` they solve."""
     d = system.lo.shape[0]
+    P = system.patterns.shape[0]
+    if P == 0:
+        dtype = jnp.result_type(*[k for st in net.stages + (net.output,) for k in st.kernels], float)
+        return jnp.zeros((0, d), dtype), jnp.zeros((0, d, d), dtype)
 
     def block(patterns, ids):
         T = _constraint_columns(net, patterns, system.lo, system.hi, system.level_set)
@@ -305,7 +309,6 @@ def _solve_primal(net: Network, system: VertexSystem) -> tuple[jax.Array, jax.Ar
         sol, _ = small_solve(M, jnp.concatenate([-C[:, d, :, None], eye], axis=2))
         return sol[..., 0], sol[..., 1:]
 
-    P = system.patterns.shape[0]
     if P <= 2 * _SOLVE_BLOCK:
         return block(system.patterns, system.ids)
     # Blocks of vertices keep each layer's (block, d + 1, width) maps in cache: 3x faster on the
@@ -332,6 +335,8 @@ def _solve_jvp(primals, tangents):
     # through the layers instead of differentiating the (P, d + 1, width) maps behind M.
     net, system = primals
     x, inv = _solve_primal(net, system)
+    if x.shape[0] == 0:
+        return x, x
 
     def chosen(n):  # evaluated at x (not a constant: higher derivatives need its dependence on θ)
         vals = _homogeneous_maps(n, system.patterns, system.level_set, x)[:, 0, :]
@@ -358,6 +363,17 @@ def _best_subset(rows: np.ndarray, candidates: np.ndarray, d: int) -> np.ndarray
     if best_det <= 1e-12:
         raise JaxpolyError(f"no {d} linearly independent hyperplanes among {candidates.tolist()} at a vertex")
     return candidates[list(best)]
+
+
+def _pad_size(pad_to: Any, n: int) -> int:
+    """The rows of a system of ``n`` padded as ``pad_to`` asks (``None``, ``"bucket"`` or an integer)."""
+    if pad_to is None:
+        return n
+    if isinstance(pad_to, str) and pad_to == "bucket":
+        return _bucket(n)
+    if isinstance(pad_to, (bool, np.bool_)) or not isinstance(pad_to, (int, np.integer)):
+        raise InvalidArgumentError(f"pad_to must be None, 'bucket' or an integer >= {n}, got {pad_to!r}")
+    return int(pad_to)
 
 
 def _bucket(n: int) -> int:
@@ -435,7 +451,7 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
     net, d, level_set = c.net, c.dim, bool(c.has_level_set)
     H = net.num_hyperplanes
     nid = 2 * d + H + int(level_set)
-    idx = np.arange(c.num_vertices) if vertices is None else np.asarray(vertices, np.int64).reshape(-1)
+    idx = _select(vertices, c.num_vertices, "vertices")
     kind = kind or ("all" if vertices is None else "subset")
     n = len(idx)
     low_precision = np.dtype(c.vertices.dtype) != np.float64
@@ -481,7 +497,7 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
             for k, v in enumerate(degenerate):
                 ids[v] = _best_subset(A[k], np.nonzero(on[v])[0], d)
         facets = on[:, : 2 * d]
-        P = n if pad_to is None else (_bucket(n) if pad_to == "bucket" else int(pad_to))
+        P = _pad_size(pad_to, n)
         if P < n:
             raise InvalidArgumentError(f"pad_to={P} is smaller than the number of vertices {n}; pass 'bucket', "
                                        f"None or an integer >= {n}")
@@ -540,10 +556,12 @@ def _resolve(complex_or_system: Complex | VertexSystem, kind: str) -> tuple[Vert
             f"expected a jaxpoly.Complex (from jaxpoly.extract) or a jaxpoly.geometry.VertexSystem as the second "
             f"argument, got {type(complex_or_system).__name__}")
     c = complex_or_system
-    if kind == "all":
-        system = c._cached("_geometry_vertex_system", lambda: vertex_system(c, pad_to="bucket", kind="all"))
-    else:
-        system = c._cached("_geometry_level_set_system", lambda: level_set_system(c, pad_to="bucket"))
+    # built from the complex's own (concrete) network, also when called inside a jit trace
+    with jax.ensure_compile_time_eval():
+        if kind == "all":
+            system = c._cached("_geometry_vertex_system", lambda: vertex_system(c, pad_to="bucket", kind="all"))
+        else:
+            system = c._cached("_geometry_level_set_system", lambda: level_set_system(c, pad_to="bucket"))
     return system, system.num_vertices
 
 
@@ -608,6 +626,8 @@ def level_set_positions(params_or_net: Any, complex_or_system: Complex | VertexS
 
 
 def _stale_rows(net: Network, system: VertexSystem, rtol: float) -> jax.Array:
+    if system.patterns.shape[0] == 0:
+        return jnp.zeros((0,), bool)
     x = _solve(net, system)
     vals = _values(net, x, system.level_set)
     ref = system.ref_signs
@@ -628,6 +648,13 @@ def _stale_rows(net: Network, system: VertexSystem, rtol: float) -> jax.Array:
 
 
 _stale_rows_jit = jax.jit(_stale_rows)
+
+
+def check_rtol(rtol: Any) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``rtol`` is a finite real number ``>= 0``."""
+    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(rtol) or rtol < 0:
+        raise InvalidArgumentError(f"rtol must be a finite number >= 0 (default {STALE_RTOL:g}), got {rtol!r}")
 
 
 def stale_vertices(params_or_net: Any, complex_or_system: Complex | VertexSystem, *,
@@ -652,11 +679,12 @@ def stale_vertices(params_or_net: Any, complex_or_system: Complex | VertexSystem
       InvalidArgumentError: the second argument is neither a complex nor a :class:`VertexSystem`.
       DegenerateError: a float32 complex whose combinatorics do not hold in float64.
     """
+    check_rtol(rtol)
     net = _as_network(params_or_net, to_network)
     system, n = _resolve(complex_or_system, "all")
     check_compatible(net, system)
     _check_finite(net)
-    rows = np.asarray(_stale_rows_jit(net, system, rtol))
+    rows = np.asarray(_stale_rows_jit(net, system, float(rtol)))
     return rows if n is None else rows[:n]
 
 
@@ -761,19 +789,21 @@ def _region_source(obj: Any, net: Network | None):
     _check_region_source(obj)
 
 
-def _select(regions: Any, R: int) -> np.ndarray:
-    if regions is None:
+def _select(items: Any, R: int, what: str = "regions") -> np.ndarray:
+    """Indices ``(n,)`` into ``R`` items from indices (negative ones count from the end) or a boolean
+    mask ``(R,)``; ``None``: all."""
+    if items is None:
         return np.arange(R)
-    idx = np.asarray(regions).reshape(-1)
+    idx = np.asarray(items).reshape(-1)
     if idx.dtype == bool:
         if idx.shape != (R,):
-            raise InvalidArgumentError(f"a boolean regions mask must have shape ({R},), got {idx.shape}")
+            raise InvalidArgumentError(f"a boolean {what} mask must have shape ({R},), got {idx.shape}")
         return np.nonzero(idx)[0]
     if idx.size and not np.issubdtype(idx.dtype, np.integer):
-        raise InvalidArgumentError(f"regions must be integer indices or a boolean mask, got dtype {idx.dtype}")
+        raise InvalidArgumentError(f"{what} must be integer indices or a boolean mask, got dtype {idx.dtype}")
     idx = idx.astype(np.int64)
     if idx.size and (idx.min() < -R or idx.max() >= R):
-        raise InvalidArgumentError(f"regions indices must lie in [0, {R}), got {idx.min()}..{idx.max()}")
+        raise InvalidArgumentError(f"{what} indices must lie in [{-R}, {R}), got {idx.min()}..{idx.max()}")
     return idx % max(R, 1)
 
 
@@ -935,6 +965,8 @@ def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray
 
 
 def _radii(net: Network, system: InradiusSystem) -> jax.Array:
+    if system.patterns.shape[0] == 0:
+        return jnp.zeros((0,), jnp.result_type(*[k for st in net.stages + (net.output,) for k in st.kernels], float))
     T = _constraint_columns(net, system.patterns, system.lo, system.hi, system.level_set)
     d = system.lo.shape[0]
     dtype = T.dtype
@@ -1011,8 +1043,9 @@ def region_inradius(params_or_net: Any, complex_or_regions: Any, regions: Sequen
         if regions is not None:
             sel = _select(regions, len(_region_source(complex_or_regions, None)[0]))
             key += "_" + hashlib.sha1(sel.tobytes()).hexdigest()
-        system = _cache_on(complex_or_regions, key,
-                           lambda: inradius_system(complex_or_regions, regions, pad_to="bucket"))
+        with jax.ensure_compile_time_eval():  # (as for vertex systems, see _resolve)
+            system = _cache_on(complex_or_regions, key,
+                               lambda: inradius_system(complex_or_regions, regions, pad_to="bucket"))
         n = system.num_regions
     check_compatible(net, system)
     _check_finite(net)
@@ -1051,13 +1084,19 @@ def network_from_flax_params(params: Any, activation: str | Activation = "relu")
     """A linen MLP's params (``{"params": {"Dense_0": {"kernel", "bias"}, ...}}`` or the inner dict) as
     a :class:`~jaxpoly.Network`, traceably; layers in natural name order (``Dense_2`` before
     ``Dense_10``). For other architectures use :func:`network_from_params`."""
-    if "params" in params and not {"kernel", "bias"} <= set(params):
+    if not isinstance(params, Mapping):
+        raise InvalidNetworkError(f"expected a linen params tree (a mapping of layer names to their "
+                                  f"'kernel' and 'bias'), got {type(params).__name__}")
+    if "params" in params and isinstance(params["params"], Mapping) and "kernel" not in params:
         params = params["params"]
-    names = sorted((k for k, v in params.items() if isinstance(v, dict) and "kernel" in v), key=_natural_key)
+    names = sorted((k for k, v in params.items() if isinstance(v, Mapping) and "kernel" in v), key=_natural_key)
     if not names:
-        raise InvalidNetworkError("no Dense layers (dicts with 'kernel' and 'bias') in the params tree")
-    return network_from_params([params[k]["kernel"] for k in names], [params[k]["bias"] for k in names],
-                               activation)
+        raise InvalidNetworkError("no Dense layers (mappings with a 'kernel') in the params tree")
+    kernels = [params[k]["kernel"] for k in names]
+    # a Dense layer with use_bias=False has no bias: zero (traceable, in the kernel's dtype)
+    biases = [params[k]["bias"] if "bias" in params[k] else jnp.zeros(jnp.shape(w)[-1:], jnp.result_type(w))
+              for k, w in zip(names, kernels)]
+    return network_from_params(kernels, biases, activation)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1078,10 +1117,25 @@ def _safe_norm(v: Array, axis: int = -1) -> jax.Array:
 
 
 def _masked_mean(v: Array, mask: Array | None) -> jax.Array:
+    """The mean of ``v`` over ``mask``; ``0`` over no entries."""
     if mask is None:
-        return jnp.mean(v)
-    m = mask.astype(v.dtype)
-    return jnp.sum(v * m) / jnp.maximum(jnp.sum(m), 1.0)
+        return jnp.sum(v) / max(v.size, 1)
+    return jnp.sum(jnp.where(mask, v, 0.0)) / jnp.maximum(jnp.sum(mask.astype(v.dtype)), 1.0)
+
+
+def _nonempty(name: str, **sets: Array) -> None:
+    for what, a in sets.items():
+        if a.shape[0] == 0:
+            raise InvalidArgumentError(f"{name}: the point set {what} is empty, so the distance is undefined; "
+                                       "check for an empty level set before calling it")
+
+
+def _nearest(D: Array, axis: int) -> jax.Array:
+    """``min`` of the squared distances ``D`` along ``axis`` (``inf`` over no entries), then its square
+    root, with a zero gradient at distance 0."""
+    dmin = jnp.min(D, axis=axis, initial=jnp.inf)
+    pos = (dmin > 0) & (dmin < jnp.inf)
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, dmin, 1.0)), dmin)
 
 
 def chamfer_distance(a: Array, b: Array, *, mask_a: Array | None = None, mask_b: Array | None = None,
@@ -1090,22 +1144,33 @@ def chamfer_distance(a: Array, b: Array, *, mask_a: Array | None = None, mask_b:
 
         CD = mean_{i} min_{j} |a_i - b_j|^p + mean_{j} min_{i} |a_i - b_j|^p,   p = 2 (squared) or 1
 
-    over the rows where ``mask_a``/``mask_b`` (``(n,)``/``(m,)`` bool) hold (padding excluded).
+    over the rows where ``mask_a``/``mask_b`` (``(n,)``/``(m,)`` bool) hold (padding excluded). Masks
+    that leave one set empty and the other not give ``inf`` (both empty: ``0``).
+
+    Raises:
+      InvalidArgumentError: ``a`` or ``b`` has no rows.
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
+    _nonempty("chamfer_distance", a=a, b=b)
     D = _sq_dists(a, b)
     if not squared:
         D = _safe_norm(a[:, None, :] - b[None, :, :])
-    big = jnp.asarray(jnp.finfo(D.dtype).max, D.dtype)
-    Da = D if mask_b is None else jnp.where(mask_b[None, :], D, big)
-    Db = D if mask_a is None else jnp.where(mask_a[:, None], D, big)
+    Da = D if mask_b is None else jnp.where(mask_b[None, :], D, jnp.inf)
+    Db = D if mask_a is None else jnp.where(mask_a[:, None], D, jnp.inf)
     return _masked_mean(jnp.min(Da, axis=1), mask_a) + _masked_mean(jnp.min(Db, axis=0), mask_b)
 
 
 def hausdorff_distance(a: Array, b: Array) -> jax.Array:
-    """Hausdorff distance between finite point sets: ``max(max_i min_j |a_i - b_j|, max_j min_i |a_i - b_j|)``."""
-    D = jnp.sqrt(_sq_dists(jnp.asarray(a), jnp.asarray(b)))
-    return jnp.maximum(jnp.max(jnp.min(D, axis=1)), jnp.max(jnp.min(D, axis=0)))
+    """Hausdorff distance between finite point sets: ``max(max_i min_j |a_i - b_j|, max_j min_i |a_i - b_j|)``
+    (a zero gradient where it is ``0``).
+
+    Raises:
+      InvalidArgumentError: ``a`` or ``b`` has no rows.
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    _nonempty("hausdorff_distance", a=a, b=b)
+    D = _sq_dists(a, b)
+    return jnp.maximum(jnp.max(_nearest(D, 1)), jnp.max(_nearest(D, 0)))
 
 
 def _edge_lengths(positions: Array, edges: Array) -> jax.Array:
@@ -1132,7 +1197,8 @@ def level_set_area(positions: Array, triangles: Array, *, mask: Array | None = N
 
 
 def edge_length_variance(positions: Array, edges: Array, *, mask: Array | None = None) -> jax.Array:
-    """Edge-length regularity: ``mean_e (l_e - mean l)^2`` with ``l_e = |x_{e1} - x_{e0}|``."""
+    """Edge-length regularity: ``mean_e (l_e - mean l)^2`` with ``l_e = |x_{e1} - x_{e0}|`` (``0`` without
+    edges)."""
     lengths = _edge_lengths(positions, edges)
     mean = _masked_mean(lengths, mask)
     return _masked_mean((lengths - mean) ** 2, mask)
@@ -1140,13 +1206,11 @@ def edge_length_variance(positions: Array, edges: Array, *, mask: Array | None =
 
 def boundary_distances(points: Array, boundary: Array, *, mask: Array | None = None) -> jax.Array:
     """``(m,)`` distance from each point ``(m, d)`` to its nearest boundary vertex ``(n, d)``:
-    ``min_j |p_i - v_j|`` (over ``mask (n,)``)."""
+    ``min_j |p_i - v_j|`` (over ``mask (n,)``; ``inf`` without boundary vertices)."""
     D = _sq_dists(jnp.asarray(points), jnp.asarray(boundary))
     if mask is not None:
-        D = jnp.where(mask[None, :], D, jnp.finfo(D.dtype).max)
-    dmin = jnp.min(D, axis=1)
-    pos = dmin > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, dmin, 1.0)), 0.0)
+        D = jnp.where(mask[None, :], D, jnp.inf)
+    return _nearest(D, 1)
 
 
 def segment_distances(points: Array, positions: Array, edges: Array, *, mask: Array | None = None) -> jax.Array:
@@ -1155,7 +1219,8 @@ def segment_distances(points: Array, positions: Array, edges: Array, *, mask: Ar
 
         min_e |p - (x_{e0} + t (x_{e1} - x_{e0}))|,  t = clip(<p - x_{e0}, x_{e1} - x_{e0}> / |x_{e1} - x_{e0}|^2, 0, 1)
 
-    In 2D with the level-set mesh's edges, this is the exact distance to the decision boundary.
+    In 2D with the level-set mesh's edges, this is the exact distance to the decision boundary
+    (``inf`` without edges).
     """
     p = jnp.asarray(points)[:, None, :]
     x = jnp.asarray(positions)
@@ -1166,10 +1231,8 @@ def segment_distances(points: Array, positions: Array, edges: Array, *, mask: Ar
     t = jnp.clip(jnp.sum((p - a) * ab, axis=-1) / jnp.where(L2 > 0, L2, 1.0), 0.0, 1.0)
     D = jnp.sum((p - a - t[..., None] * ab) ** 2, axis=-1)  # (m, k)
     if mask is not None:
-        D = jnp.where(mask[None, :], D, jnp.finfo(D.dtype).max)
-    dmin = jnp.min(D, axis=1)
-    pos = dmin > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, dmin, 1.0)), 0.0)
+        D = jnp.where(mask[None, :], D, jnp.inf)
+    return _nearest(D, 1)
 
 
 def margin_loss(points: Array, boundary: Array, margin: float, *, edges: Array | None = None,
@@ -1178,19 +1241,20 @@ def margin_loss(points: Array, boundary: Array, margin: float, *, edges: Array |
 
     ``dist_i`` is the distance from data point ``i`` to the nearest decision-boundary vertex
     (:func:`boundary_distances`, ``mask`` over vertices) or, with ``edges``, to the nearest boundary
-    edge (:func:`segment_distances`, ``mask`` over edges).
+    edge (:func:`segment_distances`, ``mask`` over edges). ``0`` without data points, and for points
+    without a boundary (no vertices or edges: nothing to keep a margin from).
     """
     if edges is None:
         dist = boundary_distances(points, boundary, mask=mask)
     else:
         dist = segment_distances(points, boundary, edges, mask=mask)
-    return jnp.mean(jax.nn.relu(margin - dist) ** 2)
+    return _masked_mean(jax.nn.relu(margin - dist) ** 2, None)
 
 
 def inradius_loss(radii: Array, min_radius: float, *, mask: Array | None = None, squared: bool = False) -> jax.Array:
     """Hinge penalty on thin regions: ``mean_i relu(min_radius - r_i)`` (``relu(...)^2`` with
     ``squared``), over the regions where ``mask`` holds; ``radii`` from :func:`region_inradius`.
-    Zero once every region's inscribed ball has radius ``>= min_radius``."""
+    Zero once every region's inscribed ball has radius ``>= min_radius`` (and without regions)."""
     r = jnp.asarray(radii)
     v = jax.nn.relu(min_radius - r)
     return _masked_mean(v * v if squared else v, mask)

@@ -27,6 +27,7 @@ from jaxpoly.geometry import (
     _bucket,
     _resolve,
     check_compatible,
+    check_rtol,
     stale_vertices,
     vertex_positions,
 )
@@ -53,7 +54,7 @@ def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | Non
         non-finite weights.
       StaleCombinatoricsError: the complex is stale and ``strict=True``.
     """
-    stale = stale_vertices(net, complex, rtol=rtol)
+    stale = stale_vertices(net, complex, rtol=rtol)  # (checks rtol)
     if not stale.any():
         return complex
     if strict:
@@ -81,6 +82,7 @@ class ExactGeometry:
 
     def __init__(self, net: Network, bounds: Sequence[Any], *, level_set: bool = True, strict: bool = False,
                  rtol: float = STALE_RTOL, **extract_kwargs):
+        check_rtol(rtol)
         self.bounds = bounds
         self.level_set = level_set
         self.strict = strict

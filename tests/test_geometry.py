@@ -625,3 +625,114 @@ def test_region_inradius_errors_and_loss():
     assert float(g.inradius_loss(r, 0.2)) == pytest.approx((0.1 + 0.15) / 3)
     assert float(g.inradius_loss(r, 0.2, squared=True)) == pytest.approx((0.01 + 0.0225) / 3)
     assert float(g.inradius_loss(r, 0.2, mask=jnp.array([True, True, False]))) == pytest.approx(0.05)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Edge cases found by an audit (each test failed before its fix)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_hausdorff_gradient_is_finite_at_coincident_points():
+    a = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    b = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+    value, grad = jax.value_and_grad(g.hausdorff_distance)(a, b)
+    assert np.isclose(value, np.sqrt(2.0))  # a[2] -> b[1]
+    assert np.allclose(grad, [[0, 0], [0, 0], [-np.sqrt(0.5), np.sqrt(0.5)]])
+    assert np.array_equal(jax.grad(g.hausdorff_distance)(a, a), np.zeros((3, 2)))
+
+
+def test_vertex_system_selects_vertices_like_regions():
+    c = jaxpoly.extract(random_net(2, (6,), 0), (-1.0, 1.0))
+    mask = np.zeros(c.num_vertices, bool)
+    mask[[5, 7]] = True
+    for sel in (mask, [5, 7], [5 - c.num_vertices, 7]):
+        s = g.vertex_system(c, sel)
+        assert list(s.index) == [5, 7]
+        assert np.allclose(g.vertex_positions(c.net, s), c.vertices[[5, 7]], atol=1e-12)
+    for bad in ([2.7], [c.num_vertices], mask[:-1]):
+        with pytest.raises(jaxpoly.InvalidArgumentError):
+            g.vertex_system(c, bad)
+    for bad in ("abc", 2.5, True):
+        with pytest.raises(jaxpoly.InvalidArgumentError, match="pad_to"):
+            g.vertex_system(c, pad_to=bad)
+
+
+def test_staleness_rejects_bad_rtol():
+    net = random_net(2, (6,), 1)
+    c = jaxpoly.extract(net, (-1.0, 1.0))
+    assert not jaxpoly.is_stale(net, c, rtol=0.0)
+    for bad in (float("nan"), -1e-8, float("inf"), "1e-8", None):
+        with pytest.raises(jaxpoly.InvalidArgumentError, match="rtol"):
+            jaxpoly.is_stale(net, c, rtol=bad)
+        with pytest.raises(jaxpoly.InvalidArgumentError, match="rtol"):
+            refresh_if_stale(net, c, rtol=bad)
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="rtol"):
+        ExactGeometry(net, (-1.0, 1.0), rtol=float("nan"))
+
+
+def test_network_from_flax_params_frozen_and_bias_free():
+    import flax.linen as nn
+    from flax.core import freeze
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(4, use_bias=False, param_dtype=jnp.float64)(x))
+            return nn.Dense(1, param_dtype=jnp.float64)(x)
+
+    model = MLP()
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 2))
+    for p in (params, freeze(params)):
+        net = g.network_from_flax_params(p)
+        assert np.allclose(net(x), model.apply(params, x), atol=1e-14)
+    for bad in ([1, 2], None, {}):
+        with pytest.raises(jaxpoly.InvalidNetworkError):
+            g.network_from_flax_params(bad)
+
+
+def test_geometry_of_a_fresh_complex_inside_jit():
+    """The complex's systems are built (and cached) outside the trace, also on the first call."""
+    net = random_net(2, (6,), 2)
+    for fn in (jaxpoly.vertex_positions, jaxpoly.level_set_positions, jaxpoly.region_inradius):
+        c = jaxpoly.extract(net, (-1.0, 1.0))
+        inside = jax.jit(lambda n: fn(n, c))(net)
+        assert np.allclose(inside, fn(net, c), atol=1e-14)
+
+
+def test_empty_systems_give_empty_results():
+    rng = np.random.default_rng(0)
+    net = jaxpoly.from_arrays([rng.normal(size=(2, 6)), rng.normal(size=(6, 1))],
+                              [0.3 * rng.normal(size=6), np.array([100.0])])  # no zero of the output in the box
+    c = jaxpoly.extract(net, (-1.0, 1.0))
+    empty = g.level_set_system(c)
+    assert empty.num_vertices == 0
+    assert g.level_set_positions(net, empty).shape == (0, 2)
+    assert g.vertex_positions(net, g.vertex_system(c, [])).shape == (0, 2)
+    assert g.stale_vertices(net, empty).shape == (0,)
+    assert jaxpoly.region_inradius(net, g.inradius_system(c, [])).shape == (0,)
+    assert jax.grad(lambda n: jnp.sum(g.level_set_positions(n, empty)))(net).stages[0].bias.shape == (6,)
+
+
+def test_losses_on_empty_sets():
+    pts = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+    empty, no_edges = jnp.zeros((0, 2)), jnp.zeros((0, 2), int)
+    for fn in (g.chamfer_distance, g.hausdorff_distance):
+        with pytest.raises(jaxpoly.InvalidArgumentError, match="empty"):
+            fn(empty, pts)
+        with pytest.raises(jaxpoly.InvalidArgumentError, match="empty"):
+            fn(pts, empty)
+    assert np.all(np.isinf(g.boundary_distances(pts, empty)))
+    assert np.all(np.isinf(g.segment_distances(pts, pts, no_edges)))
+    assert np.all(np.isinf(g.boundary_distances(pts, pts, mask=jnp.zeros(2, bool))))
+    assert float(g.margin_loss(pts, empty, 0.1)) == 0.0
+    assert float(g.margin_loss(pts, pts, 0.1, edges=no_edges)) == 0.0
+    assert float(g.margin_loss(empty, pts, 0.1)) == 0.0
+    assert float(g.edge_length_variance(pts, no_edges)) == 0.0
+    assert float(g.inradius_loss(jnp.zeros((0,)), 0.1)) == 0.0
+    none, some = jnp.zeros(2, bool), jnp.ones(2, bool)
+    assert np.isinf(g.chamfer_distance(pts, pts, mask_a=none))  # one side empty
+    assert float(g.chamfer_distance(pts, pts, mask_a=none, mask_b=none)) == 0.0
+    assert float(g.chamfer_distance(pts, pts, mask_a=some, mask_b=some)) == 0.0
+    grad = jax.grad(lambda p: g.margin_loss(p, pts[:1], 2.0))(pts)  # point 0 on the boundary vertex
+    assert np.all(np.isfinite(grad))
