@@ -41,6 +41,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import os
 import time
 from typing import Any, Sequence
 
@@ -240,7 +241,8 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
                                                        delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM,
                                                        walk_steps=_walk_steps(ctx.d), certify=support is not None,
                                                        support=support,
-                                                       known=None if is_cell is None else known)
+                                                       known=None if is_cell is None else known,
+                                                       sharding=ctx.sharding)
     st = ctx.stats
     st["lps"] += n + cnt.lps
     st["lp_fallbacks"] += fb + cnt.fallbacks
@@ -967,6 +969,28 @@ def _cat(parts: list, shape_tail: tuple, dtype) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0,) + shape_tail, dtype)
 
 
+def _cpu_threads() -> int:
+    """The threads of XLA's CPU pool: ``PJRT_NPROC`` if set, else the process's cores."""
+    try:
+        return max(int(os.environ["PJRT_NPROC"]), 1)
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_cpu_threads(devices: list) -> None:
+    """Several CPU devices run their programs side by side on XLA's one CPU thread pool, where each
+    program holds a thread while it waits for work it queued behind the others: with no more threads
+    than devices they can all wait (measured: 4 devices hang on a pool of 2 or 4 threads, not 5)."""
+    cpus = [v for v in devices if v.platform == "cpu"]
+    threads = _cpu_threads()
+    if len(cpus) > 1 and threads <= len(cpus):
+        raise InvalidArgumentError(
+            f"devices: {len(cpus)} CPU devices on XLA's CPU thread pool of {threads} threads can deadlock (each "
+            f"device's program holds a thread while it waits for work queued behind the others'). Start Python "
+            f"with PJRT_NPROC={len(cpus) + 1} or more in the environment (it sizes the pool when JAX starts), or "
+            "pass fewer CPU devices")
+
+
 def _resolve_sharding(devices, batch_size: int):
     """``(NamedSharding over the batch axis or None, batch size rounded to a multiple of the devices)``."""
     if devices is None:
@@ -1074,6 +1098,12 @@ def enumerate_regions(
         if len(set(devs)) != len(devs):
             raise InvalidArgumentError(f"devices lists a device more than once: {devs}; list each device once")
         devices = devs
+    if isinstance(devices, jax.sharding.Mesh):
+        devs = list(devices.devices.flat)
+        if len(set(devs)) != len(devs):
+            raise InvalidArgumentError(f"the mesh lists a device more than once: {devs}; list each device once")
+    if devices is not None:
+        _check_cpu_threads(devs)
     Hp = net.num_hyperplanes + int(level_set)
     if batch_size is None:
         batch_size = _DEFAULT_BATCH_CPU if jax.devices()[0].platform == "cpu" else _DEFAULT_BATCH_ACCELERATOR

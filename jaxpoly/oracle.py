@@ -428,6 +428,28 @@ def walk_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Arr
                        chunks=B // math.gcd(B, _CHECK_CHUNK))
 
 
+@functools.lru_cache(maxsize=None)
+def _per_device(fn: Callable, mesh: jax.sharding.Mesh, batched: tuple[bool, ...], static: tuple) -> Callable:
+    spec = jax.sharding.PartitionSpec(tuple(mesh.axis_names))
+    inner = functools.partial(fn, **dict(static))
+    in_specs = tuple(spec if b else jax.sharding.PartitionSpec() for b in batched)
+    return jax.jit(jax.shard_map(inner, mesh=mesh, in_specs=in_specs, out_specs=spec, check_vma=False))
+
+
+def on_cells(kernel: Callable, args: tuple, batched: tuple[bool, ...], sharding: jax.sharding.NamedSharding | None,
+             **static):
+    """``kernel(*args, **static)`` (a jitted function of a batch of cells, each computed on its own),
+    or with a ``sharding`` of the batch axis over several devices, that kernel on each device's cells
+    alone (``shard_map``): the arguments marked ``batched`` are split, the others copied. Under plain
+    ``jit`` XLA gathers the batch onto every device first (the kernels' loops over slices of cells
+    do not partition)."""
+    if sharding is None or len(sharding.mesh.devices.flat) == 1:
+        return kernel(*args, **static)
+    whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    args = tuple(jax.device_put(a, sharding if b else whole) for a, b in zip(args, batched))
+    return _per_device(kernel.__wrapped__, sharding.mesh, batched, tuple(sorted(static.items())))(*args)
+
+
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
     """``(B, K) int32``: each row of ``mask (B, M)``'s true columns, ``-1``-padded to a power of two or
     1.5 times one (each ``K`` is a compilation of :func:`walk_certificates`; powers of two alone padded
@@ -687,7 +709,8 @@ def _meets(A, b, active, upper, lower, tol):
 def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: jax.Array, *,
                     tol: float, margin: float, delta: float, use_bbox: bool = True, walk_steps: int = 0,
                     warm_start: bool = True, certify: bool = False, support: Certificates | None = None,
-                    known: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+                    known: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                    sharding: jax.sharding.NamedSharding | None = None
                     ) -> tuple[np.ndarray, np.ndarray, OracleCounters, Certificates | None]:
     """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring), which of them are
     unsure ``(B, M) bool`` (rows whose LP failed, kept as facet candidates: the cell across them may
@@ -715,11 +738,14 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         undecided are known to be facets, given the facets certified so far (e.g. the cell across is
         known to have an interior point, see :mod:`jaxpoly.enumeration`): those are facets, no
         question asked. ``None``: none.
+      sharding: the batch axis's sharding over several devices, or ``None``: the rays and walks of
+        each device's cells run there (:func:`on_cells`).
     """
     B, M, d = rows.A.shape
     y0 = jnp.asarray(witness)
-    hits, red, simplex = witness_certificates(rows.A, rows.b, rows.active, y0, jnp.asarray(valid), U,
-                                              jnp.asarray(margin), jnp.asarray(tol))
+    hits, red, simplex = on_cells(witness_certificates, (rows.A, rows.b, rows.active, y0, jnp.asarray(valid), U,
+                                                         jnp.asarray(margin), jnp.asarray(tol)),
+                                  (True,) * 5 + (False,) * 3, sharding)
     hits, red = np.array(hits), np.asarray(red)
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
@@ -748,8 +774,9 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     if walk_steps and undecided.any():
         idx = _rows_per_cell(undecided)
         lanes = _WALK_LANES if jax.default_backend() == "cpu" else _WALK_LANES_ACCELERATOR
-        walked = np.asarray(walk_certificates(rows.A, rows.b, rows.active, y0, jnp.asarray(idx),
-                                              jnp.asarray(margin), steps=walk_steps, lanes=lanes))
+        walked = np.asarray(on_cells(walk_certificates, (rows.A, rows.b, rows.active, y0, jnp.asarray(idx),
+                                                         jnp.asarray(margin)),
+                                     (True,) * 5 + (False,), sharding, steps=walk_steps, lanes=lanes))
         cell, slot = np.nonzero(walked)
         hits[cell, idx[cell, slot]] = True
         walk_facets = len(cell)

@@ -597,31 +597,54 @@ def test_out_of_memory_becomes_capacity_error(monkeypatch):
 
 
 _SHARDED = """
-import sys, jax, numpy as np
+import os, sys, jax, numpy as np, pytest
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, sys.argv[1])
+from jax.sharding import Mesh
 from test_enumeration import mlp
+import jaxpoly as jp
 from jaxpoly.enumeration import enumerate_regions
 assert len(jax.devices()) == 4
+
+
+def same(A, B):
+    assert len(A) == len(B) and A.complete == B.complete
+    for f in ("patterns", "facet_ptr", "facet_idx", "adjacency"):
+        assert np.array_equal(getattr(A, f), getattr(B, f)), f
+    np.testing.assert_allclose(A.witnesses, B.witnesses, rtol=0, atol=1e-12)
+
+
 net = mlp(2, 2, (8, 8))
 A = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
 B = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=jax.devices())
-for f in ("patterns", "facet_ptr", "facet_idx", "adjacency"):
-    assert np.array_equal(getattr(A, f), getattr(B, f)), f
-np.testing.assert_allclose(A.witnesses, B.witnesses, rtol=0, atol=1e-12)
+same(A, B)
+# d = 24: the walks too; every batch's rays and walks run on each device's own cells (a 2 x 2 mesh)
+net24 = mlp(9, 24, (32,))
+A24 = enumerate_regions(net24, (-1.0, 1.0), batch_size=64, max_regions=200)
+B24 = enumerate_regions(net24, (-1.0, 1.0), batch_size=64, max_regions=200,
+                        devices=Mesh(np.array(jax.devices()).reshape(2, 2), ("a", "b")))
+same(A24, B24)
+assert A24.stats["walk_facets"] > 0
+with pytest.raises(jp.InvalidArgumentError, match="more than once"):
+    enumerate_regions(net, (-1.0, 1.0), devices=Mesh(np.array(jax.devices()[:1] * 2), ("batch",)))
+os.environ["PJRT_NPROC"] = "4"  # (read at each call) 4 devices on 4 threads can deadlock: refused
+with pytest.raises(jp.InvalidArgumentError, match="PJRT_NPROC=5"):
+    enumerate_regions(net, (-1.0, 1.0), devices=jax.devices())
 print("OK", len(A))
 """
 
 
 def test_sharded_over_four_host_devices_matches_one_device():
+    """Four host CPU devices (XLA's CPU pool sized above the device count, as the library asks: four
+    devices on a pool of 2 or 4 threads hung at d = 24)."""
     import os
     import subprocess
     import sys
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PJRT_NPROC="5")
     here = os.path.dirname(os.path.abspath(__file__))
     out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK 81" in out.stdout
 
