@@ -1254,11 +1254,12 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
         except ImportError:  # pragma: no cover - tqdm is in the viz extra
             bar = None
     seen = []
+    batch = min(batch_size, num_samples)  # one shape for every batch (the last is cut)
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)
         for i, s in enumerate(range(0, num_samples, batch_size)):
             n = min(batch_size, num_samples - s)
-            u = jax.random.uniform(jax.random.fold_in(key, i), (batch_size, d), dtype=jnp.float64)
+            u = jax.random.uniform(jax.random.fold_in(key, i), (batch, d), dtype=jnp.float64)
             x = jnp.asarray(lo) + u * jnp.asarray(hi - lo)
             bits = np.asarray(_hyper_values_jit(net64, x, level_set) > 0)[:n]
             seen.append(unique_packed_rows(np.packbits(bits, axis=1)))

@@ -203,6 +203,23 @@ class Regions:
         if f["facet_idx"].ndim != 1 or f["adjacency"].ndim != 2 or f["adjacency"].shape[1] != 2:
             raise LoadError(f"{where}: facet_idx {f['facet_idx'].shape} and adjacency {f['adjacency'].shape} "
                             "must be (F,) and (K, 2)")
+        kinds = {"patterns": "b", "level_set": "b", "complete": "b", "witnesses": "f", "inradius": "f", "lo": "f",
+                 "hi": "f", "facet_ptr": "iu", "facet_idx": "iu", "adjacency": "iu"}
+        for k, kind in kinds.items():
+            if f[k].dtype.kind not in kind:
+                raise LoadError(f"{where}: {k} has dtype {f[k].dtype}, expected "
+                                f"{ {'b': 'bool', 'f': 'float', 'iu': 'integer'}[kind] }")
+        ptr, idx, adj = f["facet_ptr"], f["facet_idx"], f["adjacency"]
+        if ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != len(idx):
+            raise LoadError(f"{where}: facet_ptr must increase from 0 to len(facet_idx) = {len(idx)}")
+        if idx.size and (idx.min() < -2 * d or idx.max() >= pat.shape[1]):
+            raise LoadError(f"{where}: facet ids must lie in [{-2 * d}, {pat.shape[1]}), got "
+                            f"{idx.min()}..{idx.max()}")
+        if adj.size and (adj.min() < 0 or adj.max() >= R):
+            raise LoadError(f"{where}: adjacency pairs must index its {R} regions, got {adj.min()}..{adj.max()}")
+        if not (np.all(np.isfinite(f["lo"])) and np.all(np.isfinite(f["hi"])) and np.all(f["lo"] < f["hi"])
+                and np.all(np.isfinite(wit))):
+            raise LoadError(f"{where}: its box or witnesses are not finite, or the box is empty")
         try:
             stats = json.loads(str(f["stats"]))
         except ValueError as e:

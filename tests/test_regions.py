@@ -152,6 +152,42 @@ def test_load_names_corrupt_files(small, tmp_path):
             jaxpoly.Regions.load(tmp_path / "bad.npz")
 
 
+def test_load_checks_contents_not_only_shapes(small, tmp_path):
+    """Flags stored as strings ("False" read as True), float patterns, facet pointers that do not
+    index facet_idx, facet ids and adjacency pairs out of range, and an empty box loaded silently."""
+    _, R = small
+    R.save(tmp_path / "r.npz")
+    good = dict(np.load(tmp_path / "r.npz"))
+    assert len(R) > 2 and len(R.adjacency)
+    ptr, adj, idx = good["facet_ptr"], good["adjacency"], good["facet_idx"]
+    bad_adj = adj.copy()
+    bad_adj[0, 1] = len(R)
+    bad_idx = idx.copy()
+    bad_idx[0] = R.patterns.shape[1]
+    for change, needle in (({"complete": np.array("False")}, "complete has dtype"),
+                           ({"level_set": np.array(0)}, "level_set has dtype"),
+                           ({"patterns": good["patterns"].astype(float)}, "patterns has dtype"),
+                           ({"facet_ptr": ptr * 100}, "facet_ptr"), ({"facet_ptr": ptr[::-1].copy()}, "facet_ptr"),
+                           ({"facet_ptr": ptr.astype(float)}, "facet_ptr has dtype"),
+                           ({"facet_idx": bad_idx}, "facet ids"), ({"adjacency": bad_adj}, "adjacency pairs"),
+                           ({"hi": good["lo"]}, "box"), ({"witnesses": good["witnesses"] * np.nan}, "witnesses")):
+        np.savez(tmp_path / "bad.npz", **dict(good, **change))
+        with pytest.raises(jaxpoly.LoadError, match=needle):
+            jaxpoly.Regions.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "same.npz", **good)
+    assert np.array_equal(jaxpoly.Regions.load(tmp_path / "same.npz").adjacency, R.adjacency)
+
+
+def test_sample_regions_draws_only_the_points_asked_for(small):
+    """A batch size above the sample count drew (and evaluated) a whole batch: 10**9 aborted the process."""
+    net, R = small
+    key = jax.random.key(3)
+    a = jaxpoly.sample_regions(net, (-1.0, 1.0), 1000, key=key, batch_size=10**12)
+    b = jaxpoly.sample_regions(net, (-1.0, 1.0), 1000, key=key, batch_size=1000)
+    assert np.array_equal(a, b)
+    assert len(a) <= len(R)
+
+
 # -- magnitudes that overflow float64 ---------------------------------------------------------------
 
 _W0, _B0 = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, -1.0]]), np.array([0.1, -0.2, 0.3])
