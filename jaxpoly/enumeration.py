@@ -1038,8 +1038,11 @@ def enumerate_regions(
       rays: ray directions shot from each cell's centre (the first ``2 d`` are the axes).
       progress: show a tqdm progress bar per level (cells found, rate, queue length); without tqdm,
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
-      devices: a list of devices or a :class:`jax.sharding.Mesh`: every batch is sharded over them
-        along its batch axis (``batch_size`` is rounded up to a multiple of the device count).
+      devices: a list of distinct devices or a :class:`jax.sharding.Mesh`: every batch is sharded over
+        them along its batch axis (``batch_size`` is rounded up to a multiple of the device count);
+        each device builds its cells' constraints and runs their rays and walks, the LP stages run on
+        the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
+        CPU pool) above their count (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
         tolerance decides facets.
       seed: seeds the ray directions and seed-point candidates (results do not depend on it for
@@ -1057,7 +1060,9 @@ def enumerate_regions(
         non-scalar output.
       InvalidBoundsError: a bad or empty box, or one beyond :data:`jaxpoly.bounds.MAX_MAGNITUDE`.
       InvalidArgumentError: an option outside its domain (``tol`` in ``(0, 1e-2)``, ``seed >= 0``,
-        integer ``max_regions``, ``batch_size`` and ``rays``, boolean ``level_set``, distinct devices).
+        integer ``max_regions``, ``batch_size`` and ``rays``, boolean ``level_set``, distinct devices);
+        several CPU devices on an XLA CPU pool of no more threads than devices (their programs can
+        deadlock there: set ``PJRT_NPROC`` before JAX starts).
       CapacityError: one batch would not fit in memory; the message names a batch size that does.
     """
     if not isinstance(level_set, (bool, np.bool_)):
