@@ -1040,8 +1040,8 @@ def enumerate_regions(
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
       devices: a list of distinct devices or a :class:`jax.sharding.Mesh`: every batch is sharded over
         them along its batch axis (``batch_size`` is rounded up to a multiple of the device count);
-        each device builds its cells' constraints and runs their rays and walks, the LP stages run on
-        the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
+        each device builds its cells' constraints and runs their rays, walks and warm-started
+        redundancy LPs; the Chebyshev and cold LPs run on the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
         CPU pool) above their count (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
         tolerance decides facets.

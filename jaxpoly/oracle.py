@@ -447,7 +447,8 @@ def on_cells(kernel: Callable, args: tuple, batched: tuple[bool, ...], sharding:
         return kernel(*args, **static)
     whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
     args = tuple(jax.device_put(a, sharding if b else whole) for a, b in zip(args, batched))
-    return _per_device(kernel.__wrapped__, sharding.mesh, batched, tuple(sorted(static.items())))(*args)
+    return _per_device(getattr(kernel, "__wrapped__", kernel), sharding.mesh, batched,
+                       tuple(sorted(static.items())))(*args)
 
 
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
@@ -667,8 +668,15 @@ def _cell_vertices(A, b, active, c, need):
     return v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
 
 
+def _exceeds_on_device(A, b, active, start, cell, row, threshold, count, **static):
+    """:func:`jaxpoly.primal.exceeds` of one device's cells and items (``count (1,)``), for
+    :func:`on_cells`."""
+    return primal.exceeds.__wrapped__(A, b, active, start, cell, row, threshold, count[0], **static)
+
+
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
-                    tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                    tol: float, sharding: jax.sharding.NamedSharding | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The redundancy question of each pair ``(cell[i], row[i])`` by the primal simplex from vertices
     of each cell (:mod:`jaxpoly.primal`): ``(facet (N,), resolved (N,), support (N, d), pivots)``.
     ``facet``: the cell without row ``k`` reaches beyond ``b_k + tol``; ``support``: for a redundant
@@ -676,28 +684,48 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     ``pivots``: the walks' pivots in all. Unresolved pairs are left to :func:`redundancy_lps`.
     All pairs of a batch go to :func:`jaxpoly.primal.exceeds` in one call, padded to ``B M`` items (one
     compiled shape per pool size), so the pool drains (the tail of its longest walks, with most lanes
-    idle) once per batch: in chunks of 4,096 pairs it did 12 % more work at d = 16."""
+    idle) once per batch: in chunks of 4,096 pairs it did 12 % more work at d = 16. With a ``sharding``
+    of the batch over several devices, each device answers the pairs of its own cells in a pool of its
+    own (:func:`on_cells`)."""
     B, M, d = rows.A.shape
     undecided = np.zeros((B, M), bool)
     undecided[cell, row] = True
     active = rows.active & jnp.asarray(valid)[:, None]
-    b, scale, c = _warm_problem(rows.A, rows.b, active, origin, jnp.asarray(undecided))
-    start = _cell_vertices(rows.A, b, active, c, jnp.asarray(undecided.any(axis=1)))
+    b, scale, c = on_cells(_warm_problem, (rows.A, rows.b, active, origin, jnp.asarray(undecided)), (True,) * 5,
+                           sharding)
+    start = on_cells(_cell_vertices, (rows.A, b, active, c, jnp.asarray(undecided.any(axis=1))), (True,) * 5,
+                     sharding)
     thr = tol / np.asarray(scale)
     n = len(cell)
     order = primal.queue_order(cell, np.asarray(start.slack)[cell, row])
     cell, row = cell[order], row[order]
+    D = 1 if sharding is None else len(sharding.mesh.devices.flat)
+    L = B // D  # the cells of each device: [k L, (k + 1) L)
+    dev = cell // L
+    count = np.bincount(dev, minlength=D)
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)
     budget = _WARM_PIVOTS_PER_DIM * d + 16
-    lanes = next(lanes for least, lanes in _WARM_POOLS if n >= least * budget)
-    idx = np.concatenate([np.arange(n), np.zeros(max(B * M, lanes) - n, np.int64)])  # every pair fits
-    st, _, basis, pivots = primal.exceeds(rows.A, b, active, start, jnp.asarray(cell[idx], jnp.int32),
-                                          jnp.asarray(row[idx], jnp.int32), jnp.asarray(thr), jnp.int32(n),
-                                          max_iters=budget, lanes=lanes, boxed=True)
+    lanes = next(lanes for least, lanes in _WARM_POOLS if count.max(initial=0) >= least * budget)
+    size = max(L * M, lanes)  # every pair of a device fits
+    # each device's pairs, in the queue's order, at the front of its slice of the items
+    rank = np.empty(n, np.int64)
+    by_dev = np.argsort(dev, kind="stable")
+    rank[by_dev] = np.arange(n) - np.repeat(np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+    at = dev * size + rank
+    items_cell, items_row = np.zeros(D * size, np.int32), np.zeros(D * size, np.int32)
+    items_cell[at], items_row[at] = cell - dev * L, row
+    if sharding is None:
+        st, _, basis, pivots = primal.exceeds(rows.A, b, active, start, jnp.asarray(items_cell),
+                                              jnp.asarray(items_row), jnp.asarray(thr), jnp.int32(n),
+                                              max_iters=budget, lanes=lanes, boxed=True)
+    else:
+        st, _, basis, pivots = on_cells(
+            _exceeds_on_device, (rows.A, b, active, start, items_cell, items_row, thr, count.astype(np.int32)),
+            (True,) * 8, sharding, max_iters=budget, lanes=lanes, boxed=True)
     status, support = np.empty(n, np.int32), np.empty((n, d), np.int32)
-    status[order], support[order] = np.asarray(st)[:n], np.asarray(basis)[:n]
-    return status == primal.ABOVE, status != primal.UNRESOLVED, support, int(np.asarray(pivots)[:n].sum())
+    status[order], support[order] = np.asarray(st)[at], np.asarray(basis)[at]
+    return status == primal.ABOVE, status != primal.UNRESOLVED, support, int(np.asarray(pivots)[at].sum())
 
 
 @jax.jit
@@ -802,7 +830,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     if len(cell):
         lps += len(cell)
         if warm_start:
-            fac, resolved, basis, warm_pivots = warm_redundancy(rows, valid, cell, row, y0, tol)
+            fac, resolved, basis, warm_pivots = warm_redundancy(rows, valid, cell, row, y0, tol, sharding)
             facets[cell[resolved], row[resolved]] = fac[resolved]
             if certify:
                 opt = resolved & ~fac

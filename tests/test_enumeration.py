@@ -618,13 +618,14 @@ net = mlp(2, 2, (8, 8))
 A = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
 B = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=jax.devices())
 same(A, B)
-# d = 24: the walks too; every batch's rays and walks run on each device's own cells (a 2 x 2 mesh)
+# d = 24: the walks too; every batch's rays, walks and warm-started redundancy LPs run on each
+# device's own cells (a 2 x 2 mesh)
 net24 = mlp(9, 24, (32,))
 A24 = enumerate_regions(net24, (-1.0, 1.0), batch_size=64, max_regions=200)
 B24 = enumerate_regions(net24, (-1.0, 1.0), batch_size=64, max_regions=200,
                         devices=Mesh(np.array(jax.devices()).reshape(2, 2), ("a", "b")))
 same(A24, B24)
-assert A24.stats["walk_facets"] > 0
+assert A24.stats["walk_facets"] > 0 and B24.stats["warm_lps"] > 0
 with pytest.raises(jp.InvalidArgumentError, match="more than once"):
     enumerate_regions(net, (-1.0, 1.0), devices=Mesh(np.array(jax.devices()[:1] * 2), ("batch",)))
 os.environ["PJRT_NPROC"] = "4"  # (read at each call) 4 devices on 4 threads can deadlock: refused
