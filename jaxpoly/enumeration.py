@@ -214,7 +214,8 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
                             jnp.asarray(ctx.half), stage=stage, level_set=ctx.level_set,
                             num_slots=ctx.M)
-    wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk, n)
+    wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk, n,
+                                           sharding=ctx.sharding)
     valid = np.zeros(ctx.B, bool)
     valid[:n] = True
     good = valid & (rad > ctx.tol)
@@ -1040,8 +1041,8 @@ def enumerate_regions(
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
       devices: a list of distinct devices or a :class:`jax.sharding.Mesh`: every batch is sharded over
         them along its batch axis (``batch_size`` is rounded up to a multiple of the device count);
-        each device builds its cells' constraints and runs their rays, walks and warm-started
-        redundancy LPs; the Chebyshev and cold LPs run on the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
+        each device builds its cells' constraints and runs their rays, walks, pooled Chebyshev LPs
+        and warm-started redundancy LPs; the other LPs run on the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
         CPU pool) above their count (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
         tolerance decides facets.

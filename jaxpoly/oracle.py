@@ -571,8 +571,25 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
     return c, A_aug, b_aug, mask
 
 
+def _chebyshev_on_device(A, b, active, idx, basis0, count, *, r_cap: float, lanes: int):
+    """The Chebyshev LPs of one device's cells ``idx`` (local indices, the first ``count (1,)`` real)
+    in a pool of ``lanes`` (:func:`jaxpoly.lp._solve_pool`), for :func:`on_cells`:
+    ``(x, status, basis)``."""
+    c, A_, b_, mask, start = _cheb_problem(A, b, active, r_cap, idx, basis0)
+    res, basis = lp._solve_pool(c, A_, b_, mask, start, count[0], lanes=lanes, box=_LP_BOX)
+    return res.x, res.status, basis
+
+
+def _by_device(keys: np.ndarray, D: int) -> np.ndarray:
+    """``(B,)``: each device's cells (``B / D`` in a row, local indices) sorted by ``keys (B,)``
+    (stable)."""
+    L = len(keys) // D
+    return np.concatenate([np.argsort(keys[k * L:(k + 1) * L], kind="stable") for k in range(D)])
+
+
 def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chunk: int | None = None,
-              num_cells: int | None = None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+              num_cells: int | None = None, sharding: jax.sharding.NamedSharding | None = None
+              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks,
     and the optimal bases ``(B, d + 1) int32`` (``-1`` rows where unsolved or not asked for).
 
@@ -585,7 +602,8 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     starts from the box in one batched call of ``B`` (which costs its slowest instance's pivots times
     ``B``) and no bases come back. ``num_cells``: only the first that many cells are real (the rest pad
     a batch): the pool solves them alone and the padding gets radius ``-inf`` (one call of ``B``
-    solves every cell anyway).
+    solves every cell anyway). With a ``sharding`` of the batch over several devices, the pool of
+    each device solves its own cells (:func:`on_cells`).
     """
     B, M, d = rows.A.shape
     n = B if num_cells is None else int(num_cells)
@@ -595,6 +613,30 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         basis = np.full((B, d + 1), -1, np.int32)
     elif n == 0:
         return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
+    elif sharding is not None and len(sharding.mesh.devices.flat) > 1:
+        D = len(sharding.mesh.devices.flat)
+        L = B // D
+        cells = np.arange(B)
+        # on each device: its real cells, the cold ones (no start basis) first, then its padding
+        local = _by_device(2 * (cells >= n) + (np.asarray(start)[:, 0] >= 0), D)
+        order = local + np.repeat(np.arange(D) * L, L)
+        count = np.clip(n - np.arange(D) * L, 0, L).astype(np.int32)
+        x_, st_, basis_ = (np.array(a) for a in on_cells(
+            _chebyshev_on_device, (rows.A, rows.b, rows.active, local.astype(np.int32), jnp.asarray(start, jnp.int32),
+                                   count), (True,) * 6, sharding, r_cap=float(r_cap), lanes=int(chunk)))
+        real = order < n
+        redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
+        fb = len(redo)
+        if fb:  # HiGHS, as _solve_robust does
+            pad = np.concatenate([order[redo], np.full(B - fb, order[redo[0]])])
+            cn, An, bn, mn = (np.asarray(a) for a in _cheb_problem(rows.A, rows.b, rows.active, r_cap,
+                                                                    jnp.asarray(pad))[:4])
+            for j, i in enumerate(redo):
+                h = lp.solve_lp_host(cn[j], An[j], bn[j], mn[j])
+                x_[i], st_[i], basis_[i] = h.x, h.status, -1
+        x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
+        status = np.full(B, lp.INFEASIBLE, np.int32)
+        x[order[real]], status[order[real]], basis[order[real]] = x_[real], st_[real], basis_[real]
     else:
         # the cold cells (no start basis: the longest LPs) first, so that they are not the pool's tail
         order = np.argsort(np.asarray(start)[:, 0] >= 0, kind="stable")

@@ -626,6 +626,19 @@ B24 = enumerate_regions(net24, (-1.0, 1.0), batch_size=64, max_regions=200,
                         devices=Mesh(np.array(jax.devices()).reshape(2, 2), ("a", "b")))
 same(A24, B24)
 assert A24.stats["walk_facets"] > 0 and B24.stats["warm_lps"] > 0
+# the Chebyshev pools per device, from d = 2 on, with one LP of every device's pool spoiled: HiGHS
+# solves it (on one device the pool runs from d = 16 only)
+from jaxpoly import enumeration, lp, oracle
+enumeration._CHEBYSHEV_CHUNK_MIN_DIM = 0
+solve = oracle._chebyshev_on_device
+def spoiled(*args, **kw):
+    x, status, basis = solve(*args, **kw)
+    return x, status.at[0].set(lp.NUMERICAL), basis
+oracle._chebyshev_on_device = spoiled
+C = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=jax.devices())
+same(A, C)
+assert C.stats["lp_fallbacks"] >= 4, C.stats
+oracle._chebyshev_on_device = solve
 with pytest.raises(jp.InvalidArgumentError, match="more than once"):
     enumerate_regions(net, (-1.0, 1.0), devices=Mesh(np.array(jax.devices()[:1] * 2), ("batch",)))
 os.environ["PJRT_NPROC"] = "4"  # (read at each call) 4 devices on 4 threads can deadlock: refused
