@@ -707,7 +707,7 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
             rows = oracle.cell_rows(ctx.net, ctx.put(p_), ctx.put(_pad_rows(pm[s : s + ctx.B], ctx.B)),
                                     jnp.asarray(ctx.centre), jnp.asarray(ctx.half), stage=stage,
                                     level_set=ctx.level_set, num_slots=M)
-            w_, r_, fb, _ = oracle.chebyshev(rows, 2.0 * ctx.radius)
+            w_, r_, fb, _ = oracle.chebyshev(rows, 2.0 * ctx.radius, sharding=ctx.sharding)
             ctx.stats["lps"] += ctx.B
             ctx.stats["lp_fallbacks"] += fb
             k = min(ctx.B, len(full) - s)
@@ -1041,8 +1041,8 @@ def enumerate_regions(
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
       devices: a list of distinct devices or a :class:`jax.sharding.Mesh`: every batch is sharded over
         them along its batch axis (``batch_size`` is rounded up to a multiple of the device count);
-        each device builds its cells' constraints and runs their rays, walks, pooled Chebyshev LPs
-        and warm-started redundancy LPs; the other LPs run on the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
+        each device builds its cells' constraints and runs their rays, walks, Chebyshev LPs and
+        warm-started redundancy LPs; the other LPs run on the whole batch. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
         CPU pool) above their count (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
         tolerance decides facets.

@@ -571,11 +571,15 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
     return c, A_aug, b_aug, mask
 
 
-def _chebyshev_on_device(A, b, active, idx, basis0, count, *, r_cap: float, lanes: int):
+def _chebyshev_on_device(A, b, active, idx, basis0, count, *, r_cap: float, lanes: int | None):
     """The Chebyshev LPs of one device's cells ``idx`` (local indices, the first ``count (1,)`` real)
-    in a pool of ``lanes`` (:func:`jaxpoly.lp._solve_pool`), for :func:`on_cells`:
+    in a pool of ``lanes`` from the bases ``basis0`` (:func:`jaxpoly.lp._solve_pool`), or with
+    ``lanes=None`` all of them from the box in one batched call, for :func:`on_cells`:
     ``(x, status, basis)``."""
     c, A_, b_, mask, start = _cheb_problem(A, b, active, r_cap, idx, basis0)
+    if lanes is None:
+        res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A_, b_, mask)
+        return res.x, res.status, jnp.full(start.shape, -1, jnp.int32)
     res, basis = lp._solve_pool(c, A_, b_, mask, start, count[0], lanes=lanes, box=_LP_BOX)
     return res.x, res.status, basis
 
@@ -602,28 +606,26 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     starts from the box in one batched call of ``B`` (which costs its slowest instance's pivots times
     ``B``) and no bases come back. ``num_cells``: only the first that many cells are real (the rest pad
     a batch): the pool solves them alone and the padding gets radius ``-inf`` (one call of ``B``
-    solves every cell anyway). With a ``sharding`` of the batch over several devices, the pool of
-    each device solves its own cells (:func:`on_cells`).
+    solves every cell anyway). With a ``sharding`` of the batch over several devices, each device
+    solves its own cells, in a pool of its own or one batched call (:func:`on_cells`).
     """
     B, M, d = rows.A.shape
     n = B if num_cells is None else int(num_cells)
-    if start is None or chunk is None or chunk >= B:
-        x, _, status, fb, _ = _solve_padded(
-            lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
-        basis = np.full((B, d + 1), -1, np.int32)
-    elif n == 0:
+    pooled = not (start is None or chunk is None or chunk >= B)
+    D = 1 if sharding is None else len(sharding.mesh.devices.flat)
+    if pooled and n == 0:
         return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
-    elif sharding is not None and len(sharding.mesh.devices.flat) > 1:
-        D = len(sharding.mesh.devices.flat)
+    if D > 1:
         L = B // D
         cells = np.arange(B)
-        # on each device: its real cells, the cold ones (no start basis) first, then its padding
-        local = _by_device(2 * (cells >= n) + (np.asarray(start)[:, 0] >= 0), D)
+        # on each device: its real cells, in a pool the cold ones (no start basis) first, then its padding
+        start = np.full((B, d + 1), -1, np.int32) if start is None else np.asarray(start, np.int32)
+        local = _by_device(2 * (cells >= n) + (start[:, 0] >= 0) if pooled else np.zeros(B, np.int32), D)
         order = local + np.repeat(np.arange(D) * L, L)
         count = np.clip(n - np.arange(D) * L, 0, L).astype(np.int32)
         x_, st_, basis_ = (np.array(a) for a in on_cells(
-            _chebyshev_on_device, (rows.A, rows.b, rows.active, local.astype(np.int32), jnp.asarray(start, jnp.int32),
-                                   count), (True,) * 6, sharding, r_cap=float(r_cap), lanes=int(chunk)))
+            _chebyshev_on_device, (rows.A, rows.b, rows.active, local.astype(np.int32), start, count), (True,) * 6,
+            sharding, r_cap=float(r_cap), lanes=int(chunk) if pooled else None))
         real = order < n
         redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
         fb = len(redo)
@@ -637,6 +639,10 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
         status = np.full(B, lp.INFEASIBLE, np.int32)
         x[order[real]], status[order[real]], basis[order[real]] = x_[real], st_[real], basis_[real]
+    elif not pooled:
+        x, _, status, fb, _ = _solve_padded(
+            lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
+        basis = np.full((B, d + 1), -1, np.int32)
     else:
         # the cold cells (no start basis: the longest LPs) first, so that they are not the pool's tail
         order = np.argsort(np.asarray(start)[:, 0] >= 0, kind="stable")
