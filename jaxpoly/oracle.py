@@ -438,7 +438,8 @@ def _per_device(fn: Callable, mesh: jax.sharding.Mesh, batched: tuple[bool, ...]
 
 def on_cells(kernel: Callable, args: tuple, batched: tuple[bool, ...], sharding: jax.sharding.NamedSharding | None,
              **static):
-    """``kernel(*args, **static)`` (a jitted function of a batch of cells, each computed on its own),
+    """``kernel(*args, **static)`` (a function of a batch of cells, each computed on its own: jitted,
+    unless it is only called with a sharding),
     or with a ``sharding`` of the batch axis over several devices, that kernel on each device's cells
     alone (``shard_map``): the arguments marked ``batched`` are split, the others copied. Under plain
     ``jit`` XLA gathers the batch onto every device first (the kernels' loops over slices of cells
@@ -763,7 +764,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     at = dev * size + rank
     items_cell, items_row = np.zeros(D * size, np.int32), np.zeros(D * size, np.int32)
     items_cell[at], items_row[at] = cell - dev * L, row
-    if sharding is None:
+    if D == 1:
         st, _, basis, pivots = primal.exceeds(rows.A, b, active, start, jnp.asarray(items_cell),
                                               jnp.asarray(items_row), jnp.asarray(thr), jnp.int32(n),
                                               max_iters=budget, lanes=lanes, boxed=True)

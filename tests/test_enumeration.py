@@ -618,6 +618,7 @@ net = mlp(2, 2, (8, 8))
 A = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64)
 B = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=jax.devices())
 same(A, B)
+same(A, enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=jax.devices()[:1]))
 # d = 24: the walks too; every batch's rays, walks and warm-started redundancy LPs run on each
 # device's own cells (a 2 x 2 mesh)
 net24 = mlp(9, 24, (32,))
