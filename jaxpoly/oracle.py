@@ -658,21 +658,68 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     return x[:, :d], r, fb, basis
 
 
-def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array
+def _plain_on_device(A, bc, active, cell, direction, relax_row, *, delta: float):
+    """:func:`_plain_problem` of one device's items (cells local), solved in one batched call, for
+    :func:`on_cells`: ``(value, status)``."""
+    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(
+        *_plain_problem(A, bc, active, cell, direction, relax_row, delta))
+    return res.value, res.status
+
+
+def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.ndarray, relax_row: np.ndarray,
+                 delta: float, size: int, sharding: jax.sharding.NamedSharding | None
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``max direction[i] · y`` over cell ``cell[i]`` (offsets ``bc``, row ``relax_row[i]`` relaxed by
+    ``delta``) for every item: ``(value (N,), status (N,), fallbacks)``, in calls of ``size`` items
+    (one compiled shape), HiGHS for those the solver flags. With a ``sharding`` of the batch over
+    several devices, each device solves the items of its own cells (:func:`on_cells`)."""
+    D = 1 if sharding is None else len(sharding.mesh.devices.flat)
+    if D == 1:
+        def build(idx):  # host-side gathers: device arrays of varying length would recompile
+            return _plain_problem(rows.A, bc, rows.active, cell[idx], direction[idx], relax_row[idx], delta)
+
+        _, value, status, fb, _ = _solve_padded(build, len(cell), size)
+        return value, status, fb
+    B, d = rows.A.shape[0], rows.A.shape[-1]
+    L, per = B // D, max(size // D, 1)  # cells and items per device and call
+    dev = cell // L
+    count = np.bincount(dev, minlength=D)
+    rank = np.empty(len(cell), np.int64)
+    by_dev = np.argsort(dev, kind="stable")
+    rank[by_dev] = np.arange(len(cell)) - np.repeat(np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+    value, status = np.zeros(len(cell)), np.full(len(cell), lp.NUMERICAL, np.int32)
+    for first in range(0, int(count.max(initial=0)), per):
+        now = np.flatnonzero((rank >= first) & (rank < first + per))
+        at = dev[now] * per + rank[now] - first
+        c_, dir_, rel_ = np.zeros(D * per, np.int32), np.zeros((D * per, d)), np.full(D * per, -1, np.int32)
+        c_[at], dir_[at], rel_[at] = cell[now] - dev[now] * L, direction[now], relax_row[now]
+        v, st = on_cells(_plain_on_device, (rows.A, bc, rows.active, c_, dir_, rel_), (True,) * 6, sharding,
+                         delta=float(delta))
+        value[now], status[now] = np.asarray(v)[at], np.asarray(st)[at]
+    redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
+    for s in range(0, len(redo), size):  # HiGHS, as _solve_robust does
+        part = redo[s:s + size]
+        pad = np.concatenate([part, np.full(size - len(part), part[0])])
+        cn, An, bn, mn = (np.asarray(a) for a in _plain_problem(rows.A, bc, rows.active, cell[pad], direction[pad],
+                                                                 relax_row[pad], delta))
+        for j, i in enumerate(part):
+            h = lp.solve_lp_host(cn[j], An[j], bn[j], mn[j])
+            value[i], status[i] = h.value, h.status
+    return value, status, len(redo)
+
+
+def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array,
+                 sharding: jax.sharding.NamedSharding | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Bounding boxes of the cells ``sel``: ``(upper (S, d), lower (S, d), ok (S,), fallbacks)``.
-    ``origin (B, d)``: an interior point of every cell (the LPs are centred there)."""
+    ``origin (B, d)``: an interior point of every cell (the LPs are centred there); ``sharding``: as
+    for :func:`_solve_plain`."""
     d = rows.A.shape[-1]
     bc = _centred(rows.A, rows.b, origin)
     S = len(sel)
     cell = np.repeat(sel, 2 * d)
     dirs = np.tile(np.concatenate([np.eye(d), -np.eye(d)]), (S, 1))
-    none = np.full(size, -1)
-
-    def build(idx):  # host-side gathers: device arrays of varying length would recompile
-        return _plain_problem(rows.A, bc, rows.active, cell[idx], dirs[idx], none, 0.0)
-
-    _, value, status, fb, _ = _solve_padded(build, S * 2 * d, size)
+    value, status, fb = _solve_plain(rows, bc, cell, dirs, np.full(len(cell), -1), 0.0, size, sharding)
     o = np.asarray(origin)[sel]
     value = value.reshape(S, 2 * d) + np.concatenate([o, -o], axis=1)
     ok = np.all(status.reshape(S, 2 * d) == lp.OPTIMAL, axis=1)
@@ -680,17 +727,15 @@ def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array
 
 
 def redundancy_lps(rows: CellRows, cell: np.ndarray, row: np.ndarray, delta: float, size: int,
-                   origin: jax.Array) -> tuple[np.ndarray, np.ndarray, int]:
+                   origin: jax.Array, sharding: jax.sharding.NamedSharding | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
     """Exceedance ``max a_k·y - b_k`` with row ``k`` relaxed by ``delta`` for each pair
     ``(cell[i], row[i])``: ``(excess (N,), solved (N,) bool, fallbacks)``. ``origin (B, d)``: an
-    interior point of every cell (the LPs are centred there)."""
+    interior point of every cell (the LPs are centred there); ``sharding``: as for
+    :func:`_solve_plain`."""
     dirs = np.asarray(rows.A)[cell, row]
     bc = _centred(rows.A, rows.b, origin)
-
-    def build(idx):
-        return _plain_problem(rows.A, bc, rows.active, cell[idx], dirs[idx], row[idx], delta)
-
-    _, value, status, fb, _ = _solve_padded(build, len(cell), size)
+    value, status, fb = _solve_plain(rows, bc, cell, dirs, row, delta, size, sharding)
     excess = value - np.asarray(bc)[cell, row]
     return excess, status == lp.OPTIMAL, fb
 
@@ -862,7 +907,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     # the bounding box costs 2 d LPs: only worth it for cells with more undecided rows than that
     sel = np.flatnonzero(valid & (undecided.sum(axis=1) > 2 * d))
     if use_bbox and len(sel):
-        upper, lower, ok, fb = bounding_box(rows, sel, B, y0)
+        upper, lower, ok, fb = bounding_box(rows, sel, B, y0, sharding)
         lps += len(sel) * 2 * d
         fbs += fb
         up = np.zeros((B, d))
@@ -889,7 +934,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
             warm = int(resolved.sum())
             cell, row = cell[~resolved], row[~resolved]
     if len(cell):
-        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B, y0)
+        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B, y0, sharding)
         fbs += fb
         # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
         # neighbour's own Chebyshev test, a dropped one could lose a region

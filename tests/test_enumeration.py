@@ -640,6 +640,24 @@ C = enumerate_regions(net, (-1.0, 1.0), level_set=True, batch_size=64, devices=j
 same(A, C)
 assert C.stats["lp_fallbacks"] >= 4, C.stats
 oracle._chebyshev_on_device = solve
+# the cold LPs per device too: no warm start (every undecided row to redundancy_lps), bounding boxes
+# counted, one LP per device and call spoiled
+calls = {"box": 0}
+warm, box = oracle.warm_redundancy, oracle.bounding_box
+def no_warm(rows, valid, cell, row, *args):
+    return (np.zeros(len(cell), bool), np.zeros(len(cell), bool), np.full((len(cell), rows.A.shape[-1]), -1), 0)
+def counted(*args):
+    calls["box"] += args[-1] is not None
+    return box(*args)
+plain = oracle._plain_on_device
+def spoiled_plain(*args, **kw):  # one LP per device and call flagged: HiGHS
+    value, status = plain(*args, **kw)
+    return value, status.at[0].set(lp.NUMERICAL)
+oracle.warm_redundancy, oracle.bounding_box, oracle._plain_on_device = no_warm, counted, spoiled_plain
+D = enumerate_regions(mlp(3, 3, (8, 8)), (-1.0, 1.0), batch_size=64, devices=jax.devices())
+oracle.warm_redundancy, oracle.bounding_box, oracle._plain_on_device = warm, box, plain
+same(enumerate_regions(mlp(3, 3, (8, 8)), (-1.0, 1.0), batch_size=64), D)
+assert D.stats["warm_lps"] == 0 and calls["box"] > 0 and D.stats["lp_fallbacks"] >= 4, (D.stats, calls)
 with pytest.raises(jp.InvalidArgumentError, match="more than once"):
     enumerate_regions(net, (-1.0, 1.0), devices=Mesh(np.array(jax.devices()[:1] * 2), ("batch",)))
 os.environ["PJRT_NPROC"] = "4"  # (read at each call) 4 devices on 4 threads can deadlock: refused
