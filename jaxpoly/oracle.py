@@ -585,6 +585,28 @@ def _chebyshev_on_device(A, b, active, idx, basis0, count, *, r_cap: float, lane
     return res.x, res.status, basis
 
 
+def _device_ranks(cell: np.ndarray, L: int, D: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dev (N,), rank (N,), count (D,))`` for items of cells ``cell (N,)`` (``L`` cells per device):
+    each item's device, its rank among that device's items (in order), each device's item count."""
+    dev = cell // L
+    count = np.bincount(dev, minlength=D)
+    rank = np.empty(len(cell), np.int64)
+    rank[np.argsort(dev, kind="stable")] = np.arange(len(cell)) - np.repeat(
+        np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+    return dev, rank, count
+
+
+def _on_host(build: Callable, redo: np.ndarray, size: int) -> list:
+    """HiGHS's results for the LPs ``redo`` (indices) that ``build(idx (size,)) -> (c, A, b, mask, ...)``
+    builds, in calls padded to ``size`` (one compiled shape)."""
+    out = []
+    for s in range(0, len(redo), size):
+        part = redo[s:s + size]
+        cn, An, bn, mn = (np.asarray(a) for a in build(np.concatenate([part, np.full(size - len(part), part[0])]))[:4])
+        out += [lp.solve_lp_host(cn[j], An[j], bn[j], mn[j]) for j in range(len(part))]
+    return out
+
+
 def _by_device(keys: np.ndarray, D: int) -> np.ndarray:
     """``(B,)``: each device's cells (``B / D`` in a row, local indices) sorted by ``keys (B,)``
     (stable)."""
@@ -630,13 +652,10 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         real = order < n
         redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
         fb = len(redo)
-        if fb:  # HiGHS, as _solve_robust does
-            pad = np.concatenate([order[redo], np.full(B - fb, order[redo[0]])])
-            cn, An, bn, mn = (np.asarray(a) for a in _cheb_problem(rows.A, rows.b, rows.active, r_cap,
-                                                                    jnp.asarray(pad))[:4])
-            for j, i in enumerate(redo):
-                h = lp.solve_lp_host(cn[j], An[j], bn[j], mn[j])
-                x_[i], st_[i], basis_[i] = h.x, h.status, -1
+        hosted = _on_host(lambda pos: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[pos])),
+                          redo, B)  # as _solve_robust does
+        for i, h in zip(redo, hosted):
+            x_[i], st_[i], basis_[i] = h.x, h.status, -1
         x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
         status = np.full(B, lp.INFEASIBLE, np.int32)
         x[order[real]], status[order[real]], basis[order[real]] = x_[real], st_[real], basis_[real]
@@ -682,11 +701,7 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
         return value, status, fb
     B, d = rows.A.shape[0], rows.A.shape[-1]
     L, per = B // D, max(size // D, 1)  # cells and items per device and call
-    dev = cell // L
-    count = np.bincount(dev, minlength=D)
-    rank = np.empty(len(cell), np.int64)
-    by_dev = np.argsort(dev, kind="stable")
-    rank[by_dev] = np.arange(len(cell)) - np.repeat(np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+    dev, rank, count = _device_ranks(cell, L, D)
     value, status = np.zeros(len(cell)), np.full(len(cell), lp.NUMERICAL, np.int32)
     for first in range(0, int(count.max(initial=0)), per):
         now = np.flatnonzero((rank >= first) & (rank < first + per))
@@ -697,14 +712,10 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
                          delta=float(delta))
         value[now], status[now] = np.asarray(v)[at], np.asarray(st)[at]
     redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
-    for s in range(0, len(redo), size):  # HiGHS, as _solve_robust does
-        part = redo[s:s + size]
-        pad = np.concatenate([part, np.full(size - len(part), part[0])])
-        cn, An, bn, mn = (np.asarray(a) for a in _plain_problem(rows.A, bc, rows.active, cell[pad], direction[pad],
-                                                                 relax_row[pad], delta))
-        for j, i in enumerate(part):
-            h = lp.solve_lp_host(cn[j], An[j], bn[j], mn[j])
-            value[i], status[i] = h.value, h.status
+    hosted = _on_host(lambda pos: _plain_problem(rows.A, bc, rows.active, cell[pos], direction[pos], relax_row[pos],
+                                                 delta), redo, size)  # as _solve_robust does
+    for i, h in zip(redo, hosted):
+        value[i], status[i] = h.value, h.status
     return value, status, len(redo)
 
 
@@ -795,18 +806,13 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     cell, row = cell[order], row[order]
     D = 1 if sharding is None else len(sharding.mesh.devices.flat)
     L = B // D  # the cells of each device: [k L, (k + 1) L)
-    dev = cell // L
-    count = np.bincount(dev, minlength=D)
+    dev, rank, count = _device_ranks(cell, L, D)
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)
     budget = _WARM_PIVOTS_PER_DIM * d + 16
     lanes = next(lanes for least, lanes in _WARM_POOLS if count.max(initial=0) >= least * budget)
     size = max(L * M, lanes)  # every pair of a device fits
-    # each device's pairs, in the queue's order, at the front of its slice of the items
-    rank = np.empty(n, np.int64)
-    by_dev = np.argsort(dev, kind="stable")
-    rank[by_dev] = np.arange(n) - np.repeat(np.concatenate([[0], np.cumsum(count)[:-1]]), count)
-    at = dev * size + rank
+    at = dev * size + rank  # each device's pairs, in the queue's order, at the front of its slice
     items_cell, items_row = np.zeros(D * size, np.int32), np.zeros(D * size, np.int32)
     items_cell[at], items_row[at] = cell - dev * L, row
     if D == 1:
