@@ -1041,8 +1041,9 @@ def enumerate_regions(
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
       devices: a list of distinct devices or a :class:`jax.sharding.Mesh`: every batch is sharded over
         them along its batch axis (``batch_size`` is rounded up to a multiple of the device count);
-        each device builds its cells' constraints and runs their rays, walks and LPs. Same results as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's
-        CPU pool) above their count (see ``InvalidArgumentError`` below).
+        each device builds its cells' constraints and runs their rays, walks and LPs. Same results
+        as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's CPU pool) above their count
+        (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
         tolerance decides facets.
       seed: seeds the ray directions and seed-point candidates (results do not depend on it for
