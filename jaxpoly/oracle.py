@@ -438,12 +438,11 @@ def _per_device(fn: Callable, mesh: jax.sharding.Mesh, batched: tuple[bool, ...]
 
 def on_cells(kernel: Callable, args: tuple, batched: tuple[bool, ...], sharding: jax.sharding.NamedSharding | None,
              **static):
-    """``kernel(*args, **static)`` (a function of a batch of cells, each computed on its own: jitted,
-    unless it is only called with a sharding),
-    or with a ``sharding`` of the batch axis over several devices, that kernel on each device's cells
-    alone (``shard_map``): the arguments marked ``batched`` are split, the others copied. Under plain
-    ``jit`` XLA gathers the batch onto every device first (the kernels' loops over slices of cells
-    do not partition)."""
+    """``kernel(*args, **static)`` (a function of a batch of cells, each computed on its own; jitted
+    unless it is only called with a sharding), or with a ``sharding`` of the batch axis over several
+    devices, that kernel on each device's cells alone (``shard_map``): the arguments marked
+    ``batched`` are split, the others copied. Under plain ``jit`` XLA gathers the batch onto every
+    device first (the kernels' loops over slices of cells do not partition)."""
     if sharding is None or len(sharding.mesh.devices.flat) == 1:
         return kernel(*args, **static)
     whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
