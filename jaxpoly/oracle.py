@@ -438,17 +438,16 @@ def _per_device(fn: Callable, mesh: jax.sharding.Mesh, batched: tuple[bool, ...]
 
 def on_cells(kernel: Callable, args: tuple, batched: tuple[bool, ...], sharding: jax.sharding.NamedSharding | None,
              **static):
-    """``kernel(*args, **static)`` (a function of a batch of cells, each computed on its own; jitted
-    unless it is only called with a sharding), or with a ``sharding`` of the batch axis over several
-    devices, that kernel on each device's cells alone (``shard_map``): the arguments marked
-    ``batched`` are split, the others copied. Under plain ``jit`` XLA gathers the batch onto every
-    device first (the kernels' loops over slices of cells do not partition)."""
+    """``kernel(*args, **static)`` (a function of a batch of cells, each computed on its own, built
+    from jitted kernels), or with a ``sharding`` of the batch axis over several devices, that kernel
+    on each device's cells alone (``shard_map``): the arguments marked ``batched`` are split, the
+    others copied. Under plain ``jit`` XLA gathers the batch onto every device first (the kernels'
+    loops over slices of cells do not partition)."""
     if sharding is None or len(sharding.mesh.devices.flat) == 1:
         return kernel(*args, **static)
     whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
     args = tuple(jax.device_put(a, sharding if b else whole) for a, b in zip(args, batched))
-    return _per_device(getattr(kernel, "__wrapped__", kernel), sharding.mesh, batched,
-                       tuple(sorted(static.items())))(*args)
+    return _per_device(kernel, sharding.mesh, batched, tuple(sorted(static.items())))(*args)
 
 
 def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
@@ -462,32 +461,20 @@ def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
     return np.where(np.arange(K)[None, :] < counts[:, None], order, -1).astype(np.int32)
 
 
-def _solve_robust(c, A, b, mask, basis0=None, *, lanes: int | None = None, count: int | None = None):
+def _solve_robust(c, A, b, mask):
     """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
-    and of consistent shapes), without its per-call host-side input checks: the batched JAX solver
-    (from the bases ``basis0 (N, n)`` if given, see :func:`jaxpoly.lp._solve_from`; with ``lanes``, in
-    a pool of that many, :func:`jaxpoly.lp._solve_pool`, of which only the first ``count`` instances are
-    solved), then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy
-    ``(x, value, status, fallbacks, basis)``; ``basis`` (the final bases, ``-1`` unless optimal) only
-    with ``basis0``."""
-    n_real = A.shape[0] if count is None else count
-    if basis0 is None:
-        res, basis = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask), None
-    elif lanes is None:
-        res, basis = lp._batched_solver_from(lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask, basis0)
-    else:
-        res, basis = lp._solve_pool(c, A, b, mask, basis0, count, lanes=lanes, box=_LP_BOX)
-    basis = None if basis is None else np.array(basis)
+    and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
+    then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy
+    ``(x, value, status, fallbacks)``."""
+    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask)
     x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
-    redo = np.flatnonzero((status[:n_real] == lp.ITERATION_LIMIT) | (status[:n_real] == lp.NUMERICAL))
+    redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
     if len(redo):
         cn, An, bn, mn = (np.asarray(a) for a in (c, A, b, mask))
         for i in redo:
             h = lp.solve_lp_host(cn[i], An[i], bn[i], mn[i])
             x[i], value[i], status[i] = h.x, h.value, h.status
-            if basis is not None:
-                basis[i] = -1
-    return x, value, status, len(redo), basis
+    return x, value, status, len(redo)
 
 
 def _chunks(n: int, size: int):
@@ -499,21 +486,20 @@ def _chunks(n: int, size: int):
 
 
 def _solve_padded(build, n: int, size: int):
-    """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask)`` (or with a fifth entry, the
-    start bases) in chunks of exactly ``size`` (the last chunk padded by repeating its first index), so
-    one shape compiles once.
+    """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask, ...)`` in chunks of exactly
+    ``size`` (the last chunk padded by repeating its first index), so one shape compiles once.
 
-    Returns NumPy ``(x (n, k), value (n,), status (n,), fallbacks, basis (n, k) or None)``.
+    Returns NumPy ``(x (n, k), value (n,), status (n,), fallbacks)``.
     """
     parts, fbs = [], 0
     for idx, k in _chunks(n, size):
-        x, v, st, fb, basis = _solve_robust(*build(idx))
-        parts.append((x[:k], v[:k], st[:k], None if basis is None else basis[:k]))
+        x, v, st, fb = _solve_robust(*build(idx)[:4])
+        parts.append((x[:k], v[:k], st[:k]))
         fbs += fb
     if not parts:
-        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int32), 0, None
-    x, v, st, basis = (None if p[0] is None else np.concatenate(p) for p in zip(*parts))
-    return x, v, st, fbs, basis
+        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int32), 0
+    x, v, st = (np.concatenate(p) for p in zip(*parts))
+    return x, v, st, fbs
 
 
 # Every LP of the oracle has the same layout, so one compiled solver serves all of them: variables
@@ -637,7 +623,7 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     D = 1 if sharding is None else len(sharding.mesh.devices.flat)
     if pooled and n == 0:
         return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
-    if D > 1:
+    if pooled or D > 1:
         L = B // D
         cells = np.arange(B)
         # on each device: its real cells, in a pool the cold ones (no start basis) first, then its padding
@@ -646,7 +632,8 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         order = local + np.repeat(np.arange(D) * L, L)
         count = np.clip(n - np.arange(D) * L, 0, L).astype(np.int32)
         x_, st_, basis_ = (np.array(a) for a in on_cells(
-            _chebyshev_on_device, (rows.A, rows.b, rows.active, local.astype(np.int32), start, count), (True,) * 6,
+            _chebyshev_on_device, (rows.A, rows.b, rows.active, jnp.asarray(local, jnp.int32), jnp.asarray(start),
+                                   jnp.asarray(count)), (True,) * 6,
             sharding, r_cap=float(r_cap), lanes=int(chunk) if pooled else None))
         real = order < n
         redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
@@ -658,20 +645,10 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
         x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
         status = np.full(B, lp.INFEASIBLE, np.int32)
         x[order[real]], status[order[real]], basis[order[real]] = x_[real], st_[real], basis_[real]
-    elif not pooled:
-        x, _, status, fb, _ = _solve_padded(
+    else:
+        x, _, status, fb = _solve_padded(
             lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
         basis = np.full((B, d + 1), -1, np.int32)
-    else:
-        # the cold cells (no start basis: the longest LPs) first, so that they are not the pool's tail
-        order = np.argsort(np.asarray(start)[:, 0] >= 0, kind="stable")
-        order = np.concatenate([order[order < n], order[order >= n]])
-        c, A, b, mask, basis0 = _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order),
-                                              jnp.asarray(start, jnp.int32))
-        x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
-        status = np.full(B, lp.INFEASIBLE, np.int32)
-        x_, _, st_, fb, basis_ = _solve_robust(c, A, b, mask, basis0, lanes=int(chunk), count=n)
-        x[order[:n]], status[order[:n]], basis[order[:n]] = x_[:n], st_[:n], basis_[:n]
     r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
     return x[:, :d], r, fb, basis
 
@@ -696,7 +673,7 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
         def build(idx):  # host-side gathers: device arrays of varying length would recompile
             return _plain_problem(rows.A, bc, rows.active, cell[idx], direction[idx], relax_row[idx], delta)
 
-        _, value, status, fb, _ = _solve_padded(build, len(cell), size)
+        _, value, status, fb = _solve_padded(build, len(cell), size)
         return value, status, fb
     B, d = rows.A.shape[0], rows.A.shape[-1]
     L, per = B // D, max(size // D, 1)  # cells and items per device and call
@@ -775,7 +752,7 @@ def _cell_vertices(A, b, active, c, need):
 def _exceeds_on_device(A, b, active, start, cell, row, threshold, count, **static):
     """:func:`jaxpoly.primal.exceeds` of one device's cells and items (``count (1,)``), for
     :func:`on_cells`."""
-    return primal.exceeds.__wrapped__(A, b, active, start, cell, row, threshold, count[0], **static)
+    return primal.exceeds(A, b, active, start, cell, row, threshold, count[0], **static)
 
 
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
@@ -814,14 +791,10 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     at = dev * size + rank  # each device's pairs, in the queue's order, at the front of its slice
     items_cell, items_row = np.zeros(D * size, np.int32), np.zeros(D * size, np.int32)
     items_cell[at], items_row[at] = cell - dev * L, row
-    if D == 1:
-        st, _, basis, pivots = primal.exceeds(rows.A, b, active, start, jnp.asarray(items_cell),
-                                              jnp.asarray(items_row), jnp.asarray(thr), jnp.int32(n),
-                                              max_iters=budget, lanes=lanes, boxed=True)
-    else:
-        st, _, basis, pivots = on_cells(
-            _exceeds_on_device, (rows.A, b, active, start, items_cell, items_row, thr, count.astype(np.int32)),
-            (True,) * 8, sharding, max_iters=budget, lanes=lanes, boxed=True)
+    st, _, basis, pivots = on_cells(
+        _exceeds_on_device, (rows.A, b, active, start, jnp.asarray(items_cell), jnp.asarray(items_row),
+                             jnp.asarray(thr), jnp.asarray(count, jnp.int32)),
+        (True,) * 8, sharding, max_iters=budget, lanes=lanes, boxed=True)
     status, support = np.empty(n, np.int32), np.empty((n, d), np.int32)
     status[order], support[order] = np.asarray(st)[at], np.asarray(basis)[at]
     return status == primal.ABOVE, status != primal.UNRESOLVED, support, int(np.asarray(pivots)[at].sum())
