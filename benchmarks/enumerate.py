@@ -396,6 +396,8 @@ def main() -> None:
     ap.add_argument("--relucent-polys", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--walk-min-dim", type=int, default=None,
+                    help="first d with the primal walks (default: the library's; a huge value turns them off)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "enumerate.json"))
     ap.add_argument("--plot", default=os.path.join(HERE, "results", "enumerate_dscaling.png"))
     ap.add_argument("--relucent-child", default=None, help=argparse.SUPPRESS)
@@ -404,6 +406,8 @@ def main() -> None:
         print(json.dumps(_relucent_child(args.relucent_child, args.relucent_polys)), flush=True)
         return
     only = set(args.only.split(","))
+    if args.walk_min_dim is not None:
+        enumeration._WALK_MIN_DIM = args.walk_min_dim
     out = {"machine": machine(), "command": "python benchmarks/enumerate.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None), "results": {}}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu.sh OUT_DIR large      # 3_8x32 complete, enumeration
 #   bash benchmarks/gpu.sh OUT_DIR enumerate  # enumeration: d-scaling, and batch sizes 256 vs 2048
 #   bash benchmarks/gpu.sh OUT_DIR extract    # extraction only: the default cases and 3_8x32
+#   bash benchmarks/gpu.sh OUT_DIR probe      # d = 32 enumeration without and with the walks, compiles logged
 # Each step has its own time limit; a step that fails leaves its log in OUT_DIR and the next one runs.
 set -u
 out=${1:?OUT_DIR}; part=${2:-check}
@@ -28,6 +29,18 @@ elif [ "$part" = enumerate ]; then
   step 60 batch256 $py benchmarks/enumerate.py --only w64_d8 --max-regions 50000 --out "$out/enumerate_b256_gpu.json"
   step 240 dscaling $py benchmarks/enumerate.py --only dscaling --out "$out/enumerate_dscaling_gpu.json" \
     --plot "$out/enumerate_dscaling_gpu.png"
+elif [ "$part" = probe ]; then
+  # The session-4 GPU run never finished compiling d = 32. JAX logs each compilation (a stall names its
+  # kernel); first without the walks (the only kernel compiled at d = 32 and not at 4-16), then with them.
+  # The slowest compilations of a step, and the last one started (the stalled one, if it timed out).
+  compiles() { echo "== $1: slowest compilations, last started"; grep -o "Finished XLA compilation of .*" "$out/$1.log" | sort -t' ' -k7 -g | tail -n 6
+               grep "^Compiling " "$out/$1.log" | tail -n 1 | cut -c1-160; }
+  step 150 d32_nowalks env JAX_LOG_COMPILES=1 $py benchmarks/enumerate.py --only dscaling --dims 32 --scale-repeats 1 \
+    --walk-min-dim 1000000000 --out "$out/probe_nowalks_gpu.json" --plot "$out/probe_nowalks_gpu.png" > /dev/null
+  compiles d32_nowalks
+  step 150 d32_walks env JAX_LOG_COMPILES=1 $py benchmarks/enumerate.py --only dscaling --dims 32 --scale-repeats 1 \
+    --out "$out/probe_walks_gpu.json" --plot "$out/probe_walks_gpu.png" > /dev/null
+  compiles d32_walks
 else
   step 200 extract_8x32 $py benchmarks/extract.py --cases bunny-3d-8x32 --repeat 1 --out "$out/extract_8x32_gpu.json"
   step 360 enumerate $py benchmarks/enumerate.py --baseline-seconds 20 --out "$out/enumerate_gpu.json" \
