@@ -466,7 +466,7 @@ def _common() -> argparse.ArgumentParser:
                         "$XDG_CACHE_HOME/jaxpoly, unless JAX_COMPILATION_CACHE_DIR is set)")
     p.add_argument("--xla-threads", type=_positive_int, default=None, metavar="N",
                    help="threads of XLA's CPU pool (sets PJRT_NPROC; default one per core). On a 2-core CPU, 1 "
-                        "made enumerate in d >= 16 8-30%% faster and extract 30-45%% slower (README)")
+                        "made enumerate in d >= 16 4-30%% faster and extract 30-45%% slower (README)")
     return p
 
 
