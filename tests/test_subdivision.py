@@ -333,6 +333,28 @@ def test_near_misses_of_a_huge_box_are_reported(caplog):
     assert extract(net, (-1e10, 1e10), level_set=False, rtol=1e-15).num_regions == 7
 
 
+def test_near_miss_count_is_exact_and_reads_vals_block_by_block():
+    """The near-miss pass counts exactly the valid entries in the band (against NumPy, padding rows and
+    columns excluded) and needs no temporary the size of the stage's values: a whole-array version kept
+    1.5x their size (+3 GB and +6 s on a 2D net with two layers of 512)."""
+    from jaxpoly import extraction
+
+    rng = np.random.default_rng(0)
+    V, W, nv, width = 1 << 16, 256, 60_001, 200
+    scales = rng.uniform(0.5, 2.0, W)
+    unit = rng.choice([0.0, 1e-3, 1e-12, 1e-14, 1e-16], size=(V, W), p=[0.2, 0.5, 0.1, 0.1, 0.1])
+    vals = unit * scales * rng.choice([-1.0, 1.0], size=(V, W))
+    with jax.enable_x64(True):
+        args = (jax.numpy.asarray(vals), jax.numpy.asarray(scales), jax.numpy.int32(nv), jax.numpy.int32(width),
+                jax.numpy.float64(1e-13), jax.numpy.float64(1e-15))
+        count, worst = extraction._near_misses(*args)
+        temp = extraction._near_misses.lower(*args).compile().memory_analysis().temp_size_in_bytes
+    a = np.abs(vals[:nv, :width]) / scales[:width]
+    band = (a <= 1e-13) & (a > 1e-15)
+    assert int(count) == band.sum() > 0 and np.isclose(float(worst), a[band].max(), rtol=1e-12)
+    assert temp < vals.nbytes / 4, temp / vals.nbytes
+
+
 @pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
 def test_zero_bias_networks_2d(widths, seed):
     """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole
