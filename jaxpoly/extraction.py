@@ -366,9 +366,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
-        n_near, worst = _near_misses(vals, scales, state.nv, width, rtol, floor)
-        if int(n_near):
-            near.append((int(n_near), float(worst), stage))
+        near.append((*_near_misses(vals, scales, state.nv, width, rtol, floor), stage))  # (read at the end)
         if nv2 > max_vertices:  # (capacities are rounded up to buckets, so a stage may fit and still exceed it)
             raise CapacityError(
                 f"the complex has {nv2:,} vertices after {'the level set' if stage is None else f'stage {stage}'}, "
@@ -403,6 +401,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 state, vals, cap = grow_to(state, vals, cap, new)
     if bar is not None:
         bar.close()
+    near = [(int(n), float(worst), stage) for n, worst, stage in jax.device_get(near) if n]
     if near:
         _warn_near_misses(near, lo, hi, rtol, dtype)
     timings["near_misses"] = sum(n for n, _, _ in near)
