@@ -50,7 +50,7 @@ def _bucket(n: int) -> int:
 
 
 _CHUNK = 1 << 16
-_VALUE_BLOCK = 1 << 13  # row block of _values_from_previous (capacities are multiples of it from 2^15 on)
+_VALUE_BLOCK = 1 << 13  # row block of the passes over a stage's values, _fold_rows (capacities: multiples from 2^15 on)
 _NARROW_BYTES = 16 << 20
 
 
@@ -86,6 +86,15 @@ def _opposite_edges(ends: jax.Array, ne: jax.Array, v: jax.Array) -> jax.Array:
     return jnp.sum(valid & (v[ends[:, 0]] * v[ends[:, 1]] < 0), dtype=jnp.int32)
 
 
+def _fold_rows(n: int, nv: jax.Array, step, init):
+    """``carry = step(start, rows, carry)`` over the blocks of ``rows`` rows (of ``n``) that hold the
+    ``nv`` valid ones (a ``fori_loop``): a pass over a ``(Vc, W)`` array whose temporaries are one
+    block's, not the array's (over the whole array XLA's CPU backend kept ``|vals|`` and masks in
+    memory: up to 1.5x the values)."""
+    rows = math.gcd(n, _VALUE_BLOCK)
+    return jax.lax.fori_loop(0, (nv + rows - 1) // rows, lambda i, carry: step(i * rows, rows, carry), init)
+
+
 @functools.partial(jax.jit, static_argnames=("width", "rtol"))
 def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: jax.Array, *, width: int,
                        rtol: float) -> jax.Array:
@@ -93,11 +102,15 @@ def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: ja
     the stage's columns ``vals[:, :width]`` that are zero there under the tolerance rule, except those
     zero on every vertex (dead neurons: they cut nothing and take no slot). An upper bound for the
     existing vertices; a split point on several of the stage's hyperplanes still overflows and grows."""
-    valid = jnp.arange(vz.shape[0]) < nv
     sc = scales[:width]
-    on = (jnp.abs(vals[:, :width]) <= rtol * sc) & (sc > 0)
-    zeros = jnp.sum(vz >= 0, axis=1) + jnp.sum(on, axis=1)
-    return jnp.max(jnp.where(valid, zeros, 0))
+
+    def step(start, rows, most):
+        on = (jnp.abs(jax.lax.dynamic_slice_in_dim(vals, start, rows)[:, :width]) <= rtol * sc) & (sc > 0)
+        zeros = (jnp.sum(jax.lax.dynamic_slice_in_dim(vz, start, rows) >= 0, axis=1, dtype=jnp.int32)
+                 + jnp.sum(on, axis=1, dtype=jnp.int32))
+        return jnp.maximum(most, jnp.max(jnp.where(start + jnp.arange(rows) < nv, zeros, 0)))
+
+    return _fold_rows(vals.shape[0], nv, step, jnp.int32(0))
 
 
 @jax.jit
@@ -106,22 +119,20 @@ def _near_misses(vals: jax.Array, scales: jax.Array, nv: jax.Array, width: jax.A
     """Values the tolerance rule decided though they are far above roundoff: how many of the ``nv`` valid
     rows of ``vals[:, :width]`` have ``floor * scale < |v| <= rtol * scale`` (a vertex put on a
     hyperplane it misses by more than roundoff), and the largest such ``|v| / scale``. (Sizes and
-    tolerances are traced: one compilation per shape of ``vals``.) Block of rows by block of rows, as
-    :func:`_values_from_previous`: over the whole ``(Vc, W)`` array at once XLA's CPU backend kept
-    ``|vals|`` and the mask in memory (a 2D net with two layers of 512: +3 GB and +6 s)."""
-    n, cols = vals.shape
-    rows = math.gcd(n, _VALUE_BLOCK)
+    tolerances are traced: one compilation per shape of ``vals``.) Block by block (:func:`_fold_rows`;
+    over the whole array: +3 GB and +6 s on a 2D net with two layers of 512)."""
+    cols = vals.shape[1]
     sc = scales[:cols]
     unit = jnp.where(sc > 0, sc, 1)
 
-    def body(i, carry):
+    def step(start, rows, carry):
         count, worst = carry
-        a = jnp.abs(jax.lax.dynamic_slice_in_dim(vals, i * rows, rows))
-        band = ((i * rows + jnp.arange(rows) < nv)[:, None] & (jnp.arange(cols) < width) & (a <= rtol * sc)
+        a = jnp.abs(jax.lax.dynamic_slice_in_dim(vals, start, rows))
+        band = ((start + jnp.arange(rows) < nv)[:, None] & (jnp.arange(cols) < width) & (a <= rtol * sc)
                 & (a > floor * sc))
         return count + jnp.sum(band, dtype=jnp.int32), jnp.maximum(worst, jnp.max(jnp.where(band, a / unit, 0)))
 
-    return jax.lax.fori_loop(0, (nv + rows - 1) // rows, body, (jnp.int32(0), jnp.zeros((), vals.dtype)))
+    return _fold_rows(vals.shape[0], nv, step, (jnp.int32(0), jnp.zeros((), vals.dtype)))
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
@@ -141,7 +152,6 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
     bp0 = st_prev.activation.breakpoints[0]
     st = net.output if stage is None else net.stages[stage]
     n, width = vals.shape
-    rows = math.gcd(n, _VALUE_BLOCK)
 
     def fn(v):
         z = v[:, : st_prev.width * m : m] + bp0  # pre-activations from the first breakpoint's column
@@ -151,13 +161,13 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
             out = (out[:, :, None] - bp).reshape(out.shape[0], -1)
         return jnp.pad(out, ((0, 0), (0, width - out.shape[1])))
 
-    def body(i, carry):
+    def step(start, rows, carry):
         buf, scales = carry
-        block = fn(jax.lax.dynamic_slice_in_dim(buf, i * rows, rows)).astype(buf.dtype)
-        scales = jnp.maximum(scales, sd.column_maxima(block, i * rows + jnp.arange(rows) < nv))
-        return jax.lax.dynamic_update_slice_in_dim(buf, block, i * rows, 0), scales
+        block = fn(jax.lax.dynamic_slice_in_dim(buf, start, rows)).astype(buf.dtype)
+        scales = jnp.maximum(scales, sd.column_maxima(block, start + jnp.arange(rows) < nv))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales
 
-    return jax.lax.fori_loop(0, (nv + rows - 1) // rows, body, (vals, jnp.zeros((width,), vals.dtype)))
+    return _fold_rows(n, nv, step, (vals, jnp.zeros((width,), vals.dtype)))
 
 
 def extract(

@@ -333,10 +333,11 @@ def test_near_misses_of_a_huge_box_are_reported(caplog):
     assert extract(net, (-1e10, 1e10), level_set=False, rtol=1e-15).num_regions == 7
 
 
-def test_near_miss_count_is_exact_and_reads_vals_block_by_block():
+def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
     """The near-miss pass counts exactly the valid entries in the band (against NumPy, padding rows and
-    columns excluded) and needs no temporary the size of the stage's values: a whole-array version kept
-    1.5x their size (+3 GB and +6 s on a 2D net with two layers of 512)."""
+    columns excluded), the zero-slot pass finds the most slots a vertex needs, and neither needs a
+    temporary the size of the stage's values: whole-array versions kept 1.5x and 0.8x their size
+    (+3 GB and +6 s on a 2D net with two layers of 512)."""
     from jaxpoly import extraction
 
     rng = np.random.default_rng(0)
@@ -353,6 +354,16 @@ def test_near_miss_count_is_exact_and_reads_vals_block_by_block():
     band = (a <= 1e-13) & (a > 1e-15)
     assert int(count) == band.sum() > 0 and np.isclose(float(worst), a[band].max(), rtol=1e-12)
     assert temp < vals.nbytes / 4, temp / vals.nbytes
+    # the zero-slot count at a stage's start: the same kind of pass (it held 0.8x the values)
+    vz = rng.integers(-1, 3, size=(V, 4)).astype(np.int32)
+    scales[3] = 0.0  # a dead column takes no slot
+    with jax.enable_x64(True):
+        zargs = (jax.numpy.asarray(vz), jax.numpy.asarray(vals), jax.numpy.asarray(scales), jax.numpy.int32(nv))
+        most = extraction._zero_slots_needed(*zargs, width=width, rtol=1e-13)
+        temp = extraction._zero_slots_needed.lower(*zargs, width=width, rtol=1e-13).compile().memory_analysis()
+    on = (np.abs(vals[:nv, :width]) <= 1e-13 * scales[:width]) & (scales[:width] > 0)
+    assert int(most) == ((vz[:nv] >= 0).sum(1) + on.sum(1)).max()
+    assert temp.temp_size_in_bytes < vals.nbytes / 4
 
 
 @pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
