@@ -49,19 +49,8 @@ def _bucket(n: int) -> int:
     return next(m << k for m in (4, 5, 6, 7, 8) if (m << k) >= n)
 
 
-_CHUNK = 1 << 16
 _VALUE_BLOCK = 1 << 13  # row block of the passes over a stage's values, _fold_rows (capacities: multiples from 2^15 on)
 _NARROW_BYTES = 16 << 20
-
-
-def _chunked(fn, x: jax.Array) -> jax.Array:
-    """``fn`` applied to row blocks of ``x`` (bounds the temporaries of a forward pass over millions of
-    vertices)."""
-    n = x.shape[0]
-    if n <= _CHUNK or n % _CHUNK:
-        return fn(x)
-    out = jax.lax.map(fn, x.reshape((n // _CHUNK, _CHUNK) + x.shape[1:]))
-    return out.reshape((n,) + out.shape[2:])
 
 
 @functools.partial(jax.jit, static_argnames=("stage", "width"))
@@ -69,14 +58,24 @@ def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | N
                        ) -> tuple[jax.Array, jax.Array]:
     """Hyperplane values of hidden ``stage`` (or the output, ``stage=None``) at ``x (Vc, d)``, by a
     forward pass; padded to ``width`` columns. Also returns each column's largest magnitude over the
-    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does."""
+    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does. The values are written block
+    by block into one ``(Vc, width)`` buffer (:func:`_fold_rows`; a whole-array pass held another copy
+    of them), and as there the padding rows' values are not computed (nothing reads them)."""
     if stage is None:
         fn = net
     else:
         fn = lambda p: net.stage_hyperplane_values(p, stage)  # noqa: E731
-    vals = _chunked(fn, x)
-    vals = jnp.pad(vals, ((0, 0), (0, width - vals.shape[1])))
-    return vals, sd.column_maxima(vals, jnp.arange(vals.shape[0]) < nv)
+    dtype = jax.eval_shape(fn, x[:1]).dtype
+
+    def step(start, rows, carry):
+        buf, scales = carry
+        block = fn(jax.lax.dynamic_slice_in_dim(x, start, rows)).astype(dtype)
+        block = jnp.pad(block, ((0, 0), (0, width - block.shape[1])))
+        scales = jnp.maximum(scales, sd.column_maxima(block, start + jnp.arange(rows) < nv))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales
+
+    init = (jnp.zeros((x.shape[0], width), dtype), jnp.zeros((width,), dtype))
+    return _fold_rows(x.shape[0], nv, step, init)
 
 
 @jax.jit

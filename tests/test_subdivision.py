@@ -335,9 +335,9 @@ def test_near_misses_of_a_huge_box_are_reported(caplog):
 
 def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
     """The near-miss pass counts exactly the valid entries in the band (against NumPy, padding rows and
-    columns excluded), the zero-slot pass finds the most slots a vertex needs, and neither needs a
-    temporary the size of the stage's values: whole-array versions kept 1.5x and 0.8x their size
-    (+3 GB and +6 s on a 2D net with two layers of 512)."""
+    columns excluded), the zero-slot pass finds the most slots a vertex needs, the forward pass gives the
+    network's values, and none needs a temporary the size of the stage's values: whole-array versions
+    kept 1.5x, 0.8x and 1x their size (+3 GB and +6 s on a 2D net with two layers of 512)."""
     from jaxpoly import extraction
 
     rng = np.random.default_rng(0)
@@ -364,6 +364,22 @@ def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
     on = (np.abs(vals[:nv, :width]) <= 1e-13 * scales[:width]) & (scales[:width] > 0)
     assert int(most) == ((vz[:nv] >= 0).sum(1) + on.sum(1)).max()
     assert temp.temp_size_in_bytes < vals.nbytes / 4
+    # a stage's values by a forward pass (residual networks, first stages): the network's own values and
+    # column maxima on the valid rows, written into one buffer (a whole-array pass held another copy)
+    net = jaxpoly.from_arrays([rng.normal(size=(2, 64)), rng.normal(size=(64, 64)), rng.normal(size=(64, 1))],
+                              [rng.normal(size=64), rng.normal(size=64), np.zeros(1)])
+    x = rng.normal(size=(V, 2))
+    with jax.enable_x64(True):
+        for stage in (0, 1, None):
+            xargs = (net, jax.numpy.asarray(x), jax.numpy.int32(nv), stage, 80)
+            got, scale = extraction._values_from_input(*xargs)
+            temp = extraction._values_from_input.lower(*xargs).compile().memory_analysis().temp_size_in_bytes
+            want = np.asarray(net(x[:nv]) if stage is None else net.stage_hyperplane_values(x[:nv], stage))
+            k = want.shape[1]
+            np.testing.assert_allclose(np.asarray(got)[:nv, :k], want, rtol=1e-12, atol=1e-12)
+            assert not np.asarray(got)[:nv, k:].any()
+            np.testing.assert_allclose(np.asarray(scale)[:k], np.abs(want).max(0), rtol=1e-12)
+            assert temp < got.nbytes / 4, (stage, temp / got.nbytes)
 
 
 @pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
