@@ -461,47 +461,6 @@ def _rows_per_cell(mask: np.ndarray) -> np.ndarray:
     return np.where(np.arange(K)[None, :] < counts[:, None], order, -1).astype(np.int32)
 
 
-def _solve_robust(c, A, b, mask):
-    """:func:`jaxpoly.lp.solve_lp_robust` on arrays the oracle built itself (already float64, finite
-    and of consistent shapes), without its per-call host-side input checks: the batched JAX solver,
-    then HiGHS for each instance flagged ``ITERATION_LIMIT`` / ``NUMERICAL``. Returns NumPy
-    ``(x, value, status, fallbacks)``."""
-    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A, b, mask)
-    x, value, status = np.array(res.x), np.array(res.value), np.array(res.status)
-    redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
-    if len(redo):
-        cn, An, bn, mn = (np.asarray(a) for a in (c, A, b, mask))
-        for i in redo:
-            h = lp.solve_lp_host(cn[i], An[i], bn[i], mn[i])
-            x[i], value[i], status[i] = h.x, h.value, h.status
-    return x, value, status, len(redo)
-
-
-def _chunks(n: int, size: int):
-    """Index arrays ``(size,)`` covering ``0..n-1`` in order, the last one padded by repeating its first
-    index (so every call sees one shape), each with its count of real entries."""
-    for s in range(0, n, size):
-        k = min(size, n - s)
-        yield np.concatenate([np.arange(s, s + k), np.full(size - k, s)]), k
-
-
-def _solve_padded(build, n: int, size: int):
-    """Solve ``n`` LPs built by ``build(idx (size,)) -> (c, A, b, mask, ...)`` in chunks of exactly
-    ``size`` (the last chunk padded by repeating its first index), so one shape compiles once.
-
-    Returns NumPy ``(x (n, k), value (n,), status (n,), fallbacks)``.
-    """
-    parts, fbs = [], 0
-    for idx, k in _chunks(n, size):
-        x, v, st, fb = _solve_robust(*build(idx)[:4])
-        parts.append((x[:k], v[:k], st[:k]))
-        fbs += fb
-    if not parts:
-        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int32), 0
-    x, v, st = (np.concatenate(p) for p in zip(*parts))
-    return x, v, st, fbs
-
-
 # Every LP of the oracle has the same layout, so one compiled solver serves all of them: variables
 # (y, r) in R^(d+1), rows [a_j, w_j] · (y, r) <= b_j for the M slots, then r <= cap and -r <= 0.
 # Chebyshev: w = 1, cap = r_cap, maximise r. Bounding box and redundancy: w = 0, cap = 0 (r = 0).
@@ -613,42 +572,37 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     on average, the slowest of 64 60-100). Without a pool (no ``start``, or ``chunk >= B``) every LP
     starts from the box in one batched call of ``B`` (which costs its slowest instance's pivots times
     ``B``) and no bases come back. ``num_cells``: only the first that many cells are real (the rest pad
-    a batch): the pool solves them alone and the padding gets radius ``-inf`` (one call of ``B``
-    solves every cell anyway). With a ``sharding`` of the batch over several devices, each device
+    a batch): a pool solves them alone, fallbacks count them alone and the padding gets radius
+    ``-inf``. With a ``sharding`` of the batch over several devices, each device
     solves its own cells, in a pool of its own or one batched call (:func:`on_cells`).
     """
     B, M, d = rows.A.shape
     n = B if num_cells is None else int(num_cells)
     pooled = not (start is None or chunk is None or chunk >= B)
     D = 1 if sharding is None else len(sharding.mesh.devices.flat)
-    if pooled and n == 0:
+    if n == 0:
         return np.zeros((B, d)), np.full(B, -np.inf), 0, np.full((B, d + 1), -1, np.int32)
-    if pooled or D > 1:
-        L = B // D
-        cells = np.arange(B)
-        # on each device: its real cells, in a pool the cold ones (no start basis) first, then its padding
-        start = np.full((B, d + 1), -1, np.int32) if start is None else np.asarray(start, np.int32)
-        local = _by_device(2 * (cells >= n) + (start[:, 0] >= 0) if pooled else np.zeros(B, np.int32), D)
-        order = local + np.repeat(np.arange(D) * L, L)
-        count = np.clip(n - np.arange(D) * L, 0, L).astype(np.int32)
-        x_, st_, basis_ = (np.array(a) for a in on_cells(
-            _chebyshev_on_device, (rows.A, rows.b, rows.active, jnp.asarray(local, jnp.int32), jnp.asarray(start),
-                                   jnp.asarray(count)), (True,) * 6,
-            sharding, r_cap=float(r_cap), lanes=int(chunk) if pooled else None))
-        real = order < n
-        redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
-        fb = len(redo)
-        hosted = _on_host(lambda pos: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[pos])),
-                          redo, B)  # as _solve_robust does
-        for i, h in zip(redo, hosted):
-            x_[i], st_[i], basis_[i] = h.x, h.status, -1
-        x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
-        status = np.full(B, lp.INFEASIBLE, np.int32)
-        x[order[real]], status[order[real]], basis[order[real]] = x_[real], st_[real], basis_[real]
-    else:
-        x, _, status, fb = _solve_padded(
-            lambda idx: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(idx)), B, B)
-        basis = np.full((B, d + 1), -1, np.int32)
+    L = B // D
+    cells = np.arange(B)
+    # on each device: its real cells, in a pool the cold ones (no start basis) first, then its padding
+    start = np.full((B, d + 1), -1, np.int32) if start is None else np.asarray(start, np.int32)
+    local = _by_device(2 * (cells >= n) + (start[:, 0] >= 0) if pooled else np.zeros(B, np.int32), D)
+    order = local + np.repeat(np.arange(D) * L, L)
+    count = np.clip(n - np.arange(D) * L, 0, L).astype(np.int32)
+    x_, st_, basis_ = (np.array(a) for a in on_cells(
+        _chebyshev_on_device, (rows.A, rows.b, rows.active, jnp.asarray(local, jnp.int32), jnp.asarray(start),
+                               jnp.asarray(count)), (True,) * 6,
+        sharding, r_cap=float(r_cap), lanes=int(chunk) if pooled else None))
+    real = order < n
+    redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
+    fb = len(redo)
+    hosted = _on_host(lambda pos: _cheb_problem(rows.A, rows.b, rows.active, r_cap, jnp.asarray(order[pos])),
+                      redo, B)
+    for i, h in zip(redo, hosted):
+        x_[i], st_[i], basis_[i] = h.x, h.status, -1
+    x, basis = np.zeros((B, d + 1)), np.full((B, d + 1), -1, np.int32)
+    status = np.full(B, lp.INFEASIBLE, np.int32)
+    x[order[real]], status[order[real]], basis[order[real]] = x_[real], st_[real], basis_[real]
     r = np.where(status == lp.OPTIMAL, x[:, d], -np.inf)
     return x[:, :d], r, fb, basis
 
@@ -669,12 +623,6 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
     (one compiled shape), HiGHS for those the solver flags. With a ``sharding`` of the batch over
     several devices, each device solves the items of its own cells (:func:`on_cells`)."""
     D = 1 if sharding is None else len(sharding.mesh.devices.flat)
-    if D == 1:
-        def build(idx):  # host-side gathers: device arrays of varying length would recompile
-            return _plain_problem(rows.A, bc, rows.active, cell[idx], direction[idx], relax_row[idx], delta)
-
-        _, value, status, fb = _solve_padded(build, len(cell), size)
-        return value, status, fb
     B, d = rows.A.shape[0], rows.A.shape[-1]
     L, per = B // D, max(size // D, 1)  # cells and items per device and call
     dev, rank, count = _device_ranks(cell, L, D)
@@ -689,7 +637,7 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
         value[now], status[now] = np.asarray(v)[at], np.asarray(st)[at]
     redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
     hosted = _on_host(lambda pos: _plain_problem(rows.A, bc, rows.active, cell[pos], direction[pos], relax_row[pos],
-                                                 delta), redo, size)  # as _solve_robust does
+                                                 delta), redo, size)
     for i, h in zip(redo, hosted):
         value[i], status[i] = h.value, h.status
     return value, status, len(redo)
