@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu.sh OUT_DIR large      # 3_8x32 complete, enumeration
 #   bash benchmarks/gpu.sh OUT_DIR enumerate  # enumeration: d-scaling, and batch sizes 256 vs 2048
 #   bash benchmarks/gpu.sh OUT_DIR extract    # extraction only: the default cases and 3_8x32
-#   bash benchmarks/gpu.sh OUT_DIR probe      # d = 32 enumeration without and with the walks, compiles logged
+#   bash benchmarks/gpu.sh OUT_DIR probe      # d = 32 enumeration: default, no fusion autotuner, no walks
 # Each step has its own time limit; a step that fails leaves its log in OUT_DIR and the next one runs.
 set -u
 out=${1:?OUT_DIR}; part=${2:-check}
@@ -30,17 +30,20 @@ elif [ "$part" = enumerate ]; then
   step 240 dscaling $py benchmarks/enumerate.py --only dscaling --out "$out/enumerate_dscaling_gpu.json" \
     --plot "$out/enumerate_dscaling_gpu.png"
 elif [ "$part" = probe ]; then
-  # The session-4 GPU run never finished compiling d = 32. JAX logs each compilation (a stall names its
-  # kernel); first without the walks (the only kernel compiled at d = 32 and not at 4-16), then with them.
+  # The session-4 GPU run never finished compiling d = 32 ("very slow compile" of a reduction fusion).
+  # Every d = 32 kernel compiles for an H200 in under 4 s without a GPU (benchmarks/gpu_compile.py), where
+  # XLA skips its autotuners; so first the default run, then the same without the fusion autotuner
+  # (Triton against the native emitter per fusion), then without the walks. JAX logs each compilation.
   # The slowest compilations of a step, and the last one started (the stalled one, if it timed out).
   compiles() { echo "== $1: slowest compilations, last started"; grep -o "Finished XLA compilation of .*" "$out/$1.log" | sort -t' ' -k7 -g | tail -n 6
                grep "^Compiling " "$out/$1.log" | tail -n 1 | cut -c1-160; }
-  step 150 d32_nowalks env JAX_LOG_COMPILES=1 $py benchmarks/enumerate.py --only dscaling --dims 32 --scale-repeats 1 \
-    --walk-min-dim 1000000000 --out "$out/probe_nowalks_gpu.json" --plot "$out/probe_nowalks_gpu.png" > /dev/null
-  compiles d32_nowalks
-  step 150 d32_walks env JAX_LOG_COMPILES=1 $py benchmarks/enumerate.py --only dscaling --dims 32 --scale-repeats 1 \
-    --out "$out/probe_walks_gpu.json" --plot "$out/probe_walks_gpu.png" > /dev/null
-  compiles d32_walks
+  d32() { local name=$1 xf="${XLA_FLAGS:-}${2:+ $2}"; shift 2
+          step 150 "$name" env JAX_LOG_COMPILES=1 XLA_FLAGS="${xf# }" $py benchmarks/enumerate.py \
+            --only dscaling --dims 32 --scale-repeats 1 --out "$out/probe_${name}_gpu.json" \
+            --plot "$out/probe_${name}_gpu.png" "$@" > /dev/null; compiles "$name"; }
+  d32 d32_walks ""
+  d32 d32_no_fusion_autotuner --xla_gpu_experimental_enable_fusion_autotuner=false
+  d32 d32_nowalks "" --walk-min-dim 1000000000
 else
   step 200 extract_8x32 $py benchmarks/extract.py --cases bunny-3d-8x32 --repeat 1 --out "$out/extract_8x32_gpu.json"
   step 360 enumerate $py benchmarks/enumerate.py --baseline-seconds 20 --out "$out/enumerate_gpu.json" \

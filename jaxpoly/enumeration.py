@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly import lp, oracle
+from jaxpoly import lp, memory, oracle
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
@@ -175,7 +175,7 @@ class _Ctx:
         # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
         # (oracle.chebyshev); below, the starts save nothing (d = 4 and 8 with the pool: within noise;
         # in the quarter-batch calls used before, d = 4 +12 %); an accelerator runs the lanes in parallel
-        quarter = jax.devices()[0].platform == "cpu" and self.d >= _CHEBYSHEV_CHUNK_MIN_DIM
+        quarter = memory.on_cpu() and self.d >= _CHEBYSHEV_CHUNK_MIN_DIM
         self.lp_chunk = max(batch_size // 4, 1) if quarter else batch_size
         self.U = _unit_rays(rays, self.d, seed)
         rng = np.random.default_rng(seed + 1)
@@ -1112,7 +1112,7 @@ def enumerate_regions(
         _check_cpu_threads(devs)
     Hp = net.num_hyperplanes + int(level_set)
     if batch_size is None:
-        batch_size = _DEFAULT_BATCH_CPU if jax.devices()[0].platform == "cpu" else _DEFAULT_BATCH_ACCELERATOR
+        batch_size = _DEFAULT_BATCH_CPU if memory.on_cpu() else _DEFAULT_BATCH_ACCELERATOR
         while batch_size > 16 and estimate_batch_bytes(d, Hp, batch_size, rays) > device_bytes() // 2:
             batch_size //= 2
     sharding, batch_size = _resolve_sharding(devices, int(batch_size))

@@ -17,14 +17,20 @@ def host_bytes() -> int:
         return _FALLBACK
 
 
+def on_cpu() -> bool:
+    """Whether the default JAX device is a CPU: the host-side tuning (batch size, LP pool lanes) differs
+    from a GPU's or TPU's, whose lanes run in parallel."""
+    return jax.devices()[0].platform == "cpu"
+
+
 def device_bytes() -> int:
     """Bytes the default JAX device can hold: its allocator's limit on a GPU/TPU, physical memory on CPU.
 
     On an accelerator the result is also capped by host memory, since finished results are copied back.
     """
-    dev = jax.devices()[0]
-    if dev.platform == "cpu":
+    if on_cpu():
         return host_bytes()
+    dev = jax.devices()[0]
     try:
         limit = int((dev.memory_stats() or {}).get("bytes_limit", 0))
     except Exception:  # noqa: BLE001 - backends without memory_stats

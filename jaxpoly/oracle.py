@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpoly import lp, pool, primal
+from jaxpoly import lp, memory, pool, primal
 from jaxpoly.linalg import min_and_argmin
 from jaxpoly.network import Network
 
@@ -821,7 +821,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     walk_facets = 0
     if walk_steps and undecided.any():
         idx = _rows_per_cell(undecided)
-        lanes = _WALK_LANES if jax.default_backend() == "cpu" else _WALK_LANES_ACCELERATOR
+        lanes = _WALK_LANES if memory.on_cpu() else _WALK_LANES_ACCELERATOR
         walked = np.asarray(on_cells(walk_certificates, (rows.A, rows.b, rows.active, y0, jnp.asarray(idx),
                                                          jnp.asarray(margin)),
                                      (True,) * 5 + (False,), sharding, steps=walk_steps, lanes=lanes))
