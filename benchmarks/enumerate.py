@@ -284,11 +284,9 @@ def sampling(net, samples: int) -> dict:
 
 
 def _scaling_batch(d: int, B: int) -> int:
-    """The batch size of d's run: ``B``, halved where a batch would not fit in memory (as
-    ``enumerate_regions``' default does)."""
-    while B > 16 and enumeration.estimate_batch_bytes(d, 64, B, 64) > enumeration.device_bytes() // 2:
-        B //= 2
-    return B
+    """The batch size of d's run: ``B``, halved as ``enumerate_regions``' default is (on a CPU from d = 48,
+    where a batch's rows outgrow the caches; where it would not fit in memory)."""
+    return enumeration.default_batch_size(d, 64, 64, start=B)
 
 
 def interleaved_dscaling(dims: list[int], regions: int, B: int, rounds: int) -> list[dict]:

@@ -23,6 +23,7 @@ os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # no driver, so n
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -61,6 +62,9 @@ dnn_version_info { major: 9 minor: 8 }
 runtime_version { major: 13 minor: 0 }
 device_description_str: "NVIDIA H200"
 """
+
+
+RAYS = inspect.signature(jp.enumerate_regions).parameters["rays"].default
 
 
 def h200_sharding() -> jax.sharding.NamedSharding:
@@ -110,10 +114,15 @@ def compile_for_gpu(name: str, jaxpr: core.ClosedJaxpr, sharding) -> dict:
         lowered = jax.jit(core.jaxpr_as_fun(jaxpr)).lower(*args)
         row["lower_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        lowered.compile()
+        compiled = lowered.compile()
         row["compile_s"] = time.perf_counter() - t
         row["ok"] = True
-        print(f": {row['compile_s']:.2f} s", flush=True)
+        m = compiled.memory_analysis()
+        row["gpu_bytes"] = {"arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
+                            "temporaries": m.temp_size_in_bytes, "aliased": m.alias_size_in_bytes}
+        row["gpu_bytes_total"] = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes \
+            - m.alias_size_in_bytes
+        print(f": {row['compile_s']:.2f} s, {row['gpu_bytes_total'] / 2**20:.0f} MiB", flush=True)
     except Exception as e:  # noqa: BLE001 - reported per kernel
         row["ok"], row["error"] = False, f"{type(e).__name__}: {e}"[:2000]
         print(f": FAILED {row['error'][:200]}", flush=True)
@@ -165,10 +174,18 @@ def main() -> None:
                 "compile_s_total": sum(r["compile_s"] for r in done),
                 "compile_s_max": max((r["compile_s"] for r in done), default=0.0),
                 "slowest": max(done, key=lambda r: r["compile_s"])["kernel"] if done else None,
+                # a kernel's arguments, outputs and temporaries on the GPU, against the batch-size rule's
+                # estimate of a batch's peak (enumeration.estimate_batch_bytes)
+                "largest_kernel_gpu_bytes": max((r["gpu_bytes_total"] for r in done), default=0),
+                "largest_kernel": max(done, key=lambda r: r["gpu_bytes_total"])["kernel"] if done else None,
+                "estimate_batch_bytes": enumeration.estimate_batch_bytes(
+                    net.input_dim, net.num_hyperplanes, B, RAYS),
                 "kernels": sorted(rows, key=lambda r: -r.get("compile_s", 1e9))}
         out["cases"].append(case)
         print(f"{name}: {case['computations']} computations, {case['failed']} failed, "
-              f"{case['compile_s_total']:.1f} s in all, slowest {case['slowest']} {case['compile_s_max']:.2f} s")
+              f"{case['compile_s_total']:.1f} s in all, slowest {case['slowest']} {case['compile_s_max']:.2f} s; "
+              f"largest {case['largest_kernel']} {case['largest_kernel_gpu_bytes'] / 2**20:.0f} MiB on the GPU, "
+              f"estimate of a batch {case['estimate_batch_bytes'] / 2**20:.0f} MiB")
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

@@ -58,7 +58,7 @@ from jaxpoly.network import Network, validate_magnitudes, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
-__all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes"]
+__all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes", "default_batch_size"]
 
 log = logging.getLogger("jaxpoly")
 
@@ -66,6 +66,10 @@ _SEED_CANDIDATES = 32
 _BBOX_MAX_DIM = 6
 _DEFAULT_BATCH_CPU = 256
 _DEFAULT_BATCH_ACCELERATOR = 2048
+# A CPU batch's LP rows, B M (d + 1) float64, at most (default_batch_size). At d = 4 and width 2,048
+# smaller batches are faster still (ms per region: 38 at 256 cells, 28 at 128, this rule's, 19 at 32):
+# the (M, M) tests of so many rows outgrow the caches first
+_CPU_BATCH_ROW_BYTES = 12 << 20
 # The walks on undecided rows' hyperplanes (oracle.walk_certificates) pay off in high dimension only,
 # where most rows of a cell are facets that rays miss. Against the warm-started redundancy LPs
 # (oracle.warm_redundancy), per region (1,024 regions, width 64), since the walks share a refilled pool
@@ -101,13 +105,32 @@ def _walk_steps(d: int) -> int:
 
 
 def estimate_batch_bytes(d: int, num_hyperplanes: int, batch_size: int, rays: int) -> int:
-    """Rough peak bytes of one batch: rays ``(B, R, M)`` arrays, the ``(B, M, M)`` coincidence test,
-    the affine maps, the padded LP instances (4 redundancy LPs per cell in flight) and the inherited
-    certificates (``(B, M, M)`` bool at most, one per finder in flight)."""
+    """Peak bytes of one batch, with a margin: per cell its ``M = 2 d + num_hyperplanes`` rows, the
+    rays' hits ``(R, M)``, the ``(M, M)`` tests for repeated rows and the redundancy certificates
+    inherited (bool, one per finder in flight), and the LPs' ``(M, d + 1)`` instances in flight.
+
+    Against what runs (12-06): the process's growth over four batches on the CPU (d = 4 to 64, widths
+    16 to 1,024, batch sizes 256 and 2,048) was 2.3 to 5.9 times below this, and the largest kernel of
+    a d = 32 batch of 2,048 compiled for an H200 (``benchmarks/gpu_compile.py``) 4.3 times below.
+    """
     M = 2 * d + num_hyperplanes
-    per_cell = 8 * (4 * rays * M + 6 * M * M + 3 * num_hyperplanes * d + 6 * (2 * d + 4) * (M + 2 * d + 2) * (d + 1))
-    per_cell += 4 * (_MORE_FINDERS + 2) * M * M
+    per_cell = 8 * (2 * rays * M + 2 * M * M + 12 * M * (d + 1)) + (_MORE_FINDERS + 2) * M * M
     return int(batch_size) * per_cell
+
+
+def default_batch_size(d: int, num_hyperplanes: int, rays: int, start: int | None = None) -> int:
+    """``enumerate_regions``' batch size: ``start`` (default 2,048 cells on a GPU or TPU, whose lanes run
+    in parallel, 256 on a CPU), on a CPU halved while a batch's LP rows would outgrow the caches (d = 64,
+    width 64, on the 2-core CPU: 2.0 ms per region at 64 cells, 2.3 at 256; d = 32: the same at 128 and
+    256), then halved until a batch fits in half the device's memory."""
+    M = 2 * d + num_hyperplanes
+    cpu = memory.on_cpu()
+    B = start or (_DEFAULT_BATCH_CPU if cpu else _DEFAULT_BATCH_ACCELERATOR)
+    while cpu and B > 16 and B * M * (d + 1) * 8 > _CPU_BATCH_ROW_BYTES:
+        B //= 2
+    while B > 16 and estimate_batch_bytes(d, num_hyperplanes, B, rays) > device_bytes() // 2:
+        B //= 2
+    return B
 
 
 def _levels(net: Network, level_set: bool) -> list[tuple[int, int]]:
@@ -1033,9 +1056,10 @@ def enumerate_regions(
         hyperplane, id ``H``).
       max_regions: stop after this many regions (``complete=False`` and a logged warning); an
         intermediate level also stops after this many cells (each holds at least one region).
-      batch_size: cells processed per step (the compiled kernels' static batch size). Default: 256
-        on a CPU, 2048 on a GPU/TPU (measured on an H200: 5x the regions per second of 256, whose
-        batches leave it waiting on the host), halved until a batch fits in memory.
+      batch_size: cells processed per step (the compiled kernels' static batch size). Default
+        (:func:`default_batch_size`): 256 on a CPU, fewer where a batch's LP rows outgrow the caches
+        (d = 64 and width 64: 64), 2048 on a GPU/TPU (measured on an H200: 5x the regions per second
+        of 256, whose batches leave it waiting on the host), halved until a batch fits in memory.
       rays: ray directions shot from each cell's centre (the first ``2 d`` are the axes).
       progress: show a tqdm progress bar per level (cells found, rate, queue length); without tqdm,
         one log line per batch (logger ``"jaxpoly"``, level INFO). Off by default.
@@ -1112,9 +1136,7 @@ def enumerate_regions(
         _check_cpu_threads(devs)
     Hp = net.num_hyperplanes + int(level_set)
     if batch_size is None:
-        batch_size = _DEFAULT_BATCH_CPU if memory.on_cpu() else _DEFAULT_BATCH_ACCELERATOR
-        while batch_size > 16 and estimate_batch_bytes(d, Hp, batch_size, rays) > device_bytes() // 2:
-            batch_size //= 2
+        batch_size = default_batch_size(d, Hp, rays)
     sharding, batch_size = _resolve_sharding(devices, int(batch_size))
     need, limit = estimate_batch_bytes(d, Hp, batch_size, rays), device_bytes() // 2
     if need > limit:

@@ -1104,6 +1104,23 @@ def test_default_batch_size_shrinks_to_fit_memory(monkeypatch):
     assert R.complete and len(R) == len(enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH))
 
 
+def test_default_batch_size_follows_the_device_and_the_cpu_caches(monkeypatch):
+    from jaxpoly import memory
+    monkeypatch.setattr(enumeration, "device_bytes", lambda: 1 << 40)
+    # CPU: 256, halved where a batch's LP rows B M (d + 1) pass the caches' 12 MiB (d = 64: 64)
+    assert [enumeration.default_batch_size(d, 64, 64) for d in (4, 32, 48, 64)] == [256, 256, 128, 64]
+    assert enumeration.default_batch_size(64, 64, 64, start=2048) == 64
+    monkeypatch.setattr(memory, "on_cpu", lambda: False)
+    assert enumeration.default_batch_size(64, 64, 64) == 2048  # an accelerator: no cache rule
+    # and memory: halved until a batch's estimate fits in half the device
+    half = enumeration.estimate_batch_bytes(64, 64, 512, 64)
+    monkeypatch.setattr(enumeration, "device_bytes", lambda: 2 * half)
+    assert enumeration.default_batch_size(64, 64, 64) == 512
+    # the estimate keeps a margin over what runs without refusing what fits: a d = 64 batch of 2,048
+    # grew the process by 1.0 GiB (12-06, 2-core CPU)
+    assert 2 << 30 < enumeration.estimate_batch_bytes(64, 64, 2048, 64) < 8 << 30
+
+
 @pytest.mark.parametrize("walks", [True, False])
 def test_high_dimension_finds_every_pattern(monkeypatch, walks):
     """d = 12: 10 generic hyperplanes whose common flat crosses the box cut it into all 2^10 sign
