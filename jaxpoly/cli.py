@@ -604,7 +604,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--level-set", action="store_true", help="split regions by the sign of the scalar output too")
     q.add_argument("--max-regions", type=int, default=None, metavar="N", help="stop after N regions (incomplete)")
     q.add_argument("--batch-size", type=int, default=None,
-                   help="cells per compiled batch (default 256 on a CPU, 2048 on a GPU/TPU)")
+                   help="cells per compiled batch (default: 256 on a CPU, fewer in high d; 2048 on a GPU/TPU)")
     q.add_argument("--seed", type=_int_between(0, 2**63 - 1, "a non-negative integer"), default=0,
                    help="ray and seed-point directions (default 0)")
     q.set_defaults(func=_cmd_enumerate)
