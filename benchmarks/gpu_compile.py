@@ -147,18 +147,14 @@ def main() -> None:
     nets = [(f"w64_d{d}", bench.random_net(0, d, (64,))) for d in map(int, args.dims.split(","))]
     if args.deep:
         nets.append(("3x16_d6", bench.random_net(0, 6, (16, 16, 16))))
-    cases = [(f"{name}_b{B}", net, B) for name, net in nets for B in map(int, args.batch_sizes.split(","))]
     out = {"jax": jax.__version__, "target": "NVIDIA H200 (sm_90), deviceless: no autotuning",
            "host": bench.device_info(), "cases": []}
-    done_cases = set()
-    for name, net, B in cases:
-        # the benchmarks' cold call: two batches (batch size B, or less where B does not fit), with the
-        # vertex path on the first level where d allows it, then with the LP search
-        B = bench._scaling_batch(net.input_dim, B)
-        name = f"{name.rsplit('_b', 1)[0]}_b{B}"
-        if name in done_cases:
-            continue
-        done_cases.add(name)
+    # each net at each batch size (or less where it does not fit; once if two sizes come to one)
+    cases = {f"{base}_b{B}": (net, B) for base, net in nets
+             for B in (bench._scaling_batch(net.input_dim, int(b)) for b in args.batch_sizes.split(","))}
+    for name, (net, B) in cases.items():
+        # the benchmarks' cold call: two batches, with the vertex path on the first level where d
+        # allows it, then with the LP search
         with Recorder() as rec:
             t = time.perf_counter()
             regions = jp.enumerate_regions(net, bench.BOUNDS, max_regions=2 * B, batch_size=B)
@@ -166,11 +162,11 @@ def main() -> None:
                 jp.enumerate_regions(net, bench.BOUNDS, max_regions=2 * B, batch_size=B)
             cpu_s = time.perf_counter() - t
         print(f"{name}: {len(regions)} regions on the CPU in {cpu_s:.1f} s, {len(rec.seen)} computations "
-              "(not compiled in an earlier case); "
-              "compiling for the H200", flush=True)
+              "(not compiled in an earlier case); compiling for the H200", flush=True)
         rows = [compile_for_gpu(k, j, sharding) for k, j in rec.seen.values()]
         done = [r for r in rows if r["ok"]]
-        case = {"case": name, "d": net.input_dim, "batch_size": B, "computations": len(rows), "failed": len(rows) - len(done),
+        case = {"case": name, "d": net.input_dim, "batch_size": B, "computations": len(rows),
+                "failed": len(rows) - len(done),
                 "compile_s_total": sum(r["compile_s"] for r in done),
                 "compile_s_max": max((r["compile_s"] for r in done), default=0.0),
                 "slowest": max(done, key=lambda r: r["compile_s"])["kernel"] if done else None,
