@@ -134,7 +134,7 @@ def test_start_from_a_neighbours_basis(n):
     assert np.array_equal(res.iterations, box.iterations) and np.array_equal(res.x, box.x)
 
 
-@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("n", [pytest.param(3, marks=pytest.mark.slow), 5])
 def test_pool_matches_the_batched_solver(n):
     """``lp._solve_pool`` (instances stepped in a pool of ``lanes``, refilled as they end) gives each
     instance what the batched solver gives it: the same pivots, status, basis and point, whatever the

@@ -382,7 +382,8 @@ def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
             assert temp < got.nbytes / 4, (stage, temp / got.nbytes)
 
 
-@pytest.mark.parametrize("widths,seed", [((4, 4), 0), ((4, 4), 3), ((8, 8), 0), ((6, 6, 6), 3)])
+@pytest.mark.parametrize("widths,seed", [pytest.param((4, 4), 0, marks=pytest.mark.slow), ((4, 4), 3), ((8, 8), 0),
+                                         ((6, 6, 6), 3)])
 def test_zero_bias_networks_2d(widths, seed):
     """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole
     cells where their inputs are all off. The complex agrees with the LP search region by region, is a
@@ -544,7 +545,8 @@ def test_face_count_survives_a_collision_in_one_hash_word():
     assert _count_faces(eh[[0, 2]], ez[:2], r, 2, 1) == 2
 
 
-@pytest.mark.parametrize("case", ["3_3x16", "2_2x100", "2_4x32_small", "hard_tanh_3d"])
+@pytest.mark.parametrize("case", ["3_3x16", "2_2x100", pytest.param("2_4x32_small", marks=pytest.mark.slow),
+                                  "hard_tanh_3d"])
 def test_kept_sign_masks_equal_rebuilt_masks(case, monkeypatch):
     """A stage's packed sign masks, kept current through its steps (split halves, new vertices, new face
     edges), give exactly what masks rebuilt from scratch before every hyperplane give: the same vertices,
