@@ -868,7 +868,8 @@ def test_same_rows_matches_all_pairs():
     assert same[1, 3, 7] and same[1, 7, 3] and not same[2, 4, 5] and not same[3, 0, 2]
 
 
-@pytest.mark.parametrize("d,degenerate", [(2, False), pytest.param(4, False, marks=pytest.mark.slow), (8, False), (5, True)])
+@pytest.mark.parametrize("d,degenerate",
+                         [(2, False), pytest.param(4, False, marks=pytest.mark.slow), (8, False), (5, True)])
 def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     """jaxpoly.primal: one vertex per cell, then every row's redundancy question walked from it; the
     answers (and the optima of redundant rows) agree with HiGHS, and few lanes are left unresolved."""
