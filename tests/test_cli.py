@@ -232,8 +232,9 @@ def test_xla_threads_sizes_the_cpu_pool(tmp_path):
     env = {k: v for k, v in _ENV.items() if k not in ("PJRT_NPROC", "NPROC")}
     counts = {}
     for flag in ([], ["--xla-threads", "1"], ["--xla-threads", "3"]):
-        r = subprocess.run([sys.executable, "-c", _POOL_THREADS, "enumerate", "bunny-2d-2x50", "--quiet",
-                            "--out", str(tmp_path), *flag], capture_output=True, text=True, timeout=600, env=env)
+        cmd = ["sample", "bunny-2d-2x50", "--samples", "1000", "--quiet", "--out", str(tmp_path), *flag]
+        r = subprocess.run([sys.executable, "-c", _POOL_THREADS, *cmd], capture_output=True, text=True, timeout=600,
+                           env=env)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout.strip().splitlines()[-1])
         assert out["code"] == 0

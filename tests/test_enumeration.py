@@ -674,7 +674,8 @@ def test_sharded_over_four_host_devices_matches_one_device():
     import subprocess
     import sys
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", PJRT_NPROC="5")
+    env = dict(os.environ, PJRT_NPROC="5",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip())
     here = os.path.dirname(os.path.abspath(__file__))
     out = subprocess.run([sys.executable, "-c", _SHARDED, here], env=env, capture_output=True, text=True,
                          timeout=600)
@@ -869,7 +870,8 @@ def test_same_rows_matches_all_pairs():
 
 
 @pytest.mark.parametrize("d,degenerate",
-                         [(2, False), pytest.param(4, False, marks=pytest.mark.slow), (8, False), (5, True)])
+                         [pytest.param(2, False, marks=pytest.mark.slow),
+                          pytest.param(4, False, marks=pytest.mark.slow), (8, False), (5, True)])
 def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     """jaxpoly.primal: one vertex per cell, then every row's redundancy question walked from it; the
     answers (and the optima of redundant rows) agree with HiGHS, and few lanes are left unresolved."""
