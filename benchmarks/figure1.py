@@ -35,7 +35,7 @@ jax.config.update("jax_enable_x64", True)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import peak_memory  # noqa: E402
-from enumerate import lp_search_only, machine, random_net  # noqa: E402
+from enumerate import lp_search_only, machine, random_net, warm_up_as  # noqa: E402
 
 from jaxpoly import enumeration  # noqa: E402
 from jaxpoly.enumeration import enumerate_regions, sample_regions  # noqa: E402
@@ -73,7 +73,8 @@ def exact_curve(net, bounds, budget: float, batch_size: int) -> dict:
     enumeration._Progress = _Recorder
     try:
         _Recorder.budget, _Recorder.curve = float("inf"), []
-        enumerate_regions(net, bounds, max_regions=2 * batch_size, batch_size=batch_size, progress=True)  # warm
+        with warm_up_as(None, 2 * batch_size):
+            enumerate_regions(net, bounds, max_regions=2 * batch_size, batch_size=batch_size, progress=True)
         _Recorder.budget, _Recorder.curve, _Recorder.t0 = budget, [(0.0, 0)], time.perf_counter()
         R = enumerate_regions(net, bounds, batch_size=batch_size, progress=True)
         wall = time.perf_counter() - _Recorder.t0

@@ -157,7 +157,8 @@ def main() -> None:
         # allows it, then with the LP search
         with Recorder() as rec:
             t = time.perf_counter()
-            regions = jp.enumerate_regions(net, bench.BOUNDS, max_regions=2 * B, batch_size=B)
+            with bench.warm_up_as(None, 2 * B):
+                regions = jp.enumerate_regions(net, bench.BOUNDS, max_regions=2 * B, batch_size=B)
             with bench.lp_search_only():
                 jp.enumerate_regions(net, bench.BOUNDS, max_regions=2 * B, batch_size=B)
             cpu_s = time.perf_counter() - t

@@ -488,6 +488,11 @@ class _Certificates:
 # the box and the box facets): width 64 in d = 5 has 15.8M (1,565,529 regions in 37 s at 4.4 GiB on the
 # 2-core CPU, 12x the LP search's rate).
 _VERTEX_MAX_SUBSETS = 16_000_000
+# The search runs instead when ``max_regions`` is below the subsets / _VERTEX_PER_CELL: it stops after
+# that many cells, the vertex path solves every subset first (2 x 128 at d = 4, 13.6M subsets, 4.1M
+# first-level cells: max_regions=1,000 took 110 s by the vertices, 1.9 s by the search; a region of
+# the search costs about as much as 130 subsets, 1 x 64 at d = 4 and this net).
+_VERTEX_PER_CELL = 100
 _VERTEX_CHUNK = 1 << 15  # d-subsets solved per call
 _VERTEX_GROUP_CHUNK = 1 << 18  # vertices expanded into their cells at a time
 _VERTEX_DET = 1e-9  # smallest |det| of a vertex system (unit rows) trusted without falling back
@@ -641,10 +646,11 @@ def _cells_around(V: np.ndarray, vwords: np.ndarray, D: np.ndarray, d: int, n: i
     return patterns, facets, wit
 
 
-def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
+def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = None):
     """Cells of the first level from the vertices of its arrangement inside the box, or ``None`` when
     the arrangement is not simple there (coincident, parallel-through-a-vertex, constant or
-    numerically ambiguous hyperplanes) or too large for memory, and the LP search must run instead.
+    numerically ambiguous hyperplanes), too large for memory, or when only ``max_cells`` of them are
+    wanted and the LP search, which stops there, finds them sooner; the LP search then runs instead.
 
     Every cell of a hyperplane arrangement restricted to the box is a bounded polytope, so it has a
     vertex: ``d`` constraints (hyperplanes or box faces) meeting at a point. At a simple vertex the
@@ -664,7 +670,8 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int]):
     G, g = np.asarray(G[0, h0:h1]), np.asarray(g[0, h0:h1])
     # a hyperplane that misses the box has no vertex in it (its bit is the same in every cell)
     meets = np.abs(g) <= (np.abs(G) @ ctx.half) * (1 + 1e-9)
-    if _vertex_subsets(d, int(meets.sum())) > _VERTEX_MAX_SUBSETS:
+    subsets = _vertex_subsets(d, int(meets.sum()))
+    if subsets > _VERTEX_MAX_SUBSETS or (max_cells is not None and max_cells * _VERTEX_PER_CELL < subsets):
         return None
     norms = np.linalg.norm(G, axis=1)
     scale = max(float(norms.max()), 1e-300)
@@ -1055,7 +1062,9 @@ def enumerate_regions(
       level_set: split regions by the sign of the scalar output as well (its zero set is the last
         hyperplane, id ``H``).
       max_regions: stop after this many regions (``complete=False`` and a logged warning); an
-        intermediate level also stops after this many cells (each holds at least one region).
+        intermediate level also stops after this many cells (each holds at least one region). Far
+        below the first level's size, its cells come from the LP search, which stops there, instead
+        of the vertex path, which solves every vertex first.
       batch_size: cells processed per step (the compiled kernels' static batch size). Default
         (:func:`default_batch_size`): 256 on a CPU, fewer where a batch's LP rows outgrow the caches
         (d = 64 and width 64: 64), 2048 on a GPU/TPU (measured on an H200: 5x the regions per second
@@ -1175,7 +1184,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             final = li == len(levels) - 1
             bar.start(li)
             try:
-                fast = _vertex_level(ctx, stage) if li == 0 else None
+                fast = _vertex_level(ctx, stage, max_regions) if li == 0 else None
                 if fast is not None:
                     out, adj, st = _vertex_output(ctx, fast, final, max_regions)
                     if progress:

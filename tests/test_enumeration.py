@@ -485,6 +485,18 @@ def test_max_regions_flags_incomplete(caplog):
     assert "max_regions" in caplog.text
 
 
+def test_few_max_regions_search_instead_of_solving_every_vertex():
+    """The vertex path solves every d-subset before it has a cell; with ``max_regions`` far below the
+    subsets the LP search, which stops there, runs instead. Without a cap the vertex path lists them all."""
+    net = mlp(5, 4, (24,))
+    full = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH, max_regions=10**6)
+    part = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH, max_regions=20)
+    assert full.complete and full.stats["vertex_systems"] > 0 and full.stats["lps"] == 0
+    assert not part.complete and part.stats.get("vertex_systems", 0) == 0 and part.stats["lps"] > 0
+    assert len(part) == 20 and keys(part.patterns) <= keys(full.patterns)
+    check_certificates(net, part)
+
+
 @pytest.mark.parametrize("vertex_path", [True, False])
 def test_max_regions_on_an_intermediate_level(monkeypatch, caplog, vertex_path):
     net = mlp(2, 2, (8, 8))
@@ -529,7 +541,7 @@ def test_keyboard_interrupt_returns_partial_result(monkeypatch, caplog, where):
                 raise KeyboardInterrupt
         return orig(ctx, pats, pmask, start, support, stage, *args)
 
-    def vertex_interrupted(ctx, stage):
+    def vertex_interrupted(ctx, stage, max_cells):
         raise KeyboardInterrupt
 
     if where == "vertex":
