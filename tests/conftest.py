@@ -4,6 +4,13 @@ import os
 # LLVM at -O0 takes a fifth off it. Round-off may differ from -O3 in the last bits (as it does between
 # CPUs and GPUs), which the tolerances of every test allow for.
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# The xdist workers and the tests' subprocesses (command line, several host devices) compile many of
+# the same kernels: JAX's persistent compilation cache, in pytest's cache folder, lets each compile
+# once (a cold suite: 890 s -> 768 s on 2 cores; later runs reuse it). Kept under 1 GiB (LRU).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "d", "jax-compilation-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 30))
 
 import jax  # noqa: E402  (after XLA_FLAGS: read when the backend starts)
 import pytest

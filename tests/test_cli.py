@@ -17,16 +17,7 @@ from conftest import DATA
 import jaxpoly
 
 
-_ENV = dict(os.environ)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _jax_compilation_cache(request, tmp_path_factory):
-    """The subprocesses share JAX's persistent compilation cache (kept in pytest's cache folder across
-    runs): each CLI call would otherwise compile the same kernels again."""
-    cache = getattr(request.config, "cache", None)
-    path = cache.mkdir("jax-compilation-cache") if cache is not None else tmp_path_factory.mktemp("jax-cache")
-    _ENV.update(JAX_COMPILATION_CACHE_DIR=str(path), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+_ENV = dict(os.environ)  # (with the suite's compilation cache: conftest.py)
 
 
 def run(*args, cwd=None):
