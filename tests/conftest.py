@@ -6,7 +6,7 @@ import os
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 # The xdist workers and the tests' subprocesses (command line, several host devices) compile many of
 # the same kernels: JAX's persistent compilation cache, in pytest's cache folder, lets each compile
-# once (a cold suite: 890 s -> 768 s on 2 cores; later runs reuse it). Kept under 1 GiB (LRU).
+# once (a cold suite: 890 s -> 727-768 s on 2 cores; later runs reuse it). Kept under 1 GiB (LRU).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "d", "jax-compilation-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
