@@ -31,6 +31,7 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
         raise InvalidBoundsError(
             f"bounds must be a pair (lo, hi) of scalars or arrays of shape ({d},), got {bounds!r}"
         ) from None
+    lo, hi = (_real(v, InvalidBoundsError, "bounds") for v in (lo, hi))
     try:
         lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (d,)).copy()
         hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (d,)).copy()
@@ -58,7 +59,8 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
 
 def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
     """Query points ``x (..., d)`` (``(n, d)`` with ``rows``: a single point ``(d,)`` becomes ``(1, d)``) as
-    finite float64, or :class:`InvalidArgumentError`."""
+    finite float64, or :class:`InvalidArgumentError`. For ``d = 1`` with ``rows``, ``(n,)`` is ``n`` points."""
+    x = _real(x, InvalidArgumentError, "points")
     try:
         x = np.asarray(x, np.float64)
     except (TypeError, ValueError):
@@ -67,9 +69,21 @@ def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
             f"{str(x)[:40]!r}"
         ) from None
     if rows and x.ndim == 1:
-        x = x[None]
+        x = x[:, None] if d == 1 else x[None]
     if x.ndim == 0 or x.shape[-1] != d or (rows and x.ndim != 2):
         raise InvalidArgumentError(f"points must have shape ({'n' if rows else '...'}, {d}), got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise InvalidArgumentError("points contain NaN or inf")
     return x
+
+
+def _real(a: Any, error: type, what: str) -> Any:
+    """``a`` unchanged unless it holds complex numbers (which a cast to float64 would silently truncate):
+    then ``error``."""
+    try:
+        kind = np.asarray(a).dtype.kind
+    except (TypeError, ValueError):
+        return a  # (ragged input: the caller's cast reports it)
+    if kind == "c":
+        raise error(f"{what} must be real numbers, got complex values {str(a)[:60]}")
+    return a

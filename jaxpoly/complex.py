@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.bounds import as_points
-from jaxpoly.errors import JaxpolyError
+from jaxpoly.errors import InvalidArgumentError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
@@ -49,7 +49,10 @@ class Cells(NamedTuple):
         return int(self.patterns.shape[0])
 
     def vertices_of(self, i: int) -> np.ndarray:
-        """Indices of cell ``i``'s vertices."""
+        """Indices of cell ``i``'s vertices (``0 <= i < len(cells)``)."""
+        n = len(self.vertex_ptr) - 1
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
+            raise InvalidArgumentError(f"cell index must be an integer in [0, {n}), got {i!r}")
         return self.vertex_idx[self.vertex_ptr[i] : self.vertex_ptr[i + 1]]
 
 
@@ -570,6 +573,7 @@ class Complex:
         data = read_npz(path, "jaxpoly.Complex", ("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash",
                                                   "lo", "hi", "level_set", "hash_table"))
         net = network_from_arrays({k[4:]: v for k, v in data.items() if k.startswith("net_")}, str(path))
+        _check_saved(data, net, f"{str(path)!r} is not a valid saved jaxpoly.Complex")
         c = cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
                 data["lo"], data["hi"], net, bool(data["level_set"]))
         object.__setattr__(c, "_hash_table", data["hash_table"])
@@ -584,6 +588,37 @@ class Complex:
     def __repr__(self) -> str:
         return (f"Complex(d={self.dim}, vertices={self.num_vertices}, edges={self.num_edges}, "
                 f"has_level_set={self.has_level_set})")
+
+
+def _check_saved(data: dict, net: Network, where: str) -> None:
+    """Raise :class:`LoadError` (``where`` opens the message) unless the arrays of a saved complex fit
+    together and its network: shapes, dtypes, indices in range, a finite non-empty box."""
+    x, lo, hi = data["vertices"], data["lo"], data["hi"]
+    d = net.input_dim
+    if x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] != d or lo.shape != (d,) or hi.shape != (d,):
+        raise LoadError(f"{where}: vertices {x.shape} ({x.dtype}) and lo/hi {lo.shape}/{hi.shape} must be float "
+                        f"(V, d) and (d,) with d = {d}, its network's input dimension")
+    V, E = len(x), len(data["edges"])
+    M = 2 * d + net.num_hyperplanes + 1  # box facets, hyperplanes, level set
+    want = {"edges": ((E, 2), "i"), "vertex_zeros": ((V, None), "i"), "edge_zeros": ((E, max(d - 1, 0)), "i"),
+            "edge_hash": ((E, 2), "u"), "hash_table": ((M, 2), "u"), "level_set": ((), "b"),
+            "lo": ((d,), "f"), "hi": ((d,), "f")}
+    if "edge_flip" in data:
+        want.update(edge_flip=((E, 2), "u"), edge_zeros2=((E,), "i"))
+    for k, (shape, kind) in want.items():
+        a = data.get(k)
+        if a is None or a.dtype.kind != kind or a.ndim != len(shape) or any(
+                w is not None and n != w for n, w in zip(a.shape, shape)):
+            got = "missing" if a is None else f"{a.shape} {a.dtype}"
+            raise LoadError(f"{where}: {k} is {got}, expected shape {shape} (None: any) of kind {kind!r}")
+    if data["level_set"] and net.output_dim != 1:
+        raise LoadError(f"{where}: it has a level set but its network has {net.output_dim} outputs")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
+        raise LoadError(f"{where}: its vertices or box are not finite, or the box is empty")
+    e = data["edges"]
+    ids = [data["vertex_zeros"], data["edge_zeros"]] + ([data["edge_zeros2"]] if "edge_flip" in data else [])
+    if (e.size and (e.min() < 0 or e.max() >= V)) or any(z.size and (z.min() < -1 or z.max() >= M) for z in ids):
+        raise LoadError(f"{where}: edges must index its {V} vertices and hyperplane ids lie in [-1, {M})")
 
 
 def _as_void(keys: np.ndarray) -> np.ndarray:

@@ -53,8 +53,8 @@ from jaxpoly import lp, memory, oracle
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
-from jaxpoly.memory import device_bytes
-from jaxpoly.network import Network, validate_magnitudes, validate_network
+from jaxpoly.memory import device_bytes, release_compiled_kernels
+from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales, validate_magnitudes, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
@@ -910,7 +910,7 @@ class _Progress:
 def _unit_rows(net: Network, patterns: np.ndarray, lo: np.ndarray, hi: np.ndarray, level_set: bool):
     """Each region ``patterns (k, H')`` as ``A y <= b`` in input coordinates: ``(A (k, 2 d + H', d),
     b (k, 2 d + H'), live (k, 2 d + H'))``, the box's rows first, unit rows; ``live`` false for
-    hyperplanes constant on the region (relative to its largest gradient, as :func:`oracle.cell_rows`)."""
+    hyperplanes constant on the region (as :func:`oracle.cell_rows` decides)."""
     d = net.input_dim
     G, g = (np.asarray(a) for a in oracle._all_rows(net, jnp.asarray(patterns), jnp.zeros(d), level_set))
     sign = np.where(patterns, -1.0, 1.0)  # bit True means g > 0, i.e. -G x <= g
@@ -918,9 +918,7 @@ def _unit_rows(net: Network, patterns: np.ndarray, lo: np.ndarray, hi: np.ndarra
                         sign[..., None] * G], axis=1)
     b = np.concatenate([np.broadcast_to(np.concatenate([hi, -lo]), (len(patterns), 2 * d)), -sign * g], axis=1)
     norm = np.linalg.norm(A, axis=-1)
-    scale = np.max(norm[:, 2 * d:], axis=1, keepdims=True, initial=0.0)
-    live = norm > oracle._CONST * np.maximum(scale, 1e-300)
-    live[:, :2 * d] = True
+    live = norm > CONSTANT_RTOL * np.concatenate([np.zeros(2 * d), hyperplane_scales(net.astype(np.float64), level_set, np)])
     return A / np.where(live, norm, 1.0)[..., None], b / np.where(live, norm, 1.0), live
 
 
@@ -1099,6 +1097,7 @@ def enumerate_regions(
         deadlock there: set ``PJRT_NPROC`` before JAX starts).
       CapacityError: one batch would not fit in memory; the message names a batch size that does.
     """
+    release_compiled_kernels()
     if not isinstance(level_set, (bool, np.bool_)):
         raise InvalidArgumentError(f"level_set must be True or False, got {level_set!r}")
     level_set = bool(level_set)

@@ -23,7 +23,7 @@ from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError
 from jaxpoly.lattice import complex_from_regions
-from jaxpoly.memory import device_bytes
+from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import Network, restrict_to_plane, validate_network
 
 __all__ = ["extract", "DEFAULT_RTOL"]
@@ -233,6 +233,11 @@ def extract(
     Raises:
       InvalidNetworkError, InvalidBoundsError, InvalidArgumentError, CapacityError, DegenerateError.
     """
+    release_compiled_kernels()
+    for name, val in (("level_set", level_set), ("progress", progress)):
+        if not isinstance(val, (bool, np.bool_)):
+            raise InvalidArgumentError(f"{name} must be True or False, got {val!r}")
+    level_set = bool(level_set)
     validate_network(net, scalar_output=level_set)
     if slice is not None:
         try:
@@ -240,15 +245,21 @@ def extract(
         except (TypeError, ValueError):
             raise InvalidArgumentError("slice must be a triple (origin, u, v) of arrays of shape (d,)") from None
         net = restrict_to_plane(net, origin, u, v)
-    dtype = np.dtype(dtype or np.float64)
-    if dtype not in DEFAULT_RTOL:
-        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype}")
+    try:
+        dt = np.dtype(dtype or np.float64)
+    except TypeError:
+        dt = None
+    if dt not in DEFAULT_RTOL:
+        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
+    dtype = dt
     for name, val in (("capacity", capacity), ("max_vertices", max_vertices), ("max_memory", max_memory)):
-        if val is not None and not (isinstance(val, (int, np.integer)) and val > 0):
+        if val is not None and not (isinstance(val, (int, np.integer)) and not isinstance(val, (bool, np.bool_))
+                                    and val > 0):
             raise InvalidArgumentError(f"{name} must be a positive integer or None, got {val!r}")
     if engine not in ("auto", "subdivision", "regions"):
         raise InvalidArgumentError(f"engine must be 'auto', 'subdivision' or 'regions', got {engine!r}")
-    if rtol is not None and not (np.isfinite(rtol) and 0 <= rtol < 1e-2):
+    if rtol is not None and (not isinstance(rtol, (int, float, np.integer, np.floating))
+                             or isinstance(rtol, (bool, np.bool_)) or not (np.isfinite(rtol) and 0 <= rtol < 1e-2)):
         raise InvalidArgumentError(f"rtol must be a small non-negative number (default 1e-13), got {rtol!r}")
     rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
     max_vertices = int(max_vertices or _MAX_VERTICES_DEFAULT)

@@ -61,7 +61,8 @@ import numpy as np
 from jaxpoly.complex import Complex
 from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.linalg import small_solve
-from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, validate_network
+from jaxpoly.network import (CONSTANT_RTOL, Activation, Network, Stage, activation_from_name, hyperplane_scales, identity,
+                             validate_network)
 from jaxpoly.pytree import pytree_dataclass
 
 __all__ = [
@@ -912,6 +913,7 @@ def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray
     side = np.concatenate([np.tile([1.0, -1.0], d), np.zeros(M - 2 * d)])
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)
+        scales = np.concatenate([np.zeros(2 * d), hyperplane_scales(net64, level_set, np)])
         B = min(256, _bucket(n))
         for s in range(0, n, B):  # padded chunks: one compilation per bucket size
             cnt = min(B, n - s)
@@ -924,7 +926,7 @@ def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray
                 sg[2 * d :] = np.where(pats[idx[i]], 1.0, -1.0)
                 a, c = T[k, :d, :].T, T[k, d, :]
                 norm = np.linalg.norm(a, axis=1)
-                live = norm > 1e-12 * max(float(norm.max()), 1e-300)
+                live = norm > CONSTANT_RTOL * scales
                 if np.any(~live & (sg * c < 0)):
                     raise JaxpolyError(f"region {idx[i]} is empty for these weights (a constant hyperplane "
                                        "has the wrong sign)")

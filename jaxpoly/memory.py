@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import jax
@@ -36,3 +37,40 @@ def device_bytes() -> int:
     except Exception:  # noqa: BLE001 - backends without memory_stats
         limit = 0
     return min(limit, host_bytes()) if limit > 0 else host_bytes()
+
+
+def _num_mappings() -> int:
+    """Memory mappings this process holds (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def _max_mappings() -> int:
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65530  # Linux's default
+
+
+def release_compiled_kernels(fraction: float = 0.75) -> bool:
+    """Drop JAX's compiled executables (``jax.clear_caches()``) when this process holds more than
+    ``fraction`` of the memory mappings Linux allows it (``vm.max_map_count``, 65,530 by default).
+
+    Every XLA CPU executable keeps its code sections mapped, and each network shape, capacity bucket and
+    option compiles new ones: a sweep over many architectures in one process reached the limit after
+    about 55 networks, and XLA then failed to allocate code memory and the process crashed. The public
+    entry points call this first; clearing costs recompilation, not results. Returns whether it cleared.
+    """
+    used = _num_mappings()
+    if used <= fraction * _max_mappings():
+        return False
+    log = logging.getLogger("jaxpoly")
+    log.warning("this process holds %d memory mappings, near the OS limit (vm.max_map_count = %d), most of them "
+                "compiled XLA kernels: clearing JAX's compilation caches (kernels compile again when next used)",
+                used, _max_mappings())
+    jax.clear_caches()
+    return True

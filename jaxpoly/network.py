@@ -502,11 +502,7 @@ class Network:
 def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: bool = False) -> None:
     """Raise :class:`InvalidNetworkError` unless ``net`` is usable: finite weights, and optionally a
     scalar output (for level sets) and at least one hyperplane."""
-    if not isinstance(net, Network):
-        raise InvalidNetworkError(
-            f"expected a jaxpoly.Network, got {type(net).__name__}; convert models with jaxpoly.from_flax, "
-            "from_torch, from_arrays or load_npz"
-        )
+    _expect_network(net)
     if net.input_dim < 1 or net.output_dim < 1:
         raise InvalidNetworkError(f"the network maps R^{net.input_dim} to R^{net.output_dim}; both dimensions "
                                   "must be at least 1")
@@ -532,32 +528,58 @@ def validate_network(net: Network, *, scalar_output: bool = False, need_hidden: 
         raise InvalidNetworkError("the network has no hidden neuron with a breakpoint: it is affine everywhere")
 
 
+def _absolute_propagation(net: Network, reach, xp=np) -> list:
+    """Absolute values pushed through the stages: per stage, then the output, ``(coef (width,), value
+    (width,))``, bounds over every activation pattern on each unit's coefficient 1-norm and on its value
+    where the input's coordinates are at most ``reach (d,)`` in magnitude. A unit's coefficients have
+    1-norm at most ``sum_k |K_k|^T g_k`` (``g`` the sources' bounds times their activation's largest
+    ``|slope|``) and its value at most ``|bias| + sum_k |K_k|^T v_k``, with ``|f(z)| <= |f(0)| + max|slope|
+    |z|`` for the activations. ``xp``: ``numpy`` or ``jax.numpy`` (traceable)."""
+    g, v = [xp.ones(net.input_dim)], [reach]  # per source
+    out = []
+    for st in net.stages + (net.output,):
+        gz, vz = 0.0, xp.abs(st.bias)
+        for s, k in zip(st.sources, st.kernels):
+            k = xp.abs(k)
+            gz, vz = gz + g[s] @ k, vz + v[s] @ k
+        out.append((gz, vz))
+        slope = max(abs(a) for a in st.activation.slopes)
+        g.append(slope * gz)
+        v.append(abs(st.activation.value_at_zero) + slope * vz)
+    return out
+
+
 def magnitude_bound(net: Network, lo: np.ndarray, hi: np.ndarray) -> float:
     """An upper bound on the magnitude of every pre-activation's coefficients and of its values over the
-    box ``[lo, hi]`` (``inf`` where the bound itself overflows float64), for concrete weights.
-
-    It propagates absolute values through the stages: a unit's coefficient vector has 1-norm at most
-    ``sum_k |K_k|^T g_k`` (``g`` the sources' bounds times their activation's largest ``|slope|``) and its
-    value at most ``|bias| + sum_k |K_k|^T v_k``, with ``|f(z)| <= |f(0)| + max|slope| |z|`` for the
-    activations.
-    """
-    g = [np.ones(net.input_dim)]  # per source unit: bound on its coefficients' 1-norm ...
-    v = [np.maximum(np.abs(lo), np.abs(hi))]  # ... and on its value over the box
+    box ``[lo, hi]`` (``inf`` where the bound itself overflows float64), for concrete weights
+    (:func:`_absolute_propagation`)."""
+    reach = np.maximum(np.abs(np.asarray(lo, np.float64)), np.abs(np.asarray(hi, np.float64)))
     worst = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        for st in net.stages + (net.output,):
-            gz, vz = 0.0, np.abs(np.asarray(st.bias, np.float64))
-            for s, k in zip(st.sources, st.kernels):
-                k = np.abs(np.asarray(k, np.float64))
-                gz, vz = gz + g[s] @ k, vz + v[s] @ k
+        for gz, vz in _absolute_propagation(net.astype(np.float64), reach):
             top = max(np.max(gz, initial=0.0), np.max(vz, initial=0.0))
             worst = math.inf if np.isnan(top) else max(worst, float(top))
-            if math.isinf(worst):
-                break
-            slope = max(abs(a) for a in st.activation.slopes)
-            g.append(slope * gz)
-            v.append(abs(st.activation.value_at_zero) + slope * vz)
     return worst
+
+
+#: A hyperplane whose coefficients are at most this times its scale (:func:`hyperplane_scales`) on a region
+#: is constant there.
+CONSTANT_RTOL = 1e-12
+
+
+def hyperplane_scales(net: Network, level_set: bool = False, xp=jnp) -> jax.Array:
+    """``(H,)`` (``H + 1`` with the level set): a bound, over every activation pattern, on the 1-norm of
+    each hyperplane's coefficients in input space (:func:`_absolute_propagation`). Round-off in a
+    region's pulled-back hyperplane is a small multiple of eps times it, so a hyperplane whose
+    coefficients are below :data:`CONSTANT_RTOL` of it is constant on the region (a dead neuron): a scale of each
+    hyperplane's own, so rescaling a layer, or the input, keeps the partition. ``xp``: ``jax.numpy``
+    (traceable) or ``numpy``."""
+    bounds = _absolute_propagation(net, xp.zeros(net.input_dim), xp)
+    parts = [xp.repeat(xp.broadcast_to(gz, (st.width,)), st.activation.num_breakpoints)
+             for st, (gz, _) in zip(net.stages, bounds)]
+    if level_set:
+        parts.append(xp.broadcast_to(bounds[-1][0], (net.output.width,))[:1])
+    return xp.concatenate(parts) if parts else xp.zeros((0,))
 
 
 def validate_magnitudes(net: Network, lo: np.ndarray, hi: np.ndarray, *, limit: float = MAX_MAGNITUDE) -> None:
@@ -578,8 +600,35 @@ def validate_magnitudes(net: Network, lo: np.ndarray, hi: np.ndarray, *, limit: 
         )
 
 
+def _expect_network(net: Any) -> None:
+    if not isinstance(net, Network):
+        raise InvalidNetworkError(
+            f"expected a jaxpoly.Network, got {type(net).__name__}; convert models with jaxpoly.from_flax, "
+            "from_torch, from_arrays or load_npz"
+        )
+
+
+def _vector(a: Any, name: str, error: type) -> np.ndarray:
+    """``a`` flattened to float64 ``(n,)``, or ``error`` naming ``name``: not numbers, complex, not 1-D
+    (a single row or column is accepted), or not finite."""
+    try:
+        v = np.asarray(a)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or v.dtype.kind not in "biuf":
+        raise error(f"{name} must be a vector of real numbers, got {str(a)[:60]!r}")
+    v = v.astype(np.float64)
+    if sum(n > 1 for n in v.shape) > 1:
+        raise error(f"{name} must be a vector, got an array of shape {v.shape}")
+    v = v.reshape(-1)
+    if not np.all(np.isfinite(v)):
+        raise error(f"{name} contains NaN or inf")
+    return v
+
+
 def _output_index(net: Network, index: Any, what: str) -> int:
     """``index`` as an output index of ``net``, checked an integer in ``[0, output_dim)``."""
+    _expect_network(net)
     if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
         raise InvalidNetworkError(f"{what} must be an integer output index, got {index!r}")
     if not 0 <= index < net.output_dim:
@@ -617,15 +666,14 @@ def restrict_to_plane(net: Network, origin: Array, u: Array, v: Array) -> Networ
     Args:
       origin, u, v: ``(d,)`` a point and two linearly independent directions in input space.
     """
+    _expect_network(net)
     d = net.input_dim
-    o, u, v = (np.asarray(a, np.float64).reshape(-1) for a in (origin, u, v))
+    o, u, v = (_vector(a, f"slice {name}", InvalidNetworkError) for name, a in (("origin", origin), ("u", u), ("v", v)))
     for name, a in (("origin", o), ("u", u), ("v", v)):
         if a.shape != (d,):
             raise InvalidNetworkError(f"slice {name} must have shape ({d},) for input_dim={d}, got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise InvalidNetworkError(f"slice {name} contains NaN or inf")
     P = np.stack([u, v])  # (2, d)
-    if np.linalg.matrix_rank(P, tol=1e-12 * max(np.abs(P).max(), 1.0)) < 2:
+    if np.linalg.matrix_rank(P / max(np.abs(P).max(), 1e-300), tol=1e-12) < 2:
         raise InvalidNetworkError("slice directions u and v must be linearly independent")
 
     def restrict(st: Stage) -> Stage:
@@ -649,12 +697,10 @@ def plane_through_points(p0: Array, p1: Array, p2: Array) -> tuple[np.ndarray, n
       InvalidArgumentError: the points are of different lengths, not finite, or do not span a plane
         (two coincide, or all three are collinear).
     """
-    p0, p1, p2 = (np.asarray(p, np.float64).reshape(-1) for p in (p0, p1, p2))
+    p0, p1, p2 = (_vector(p, f"point p{i}", InvalidArgumentError) for i, p in enumerate((p0, p1, p2)))
     if not p0.shape == p1.shape == p2.shape:
         raise InvalidArgumentError(f"the three points must have the same length, got {p0.size}, {p1.size} and "
                                    f"{p2.size} coordinates")
-    if not all(np.all(np.isfinite(p)) for p in (p0, p1, p2)):
-        raise InvalidArgumentError("the three points contain NaN or inf")
     u = p1 - p0
     w = p2 - p0
     scale = max(np.abs(np.stack([p0, p1, p2])).max(initial=0.0), 1e-300)

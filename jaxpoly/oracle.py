@@ -59,12 +59,11 @@ import numpy as np
 
 from jaxpoly import lp, memory, pool, primal
 from jaxpoly.linalg import min_and_argmin
-from jaxpoly.network import Network
+from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales
 
 __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "redundancy_lps",
            "classify_facets", "Certificates", "certificates_hold", "OracleCounters"]
 
-_CONST = 1e-12  # a hyperplane whose gradient is this small (relative to the largest) is constant
 _SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
 _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
 _WALK_STOP = 0.01  # ... and stops once every row has this fraction (far above its float32 drift)
@@ -190,10 +189,11 @@ def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre:
     M = num_slots
 
     norms = jnp.linalg.norm(A, axis=-1)
-    # relative to the cell's largest hyperplane gradient, so that rescaling the input (x -> x / s,
-    # the box -> s * box) keeps the partition; round-off in a dead neuron's pulled-back row is far below
-    scale = jnp.max(norms[:, 2 * d:], axis=1, keepdims=True, initial=0.0)
-    const = (norms <= _CONST * scale) & (jnp.arange(M) >= 2 * d)
+    # relative to each hyperplane's own scale (round-off in a dead neuron's pulled-back row is far below
+    # it), so that rescaling the input or a layer keeps the partition
+    scale = jnp.concatenate([jnp.zeros(2 * d, G.dtype), hyperplane_scales(net, level_set).astype(G.dtype),
+                             jnp.zeros(extra, G.dtype)])
+    const = (norms <= CONSTANT_RTOL * scale) & (jnp.arange(M) >= 2 * d)
     A = jnp.where(const[..., None], 0.0, A / jnp.where(const, 1.0, norms)[..., None])
     b = jnp.where(const, 0.0, b / jnp.where(const, 1.0, norms))
     radius = jnp.linalg.norm(half)

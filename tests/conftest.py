@@ -15,31 +15,21 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 30))
 import jax  # noqa: E402  (after XLA_FLAGS: read when the backend starts)
 import pytest
 
+from jaxpoly.memory import release_compiled_kernels  # noqa: E402
+
 # Exactness tests run in float64.
 jax.config.update("jax_enable_x64", True)
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
-_MAPS_LIMIT = 50_000  # below Linux's default vm.max_map_count (65,530)
-
-
-def _num_mappings() -> int:
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:  # not Linux
-        return 0
-
 
 @pytest.fixture(autouse=True)
 def _release_compiled_kernels():
-    """Drop JAX's compiled executables once the process holds many memory mappings.
-
-    Every executable keeps LLVM code sections mapped; the whole suite compiles several hundred kernels
-    (every capacity bucket, dtype and option), which exhausted ``vm.max_map_count`` and aborted XLA with
-    "Unable to allocate section memory" in a late test. Clearing only when needed keeps the kernels that
-    neighbouring tests share.
+    """Drop JAX's compiled executables once the process holds many memory mappings
+    (:func:`jaxpoly.memory.release_compiled_kernels`, which ``extract`` and ``enumerate_regions`` also
+    call): the whole suite compiles several hundred kernels per worker (every capacity bucket, dtype and
+    option), which exhausted ``vm.max_map_count`` and aborted XLA with "Unable to allocate section
+    memory" in a late test. Clearing only when needed keeps the kernels that neighbouring tests share.
     """
     yield
-    if _num_mappings() > _MAPS_LIMIT:
-        jax.clear_caches()
+    release_compiled_kernels()

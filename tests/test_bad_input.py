@@ -39,6 +39,22 @@ def _retyped(net, dtype, imag=0.0):
 CASES = {
     "region_of wrong dim": (lambda n, c, r: c.region_of(np.zeros((3, 3))), jaxpoly.InvalidArgumentError, "shape (n, 2)"),
     "region_of nan": (lambda n, c, r: c.region_of([[np.nan, 0.0]]), jaxpoly.InvalidArgumentError, "NaN"),
+    "vertices_of out of range": (lambda n, c, r: c.regions.vertices_of(10**6), jaxpoly.InvalidArgumentError, "cell index"),
+    "vertices_of -1": (lambda n, c, r: c.regions.vertices_of(-1), jaxpoly.InvalidArgumentError, "cell index"),
+    "region_of complex": (lambda n, c, r: c.region_of(np.array([[0.1 + 1j, 0.2]])), jaxpoly.InvalidArgumentError, "real"),
+    "regions contains complex": (lambda n, c, r: r.contains(np.array([0.1 + 1j, 0.2])), jaxpoly.InvalidArgumentError, "real"),
+    "extract complex bounds": (lambda n, c, r: jaxpoly.extract(n, (-1 + 1j, 1)), jaxpoly.InvalidBoundsError, "real"),
+    "extract rtol a string": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), rtol="1e-9"), jaxpoly.InvalidArgumentError, "rtol"),
+    "extract dtype unknown": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), dtype="foo"), jaxpoly.InvalidArgumentError, "dtype"),
+    "extract slice a string": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), slice="abc"), jaxpoly.InvalidNetworkError, "real numbers"),
+    "extract capacity True": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), capacity=True), jaxpoly.InvalidArgumentError, "capacity"),
+    "extract level_set a string": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), level_set="yes"), jaxpoly.InvalidArgumentError, "level_set"),
+    "save_npz None": (lambda n, c, r: jaxpoly.save_npz(None, "unused.npz"), jaxpoly.InvalidNetworkError, "jaxpoly.Network"),
+    "select_output None": (lambda n, c, r: jaxpoly.select_output(None, 0), jaxpoly.InvalidNetworkError, "jaxpoly.Network"),
+    "restrict_to_plane None": (lambda n, c, r: jaxpoly.restrict_to_plane(None, [0, 0], [1, 0], [0, 1]), jaxpoly.InvalidNetworkError, "jaxpoly.Network"),
+    "plane through strings": (lambda n, c, r: jaxpoly.plane_through_points("ab", [1, 0], [0, 1]), jaxpoly.InvalidArgumentError, "real numbers"),
+    "plane through matrices": (lambda n, c, r: jaxpoly.plane_through_points(np.eye(2), 2 * np.eye(2), np.ones((2, 2))),
+                               jaxpoly.InvalidArgumentError, "vector"),
     "region_of a string": (lambda n, c, r: c.region_of("abc"), jaxpoly.InvalidArgumentError, "array of numbers"),
     "vertex_positions None": (lambda n, c, r: jaxpoly.vertex_positions(n, None), jaxpoly.InvalidArgumentError, "jaxpoly.Complex"),
     "is_stale a string": (lambda n, c, r: jaxpoly.is_stale(n, "abc"), jaxpoly.InvalidArgumentError, "VertexSystem"),
@@ -160,3 +176,12 @@ def test_device_memory_on_an_accelerator(monkeypatch):
     assert memory.device_bytes() == min(1 << 30, host)
     monkeypatch.setattr(memory.jax, "devices", lambda: [FakeGPU(None)])  # no allocator statistics
     assert memory.device_bytes() == host
+
+
+def test_region_of_reads_a_flat_array_as_points_in_1d():
+    """In d = 1, ``(n,)`` is n points (not one point of n coordinates)."""
+    net = jaxpoly.from_arrays([np.array([[1.0, -1.0]]), np.ones((2, 1))], [np.array([0.0, 0.5]), np.zeros(1)])
+    c = jaxpoly.extract(net, (-1, 1))
+    got = c.region_of([-0.9, 0.25, 0.9])
+    assert len(set(got.tolist())) == 3
+    assert np.array_equal(got, c.region_of([[-0.9], [0.25], [0.9]]))

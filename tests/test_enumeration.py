@@ -703,6 +703,28 @@ def test_sample_regions_rejects_bad_counts():
             sample_regions(net, (-1, 1), n, key=jax.random.key(0), **kwargs)
 
 
+@pytest.mark.parametrize("t", [1e-12, 1e12])
+def test_rescaling_a_hidden_layer_keeps_the_regions(t):
+    """A layer's kernel and bias times ``t > 0`` leave every pattern and facet, so the regions and their
+    inradii: whether a hyperplane is constant on a region is decided against its own scale (relative to
+    the region's largest row, as before, layer 2's rows were constant at ``t = 1e-12`` and layer 1's at
+    ``1e12``: 7 and 6 regions of 16)."""
+    from jaxpoly.geometry import region_inradius
+
+    net = mlp(1, 2, (4, 3))
+    s1 = net.stages[1]
+    scaled = jp.Network((net.stages[0], jp.Stage((s1.kernels[0] * t,), s1.bias * t, sources=s1.sources,
+                                                 activation=s1.activation)), net.output)
+    A, B = enumerate_regions(net, (-1, 1)), enumerate_regions(scaled, (-1, 1))
+    assert len(A) == len(B) == 16 and A.complete and B.complete
+    order = np.lexsort(np.asarray(B.patterns).T)
+    assert np.array_equal(np.asarray(A.patterns)[np.lexsort(np.asarray(A.patterns).T)], np.asarray(B.patterns)[order])
+    assert jp.extract(scaled, (-1, 1), level_set=False, engine="regions").num_regions == 16
+    ra = np.sort(np.asarray(region_inradius(net, A)))
+    rb = np.sort(np.asarray(region_inradius(scaled, B)))
+    np.testing.assert_allclose(ra, rb, rtol=1e-9)
+
+
 def test_zero_bias_network_regions_match_sampling_and_queries():
     """Freshly initialised networks have zero biases: a deep neuron then vanishes on the whole region
     where its inputs are all off. Every sampled pattern is enumerated, and points inside such a region

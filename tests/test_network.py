@@ -1,5 +1,7 @@
 """The Network spec: evaluation, patterns, per-region affine maps, activations, validation, npz."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,3 +196,19 @@ def test_leaky_relu_of_slope_one_is_the_identity():
 def test_complex_weights_are_refused():
     with pytest.raises(jaxpoly.InvalidNetworkError, match="complex"):
         jaxpoly.from_arrays([np.ones((2, 3)) * (1 + 1j), np.ones((3, 1))], [np.zeros(3), np.zeros(1)])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
+def test_compiled_kernels_are_released_near_the_mapping_limit(caplog):
+    """A process that compiles kernels for many network shapes nears ``vm.max_map_count`` (each XLA CPU
+    executable keeps its code mapped; a sweep crashed after ~55 networks): the entry points clear JAX's
+    caches past a fraction of it, and compiled functions then simply compile again."""
+    from jaxpoly.memory import release_compiled_kernels
+
+    f = jax.jit(lambda x: 2 * x)
+    assert float(f(1.0)) == 2.0
+    assert not release_compiled_kernels(fraction=1e6)
+    with caplog.at_level("WARNING", logger="jaxpoly"):
+        assert release_compiled_kernels(fraction=0.0)
+    assert "clearing JAX's compilation caches" in caplog.text
+    assert f._cache_size() == 0 and float(f(3.0)) == 6.0

@@ -459,6 +459,33 @@ def test_save_load_roundtrip(tmp_path):
     assert np.array_equal(c2.regions.patterns, c.regions.patterns)
 
 
+_CORRUPT = {
+    "edge out of range": lambda f: {"edges": np.where(np.arange(f["edges"].size).reshape(f["edges"].shape) == 0,
+                                                      10**6, f["edges"]).astype(np.int32)},
+    "nan vertex": lambda f: {"vertices": np.where(np.arange(f["vertices"].size).reshape(f["vertices"].shape) == 0,
+                                                  np.nan, f["vertices"])},
+    "inverted box": lambda f: {"lo": f["hi"], "hi": f["lo"]},
+    "1-D vertex zeros": lambda f: {"vertex_zeros": f["vertex_zeros"][:, 0]},
+    "wrong dimension": lambda f: {"vertices": np.zeros((3, 5))},
+    "network of another dimension": lambda f: {"net_W0": np.zeros((f["net_W0"].shape[0], 3))},
+    "string vertices": lambda f: {"vertices": f["vertices"].astype(str)},
+    "short hash table": lambda f: {"hash_table": f["hash_table"][:1]},
+    "hyperplane id out of range": lambda f: {"edge_zeros": f["edge_zeros"] + 100},
+}
+
+
+@pytest.mark.parametrize("how", list(_CORRUPT))
+def test_load_refuses_a_corrupt_complex(tmp_path, how):
+    """Arrays that do not fit together or the network raise LoadError on load, not later in a query."""
+    rng = np.random.default_rng(0)
+    extract(random_net(rng, 2, [4]), (-1, 1)).save(tmp_path / "c.npz")
+    f = dict(np.load(tmp_path / "c.npz"))
+    f.update(_CORRUPT[how](f))
+    np.savez(tmp_path / "bad.npz", **f)
+    with pytest.raises(jaxpoly.LoadError, match="not a valid saved jaxpoly.Complex"):
+        jaxpoly.Complex.load(tmp_path / "bad.npz")
+
+
 # -- the independent scipy/HiGHS reference (tests/reference.py) ---------------------------------------
 
 

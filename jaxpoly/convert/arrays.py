@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxpoly.errors import InvalidNetworkError, ModelNotFoundError
-from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear
+from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear, validate_network
 
 __all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_from_arrays"]
 
@@ -159,6 +159,7 @@ def save_npz(net: Network, path: str | os.PathLike) -> None:
     Sequential ReLU networks use the plain layout read by :func:`load_npz` (``W{i}`` of shape (out, in),
     ``b{i}``); any other network stores every stage's sources, kernels and activation as well.
     """
+    validate_network(net)
     np.savez(path, **network_arrays(net))
 
 
