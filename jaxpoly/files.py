@@ -9,7 +9,15 @@ import numpy as np
 
 from jaxpoly.errors import LoadError
 
-__all__ = ["read_npz"]
+__all__ = ["read_npz", "as_path"]
+
+
+def as_path(path: Any, what: str, error: type = LoadError) -> str:
+    """``os.fspath(path)``, or ``error`` when ``path`` is not a path (``what`` names the expected file)."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise error(f"expected a path to {what} (str or os.PathLike), got {type(path).__name__}") from None
 
 
 def read_npz(path: Any, what: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
@@ -19,7 +27,7 @@ def read_npz(path: Any, what: str, keys: Sequence[str]) -> dict[str, np.ndarray]
       LoadError: no such file, not a readable ``.npz``, or a missing array (``what`` names the expected
         content in the message, e.g. ``"jaxpoly.Complex"``).
     """
-    path = os.fspath(path)
+    path = as_path(path, f"a {what} file")
     if not os.path.isfile(path):
         raise LoadError(f"no such file: {path!r} (expected a {what} written by its save())")
     try:

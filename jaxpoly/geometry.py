@@ -567,6 +567,8 @@ def _resolve(complex_or_system: Complex | VertexSystem, kind: str) -> tuple[Vert
 
 
 def _as_network(params_or_net: Any, to_network: Callable[[Any], Network] | None) -> Network:
+    if to_network is not None and not callable(to_network):
+        raise InvalidArgumentError(f"to_network must be a function params -> jaxpoly.Network, got {to_network!r}")
     net = to_network(params_or_net) if to_network is not None else params_or_net
     if not isinstance(net, Network):
         raise InvalidNetworkError(

@@ -45,6 +45,7 @@ import numpy as np
 
 from jaxpoly.convert.arrays import from_arrays, load_npz
 from jaxpoly.errors import InvalidNetworkError, JaxpolyError, ModelLoadError, ModelNotFoundError
+from jaxpoly.files import as_path
 from jaxpoly.models import _ALIASES, BUNDLED_MODELS, bundled_model_path
 from jaxpoly.network import Network, activation_from_name
 
@@ -582,7 +583,7 @@ def load_network(model: str | os.PathLike, *, arch: Any = None, input_dim: int |
         architecture, PyTorch or Orbax not installed, or the wrong input dimension.
       InvalidNetworkError, UnsupportedLayerError: the weights are not a valid piecewise-affine network.
     """
-    s = os.fspath(model)
+    s = as_path(model, "a model file or a bundled model's name", ModelLoadError)
     arch = None if arch is None else parse_arch(arch)
     if s in BUNDLED_MODELS or s in _ALIASES:
         net = _npz(bundled_model_path(s), arch)

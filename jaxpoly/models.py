@@ -6,7 +6,8 @@ import os
 from importlib import resources
 
 from jaxpoly.convert.arrays import load_npz
-from jaxpoly.errors import ModelNotFoundError
+from jaxpoly.errors import ModelLoadError, ModelNotFoundError
+from jaxpoly.files import as_path
 from jaxpoly.network import Network
 
 __all__ = ["BUNDLED_MODELS", "bundled_model_path", "load_model"]
@@ -34,7 +35,7 @@ def bundled_model_path(name: str) -> str:
 
 def load_model(name_or_path: str | os.PathLike) -> Network:
     """Load a bundled model by name, or any ``.npz`` file by path (see :func:`jaxpoly.load_npz`)."""
-    s = os.fspath(name_or_path)
+    s = as_path(name_or_path, "a model file or a bundled model's name", ModelLoadError)
     if s in BUNDLED_MODELS or s in _ALIASES:
         return load_npz(bundled_model_path(s))
     if not os.path.exists(s):

@@ -70,11 +70,17 @@ class Activation:
     value_at_zero: float = 0.0
 
     def __post_init__(self):
-        bps = tuple(float(b) for b in self.breakpoints)
-        sl = tuple(float(s) for s in self.slopes)
+        try:
+            bps = tuple(_number(b) for b in self.breakpoints)
+            sl = tuple(_number(s) for s in self.slopes)
+            v0 = _number(self.value_at_zero)
+        except (TypeError, ValueError):
+            raise InvalidNetworkError(
+                f"activation {self.name!r}: breakpoints, slopes and value_at_zero must be real numbers (sequences "
+                f"of them), got {self.breakpoints!r}, {self.slopes!r}, {self.value_at_zero!r}") from None
         object.__setattr__(self, "breakpoints", bps)
         object.__setattr__(self, "slopes", sl)
-        object.__setattr__(self, "value_at_zero", float(self.value_at_zero))
+        object.__setattr__(self, "value_at_zero", v0)
         if len(sl) != len(bps) + 1:
             raise InvalidNetworkError(
                 f"activation {self.name!r}: {len(bps)} breakpoints need {len(bps) + 1} slopes, got {len(sl)}"
@@ -155,10 +161,25 @@ def relu() -> Activation:
     return Activation("relu", (0.0,), (0.0, 1.0))
 
 
+def _number(v: Any) -> float:
+    """``v`` as a float; ``TypeError`` for strings, booleans and other non-numbers."""
+    if isinstance(v, (str, bytes, bool, np.bool_)) or v is None:
+        raise TypeError(f"not a number: {v!r}")
+    return float(v)
+
+
+def _parameter(v: Any, what: str) -> float:
+    try:
+        return _number(v)
+    except (TypeError, ValueError):
+        raise InvalidNetworkError(f"{what} must be a real number, got {v!r}") from None
+
+
 def leaky_relu(negative_slope: float = 0.01) -> Activation:
     """``z if z > 0 else negative_slope * z``: same partition as ReLU; with ``negative_slope == 1`` it is
     the identity (no breakpoint, so no hyperplane)."""
-    if float(negative_slope) == 1.0:
+    negative_slope = _parameter(negative_slope, "leaky_relu's negative_slope")
+    if negative_slope == 1.0:
         return identity()
     return Activation(f"leaky_relu({negative_slope:g})", (0.0,), (float(negative_slope), 1.0))
 
@@ -170,6 +191,7 @@ def identity() -> Activation:
 
 def hard_tanh(min_val: float = -1.0, max_val: float = 1.0) -> Activation:
     """``clip(z, min_val, max_val)``: two breakpoints, so two hyperplanes per neuron."""
+    min_val, max_val = _parameter(min_val, "hard_tanh's min_val"), _parameter(max_val, "hard_tanh's max_val")
     if not min_val < max_val:
         raise InvalidNetworkError(f"hard_tanh needs min_val < max_val, got {min_val} >= {max_val}")
     value_at_zero = min(max(0.0, min_val), max_val)
@@ -184,7 +206,12 @@ def relu6() -> Activation:
 def piecewise_linear(breakpoints: Sequence[float], slopes: Sequence[float], value_at_zero: float = 0.0,
                      name: str = "piecewise_linear") -> Activation:
     """Any continuous piecewise-linear activation (see :class:`Activation`)."""
-    return Activation(name, tuple(breakpoints), tuple(slopes), value_at_zero)
+    try:
+        breakpoints, slopes = tuple(breakpoints), tuple(slopes)
+    except TypeError:
+        raise InvalidNetworkError(f"piecewise_linear needs sequences of breakpoints and slopes, got {breakpoints!r} "
+                                  f"and {slopes!r}") from None
+    return Activation(name, breakpoints, slopes, value_at_zero)
 
 
 _NAMED = {"relu": relu, "identity": identity, "linear": identity, "relu6": relu6, "hard_tanh": hard_tanh}

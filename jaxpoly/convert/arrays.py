@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxpoly.errors import InvalidNetworkError, ModelNotFoundError
+from jaxpoly.errors import InvalidNetworkError, ModelLoadError, ModelNotFoundError
+from jaxpoly.files import as_path
 from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear, validate_network
 
 __all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_from_arrays"]
@@ -42,7 +43,11 @@ def from_arrays(
     Returns:
       A :class:`Network` whose weights are float64 NumPy arrays.
     """
-    weights, biases = list(weights), list(biases)
+    try:
+        weights, biases = list(weights), list(biases)
+    except TypeError:
+        raise InvalidNetworkError(f"from_arrays needs sequences of weight matrices and bias vectors, got "
+                                  f"{type(weights).__name__} and {type(biases).__name__}") from None
     if not weights:
         raise InvalidNetworkError("from_arrays needs at least one layer")
     if len(weights) != len(biases):
@@ -171,7 +176,7 @@ def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
     (the bundled bunny networks; ``activation`` after every layer but the last), and the general layout
     written by :func:`save_npz` for networks with skip connections or mixed activations.
     """
-    path = os.fspath(path)
+    path = as_path(path, "a network .npz file", ModelLoadError)
     if not os.path.exists(path):
         raise ModelNotFoundError(f"no such model file: {path}")
     try:
