@@ -797,7 +797,10 @@ def _select(items: Any, R: int, what: str = "regions") -> np.ndarray:
     mask ``(R,)``; ``None``: all."""
     if items is None:
         return np.arange(R)
-    idx = np.asarray(items).reshape(-1)
+    idx = np.asarray(items)
+    if idx.ndim > 1:
+        raise InvalidArgumentError(f"{what} must be a 1-D array of indices or a boolean mask, got shape {idx.shape}")
+    idx = idx.reshape(-1)
     if idx.dtype == bool:
         if idx.shape != (R,):
             raise InvalidArgumentError(f"a boolean {what} mask must have shape ({R},), got {idx.shape}")
@@ -1075,6 +1078,11 @@ def network_from_params(weights: Sequence[Array], biases: Sequence[Array],
     weights, biases = list(weights), list(biases)
     if not weights or len(weights) != len(biases):
         raise InvalidNetworkError(f"need one bias per weight matrix, got {len(weights)} and {len(biases)}")
+    for name, arrays in (("weights", weights), ("biases", biases)):
+        for i, a in enumerate(arrays):
+            kind = np.dtype(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype).kind
+            if kind not in "fiu":
+                raise InvalidNetworkError(f"{name}[{i}] must be an array of real numbers, got dtype kind {kind!r}")
     act = activation if isinstance(activation, Activation) else activation_from_name(activation)
     stages = tuple(Stage((w,), b, (i,), act) for i, (w, b) in enumerate(zip(weights[:-1], biases[:-1])))
     return Network(stages, Stage((weights[-1],), biases[-1], (len(stages),), identity()))

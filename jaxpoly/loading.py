@@ -603,6 +603,8 @@ def load_network(model: str | os.PathLike, *, arch: Any = None, input_dim: int |
             net = _load_orbax(s, arch)
         else:
             raise ModelLoadError(f"{s}: unknown model format; expected {MODEL_FORMATS}")
+    if input_dim is not None and (isinstance(input_dim, (bool, np.bool_)) or not isinstance(input_dim, (int, np.integer))):
+        raise ModelLoadError(f"input_dim must be a positive integer or None, got {input_dim!r}")
     if input_dim is not None and net.input_dim != int(input_dim):
         raise ModelLoadError(f"{s}: the network's input dimension is {net.input_dim}, expected {input_dim}")
     return net
