@@ -1,4 +1,5 @@
-"""How much memory the arrays of a computation may take: the default device's, or the host's on CPU."""
+"""How much memory the arrays of a computation may take (the default device's, or the host's on CPU), and
+keeping the memory mappings of compiled kernels under the OS limit."""
 
 from __future__ import annotations
 
