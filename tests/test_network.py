@@ -199,16 +199,16 @@ def test_complex_weights_are_refused():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
-def test_compiled_kernels_are_released_near_the_mapping_limit(caplog):
+def test_compiled_kernels_are_released_near_the_mapping_limit(caplog, monkeypatch):
     """A process that compiles kernels for many network shapes nears ``vm.max_map_count`` (each XLA CPU
     executable keeps its code mapped; a sweep crashed after ~55 networks): the entry points clear JAX's
-    caches past a fraction of it, and compiled functions then simply compile again."""
-    from jaxpoly.memory import release_compiled_kernels
+    caches past a fraction of it. (``jax.clear_caches`` is counted, not run: clearing would make the
+    worker's later tests compile again.)"""
+    from jaxpoly import memory
 
-    f = jax.jit(lambda x: 2 * x)
-    assert float(f(1.0)) == 2.0
-    assert not release_compiled_kernels(fraction=1e6)
+    calls = []
+    monkeypatch.setattr(jax, "clear_caches", lambda: calls.append(1))
+    assert not memory.release_compiled_kernels(fraction=1e6) and not calls
     with caplog.at_level("WARNING", logger="jaxpoly"):
-        assert release_compiled_kernels(fraction=0.0)
-    assert "clearing JAX's compilation caches" in caplog.text
-    assert f._cache_size() == 0 and float(f(3.0)) == 6.0
+        assert memory.release_compiled_kernels(fraction=0.0)
+    assert calls == [1] and "clearing JAX's compilation caches" in caplog.text
