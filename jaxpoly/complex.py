@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import as_points
 from jaxpoly.errors import InvalidArgumentError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
@@ -51,7 +52,7 @@ class Cells(NamedTuple):
     def vertices_of(self, i: int) -> np.ndarray:
         """Indices of cell ``i``'s vertices (``0 <= i < len(cells)``)."""
         n = len(self.vertex_ptr) - 1
-        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or not 0 <= i < n:
+        if not is_integer(i) or not 0 <= i < n:
             raise InvalidArgumentError(f"cell index must be an integer in [0, {n}), got {i!r}")
         return self.vertex_idx[self.vertex_ptr[i] : self.vertex_ptr[i + 1]]
 
@@ -595,9 +596,9 @@ def _check_saved(data: dict, net: Network, where: str) -> None:
     together and its network: shapes, dtypes, indices in range, a finite non-empty box."""
     x, lo, hi = data["vertices"], data["lo"], data["hi"]
     d = net.input_dim
-    if x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] != d or lo.shape != (d,) or hi.shape != (d,):
-        raise LoadError(f"{where}: vertices {x.shape} ({x.dtype}) and lo/hi {lo.shape}/{hi.shape} must be float "
-                        f"(V, d) and (d,) with d = {d}, its network's input dimension")
+    if x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] != d:
+        raise LoadError(f"{where}: vertices {x.shape} ({x.dtype}) must be float (V, d) with d = {d}, its network's "
+                        "input dimension")
     V, E = len(x), len(data["edges"])
     M = 2 * d + net.num_hyperplanes + 1  # box facets, hyperplanes, level set
     want = {"edges": ((E, 2), "i"), "vertex_zeros": ((V, None), "i"), "edge_zeros": ((E, max(d - 1, 0)), "i"),

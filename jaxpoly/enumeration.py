@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import lp, memory, oracle
+from jaxpoly.arguments import check_flag, is_integer, is_real
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
@@ -1098,30 +1099,23 @@ def enumerate_regions(
       CapacityError: one batch would not fit in memory; the message names a batch size that does.
     """
     release_compiled_kernels()
-    if not isinstance(level_set, (bool, np.bool_)):
-        raise InvalidArgumentError(f"level_set must be True or False, got {level_set!r}")
-    level_set = bool(level_set)
+    level_set = check_flag(level_set, "level_set")
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
     lo, hi = as_box(bounds, d, max_abs=MAX_MAGNITUDE)
     validate_magnitudes(net, lo, hi)
-
-    def is_int(v) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-    if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
+    if batch_size is not None and (not is_integer(batch_size) or batch_size < 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    if not is_int(rays) or rays < 1:
+    if not is_integer(rays) or rays < 1:
         raise InvalidArgumentError(f"rays must be a positive integer, got {rays!r}")
-    if max_regions is not None and (not is_int(max_regions) or max_regions < 1):
+    if max_regions is not None and (not is_integer(max_regions) or max_regions < 1):
         raise InvalidArgumentError(f"max_regions must be a positive integer or None, got {max_regions!r}")
-    if (not isinstance(tol, (int, float, np.integer, np.floating)) or isinstance(tol, (bool, np.bool_))
-            or not 0 < tol < 1e-2):
+    if not is_real(tol) or not 0 < tol < 1e-2:
         raise InvalidArgumentError(
             f"tol must be a small positive number (default 1e-9: a cell counts when its inradius exceeds tol "
             f"times the box half-diagonal), got {tol!r}"
         )
-    if not is_int(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
     if devices is not None and not isinstance(devices, jax.sharding.Mesh):
         try:
@@ -1265,18 +1259,14 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
                    batch_size: int = 65536, level_set: bool = False, progress: bool = False) -> np.ndarray:
     """Distinct patterns ``(K, H') bool`` (sorted) of ``num_samples`` uniform points in the box: the
     sampling baseline, a lower bound on the region count. ``progress`` shows a tqdm bar of samples."""
-    if not isinstance(level_set, (bool, np.bool_)):
-        raise InvalidArgumentError(f"level_set must be True or False, got {level_set!r}")
-    level_set = bool(level_set)
+    level_set = check_flag(level_set, "level_set")
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
     lo, hi = as_box(bounds, d, max_abs=MAX_VALUE)
     validate_magnitudes(net, lo, hi, limit=MAX_VALUE)
-    if not (isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, (bool, np.bool_))
-            and num_samples >= 1):
+    if not (is_integer(num_samples) and num_samples >= 1):
         raise InvalidArgumentError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, (bool, np.bool_))
-            and batch_size >= 1):
+    if not (is_integer(batch_size) and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not _is_prng_key(key):
         raise InvalidArgumentError(f"key must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), "

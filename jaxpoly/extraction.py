@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly import subdivision as sd
+from jaxpoly.arguments import check_flag, is_integer, is_real
 from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError
@@ -234,10 +235,7 @@ def extract(
       InvalidNetworkError, InvalidBoundsError, InvalidArgumentError, CapacityError, DegenerateError.
     """
     release_compiled_kernels()
-    for name, val in (("level_set", level_set), ("progress", progress)):
-        if not isinstance(val, (bool, np.bool_)):
-            raise InvalidArgumentError(f"{name} must be True or False, got {val!r}")
-    level_set = bool(level_set)
+    level_set, progress = check_flag(level_set, "level_set"), check_flag(progress, "progress")
     validate_network(net, scalar_output=level_set)
     if slice is not None:
         try:
@@ -253,13 +251,11 @@ def extract(
         raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
     dtype = dt
     for name, val in (("capacity", capacity), ("max_vertices", max_vertices), ("max_memory", max_memory)):
-        if val is not None and not (isinstance(val, (int, np.integer)) and not isinstance(val, (bool, np.bool_))
-                                    and val > 0):
+        if val is not None and not (is_integer(val) and val > 0):
             raise InvalidArgumentError(f"{name} must be a positive integer or None, got {val!r}")
     if engine not in ("auto", "subdivision", "regions"):
         raise InvalidArgumentError(f"engine must be 'auto', 'subdivision' or 'regions', got {engine!r}")
-    if rtol is not None and (not isinstance(rtol, (int, float, np.integer, np.floating))
-                             or isinstance(rtol, (bool, np.bool_)) or not (np.isfinite(rtol) and 0 <= rtol < 1e-2)):
+    if rtol is not None and not (is_real(rtol) and np.isfinite(rtol) and 0 <= rtol < 1e-2):
         raise InvalidArgumentError(f"rtol must be a small non-negative number (default 1e-13), got {rtol!r}")
     rtol = DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
     max_vertices = int(max_vertices or _MAX_VERTICES_DEFAULT)

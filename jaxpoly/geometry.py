@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.arguments import is_integer, is_real
 from jaxpoly.complex import Complex
 from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.linalg import small_solve
@@ -372,7 +373,7 @@ def _pad_size(pad_to: Any, n: int) -> int:
         return n
     if isinstance(pad_to, str) and pad_to == "bucket":
         return _bucket(n)
-    if isinstance(pad_to, (bool, np.bool_)) or not isinstance(pad_to, (int, np.integer)):
+    if not is_integer(pad_to):
         raise InvalidArgumentError(f"pad_to must be None, 'bucket' or an integer >= {n}, got {pad_to!r}")
     return int(pad_to)
 
@@ -655,8 +656,7 @@ _stale_rows_jit = jax.jit(_stale_rows)
 
 def check_rtol(rtol: Any) -> None:
     """Raise :class:`InvalidArgumentError` unless ``rtol`` is a finite real number ``>= 0``."""
-    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(rtol) or rtol < 0:
+    if not is_real(rtol) or not np.isfinite(rtol) or rtol < 0:
         raise InvalidArgumentError(f"rtol must be a finite number >= 0 (default {STALE_RTOL:g}), got {rtol!r}")
 
 

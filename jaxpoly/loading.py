@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxpoly.arguments import is_integer
 from jaxpoly.convert.arrays import from_arrays, load_npz
 from jaxpoly.errors import InvalidNetworkError, JaxpolyError, ModelLoadError, ModelNotFoundError
 from jaxpoly.files import as_path
@@ -603,7 +604,7 @@ def load_network(model: str | os.PathLike, *, arch: Any = None, input_dim: int |
             net = _load_orbax(s, arch)
         else:
             raise ModelLoadError(f"{s}: unknown model format; expected {MODEL_FORMATS}")
-    if input_dim is not None and (isinstance(input_dim, (bool, np.bool_)) or not isinstance(input_dim, (int, np.integer))):
+    if input_dim is not None and not is_integer(input_dim):
         raise ModelLoadError(f"input_dim must be a positive integer or None, got {input_dim!r}")
     if input_dim is not None and net.input_dim != int(input_dim):
         raise ModelLoadError(f"{s}: the network's input dimension is {net.input_dim}, expected {input_dim}")

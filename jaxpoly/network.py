@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import MAX_MAGNITUDE
 from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError
 from jaxpoly.pytree import pytree_dataclass
@@ -656,7 +657,7 @@ def _vector(a: Any, name: str, error: type) -> np.ndarray:
 def _output_index(net: Network, index: Any, what: str) -> int:
     """``index`` as an output index of ``net``, checked an integer in ``[0, output_dim)``."""
     _expect_network(net)
-    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+    if not is_integer(index):
         raise InvalidNetworkError(f"{what} must be an integer output index, got {index!r}")
     if not 0 <= index < net.output_dim:
         raise InvalidNetworkError(f"output index {index} out of range for {net.output_dim} outputs")

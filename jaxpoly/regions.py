@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import as_points
 from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, LoadError
 from jaxpoly.files import read_npz
@@ -88,7 +89,7 @@ class Regions:
     def facets(self, r: int) -> np.ndarray:
         """Facet ids of region ``r`` (``0 <= r < R``; a negative or larger index raises
         :class:`InvalidArgumentError`)."""
-        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)):
+        if not is_integer(r):
             raise InvalidArgumentError(f"facets takes a region index (an integer), got {r!r}")
         if not 0 <= r < len(self):
             raise InvalidArgumentError(f"region {r} out of range: there are {len(self)} regions, 0 to {len(self) - 1}")

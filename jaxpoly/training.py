@@ -18,8 +18,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxpoly.arguments import check_flag
 from jaxpoly.complex import Complex
-from jaxpoly.errors import InvalidArgumentError, StaleCombinatoricsError
+from jaxpoly.errors import StaleCombinatoricsError
 from jaxpoly.extraction import extract
 from jaxpoly.geometry import (
     STALE_RTOL,
@@ -44,11 +45,6 @@ def _stale_message(num: int, total: int) -> str:
             "refresh_if_stale(net, complex) without strict=True to re-extract automatically.")
 
 
-def _check_strict(strict: Any) -> None:
-    if not isinstance(strict, (bool, np.bool_)):
-        raise InvalidArgumentError(f"strict must be True or False, got {strict!r}")
-
-
 def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | None = None, *,
                      strict: bool = False, rtol: float = STALE_RTOL, **extract_kwargs) -> Complex:
     """``complex`` if its combinatorics still hold for ``net`` (:func:`jaxpoly.geometry.is_stale`), else a
@@ -59,7 +55,7 @@ def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | Non
         non-finite weights.
       StaleCombinatoricsError: the complex is stale and ``strict=True``.
     """
-    _check_strict(strict)
+    check_flag(strict, "strict")
     stale = stale_vertices(net, complex, rtol=rtol)  # (checks rtol)
     if not stale.any():
         return complex
@@ -89,7 +85,7 @@ class ExactGeometry:
     def __init__(self, net: Network, bounds: Sequence[Any], *, level_set: bool = True, strict: bool = False,
                  rtol: float = STALE_RTOL, **extract_kwargs):
         check_rtol(rtol)
-        _check_strict(strict)
+        check_flag(strict, "strict")
         self.bounds = bounds
         self.level_set = level_set
         self.strict = strict
