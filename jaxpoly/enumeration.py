@@ -34,11 +34,15 @@ Regions are the cells of the last level. Exact up to the tolerance: every cell w
 ``tol`` (relative to the box half-diagonal) and that is connected to the seed through such cells is
 found (a neighbour of inradius ``rho`` makes its facet exceed the redundancy test by ``2 rho``).
 Adjacency pairs are found by flipping each facet's coincident hyperplanes and looking the pattern up.
+Last, each region's certificate is checked in float64 against its own constraints, apart from the LPs
+(:func:`_checked_radius`): one that fails (the LPs' tolerances are relative to the box, so in a box
+far larger than the cells they can be coarser than a cell) is dropped and the result marked incomplete.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import math
 import os
@@ -99,6 +103,11 @@ _NEIGHBOUR_MIN_DIM = 8
 # Cells whose inradius is within (_THIN tol, tol] are crossed but not counted (_process_batch); thinner
 # ones are taken as empty (round-off around a lower-dimensional cell is far below)
 _THIN = 1e-3
+# Distances below this fraction of the box's half-diagonal are within the LPs' certified accuracy
+# (lp.py: 10 tol relative to the largest distance of a row from the box centre)
+_LP_RESOLUTION = 10 * lp.DEFAULT_TOL
+# Bytes of pulled-back rows per call of the final certificate check (_check_certificates)
+_CHECK_BYTES = 1 << 24
 
 
 def _walk_steps(d: int) -> int:
@@ -180,6 +189,45 @@ def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 
 
 _hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
+
+
+@functools.partial(jax.jit, static_argnames=("level_set",))
+def _checked_radius(net: Network, patterns: jax.Array, witnesses: jax.Array, radius: jax.Array, lo: jax.Array,
+                    hi: jax.Array, scales: jax.Array, *, level_set: bool) -> jax.Array:
+    """The radius ``(k,)`` of the ball around each region's witness that its constraints certify in
+    float64, independently of the LPs that found it: ``min(radius, the witness's distance to every
+    non-constant hyperplane on the pattern's side of it, to the box)``; negative where the witness is
+    on the wrong side of a hyperplane, or a constant one (a dead neuron, :data:`CONSTANT_RTOL` of
+    ``scales (H',)``) has the wrong sign. ``patterns (k, H')``, ``witnesses (k, d)``, ``radius (k,)``."""
+    G, g = oracle._all_rows(net, patterns, jnp.zeros(net.input_dim, witnesses.dtype), level_set)
+    value = jnp.einsum("khd,kd->kh", G, witnesses) + g
+    norm = jnp.linalg.norm(G, axis=-1)
+    live = norm > CONSTANT_RTOL * scales
+    side = jnp.where(patterns, value, -value)
+    slack = jnp.where(live, side / jnp.where(live, norm, 1.0), jnp.inf)
+    wrong = ~live & (side < -CONSTANT_RTOL * scales)
+    box = jnp.minimum(jnp.min(hi - witnesses, axis=1), jnp.min(witnesses - lo, axis=1))
+    rho = jnp.minimum(jnp.minimum(radius, jnp.min(slack, axis=1, initial=jnp.inf)), box)
+    return jnp.where(jnp.any(wrong, axis=1), -1.0, rho)
+
+
+def _check_certificates(net: Network, patterns: np.ndarray, witnesses: np.ndarray, radius: np.ndarray,
+                        lo: np.ndarray, hi: np.ndarray, level_set: bool) -> np.ndarray:
+    """:func:`_checked_radius` of every region, in chunks of a power of two (padded: few compilations)
+    whose pulled-back rows take at most :data:`_CHECK_BYTES`."""
+    scales = jnp.asarray(hyperplane_scales(net.astype(np.float64), level_set, np))
+    n, (k_rows, d) = len(patterns), (scales.shape[0], net.input_dim)
+    fit = max(_CHECK_BYTES // (8 * max(k_rows, 1) * (d + 2)), 16)
+    chunk = min(1 << (fit.bit_length() - 1), max(16, 1 << max(n - 1, 0).bit_length()))
+    out = []
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        rho = _checked_radius(net, jnp.asarray(_pad_rows(patterns[s : s + chunk], chunk)),
+                              jnp.asarray(_pad_rows(witnesses[s : s + chunk], chunk)),
+                              jnp.asarray(_pad_rows(radius[s : s + chunk], chunk)), jnp.asarray(lo), jnp.asarray(hi),
+                              scales, level_set=level_set)
+        out.append(np.asarray(rho)[:k])
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 class _Ctx:
@@ -688,7 +736,10 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = Non
     b = np.concatenate([ctx.half, ctx.half, -gn, np.zeros(M - 2 * d - n)])
     # hyperplane row h: value a · y - b = (G y + g) / |G| (sign = pattern bit)
     A_j, b_j, half = jnp.asarray(A), jnp.asarray(b), jnp.asarray(ctx.half)  # solved on the device
-    eps_scale = _VERTEX_EPS * max(1.0, ctx.radius)
+    # round-off at a vertex scales with its own coordinates (the offsets of its defining rows are at
+    # most |v|_2 <= sqrt(d) |v|_inf), not with the box: a box far larger than where the hyperplanes
+    # meet keeps their vertices apart
+    eps_scale = _VERTEX_EPS * math.sqrt(d)
 
     vs, wparts, defs, systems = [], [], [], 0
     for chunk, k in _subset_blocks(d, 2 * d + np.flatnonzero(meets), _VERTEX_CHUNK):
@@ -720,11 +771,12 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = Non
         return None
     cell_pats, facets, wit = _cells_around(V, Wd, D, d, n, M, chunk=_VERTEX_GROUP_CHUNK)
     # certificate: the witness's slacks on every row (unit rows: distances), signs as the pattern says
-    vals = wit @ Gn.T + gn
-    sgn = np.where(cell_pats, 1.0, -1.0)
-    slack_h = vals * sgn
-    slack_b = np.concatenate([ctx.half - wit, ctx.half + wit], axis=1)
-    rad = np.minimum(slack_h.min(axis=1), slack_b.min(axis=1))
+    def slack_radius(wit, pats):
+        slack_h = (wit @ Gn.T + gn) * np.where(pats, 1.0, -1.0)
+        slack_b = np.concatenate([ctx.half - wit, ctx.half + wit], axis=1)
+        return np.minimum(slack_h.min(axis=1), slack_b.min(axis=1))
+
+    rad = slack_radius(wit, cell_pats)
     bad = ~(rad > ctx.tol)
     if bad.any():
         # rare: a centroid too close to the boundary; certify those cells by their Chebyshev LP
@@ -744,9 +796,17 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = Non
             k = min(ctx.B, len(full) - s)
             w2.append(w_[:k])
             r2.append(r_[:k])
-        wit[bad], rad[bad] = np.concatenate(w2), np.concatenate(r2)
+        # the LPs' witnesses get the same float64 check as the centroids (their smallest slack), and
+        # replace them where they certify more (in a box far larger than the cell, the LP may not)
+        w2 = np.concatenate(w2)
+        r2 = np.minimum(np.concatenate(r2), slack_radius(w2, cell_pats[bad]))
+        better = r2 > rad[bad]
+        idx = np.flatnonzero(bad)[better]
+        wit[idx], rad[idx] = w2[better], r2[better]
     keep = rad > ctx.tol
-    ctx.stats["empty_cells"] += int((~keep).sum())
+    thin = ~keep & (rad > 0)  # the vertices are simple: every cell around one has an interior
+    ctx.stats["thin_cells"] += int(thin.sum())
+    ctx.stats["empty_cells"] += int((~keep & ~thin).sum())
     out = np.zeros((int(keep.sum()), ctx.Hp), bool)
     out[:, h0:h1] = cell_pats[keep]
     ctx.stats["cells"] += len(out)
@@ -766,7 +826,7 @@ def _vertex_output(ctx: _Ctx, fast, final: bool, max_regions: int | None):
         src, slot = np.nonzero(facets[:, 2 * ctx.d :])
         nb = pats[src].copy()
         nb[np.arange(len(src)), slot] ^= True
-        a = (src, np.packbits(nb, axis=1))
+        a = (src, np.packbits(nb, axis=1), slot + 2 * ctx.d)
     return [(pats, wit, rad, facets, a)], ([a] if a is not None else []), stopped
 
 
@@ -1077,7 +1137,8 @@ def enumerate_regions(
         as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's CPU pool) above their count
         (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
-        tolerance decides facets.
+        tolerance decides facets. Cells seen but thinner are logged (``stats["thin_cells"]``): in a
+        box far larger than where the hyperplanes meet, regions are lost that way.
       seed: seeds the ray directions and seed-point candidates (results do not depend on it for
         generic networks).
 
@@ -1170,7 +1231,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     par_fac = np.zeros((1, M), bool)
     par_fac[:, : 2 * d] = True
     adj: list = []
-    stopped = interrupted = False
+    stopped = interrupted = checked = False
     bar = _Progress(progress, len(levels))
     try:
         for li, stage in enumerate(levels):
@@ -1178,6 +1239,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             bar.start(li)
             try:
                 fast = _vertex_level(ctx, stage, max_regions) if li == 0 else None
+                checked = fast is not None
                 if fast is not None:
                     out, adj, st = _vertex_output(ctx, fast, final, max_regions)
                     if progress:
@@ -1206,9 +1268,29 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         stopped = True
         par_pat, par_wit, par_rad, par_fac = (a[:max_regions] for a in (par_pat, par_wit, par_rad, par_fac))
 
+    # every certificate checked in float64 against the region's own constraints, apart from the LPs
+    # (the vertex path's radii are such slacks already)
+    rho = par_rad if checked else _check_certificates(net, par_pat, par_wit + ctx.centre, par_rad, lo, hi, level_set)
+    failed = ~(rho > _THIN * ctx.tol)
+    ctx.stats["failed_certificates"] = int(failed.sum())
+    par_rad = np.minimum(par_rad, rho)
+    renumber = None
+    if failed.any():
+        log.warning(
+            "enumerate_regions: %d of %d regions failed the final check of their certificates (the witness is "
+            "not inside the region by the inradius found): dropped, and the result is marked incomplete. The "
+            "LPs lost precision: their tolerances are relative to the box (half-diagonal %.3g), so cells "
+            "much smaller than it (here below about %.3g) are not resolved. Enumerate in a box closer to "
+            "where the network's hyperplanes meet.", int(failed.sum()), len(par_pat), ctx.radius,
+            _LP_RESOLUTION * ctx.radius)
+        renumber = np.where(failed, np.iinfo(np.int64).max // 4, np.cumsum(~failed) - 1)
+        par_pat, par_wit, par_rad, par_fac = (a[~failed] for a in (par_pat, par_wit, par_rad, par_fac))
+
     adjacency = np.zeros((0, 2), np.int64)
     if adj:
         src = np.concatenate([a[0] for a in adj]).astype(np.int64)
+        if renumber is not None:
+            src = np.where(src < len(renumber), renumber[np.minimum(src, len(renumber) - 1)], src)
         nbk = np.concatenate([a[1] for a in adj])
         table = np.packbits(par_pat, axis=1)
         j = _lookup_packed(table, nbk)
@@ -1216,7 +1298,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         # may take either sign beyond it), the pattern at a point just across it; not in an incomplete
         # result, whose missing neighbours are simply not there
         miss = np.flatnonzero((j < 0) & (src < len(par_pat)))
-        if len(miss) and not (stopped or interrupted):
+        if len(miss) and not (stopped or interrupted or renumber is not None):
             slot = np.concatenate([a[2] for a in adj])[miss]
             across, found = _patterns_across(net, par_pat[src[miss]], slot - 2 * d, lo, hi, level_set)
             j[miss] = np.where(found, _lookup_packed(table, np.packbits(across, axis=1)), -1)
@@ -1232,13 +1314,19 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     facet_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     facet_idx = np.broadcast_to(slot_ids, par_fac.shape)[par_fac].astype(np.int64)
 
-    complete = not stopped and not interrupted and ctx.stats["seed_failures"] == 0
+    complete = not stopped and not interrupted and ctx.stats["seed_failures"] == 0 and renumber is None
     if interrupted:
         log.warning("enumerate_regions interrupted: returning the %d regions certified so far "
                     "(complete=False)", len(par_pat))
     if stopped:
         log.warning("enumerate_regions stopped at max_regions=%d: the result is incomplete (complete=False)",
                     max_regions)
+    if ctx.stats["thin_cells"]:
+        log.warning(
+            "enumerate_regions: %d cells thinner than tol x the box's half-diagonal (inradius at most %.3g) "
+            "were seen but not counted as regions, so regions that thin are not enumerated. If they are "
+            "genuine, pass a smaller tol (now %g) or a box closer to where the network's hyperplanes meet.",
+            ctx.stats["thin_cells"], ctx.tol, tol)
     if ctx.stats["seed_failures"]:
         log.warning("enumerate_regions: %d parent cells could not be seeded (all candidate points within "
                     "tol of a hyperplane); the result is incomplete", ctx.stats["seed_failures"])

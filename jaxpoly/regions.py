@@ -57,10 +57,11 @@ class Regions:
       adjacency: ``(K, 2)`` pairs ``(r, s)``, ``r < s``, of regions sharing a facet.
       lo, hi: ``(d,)`` the box.
       level_set: whether the last pattern bit is the output's sign.
-      complete: False when the search stopped early (``max_regions``) or a sub-arrangement could not
-        be seeded; then some regions are missing.
+      complete: False when the search stopped early (``max_regions``), a sub-arrangement could not
+        be seeded, or a region failed the final float64 check of its certificate (dropped: a box far
+        larger than its cells); then some regions are missing.
       stats: counters and timings (LPs solved, host fallbacks, rays shot, facets known from a neighbour
-        across, thin cells crossed but not counted, seconds).
+        across, cells seen but thinner than ``tol`` and not counted, failed certificates, seconds).
       net: the network enumerated (used by the point queries; not saved, so pass ``net=`` to the
         queries of a loaded result).
     """

@@ -423,6 +423,56 @@ def test_rescaled_input_gives_the_same_regions():
     assert len(out[1.0]) > 4 and keys(out[1e12].patterns) == keys(out[1.0].patterns) == keys(out[1e-12].patterns)
 
 
+def _bias_scaled_mlp(seed: int, sizes) -> jp.Network:
+    rng = np.random.default_rng(seed)
+    return jp.from_arrays([rng.standard_normal((a, b)) for a, b in zip(sizes, sizes[1:])],
+                          [0.3 * rng.standard_normal(b) for b in sizes[1:]])
+
+
+def test_a_box_far_larger_than_the_cells_warns_and_keeps_certificates(caplog):
+    """The hyperplanes of a 2-4-3-1 net meet within a few units of the origin (its smallest region has
+    inradius 0.004). In +-1e6 every region is found (the same as edge subdivision's count). In +-1e8 to
+    +-1e12 the regions thinner than ``tol`` x the half-diagonal are not counted and the LPs lose
+    precision: then every region returned still has a witness of its pattern with a ball of the inradius
+    checked in float64 (in +-1e8, 3 regions came back with a witness outside, and the lost regions went
+    unmentioned up to +-1e12), and a warning says which."""
+    net = _bias_scaled_mlp(1, [2, 4, 3, 1])
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        R = enumerate_regions(net, (-1e6, 1e6))
+    assert R.complete and len(R) == jp.extract(net, (-1e6, 1e6), level_set=False).num_regions == 39
+    assert "enumerate_regions" not in caplog.text
+    check_certificates(net, R)
+    for s in (1e8, 1e9, 1e12):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+            R = enumerate_regions(net, (-s, s))
+        assert 0 < len(R) < 39
+        assert R.stats["thin_cells"] > 0 and "thinner than tol" in caplog.text
+        if R.stats["failed_certificates"]:
+            assert not R.complete and "failed the final check" in caplog.text
+        check_certificates(net, R)
+        G, g = oracle._all_rows(net, jnp.asarray(R.patterns), jnp.zeros(2), False)
+        norm = np.linalg.norm(G, axis=-1)
+        dist = np.abs(np.einsum("khd,kd->kh", G, R.witnesses) + g) / np.where(norm > 0, norm, 1.0)
+        assert np.all((dist >= R.inradius[:, None] * (1 - 1e-12)) | (norm == 0))
+
+
+def test_a_single_layer_in_a_huge_box_lists_its_vertices_and_warns(caplog):
+    """Five lines within a unit of the origin in +-1e12: the vertex path's round-off test is relative to
+    each vertex's own coordinates (relative to the box, every vertex looked degenerate), so it still
+    lists every cell and reports the 6 below tolerance; the adjacency of the cells it keeps skips them
+    (looking them up failed with an IndexError)."""
+    rng = np.random.default_rng(7)
+    net = single_layer(rng.standard_normal((2, 5)), 0.3 * rng.standard_normal(5))
+    truth = binomial_count(5, 2)
+    assert len(enumerate_regions(net, (-1e3, 1e3))) == truth
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        R = enumerate_regions(net, (-1e12, 1e12))
+    assert "vertices" in R.stats and R.stats["thin_cells"] > 0 and "thinner than tol" in caplog.text
+    assert len(R) + R.stats["thin_cells"] == truth
+    check_certificates(net, R)
+
+
 # ---------------------------------------------------------------------------------------------------
 # degenerate arrangements, other activations, skip connections
 # ---------------------------------------------------------------------------------------------------
