@@ -103,6 +103,9 @@ _NEIGHBOUR_MIN_DIM = 8
 # Cells whose inradius is within (_THIN tol, tol] are crossed but not counted (_process_batch); thinner
 # ones are taken as empty (round-off around a lower-dimensional cell is far below)
 _THIN = 1e-3
+# The least distance (relative to the box) at which two unit rows are two hyperplanes, whatever tol:
+# about 500 eps, far above the round-off of rows that are one hyperplane computed along two paths
+_SAME_FLOOR = 1e-13
 # Distances below this fraction of the box's half-diagonal are within the LPs' certified accuracy
 # (lp.py: 10 tol relative to the largest distance of a row from the box centre)
 _LP_RESOLUTION = 10 * lp.DEFAULT_TOL
@@ -243,6 +246,10 @@ class _Ctx:
         self.half = (hi - lo) / 2
         self.radius = float(np.linalg.norm(self.half))
         self.tol = tol * self.radius
+        # rows closer than this (relative) are one hyperplane: two rows that are not then part by more
+        # than tol, so each is a facet of the cells beside the sliver between them (the redundancy
+        # test's exceedance is that distance) and the search crosses it; and above their round-off
+        self.same = max(tol, _SAME_FLOOR)
         self.B = batch_size
         # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
         # (oracle.chebyshev); below, the starts save nothing (d = 4 and 8 with the pool: within noise;
@@ -285,7 +292,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
     pats_p, pmask_p = _pad_rows(pats, ctx.B), _pad_rows(pmask, ctx.B)
     rows = oracle.cell_rows(ctx.net, ctx.put(pats_p), ctx.put(pmask_p), jnp.asarray(ctx.centre),
                             jnp.asarray(ctx.half), stage=stage, level_set=ctx.level_set,
-                            num_slots=ctx.M)
+                            num_slots=ctx.M, same=ctx.same)
     wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk, n,
                                            sharding=ctx.sharding)
     valid = np.zeros(ctx.B, bool)
@@ -386,7 +393,7 @@ def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
         n = min(ctx.B, len(par_pat) - s)
         pm = np.zeros((ctx.B, ctx.M), bool)
         rows = oracle.cell_rows(ctx.net, ctx.put(p), ctx.put(pm), jnp.asarray(ctx.centre), jnp.asarray(ctx.half),
-                                stage=stage, level_set=ctx.level_set, num_slots=ctx.M)
+                                stage=stage, level_set=ctx.level_set, num_slots=ctx.M, same=ctx.same)
         y = _seed_points_jit(rows, ctx.put(_pad_rows(par_wit[s : s + ctx.B], ctx.B)),
                              ctx.put(_pad_rows(par_rad[s : s + ctx.B], ctx.B)), ctx.seed_offsets, smask)
         bits = np.asarray(_hyper_values_jit(ctx.net, y + jnp.asarray(ctx.centre), ctx.level_set) > 0)[:n]
@@ -789,7 +796,7 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = Non
             p_ = _pad_rows(full[s : s + ctx.B], ctx.B)
             rows = oracle.cell_rows(ctx.net, ctx.put(p_), ctx.put(_pad_rows(pm[s : s + ctx.B], ctx.B)),
                                     jnp.asarray(ctx.centre), jnp.asarray(ctx.half), stage=stage,
-                                    level_set=ctx.level_set, num_slots=M)
+                                    level_set=ctx.level_set, num_slots=M, same=ctx.same)
             w_, r_, fb, _ = oracle.chebyshev(rows, 2.0 * ctx.radius, sharding=ctx.sharding)
             ctx.stats["lps"] += ctx.B
             ctx.stats["lp_fallbacks"] += fb
@@ -1137,8 +1144,9 @@ def enumerate_regions(
         as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's CPU pool) above their count
         (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
-        tolerance decides facets. Cells seen but thinner are logged (``stats["thin_cells"]``): in a
-        box far larger than where the hyperplanes meet, regions are lost that way.
+        tolerance decides facets, and rows closer than it (at least 1e-13) are one hyperplane. Cells
+        seen but thinner are logged (``stats["thin_cells"]``): in a box far larger than where the
+        hyperplanes meet, regions are lost that way.
       seed: seeds the ray directions and seed-point candidates (results do not depend on it for
         generic networks).
 

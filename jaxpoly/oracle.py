@@ -64,7 +64,7 @@ from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales
 __all__ = ["CellRows", "cell_rows", "shoot_rays", "chebyshev", "bounding_box", "redundancy_lps",
            "classify_facets", "Certificates", "certificates_hold", "OracleCounters"]
 
-_SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane
+_SAME = 1e-9  # two unit rows closer than this (normal and offset / scale) are one hyperplane, by default
 _WALK_TARGET = 0.3  # a walk moves rows to this fraction of the cell's inradius
 _WALK_STOP = 0.01  # ... and stops once every row has this fraction (far above its float32 drift)
 _WALK_LANES = 512  # walks stepped together on a CPU (d = 32: 256 to 1,024 within noise)
@@ -161,7 +161,8 @@ def _all_rows(net: Network, patterns: jax.Array, centre: jax.Array, level_set: b
 
 @functools.partial(jax.jit, static_argnames=("stage", "level_set", "num_slots"))
 def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre: jax.Array,
-              half: jax.Array, *, stage: tuple[int, int], level_set: bool, num_slots: int) -> CellRows:
+              half: jax.Array, *, stage: tuple[int, int], level_set: bool, num_slots: int,
+              same: jax.Array | float = _SAME) -> CellRows:
     """The constraints of cells of one level.
 
     Args:
@@ -171,6 +172,8 @@ def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre:
       stage: ``(h0, h1)``: the hyperplane ids this level adds.
       num_slots: ``M >= 2 d + H'``; the extra slots are inactive padding (so that networks of similar
         sizes share compiled LP solvers).
+      same: unit rows closer than this in every coefficient and in offset (relative to the box's
+        half-diagonal) are one hyperplane (:func:`_same_rows`).
     Returns:
       :class:`CellRows`. Active rows: the parent's facets and this stage's non-constant hyperplanes
       that meet the box; of rows that are the same hyperplane only the lowest slot is active.
@@ -203,30 +206,30 @@ def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre:
     cand = parent_mask | (in_stage & ~const & meets_box)
     rows_ok = ~const
 
-    same = _same_rows(A, b, rows_ok, radius)
+    same = _same_rows(A, b, rows_ok, radius, same)
     earlier = jnp.tril(jnp.ones((M, M), bool), k=-1)  # earlier[k, j]: j < k
     dup = jnp.any(same & earlier & cand[:, None, :], axis=-1)
     return CellRows(A, b, cand & ~dup, same, const, rows_ok)
 
 
-def _same_rows(A: jax.Array, b: jax.Array, rows_ok: jax.Array, radius) -> jax.Array:
-    """``(B, M, M) bool``: unit rows within ``_SAME`` of each other in every coefficient and in offset
+def _same_rows(A: jax.Array, b: jax.Array, rows_ok: jax.Array, radius, same=_SAME) -> jax.Array:
+    """``(B, M, M) bool``: unit rows within ``same`` of each other in every coefficient and in offset
     (relative to ``radius``). The all-pairs test costs ``B M^2 d``; it runs only when a cheaper
     necessary condition (two random projections of the rows, and the offsets) holds for some pair of
     distinct slots, so networks without repeated neurons pay ``B M^2``."""
     M, d = A.shape[1:]
     ok2 = rows_ok[:, :, None] & rows_ok[:, None, :]
-    near_b = jnp.abs(b[:, :, None] - b[:, None, :]) <= _SAME * radius
+    near_b = jnp.abs(b[:, :, None] - b[:, None, :]) <= same * radius
     r = jnp.asarray(np.random.default_rng(0).standard_normal((d, 2)), A.dtype)
     p = A @ r  # (B, M, 2)
     # |(a_i - a_j) . r| <= max |a_i - a_j| * |r|_1, plus the projections' round-off
-    bound = (_SAME + 1e-12) * jnp.sum(jnp.abs(r), axis=0)
+    bound = (same + 1e-12) * jnp.sum(jnp.abs(r), axis=0)
     near_p = jnp.all(jnp.abs(p[:, :, None, :] - p[:, None, :, :]) <= bound, axis=-1)
     maybe = near_b & near_p & ok2 & ~jnp.eye(M, dtype=bool)
 
     def all_pairs(_):
         dA = jnp.max(jnp.abs(A[:, :, None, :] - A[:, None, :, :]), axis=-1)
-        return (dA <= _SAME) & near_b & ok2
+        return (dA <= same) & near_b & ok2
 
     def diagonal(_):
         return ok2 & jnp.eye(M, dtype=bool)

@@ -408,6 +408,22 @@ def test_a_thin_sliver_is_crossed_not_counted():
     check_certificates(net, R)
 
 
+@pytest.mark.parametrize("gap", [1e-10, 1e-11])
+def test_parallel_hyperplanes_closer_than_the_default_tol_part_with_a_smaller_one(gap):
+    """``x = 0`` and ``x = gap`` (with ``y = 0.3``) cut the square into 6 regions (edge subdivision's
+    count, a float64 engine of its own). Rows within ``tol`` of the box are one hyperplane, so the
+    default tol (1e-9) finds 4 and ``tol=1e-12`` all 6, the sliver included (rows within 1e-9 were
+    one hyperplane whatever tol: 4)."""
+    W = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    net = jp.from_arrays([W, np.ones((3, 1))], [np.array([0.0, -gap, -0.3]), np.zeros(1)])
+    assert jp.extract(net, (-1.0, 1.0), level_set=False).num_regions == 6
+    assert len(enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)) == 4
+    R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH, tol=1e-12)
+    assert R.complete and len(R) == 6 and R.stats["thin_cells"] == 0
+    assert keys(R.patterns) == keys([r.pattern for r in lp_regions(net, -1.0, 1.0, tol=1e-13)])
+    check_certificates(net, R)
+
+
 def test_rescaled_input_gives_the_same_regions():
     """The network on ``x / s`` in the box ``s [-1, 1]^2`` has the same regions for every scale: whether a
     hyperplane is constant on a cell is judged relative to the cell's largest gradient (at s = 1e12 the
