@@ -15,6 +15,7 @@ from jaxpoly.errors import (
     InvalidNetworkError,
     JaxpolyError,
     LoadError,
+    SaveError,
     ModelLoadError,
     ModelNotFoundError,
     StaleCombinatoricsError,
@@ -76,5 +77,5 @@ __all__ = [
     "load_network", "parse_arch", "Arch", "ModelLoadError", "ModelNotFoundError",
     # errors
     "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidArgumentError", "InvalidBoundsError",
-    "CapacityError", "DegenerateError", "StaleCombinatoricsError", "LoadError",
+    "CapacityError", "DegenerateError", "StaleCombinatoricsError", "LoadError", "SaveError",
 ]

@@ -59,7 +59,7 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
 
 def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
     """Query points ``x (..., d)`` (``(n, d)`` with ``rows``: a single point ``(d,)`` becomes ``(1, d)``) as
-    finite float64, or :class:`InvalidArgumentError`. For ``d = 1`` with ``rows``, ``(n,)`` is ``n`` points."""
+    finite float64, or :class:`InvalidArgumentError`. For ``d = 1``, ``(n,)`` is ``n`` points."""
     x = _real(x, InvalidArgumentError, "points")
     try:
         x = np.asarray(x, np.float64)
@@ -68,7 +68,7 @@ def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
             f"points must be an array of numbers of shape ({'n' if rows else '...'}, {d}), got {type(x).__name__} "
             f"{str(x)[:40]!r}"
         ) from None
-    if rows and x.ndim == 1:
+    if x.ndim == 1 and (rows or d == 1):
         x = x[:, None] if d == 1 else x[None]
     if x.ndim == 0 or x.shape[-1] != d or (rows and x.ndim != 2):
         raise InvalidArgumentError(f"points must have shape ({'n' if rows else '...'}, {d}), got {x.shape}")

@@ -73,5 +73,10 @@ class LoadError(JaxpolyError, OSError):
     <jaxpoly.Regions.save>` is missing, unreadable, or lacks the arrays jaxpoly writes."""
 
 
+class SaveError(JaxpolyError, OSError):
+    """A result or network could not be written: the path is not a path, its folder does not exist, or
+    the operating system refused the write (permissions, a full disk)."""
+
+
 class ModelNotFoundError(ModelLoadError, FileNotFoundError):
     """Neither an existing file or folder nor a bundled model name."""

@@ -1,15 +1,16 @@
-"""Reading the ``.npz`` files jaxpoly writes, with clear errors for missing or foreign files."""
+"""Reading and writing the files jaxpoly saves, with clear errors for missing or foreign files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from jaxpoly.errors import LoadError
+from jaxpoly.errors import LoadError, SaveError
 
-__all__ = ["read_npz", "as_path"]
+__all__ = ["read_npz", "as_path", "writing"]
 
 
 def as_path(path: Any, what: str, error: type = LoadError) -> str:
@@ -39,3 +40,17 @@ def read_npz(path: Any, what: str, keys: Sequence[str]) -> dict[str, np.ndarray]
     if missing:
         raise LoadError(f"{path!r} is not a saved {what}: it lacks {', '.join(missing)}")
     return data
+
+
+@contextlib.contextmanager
+def writing(path: Any, what: str) -> Iterator[str]:
+    """``with writing(path, what) as p:`` write ``what`` (e.g. ``"a jaxpoly.Complex"``) to ``p``; a path that
+    is not one, a missing folder, or the operating system's refusal raise :class:`SaveError`."""
+    path = as_path(path, what, SaveError)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SaveError(f"cannot write {what} to {path!r}: the folder {folder!r} does not exist (create it first)")
+    try:
+        yield path
+    except OSError as e:
+        raise SaveError(f"cannot write {what} to {path!r}: {e.strerror or e}") from None

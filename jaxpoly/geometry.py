@@ -62,8 +62,8 @@ from jaxpoly.arguments import is_integer, is_real
 from jaxpoly.complex import Complex
 from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.linalg import small_solve
-from jaxpoly.network import (CONSTANT_RTOL, Activation, Network, Stage, activation_from_name, hyperplane_scales, identity,
-                             validate_network)
+from jaxpoly.network import (CONSTANT_RTOL, Activation, Network, Stage, _is_concrete, activation_from_name,
+                             hyperplane_scales, identity, validate_network)
 from jaxpoly.pytree import pytree_dataclass
 
 __all__ = [
@@ -792,6 +792,20 @@ def _region_source(obj: Any, net: Network | None):
     _check_region_source(obj)
 
 
+def _loaded_regions_network(obj: Any, net: Network) -> Network | None:
+    """The network whose combinatorics a :class:`~jaxpoly.Regions` loaded from a file (none attached)
+    takes: the one given, which must be concrete; ``None`` for anything else (its own network)."""
+    from jaxpoly.regions import Regions
+
+    if not isinstance(obj, Regions) or obj.net is not None:
+        return None
+    if not all(_is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(net)):
+        raise InvalidArgumentError(
+            "this Regions was loaded from a file and has no network, and the one given is traced (under "
+            "jit or grad): load it with jaxpoly.Regions.load(path, net=net) before differentiating")
+    return net
+
+
 def _select(items: Any, R: int, what: str = "regions") -> np.ndarray:
     """Indices ``(n,)`` into ``R`` items from indices (negative ones count from the end) or a boolean
     mask ``(R,)``; ``None``: all."""
@@ -1046,13 +1060,14 @@ def region_inradius(params_or_net: Any, complex_or_regions: Any, regions: Sequen
         system, n = complex_or_regions, None
     else:
         _check_region_source(complex_or_regions)
+        own = _loaded_regions_network(complex_or_regions, net)
         key = "_geometry_inradius_system"
         if regions is not None:
-            sel = _select(regions, len(_region_source(complex_or_regions, None)[0]))
+            sel = _select(regions, len(_region_source(complex_or_regions, own)[0]))
             key += "_" + hashlib.sha1(sel.tobytes()).hexdigest()
         with jax.ensure_compile_time_eval():  # (as for vertex systems, see _resolve)
             system = _cache_on(complex_or_regions, key,
-                               lambda: inradius_system(complex_or_regions, regions, pad_to="bucket"))
+                               lambda: inradius_system(complex_or_regions, regions, net=own, pad_to="bucket"))
         n = system.num_regions
     check_compatible(net, system)
     _check_finite(net)

@@ -8,7 +8,8 @@ import warnings
 
 import numpy as np
 
-from jaxpoly.errors import JaxpolyError
+from jaxpoly.errors import JaxpolyError, SaveError
+from jaxpoly.files import as_path, writing
 
 __all__ = ["Mesh", "polygons_to_mesh"]
 
@@ -58,7 +59,7 @@ class Mesh:
         only)."""
         import meshio
 
-        path = os.fspath(path)
+        path = as_path(path, "a mesh", SaveError)
         ext = os.path.splitext(path)[1].lower()
         if ext not in (".obj", ".ply", ".vtk", ".vtu"):
             raise JaxpolyError(f"unsupported mesh format {ext!r}: use .obj, .ply, .vtk or .vtu")
@@ -75,7 +76,7 @@ class Mesh:
             if ext == ".obj":
                 raise JaxpolyError("OBJ through meshio cannot hold line segments; save 2D curves as .ply or .vtk")
             cells = [("line", self.edges)]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), writing(path, "a mesh") as path:
             warnings.simplefilter("ignore")  # meshio warns that PLY stores 32-bit indices
             meshio.Mesh(pts, [(t, np.asarray(c, np.int32)) for t, c in cells]).write(path)
 

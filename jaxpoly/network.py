@@ -90,6 +90,11 @@ class Activation:
             raise InvalidNetworkError(f"activation {self.name!r}: breakpoints and slopes must be finite")
         if any(b1 >= b2 for b1, b2 in zip(bps, bps[1:])):
             raise InvalidNetworkError(f"activation {self.name!r}: breakpoints must be strictly increasing")
+        # a breakpoint where the slope does not change is none (leaky_relu(1.0) is the identity): its
+        # hyperplanes would split regions with the same affine map
+        bends = [i for i in range(len(bps)) if sl[i] != sl[i + 1]]
+        object.__setattr__(self, "breakpoints", tuple(bps[i] for i in bends))
+        object.__setattr__(self, "slopes", (sl[0],) + tuple(sl[i + 1] for i in bends))
 
     @property
     def num_breakpoints(self) -> int:
@@ -255,7 +260,11 @@ class Stage:
     def __post_init__(self):
         kernels = tuple(self.kernels) if isinstance(self.kernels, (list, tuple)) else (self.kernels,)
         object.__setattr__(self, "kernels", kernels)
-        object.__setattr__(self, "sources", tuple(int(s) for s in self.sources))
+        sources = tuple(self.sources) if isinstance(self.sources, (list, tuple)) else None
+        if sources is None or not all(is_integer(s) for s in sources):
+            raise InvalidNetworkError(f"a stage's sources must be a sequence of integers (0: the input, j: stage "
+                                      f"j), got {self.sources!r}")
+        object.__setattr__(self, "sources", tuple(int(s) for s in sources))
         if len(self.kernels) != len(self.sources) or not self.kernels:
             raise InvalidNetworkError(
                 f"a stage needs one kernel per source: got {len(self.kernels)} kernels for sources {self.sources}"
@@ -327,6 +336,9 @@ class Network:
     output: Stage
 
     def __post_init__(self):
+        if not isinstance(self.stages, (list, tuple)):
+            raise InvalidNetworkError(f"Network(stages, output) takes a sequence of jaxpoly.Stage objects, got "
+                                      f"{type(self.stages).__name__}")
         object.__setattr__(self, "stages", tuple(self.stages))
         if not isinstance(self.output, Stage) or not all(isinstance(s, Stage) for s in self.stages):
             raise InvalidNetworkError("Network(stages, output) takes jaxpoly.Stage objects")

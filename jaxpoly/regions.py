@@ -20,7 +20,7 @@ import numpy as np
 from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import as_points
 from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, LoadError
-from jaxpoly.files import read_npz
+from jaxpoly.files import read_npz, writing
 from jaxpoly.network import Network, validate_network
 
 __all__ = ["Regions", "pattern_keys"]
@@ -175,12 +175,13 @@ class Regions:
     # -- persistence --------------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write every field to an ``.npz`` file (stats as JSON)."""
-        np.savez_compressed(
-            path, patterns=self.patterns, witnesses=self.witnesses, inradius=self.inradius,
-            facet_ptr=self.facet_ptr, facet_idx=self.facet_idx, adjacency=self.adjacency, lo=self.lo,
-            hi=self.hi, level_set=np.bool_(self.level_set), complete=np.bool_(self.complete),
-            stats=np.array(json.dumps(self.stats, default=float)),
-        )
+        with writing(path, "a jaxpoly.Regions") as path:
+            np.savez_compressed(
+                path, patterns=self.patterns, witnesses=self.witnesses, inradius=self.inradius,
+                facet_ptr=self.facet_ptr, facet_idx=self.facet_idx, adjacency=self.adjacency, lo=self.lo,
+                hi=self.hi, level_set=np.bool_(self.level_set), complete=np.bool_(self.complete),
+                stats=np.array(json.dumps(self.stats, default=float)),
+            )
 
     @classmethod
     def load(cls, path, net: Network | None = None) -> "Regions":

@@ -14,13 +14,14 @@ number of vertices crosses a bucket boundary.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from jaxpoly.arguments import check_flag
 from jaxpoly.complex import Complex
-from jaxpoly.errors import StaleCombinatoricsError
+from jaxpoly.errors import InvalidArgumentError, StaleCombinatoricsError
 from jaxpoly.extraction import extract
 from jaxpoly.geometry import (
     STALE_RTOL,
@@ -56,6 +57,7 @@ def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | Non
       StaleCombinatoricsError: the complex is stale and ``strict=True``.
     """
     check_flag(strict, "strict")
+    _check_extract_kwargs(extract_kwargs, "refresh_if_stale")
     stale = stale_vertices(net, complex, rtol=rtol)  # (checks rtol)
     if not stale.any():
         return complex
@@ -63,6 +65,19 @@ def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | Non
         raise StaleCombinatoricsError(_stale_message(int(stale.sum()), len(stale)))
     box = (complex.lo, complex.hi) if bounds is None else bounds
     return extract(net, box, level_set=complex.has_level_set, **extract_kwargs)
+
+
+def _check_extract_kwargs(kwargs: dict, where: str) -> None:
+    """Keywords meant for :func:`jaxpoly.extract` (checked before the first extraction or the first
+    re-extraction, so a misspelt one fails at once), or :class:`InvalidArgumentError`."""
+    params = inspect.signature(extract).parameters
+    allowed = [k for k, p in params.items() if p.kind == inspect.Parameter.KEYWORD_ONLY and k != "level_set"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise InvalidArgumentError(
+            f"{where} got unknown keyword(s) {', '.join(map(repr, unknown))}: its own are strict and rtol "
+            f"(and level_set for ExactGeometry); the rest go to jaxpoly.extract, whose keywords are "
+            f"{', '.join(allowed)}")
 
 
 def _pad_rows(a: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +101,7 @@ class ExactGeometry:
                  rtol: float = STALE_RTOL, **extract_kwargs):
         check_rtol(rtol)
         check_flag(strict, "strict")
+        _check_extract_kwargs(extract_kwargs, "ExactGeometry")
         self.bounds = bounds
         self.level_set = level_set
         self.strict = strict

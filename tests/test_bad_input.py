@@ -120,6 +120,23 @@ CASES = {
     "sample complex weights": (lambda n, c, r: jaxpoly.sample_regions(_retyped(n, complex, 1j), (-1, 1), 5, key=jax.random.key(0)),
                                jaxpoly.InvalidNetworkError, "complex"),
     "regions facets -1": (lambda n, c, r: r.facets(-1), jaxpoly.InvalidArgumentError, "out of range"),
+    "Complex.save to a missing folder": (lambda n, c, r: c.save("/nonexistent-jaxpoly-dir/c.npz"), jaxpoly.SaveError,
+                                         "does not exist"),
+    "Regions.save path None": (lambda n, c, r: r.save(None), jaxpoly.SaveError, "expected a path"),
+    "save_npz to a missing folder": (lambda n, c, r: jaxpoly.save_npz(n, "/nonexistent-jaxpoly-dir/n.npz"), jaxpoly.SaveError,
+                                     "does not exist"),
+    "Mesh.save path 3": (lambda n, c, r: c.level_set().save(3), jaxpoly.SaveError, "expected a path"),
+    "ExactGeometry unknown keyword": (lambda n, c, r: jaxpoly.ExactGeometry(n, (-0.5, 0.5), capacty=64), jaxpoly.InvalidArgumentError,
+                                      "ExactGeometry got unknown keyword(s) 'capacty'"),
+    "refresh_if_stale unknown keyword": (lambda n, c, r: jaxpoly.refresh_if_stale(n, c, foo=1), jaxpoly.InvalidArgumentError,
+                                         "refresh_if_stale got unknown"),
+    "from_flax dict output": (lambda n, c, r: jaxpoly.from_flax(lambda x: {"y": x}, None, input_dim=2), jaxpoly.InvalidNetworkError,
+                              "returns dict"),
+    "from_flax softplus": (lambda n, c, r: jaxpoly.from_flax(jax.nn.softplus, None, input_dim=2), jaxpoly.UnsupportedLayerError,
+                           "in softplus"),
+    "Stage sources of strings": (lambda n, c, r: jaxpoly.Stage((np.ones((2, 3)),), np.zeros(3), ("a",)), jaxpoly.InvalidNetworkError,
+                                 "sources must be a sequence of integers"),
+    "Network stages None": (lambda n, c, r: jaxpoly.Network(None, n.output), jaxpoly.InvalidNetworkError, "sequence of jaxpoly.Stage"),
     "zero input dim": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([np.ones((0, 3)), np.ones((3, 1))], [np.zeros(3), np.zeros(1)]), (-1, 1)),
                        jaxpoly.InvalidNetworkError, "at least 1"),
 }
@@ -201,3 +218,46 @@ def test_region_of_reads_a_flat_array_as_points_in_1d():
     got = c.region_of([-0.9, 0.25, 0.9])
     assert len(set(got.tolist())) == 3
     assert np.array_equal(got, c.region_of([[-0.9], [0.25], [0.9]]))
+
+
+def test_save_to_a_folder_the_system_refuses(tmp_path, regions2):
+    """The operating system's refusal (here: a path under a file) is a SaveError too, an OSError."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(jaxpoly.SaveError, match="cannot write a jaxpoly.Regions") as info:
+        regions2.save(tmp_path / "file" / "r.npz")
+    assert isinstance(info.value, OSError)
+
+
+def test_region_queries_read_a_flat_array_as_points_in_1d():
+    """``Regions.index_of`` and ``contains`` in d = 1: ``(n,)`` is n points, as for the complex."""
+    net = jaxpoly.from_arrays([np.array([[1.0, -1.0]]), np.ones((2, 1))], [np.array([0.0, 0.5]), np.zeros(1)])
+    R = jaxpoly.enumerate_regions(net, (-1, 1))
+    got = R.index_of([-0.9, 0.25, 0.9, 2.0])
+    assert got.shape == (4,) and len(set(got[:3].tolist())) == 3 and got[3] == -1
+    assert np.array_equal(got, R.index_of([[-0.9], [0.25], [0.9], [2.0]]))
+    assert R.contains([0.25, 2.0]).tolist() == [True, False]
+
+
+def test_a_breakpoint_that_does_not_bend_is_dropped():
+    """An activation whose slopes agree across a breakpoint is affine there: no hyperplanes (they would
+    split one linear region into several patterns with the same affine map)."""
+    act = jaxpoly.piecewise_linear([-1.0, 0.0, 1.0], [0.5, 0.5, 2.0, 2.0])
+    assert act.breakpoints == (0.0,) and act.slopes == (0.5, 2.0)
+    z = np.linspace(-3, 3, 13)
+    full = 0.5 * z + 1.5 * (np.maximum(z, 0.0))
+    np.testing.assert_allclose(np.asarray(act(z)), full)
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.standard_normal((2, 3)), rng.standard_normal((3, 1))
+    flat = jaxpoly.from_arrays([W1, W2], [np.zeros(3), np.zeros(1)], activation=jaxpoly.piecewise_linear([0.0], [1.0, 1.0]))
+    assert flat.num_hyperplanes == 0 and len(jaxpoly.enumerate_regions(flat, (-1, 1))) == 1
+
+
+def test_region_inradius_of_loaded_regions_uses_the_network_given(tmp_path, net2, regions2):
+    """A Regions loaded from a file has no network: region_inradius takes the one it is given (it
+    raised, naming inradius_system), and says what to do when that one is traced."""
+    regions2.save(tmp_path / "r.npz")
+    loaded = jaxpoly.Regions.load(tmp_path / "r.npz")
+    np.testing.assert_allclose(np.asarray(jaxpoly.region_inradius(net2, loaded, [0, 3])),
+                               np.asarray(jaxpoly.region_inradius(net2, regions2, [0, 3])), rtol=1e-12)
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="Regions.load"):
+        jax.grad(lambda n: jaxpoly.region_inradius(n, loaded).sum())(net2)

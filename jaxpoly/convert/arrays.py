@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxpoly.errors import InvalidNetworkError, ModelLoadError, ModelNotFoundError
-from jaxpoly.files import as_path
+from jaxpoly.files import as_path, writing
 from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear, validate_network
 
 __all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_from_arrays"]
@@ -165,7 +165,8 @@ def save_npz(net: Network, path: str | os.PathLike) -> None:
     ``b{i}``); any other network stores every stage's sources, kernels and activation as well.
     """
     validate_network(net)
-    np.savez(path, **network_arrays(net))
+    with writing(path, "a network") as path:
+        np.savez(path, **network_arrays(net))
 
 
 def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",

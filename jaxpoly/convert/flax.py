@@ -422,6 +422,10 @@ class _Interpreter:
         if name == "while":
             return self._while(eqn, ins, params, sub_prefix)
         if name in _CALL_PRIMITIVES:
+            # the called function's name (jax.nn.softplus: softplus/logaddexp) names where an error is
+            called = params.get("name")
+            if isinstance(called, str) and called:
+                sub_prefix = "/".join(p for p in (sub_prefix, called) if p)
             for key in _CALLS_WITH_JAXPR:
                 sub = params.get(key)
                 if isinstance(sub, (jcore.ClosedJaxpr, jcore.Jaxpr)):
@@ -805,7 +809,7 @@ def _trace(fn: Callable, params: Any, shape: tuple[int, ...]) -> Any:
         InvalidRngError = ModifyScopeVariableError = ScopeCollectionNotFound = ScopeParamShapeError = ()  # noqa: N806
     x = jax.ShapeDtypeStruct((1,) + shape, jnp.float64)
     try:
-        return jax.make_jaxpr(fn)(params, x)
+        return jax.make_jaxpr(fn, return_shape=True)(params, x)
     except ScopeCollectionNotFound as e:
         hint = ""
         if isinstance(params, dict) and "params" not in params:
@@ -869,11 +873,11 @@ def from_flax(module: Any, variables: Any = None, *, input_dim: int | Sequence[i
     fn, params = _apply_fn(module, variables)
     _check_finite(params, "parameters")
     with jax.enable_x64(True):
-        closed = _trace(fn, params, shape)
-        if len(closed.jaxpr.outvars) != 1:
+        closed, out = _trace(fn, params, shape)
+        if not isinstance(out, jax.ShapeDtypeStruct):
             raise InvalidNetworkError(
-                f"from_flax: the module returns {len(closed.jaxpr.outvars)} arrays; it must return a single array "
-                "(wrap it so that it returns only the network output)"
+                f"from_flax: the module returns {type(out).__name__} of {len(closed.jaxpr.outvars)} array(s); it must "
+                "return a single array (wrap it so that it returns only the network output)"
             )
         interp = _Interpreter()
         x = _Affine({0: np.eye(d).reshape((d, 1) + shape)}, np.zeros((1,) + shape))
