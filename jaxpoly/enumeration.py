@@ -111,6 +111,9 @@ _SAME_FLOOR = 1e-13
 _LP_RESOLUTION = 10 * lp.DEFAULT_TOL
 # Bytes of pulled-back rows per call of the final certificate check (_check_certificates)
 _CHECK_BYTES = 1 << 24
+# Points of the final probe (_unlisted_probes): half uniform in the box, half at log-uniform distances
+# from its centre (down to _THIN tol), where a box drawn far around the data hides the smallest cells
+_PROBES = 4096
 
 
 def _walk_steps(d: int) -> int:
@@ -231,6 +234,25 @@ def _check_certificates(net: Network, patterns: np.ndarray, witnesses: np.ndarra
                               scales, level_set=level_set)
         out.append(np.asarray(rho)[:k])
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
+    """How many of :data:`_PROBES` points in the box have an activation pattern that is not one of
+    ``patterns (R, H')``: each is a point inside a region the search did not list (one thinner than
+    ``tol``, or missed). A cheap check of completeness (about 2 ms, 0.1-0.2 s to compile per network),
+    not a proof: the points sample the box uniformly and, at every scale, around its centre."""
+    d, n = ctx.d, _PROBES // 2
+    rng = np.random.default_rng(seed + 2)
+    uniform = rng.uniform(-1.0, 1.0, (n, d))
+    g = rng.standard_normal((n, d))
+    g /= np.max(np.abs(g), axis=1, keepdims=True)
+    rho = 10.0 ** rng.uniform(math.log10(_THIN * ctx.tol / ctx.radius), 0.0, (n, 1))
+    y = np.concatenate([uniform, g * rho]) * ctx.half
+    x = ctx.centre + y
+    inside = np.all((x > ctx.centre - ctx.half) & (x < ctx.centre + ctx.half), axis=1)
+    seen = np.asarray(_hyper_values_jit(ctx.net, jnp.asarray(x), ctx.level_set) > 0)[inside]
+    listed = set(pattern_keys(patterns))
+    return len(set(pattern_keys(seen)) - listed)
 
 
 class _Ctx:
@@ -1323,6 +1345,14 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     facet_idx = np.broadcast_to(slot_ids, par_fac.shape)[par_fac].astype(np.int64)
 
     complete = not stopped and not interrupted and ctx.stats["seed_failures"] == 0 and renumber is None
+    if complete:
+        ctx.stats["unlisted_probes"] = unlisted = _unlisted_probes(ctx, par_pat, seed)
+        if unlisted:
+            log.warning(
+                "enumerate_regions: %d activation patterns seen at random points of the box are not among the %d "
+                "regions: regions thinner than tol x the box's half-diagonal (%.3g) exist there, or were missed. "
+                "Pass a smaller tol (now %g) or a box closer to where the network's hyperplanes meet.",
+                unlisted, len(par_pat), ctx.tol, tol)
     if interrupted:
         log.warning("enumerate_regions interrupted: returning the %d regions certified so far "
                     "(complete=False)", len(par_pat))

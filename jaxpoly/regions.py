@@ -61,7 +61,8 @@ class Regions:
         be seeded, or a region failed the final float64 check of its certificate (dropped: a box far
         larger than its cells); then some regions are missing.
       stats: counters and timings (LPs solved, host fallbacks, rays shot, facets known from a neighbour
-        across, cells seen but thinner than ``tol`` and not counted, failed certificates, seconds).
+        across, cells seen but thinner than ``tol`` and not counted, failed certificates, patterns at
+        random probe points that are not listed, seconds).
       net: the network enumerated (used by the point queries; not saved, so pass ``net=`` to the
         queries of a loaded result).
     """

@@ -43,9 +43,12 @@ def keys(patterns) -> set[bytes]:
     return {bytes(r) for r in np.packbits(np.asarray(patterns, bool), axis=1)}
 
 
-def check_certificates(net: jp.Network, R: Regions) -> None:
-    """Witness patterns, inradii, no duplicates, facet/adjacency consistency."""
+def check_certificates(net: jp.Network, R: Regions, *, probes_listed: bool = True) -> None:
+    """Witness patterns, inradii, no duplicates, facet/adjacency consistency; with ``probes_listed``,
+    where no cell below ``tol`` was seen, no pattern of the final probe left unlisted."""
     H = net.num_hyperplanes
+    if probes_listed and R.complete and not R.stats["thin_cells"]:
+        assert R.stats["unlisted_probes"] == 0, R.stats
     w = np.asarray(R.witnesses)
     assert np.all(R.inradius > 0)
     assert np.all((w > R.lo) & (w < R.hi))
@@ -403,6 +406,7 @@ def test_a_thin_sliver_is_crossed_not_counted():
     net = jp.from_arrays([W, np.ones((4, 1))], [b, np.zeros(1)])
     R = enumerate_regions(net, (-1.0, 1.0), batch_size=BATCH)
     assert R.complete and len(R) == 4 and R.stats["thin_cells"] == 2
+    assert R.stats["unlisted_probes"] == 1  # the probe's points close to the centre fall into the sliver
     assert keys(R.patterns) == keys([r.pattern for r in lp_regions(net, -1.0, 1.0, tol=np.sqrt(2) * 1e-9)])
     assert np.all(R.index_of(np.array([[0.0, 0.5], [0.6, 0.5], [0.0, -0.5], [0.6, -0.5]])) >= 0)
     check_certificates(net, R)
@@ -466,11 +470,29 @@ def test_a_box_far_larger_than_the_cells_warns_and_keeps_certificates(caplog):
         assert R.stats["thin_cells"] > 0 and "thinner than tol" in caplog.text
         if R.stats["failed_certificates"]:
             assert not R.complete and "failed the final check" in caplog.text
-        check_certificates(net, R)
+        check_certificates(net, R, probes_listed=False)
         G, g = oracle._all_rows(net, jnp.asarray(R.patterns), jnp.zeros(2), False)
         norm = np.linalg.norm(G, axis=-1)
         dist = np.abs(np.einsum("khd,kd->kh", G, R.witnesses) + g) / np.where(norm > 0, norm, 1.0)
         assert np.all((dist >= R.inradius[:, None] * (1 - 1e-12)) | (norm == 0))
+
+
+def test_regions_lost_deep_in_a_huge_box_are_reported_by_the_probe(caplog):
+    """A 4-3-6-1 net in +-1e9: its first level (3 planes) has no small cell, so no thin cell is seen and
+    every certificate holds, yet the second level's cells near the origin are below tol (19 regions of
+    the 52 in +-1e3). The final probe (points uniform in the box and at every scale around its centre)
+    finds patterns that are not listed and says so (silent before); in +-1e3 it finds none."""
+    net = _bias_scaled_mlp(1, [4, 3, 6, 1])
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        R = enumerate_regions(net, (-1e3, 1e3), batch_size=BATCH)
+    assert len(R) == 52 and R.stats["unlisted_probes"] == 0 and "enumerate_regions" not in caplog.text
+    pats = sample_regions(net, (-1e3, 1e3), 20_000, key=jax.random.key(0))
+    assert keys(pats) <= keys(R.patterns)
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        R = enumerate_regions(net, (-1e9, 1e9), batch_size=BATCH)
+    assert len(R) < 52 and R.stats["thin_cells"] == R.stats["failed_certificates"] == 0
+    assert R.stats["unlisted_probes"] > 0 and "are not among" in caplog.text
+    check_certificates(net, R, probes_listed=False)
 
 
 def test_a_single_layer_in_a_huge_box_lists_its_vertices_and_warns(caplog):
@@ -486,7 +508,7 @@ def test_a_single_layer_in_a_huge_box_lists_its_vertices_and_warns(caplog):
         R = enumerate_regions(net, (-1e12, 1e12), batch_size=BATCH)
     assert "vertices" in R.stats and R.stats["thin_cells"] > 0 and "thinner than tol" in caplog.text
     assert len(R) + R.stats["thin_cells"] == truth
-    check_certificates(net, R)
+    check_certificates(net, R, probes_listed=False)
 
 
 # ---------------------------------------------------------------------------------------------------
