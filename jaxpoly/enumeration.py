@@ -42,7 +42,6 @@ far larger than the cells they can be coarser than a cell) is dropped and the re
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import math
 import os
@@ -109,8 +108,6 @@ _SAME_FLOOR = 1e-13
 # Distances below this fraction of the box's half-diagonal are within the LPs' certified accuracy
 # (lp.py: 10 tol relative to the largest distance of a row from the box centre)
 _LP_RESOLUTION = 10 * lp.DEFAULT_TOL
-# Bytes of pulled-back rows per call of the final certificate check (_check_certificates)
-_CHECK_BYTES = 1 << 24
 # Points of the final probe (_unlisted_probes): half uniform in the box, half at log-uniform distances
 # from its centre (down to _THIN tol), where a box drawn far around the data hides the smallest cells
 _PROBES = 4096
@@ -197,43 +194,43 @@ def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 _hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
 
 
-@functools.partial(jax.jit, static_argnames=("level_set",))
-def _checked_radius(net: Network, patterns: jax.Array, witnesses: jax.Array, radius: jax.Array, lo: jax.Array,
-                    hi: jax.Array, scales: jax.Array, *, level_set: bool) -> jax.Array:
-    """The radius ``(k,)`` of the ball around each region's witness that its constraints certify in
-    float64, independently of the LPs that found it: ``min(radius, the witness's distance to every
-    non-constant hyperplane on the pattern's side of it, to the box)``; negative where the witness is
-    on the wrong side of a hyperplane, or a constant one (a dead neuron, :data:`CONSTANT_RTOL` of
-    ``scales (H',)``) has the wrong sign. ``patterns (k, H')``, ``witnesses (k, d)``, ``radius (k,)``."""
-    G, g = oracle._all_rows(net, patterns, jnp.zeros(net.input_dim, witnesses.dtype), level_set)
-    value = jnp.einsum("khd,kd->kh", G, witnesses) + g
-    norm = jnp.linalg.norm(G, axis=-1)
-    live = norm > CONSTANT_RTOL * scales
-    side = jnp.where(patterns, value, -value)
-    slack = jnp.where(live, side / jnp.where(live, norm, 1.0), jnp.inf)
-    wrong = ~live & (side < -CONSTANT_RTOL * scales)
-    box = jnp.minimum(jnp.min(hi - witnesses, axis=1), jnp.min(witnesses - lo, axis=1))
-    rho = jnp.minimum(jnp.minimum(radius, jnp.min(slack, axis=1, initial=jnp.inf)), box)
-    return jnp.where(jnp.any(wrong, axis=1), -1.0, rho)
+def _hyper_signs(ctx: "_Ctx", x: np.ndarray) -> np.ndarray:
+    """``(signs, clear)``, both ``(n, H') bool``: each hyperplane's ``value > 0`` at the points ``x (n, d)``,
+    and whether that value is clear of round-off (beyond :data:`CONSTANT_RTOL` of the hyperplane's
+    scale; a dead neuron's is not). In batches of ``B``, the shape the search compiled."""
+    signs, clear = [], []
+    for s in range(0, len(x), ctx.B):
+        k = min(ctx.B, len(x) - s)
+        v = np.asarray(_hyper_values_jit(ctx.net, ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)), ctx.level_set))[:k]
+        signs.append(v > 0)
+        clear.append(np.abs(v) > CONSTANT_RTOL * ctx.scales)
+    H = ctx.Hp
+    return (np.concatenate(signs) if signs else np.zeros((0, H), bool),
+            np.concatenate(clear) if clear else np.zeros((0, H), bool))
 
 
-def _check_certificates(net: Network, patterns: np.ndarray, witnesses: np.ndarray, radius: np.ndarray,
-                        lo: np.ndarray, hi: np.ndarray, level_set: bool) -> np.ndarray:
-    """:func:`_checked_radius` of every region, in chunks of a power of two (padded: few compilations)
-    whose pulled-back rows take at most :data:`_CHECK_BYTES`."""
-    scales = jnp.asarray(hyperplane_scales(net.astype(np.float64), level_set, np))
-    n, (k_rows, d) = len(patterns), (scales.shape[0], net.input_dim)
-    fit = max(_CHECK_BYTES // (8 * max(k_rows, 1) * (d + 2)), 16)
-    chunk = min(1 << (fit.bit_length() - 1), max(16, 1 << max(n - 1, 0).bit_length()))
+def _check_certificates(ctx: "_Ctx", stage: tuple[int, int], patterns: np.ndarray, witnesses: np.ndarray,
+                        radius: np.ndarray) -> np.ndarray:
+    """The radius ``(R,)`` of the ball around each region's witness (box-centred, ``(R, d)``) that its
+    constraints certify in float64, apart from the LPs that found it: ``min(radius, the witness's
+    distance to every non-constant hyperplane of the pattern ``(R, H')`` on its side, to the box)``, and
+    ``-1`` where the witness has another pattern (a dead neuron's bit too, where its value is clear of
+    round-off). With the last level's compiled kernels (:func:`oracle.cell_rows`, the seeds'
+    hyperplane values), so it compiles nothing new."""
+    B, M = ctx.B, ctx.M
     out = []
-    for s in range(0, n, chunk):
-        k = min(chunk, n - s)
-        rho = _checked_radius(net, jnp.asarray(_pad_rows(patterns[s : s + chunk], chunk)),
-                              jnp.asarray(_pad_rows(witnesses[s : s + chunk], chunk)),
-                              jnp.asarray(_pad_rows(radius[s : s + chunk], chunk)), jnp.asarray(lo), jnp.asarray(hi),
-                              scales, level_set=level_set)
-        out.append(np.asarray(rho)[:k])
-    return np.concatenate(out) if out else np.zeros(0)
+    for s in range(0, len(patterns), B):
+        k = min(B, len(patterns) - s)
+        p, w = _pad_rows(patterns[s : s + B], B), _pad_rows(witnesses[s : s + B], B)
+        rows = oracle.cell_rows(ctx.net, ctx.put(p), ctx.put(np.zeros((B, M), bool)), jnp.asarray(ctx.centre),
+                                jnp.asarray(ctx.half), stage=stage, level_set=ctx.level_set, num_slots=M,
+                                same=ctx.same)
+        A, b, ok = (np.asarray(a)[:k] for a in (rows.A, rows.b, rows.rows_ok))
+        slack = b - np.einsum("kmd,kd->km", A, w[:k])
+        out.append(np.minimum(radius[s : s + k], np.min(np.where(ok, slack, np.inf), axis=1)))
+    rho = np.concatenate(out) if out else np.zeros(0)
+    signs, clear = _hyper_signs(ctx, witnesses + ctx.centre)
+    return np.where(np.any((signs != patterns) & clear, axis=1), -1.0, rho)
 
 
 def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
@@ -250,7 +247,7 @@ def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
     y = np.concatenate([uniform, g * rho]) * ctx.half
     x = ctx.centre + y
     inside = np.all((x > ctx.centre - ctx.half) & (x < ctx.centre + ctx.half), axis=1)
-    seen = np.asarray(_hyper_values_jit(ctx.net, jnp.asarray(x), ctx.level_set) > 0)[inside]
+    seen = _hyper_signs(ctx, x[inside])[0]
     listed = set(pattern_keys(patterns))
     return len(set(pattern_keys(seen)) - listed)
 
@@ -272,6 +269,7 @@ class _Ctx:
         # than tol, so each is a facet of the cells beside the sliver between them (the redundancy
         # test's exceedance is that distance) and the search crosses it; and above their round-off
         self.same = max(tol, _SAME_FLOOR)
+        self.scales = hyperplane_scales(net.astype(np.float64), level_set, np)
         self.B = batch_size
         # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
         # (oracle.chebyshev); below, the starts save nothing (d = 4 and 8 with the pool: within noise;
@@ -1300,7 +1298,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
 
     # every certificate checked in float64 against the region's own constraints, apart from the LPs
     # (the vertex path's radii are such slacks already)
-    rho = par_rad if checked else _check_certificates(net, par_pat, par_wit + ctx.centre, par_rad, lo, hi, level_set)
+    rho = par_rad if checked or not levels else _check_certificates(ctx, levels[-1], par_pat, par_wit, par_rad)
     failed = ~(rho > _THIN * ctx.tol)
     ctx.stats["failed_certificates"] = int(failed.sum())
     par_rad = np.minimum(par_rad, rho)
