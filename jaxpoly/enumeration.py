@@ -236,8 +236,8 @@ def _check_certificates(ctx: "_Ctx", stage: tuple[int, int], patterns: np.ndarra
 def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
     """How many of :data:`_PROBES` points in the box have an activation pattern that is not one of
     ``patterns (R, H')``: each is a point inside a region the search did not list (one thinner than
-    ``tol``, or missed). A cheap check of completeness (about 2 ms, 0.1-0.2 s to compile per network),
-    not a proof: the points sample the box uniformly and, at every scale, around its centre."""
+    ``tol``, or missed). A cheap check of completeness (milliseconds, on the kernels the search
+    compiled), not a proof: the points sample the box uniformly and, at every scale, around its centre."""
     d, n = ctx.d, _PROBES // 2
     rng = np.random.default_rng(seed + 2)
     uniform = rng.uniform(-1.0, 1.0, (n, d))

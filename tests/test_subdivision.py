@@ -382,7 +382,8 @@ def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
             assert temp < got.nbytes / 4, (stage, temp / got.nbytes)
 
 
-@pytest.mark.parametrize("widths,seed", [pytest.param((4, 4), 0, marks=pytest.mark.slow), ((4, 4), 3),
+@pytest.mark.parametrize("widths,seed", [pytest.param((4, 4), 0, marks=pytest.mark.slow),
+                                         pytest.param((4, 4), 3, marks=pytest.mark.slow),
                                          pytest.param((8, 8), 0, marks=pytest.mark.slow), ((6, 6, 6), 3)])
 def test_zero_bias_networks_2d(widths, seed):
     """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole
