@@ -194,7 +194,7 @@ def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 _hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
 
 
-def _hyper_signs(ctx: "_Ctx", x: np.ndarray) -> np.ndarray:
+def _hyper_signs(ctx: "_Ctx", x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(signs, clear)``, both ``(n, H') bool``: each hyperplane's ``value > 0`` at the points ``x (n, d)``,
     and whether that value is clear of round-off (beyond :data:`CONSTANT_RTOL` of the hyperplane's
     scale; a dead neuron's is not). In batches of ``B``, the shape the search compiled."""
