@@ -554,16 +554,14 @@ class Complex:
         from jaxpoly.files import writing
 
         with writing(path, "a jaxpoly.Complex") as path:
-            self._save(path, network_arrays(self.net))
-
-    def _save(self, path: str, net_arrays: dict) -> None:
-        np.savez_compressed(
-            path, vertices=self.vertices, edges=self.edges, vertex_zeros=self.vertex_zeros,
-            edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
-            level_set=np.array(self.has_level_set), hash_table=self.hash_table, **{f"net_{k}": v for k, v in net_arrays.items()},
-            **({"edge_flip": self.edge_flip, "edge_zeros2": self.edge_zeros2} if self.dim == 2 else {}),
-            **({f"faces_{k}": v for k, v in self._explicit_faces().items()} if self._faces is not None else {}),
-        )
+            np.savez_compressed(
+                path, vertices=self.vertices, edges=self.edges, vertex_zeros=self.vertex_zeros,
+                edge_zeros=self.edge_zeros, edge_hash=self.edge_hash, lo=self.lo, hi=self.hi,
+                level_set=np.array(self.has_level_set), hash_table=self.hash_table,
+                **{f"net_{k}": v for k, v in network_arrays(self.net).items()},
+                **({"edge_flip": self.edge_flip, "edge_zeros2": self.edge_zeros2} if self.dim == 2 else {}),
+                **({f"faces_{k}": v for k, v in self._explicit_faces().items()} if self._faces is not None else {}),
+            )
 
     def _explicit_faces(self) -> dict:
         cells = self.regions

@@ -35,7 +35,7 @@ Regions are the cells of the last level. Exact up to the tolerance: every cell w
 found (a neighbour of inradius ``rho`` makes its facet exceed the redundancy test by ``2 rho``).
 Adjacency pairs are found by flipping each facet's coincident hyperplanes and looking the pattern up.
 Last, each region's certificate is checked in float64 against its own constraints, apart from the LPs
-(:func:`_checked_radius`): one that fails (the LPs' tolerances are relative to the box, so in a box
+(:func:`_check_certificates`): one that fails (the LPs' tolerances are relative to the box, so in a box
 far larger than the cells they can be coarser than a cell) is dropped and the result marked incomplete.
 """
 
