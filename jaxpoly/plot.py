@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxpoly.complex import Complex
 from jaxpoly.errors import InvalidNetworkError, JaxpolyError
+from jaxpoly.files import writing
 from jaxpoly.mesh import Mesh
 from jaxpoly.network import Network, plane_through_points
 
@@ -29,7 +30,8 @@ def _pyplot():
 
 def _save(fig, path) -> None:
     if path is not None:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        with writing(path, "a plot") as path:
+            fig.savefig(path, dpi=150, bbox_inches="tight")
 
 
 def _region_colors(plt, cmap: str, n: int) -> np.ndarray:

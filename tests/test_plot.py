@@ -95,6 +95,8 @@ def test_plot_regions_vs_time(tmp_path):
         plot.plot_regions_vs_time({"x": ([0, 1], [1])})
     with pytest.raises(jaxpoly.JaxpolyError, match="at least one"):
         plot.plot_regions_vs_time({})
+    with pytest.raises(jaxpoly.SaveError, match="does not exist"):  # as every other save
+        plot.plot_regions_vs_time(series, tmp_path / "missing" / "f.png")
 
 
 def test_plots_draw_into_given_axes(bunny2d):
