@@ -358,11 +358,11 @@ def _cmd_enumerate(args) -> int:
     # Ctrl-C inside the search returns the regions certified so far (stats["interrupted"]); earlier it
     # raises KeyboardInterrupt (handled in main).
     r = enumerate_regions(net, bounds, level_set=args.level_set, max_regions=args.max_regions,
-                          batch_size=args.batch_size, progress=not args.quiet, seed=args.seed)
+                          batch_size=args.batch_size, progress=not args.quiet, seed=args.seed, tol=args.tol)
     seconds = time.perf_counter() - t
     stopped = bool(r.stats.get("interrupted", False))
     summary = {"model": args.model, "dim": int(r.witnesses.shape[1]), "regions": r.num_regions,
-               "complete": bool(r.complete), "interrupted": stopped, "level_set": bool(r.level_set),
+               "complete": bool(r.complete), "interrupted": stopped, "level_set": bool(r.level_set), "tol": args.tol,
                "adjacent_pairs": int(len(r.adjacency)), "seconds": round(seconds, 4),
                "bounds": [r.lo.tolist(), r.hi.tolist()], "stats": r.stats}
     if plane is not None:
@@ -607,6 +607,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="cells per compiled batch (default: 256 on a CPU, fewer in high d; 2048 on a GPU/TPU)")
     q.add_argument("--seed", type=_int_between(0, 2**63 - 1, "a non-negative integer"), default=0,
                    help="ray and seed-point directions (default 0)")
+    q.add_argument("--tol", type=_positive_float, default=1e-9,
+                   help="a cell counts when its inradius exceeds TOL x the box half-diagonal; below the default "
+                        "also the LPs' tolerance, so a smaller one resolves a box far larger than its cells "
+                        "(default 1e-9, at least 1e-13)")
     q.set_defaults(func=_cmd_enumerate)
 
     q = sub.add_parser("sample", parents=[common, model],

@@ -105,9 +105,10 @@ _THIN = 1e-3
 # The least distance (relative to the box) at which two unit rows are two hyperplanes, whatever tol:
 # about 500 eps, far above the round-off of rows that are one hyperplane computed along two paths
 _SAME_FLOOR = 1e-13
-# Distances below this fraction of the box's half-diagonal are within the LPs' certified accuracy
-# (lp.py: 10 tol relative to the largest distance of a row from the box centre)
-_LP_RESOLUTION = 10 * lp.DEFAULT_TOL
+# The LPs' relative tolerance (lp.py: relative to the largest distance of a row from the box centre)
+# follows tol below the default, down to this (the least tol accepted): about 500 eps, where the
+# simplex's round-off begins (with tol 1e-14 and the LPs at 1e-13 a region was lost unreported)
+_LP_TOL_FLOOR = 1e-13
 # Points of the final probe (_unlisted_probes): half uniform in the box, half at log-uniform distances
 # from its centre (down to _THIN tol), where a box drawn far around the data hides the smallest cells
 _PROBES = 4096
@@ -265,6 +266,9 @@ class _Ctx:
         self.half = (hi - lo) / 2
         self.radius = float(np.linalg.norm(self.half))
         self.tol = tol * self.radius
+        # with tol, the LPs resolve smaller cells: a box far larger than the cells then works (in
+        # +-1e10 around cells of 0.004, tol=1e-14 lists all 39 regions of a 2-4-3-1 net, 14 at 1e-9)
+        self.lp_tol = min(lp.DEFAULT_TOL, tol)
         # rows closer than this (relative) are one hyperplane: two rows that are not then part by more
         # than tol, so each is a facet of the cells beside the sliver between them (the redundancy
         # test's exceedance is that distance) and the search crosses it; and above their round-off
@@ -314,7 +318,7 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
                             jnp.asarray(ctx.half), stage=stage, level_set=ctx.level_set,
                             num_slots=ctx.M, same=ctx.same)
     wit, rad, fb, basis = oracle.chebyshev(rows, 2.0 * ctx.radius, _pad_rows(start, ctx.B), ctx.lp_chunk, n,
-                                           sharding=ctx.sharding)
+                                           sharding=ctx.sharding, lp_tol=ctx.lp_tol)
     valid = np.zeros(ctx.B, bool)
     valid[:n] = True
     good = valid & (rad > ctx.tol)
@@ -337,7 +341,8 @@ def _process_batch(ctx: _Ctx, pats: np.ndarray, pmask: np.ndarray, start: np.nda
 
     # bounding-box LPs pay off in low dimension only (measured: faster up to d = 6, slower from d = 8,
     # where most rows of a cell are facets anyway)
-    facets, unsure, cnt, cert = oracle.classify_facets(rows, wit, cross, ctx.U, tol=ctx.tol, margin=1e-9 * ctx.radius,
+    facets, unsure, cnt, cert = oracle.classify_facets(rows, wit, cross, ctx.U, tol=ctx.tol,
+                                                       margin=ctx.lp_tol * ctx.radius, lp_tol=ctx.lp_tol,
                                                        delta=2.0 * ctx.radius, use_bbox=ctx.d <= _BBOX_MAX_DIM,
                                                        walk_steps=_walk_steps(ctx.d), certify=support is not None,
                                                        support=support,
@@ -817,7 +822,7 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = Non
             rows = oracle.cell_rows(ctx.net, ctx.put(p_), ctx.put(_pad_rows(pm[s : s + ctx.B], ctx.B)),
                                     jnp.asarray(ctx.centre), jnp.asarray(ctx.half), stage=stage,
                                     level_set=ctx.level_set, num_slots=M, same=ctx.same)
-            w_, r_, fb, _ = oracle.chebyshev(rows, 2.0 * ctx.radius, sharding=ctx.sharding)
+            w_, r_, fb, _ = oracle.chebyshev(rows, 2.0 * ctx.radius, sharding=ctx.sharding, lp_tol=ctx.lp_tol)
             ctx.stats["lps"] += ctx.B
             ctx.stats["lp_fallbacks"] += fb
             k = min(ctx.B, len(full) - s)
@@ -1164,9 +1169,12 @@ def enumerate_regions(
         as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's CPU pool) above their count
         (see ``InvalidArgumentError`` below).
       tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
-        tolerance decides facets, and rows closer than it (at least 1e-13) are one hyperplane. Cells
+        tolerance decides facets, and rows closer than it (at least 1e-13) are one hyperplane; below
+        the default it is also the LPs' relative tolerance (at least 1e-13, float64's limit). Cells
         seen but thinner are logged (``stats["thin_cells"]``): in a box far larger than where the
-        hyperplanes meet, regions are lost that way.
+        hyperplanes meet, regions are lost that way; a smaller ``tol`` finds them (a 2-4-3-1 net whose
+        smallest region has inradius 0.004: all 39 regions in +-1e8 with ``tol=1e-12``, 24 at the
+        default).
       seed: seeds the ray directions and seed-point candidates (results do not depend on it for
         generic networks).
 
@@ -1181,7 +1189,7 @@ def enumerate_regions(
         overflow float64 (:func:`jaxpoly.network.validate_magnitudes`), or ``level_set`` with a
         non-scalar output.
       InvalidBoundsError: a bad or empty box, or one beyond :data:`jaxpoly.bounds.MAX_MAGNITUDE`.
-      InvalidArgumentError: an option outside its domain (``tol`` in ``(0, 1e-2)``, ``seed >= 0``,
+      InvalidArgumentError: an option outside its domain (``tol`` in ``[1e-13, 1e-2)``, ``seed >= 0``,
         integer ``max_regions``, ``batch_size`` and ``rays``, boolean ``level_set``, distinct devices);
         several CPU devices on an XLA CPU pool of no more threads than devices (their programs can
         deadlock there: set ``PJRT_NPROC`` before JAX starts).
@@ -1204,6 +1212,11 @@ def enumerate_regions(
             f"tol must be a small positive number (default 1e-9: a cell counts when its inradius exceeds tol "
             f"times the box half-diagonal), got {tol!r}"
         )
+    if tol < _LP_TOL_FLOOR:
+        raise InvalidArgumentError(
+            f"tol={tol!r} is below what the float64 LPs resolve ({_LP_TOL_FLOOR:g} of the box half-diagonal, "
+            f"about 500 eps): facets would be decided more finely than the LPs compute them. Pass "
+            f"tol >= {_LP_TOL_FLOOR:g}, or enumerate in a smaller box")
     if not is_integer(seed) or seed < 0:
         raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
     if devices is not None and not isinstance(devices, jax.sharding.Mesh):
@@ -1308,9 +1321,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             "enumerate_regions: %d of %d regions failed the final check of their certificates (the witness is "
             "not inside the region by the inradius found): dropped, and the result is marked incomplete. The "
             "LPs lost precision: their tolerances are relative to the box (half-diagonal %.3g), so cells "
-            "much smaller than it (here below about %.3g) are not resolved. Enumerate in a box closer to "
-            "where the network's hyperplanes meet.", int(failed.sum()), len(par_pat), ctx.radius,
-            _LP_RESOLUTION * ctx.radius)
+            "much smaller than it (here below about %.3g) are not resolved. %s", int(failed.sum()), len(par_pat),
+            ctx.radius, 10 * ctx.lp_tol * ctx.radius, _advice(tol))
         renumber = np.where(failed, np.iinfo(np.int64).max // 4, np.cumsum(~failed) - 1)
         par_pat, par_wit, par_rad, par_fac = (a[~failed] for a in (par_pat, par_wit, par_rad, par_fac))
 
@@ -1348,9 +1360,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         if unlisted:
             log.warning(
                 "enumerate_regions: %d activation patterns seen at random points of the box are not among the %d "
-                "regions: regions thinner than tol x the box's half-diagonal (%.3g) exist there, or were missed. "
-                "Pass a smaller tol (now %g) or a box closer to where the network's hyperplanes meet.",
-                unlisted, len(par_pat), ctx.tol, tol)
+                "regions: regions thinner than tol x the box's half-diagonal (%.3g) exist there, or were missed. %s",
+                unlisted, len(par_pat), ctx.tol, _advice(tol))
     if interrupted:
         log.warning("enumerate_regions interrupted: returning the %d regions certified so far "
                     "(complete=False)", len(par_pat))
@@ -1361,8 +1372,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         log.warning(
             "enumerate_regions: %d cells thinner than tol x the box's half-diagonal (inradius at most %.3g) "
             "were seen but not counted as regions, so regions that thin are not enumerated. If they are "
-            "genuine, pass a smaller tol (now %g) or a box closer to where the network's hyperplanes meet.",
-            ctx.stats["thin_cells"], ctx.tol, tol)
+            "genuine: %s", ctx.stats["thin_cells"], ctx.tol, _advice(tol))
     if ctx.stats["seed_failures"]:
         log.warning("enumerate_regions: %d parent cells could not be seeded (all candidate points within "
                     "tol of a hyperplane); the result is incomplete", ctx.stats["seed_failures"])
@@ -1370,6 +1380,14 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     return Regions(patterns=par_pat, witnesses=par_wit + ctx.centre, inradius=par_rad, facet_ptr=facet_ptr,
                    facet_idx=facet_idx, adjacency=adjacency, lo=lo, hi=hi, level_set=level_set,
                    complete=complete, stats=stats, net=net)
+
+
+def _advice(tol: float) -> str:
+    """The fix the warnings of a box far larger than its cells suggest."""
+    box = "enumerate in a box closer to where the network's hyperplanes meet"
+    if tol > _LP_TOL_FLOOR:
+        return f"Pass a smaller tol (now {tol:g}, at least {_LP_TOL_FLOOR:g}; the LPs' tolerances follow it) or {box}."
+    return f"tol is at its least ({_LP_TOL_FLOOR:g}): {box}."
 
 
 def _is_prng_key(key: Any) -> bool:

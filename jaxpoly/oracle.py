@@ -262,7 +262,8 @@ def shoot_rays(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, U: 
 
 @jax.jit
 def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, margin: jax.Array,
-                       tol: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+                       tol: jax.Array, resolution: jax.Array | float = lp.DEFAULT_TOL
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """LP-free decisions from an interior point ``y0 (B, d)`` (the Chebyshev centre):
     ``(facet (B, M), redundant (B, M), simplex (B, d + 1) int32)``, both certified, in closed form;
     ``simplex`` the rows of the simplex that certifies the redundant rows.
@@ -272,7 +273,8 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
     * Simplex test: the ``d + 1`` active rows closest to ``y0`` (for the Chebyshev centre, the rows
       its ball touches) bound a simplex ``S ⊇ cell`` when their normals positively span; its
       vertices are ``d + 1`` small solves. A row whose value stays below ``b_k - tol`` on every vertex
-      misses ``S``, hence the cell: redundant.
+      misses ``S``, hence the cell: redundant (``resolution``: the relative round-off allowed in the
+      vertices' solves, added to ``tol``).
     """
     B, M, d = A.shape
     s = b - jnp.einsum("bmd,bd->bm", A, y0)  # slacks (B, M)
@@ -301,9 +303,9 @@ def cheap_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Ar
     vmax = jnp.max(jnp.abs(V), axis=(1, 2))
     # bounded iff every vertex is strictly inside its own dropped row (positive spanning normals)
     scale = 1.0 + vmax + jnp.max(jnp.abs(bS), axis=1)
-    valid = okS & jnp.all(jnp.isfinite(V), axis=(1, 2)) & (resid <= 1e-9 * scale) & jnp.all(own < 0, axis=1)
+    valid = okS & jnp.all(jnp.isfinite(V), axis=(1, 2)) & (resid <= resolution * scale) & jnp.all(own < 0, axis=1)
     val = jnp.max(jnp.einsum("bmd,bjd->bmj", A, V), axis=-1) - b  # (B, M)
-    thr = tol + 1e-9 * scale
+    thr = tol + resolution * scale
     redundant = active & valid[:, None] & (val < -thr[:, None])
     return facet, redundant, idx
 
@@ -329,13 +331,14 @@ class _Walks(NamedTuple):
 
 @jax.jit
 def witness_certificates(A: jax.Array, b: jax.Array, active: jax.Array, y0: jax.Array, valid: jax.Array,
-                         U: jax.Array, margin: jax.Array, tol: jax.Array):
+                         U: jax.Array, margin: jax.Array, tol: jax.Array,
+                         resolution: jax.Array | float = lp.DEFAULT_TOL):
     """:func:`shoot_rays` and :func:`cheap_certificates` from the witnesses ``y0 (B, d)`` of the cells
     ``valid (B,) bool`` (the others, a batch's padding, are skipped a slice at a time, see
     :func:`_over_cells`): ``(facet (B, M), redundant (B, M), simplex (B, d + 1) int32)``."""
 
     def both(A, b, active, y0):
-        facet, redundant, simplex = cheap_certificates(A, b, active, y0, margin, tol)
+        facet, redundant, simplex = cheap_certificates(A, b, active, y0, margin, tol, resolution)
         return facet | shoot_rays(A, b, active, y0, U, margin), redundant, simplex
 
     return _over_cells(both, (A, b, active, y0), valid)
@@ -519,16 +522,17 @@ def _plain_problem(A, b, active, cell, direction, relax_row, delta):
     return c, A_aug, b_aug, mask
 
 
-def _chebyshev_on_device(A, b, active, idx, basis0, count, *, r_cap: float, lanes: int | None):
+def _chebyshev_on_device(A, b, active, idx, basis0, count, *, r_cap: float, lanes: int | None,
+                         lp_tol: float = lp.DEFAULT_TOL):
     """The Chebyshev LPs of one device's cells ``idx`` (local indices, the first ``count (1,)`` real)
     in a pool of ``lanes`` from the bases ``basis0`` (:func:`jaxpoly.lp._solve_pool`), or with
     ``lanes=None`` all of them from the box in one batched call, for :func:`on_cells`:
     ``(x, status, basis)``."""
     c, A_, b_, mask, start = _cheb_problem(A, b, active, r_cap, idx, basis0)
     if lanes is None:
-        res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(c, A_, b_, mask)
+        res = lp._batched_solver((0, 0, 0, 0), None, lp_tol, _LP_BOX)(c, A_, b_, mask)
         return res.x, res.status, jnp.full(start.shape, -1, jnp.int32)
-    res, basis = lp._solve_pool(c, A_, b_, mask, start, count[0], lanes=lanes, box=_LP_BOX)
+    res, basis = lp._solve_pool(c, A_, b_, mask, start, count[0], lanes=lanes, tol=lp_tol, box=_LP_BOX)
     return res.x, res.status, basis
 
 
@@ -562,8 +566,8 @@ def _by_device(keys: np.ndarray, D: int) -> np.ndarray:
 
 
 def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chunk: int | None = None,
-              num_cells: int | None = None, sharding: jax.sharding.NamedSharding | None = None
-              ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+              num_cells: int | None = None, sharding: jax.sharding.NamedSharding | None = None,
+              lp_tol: float = lp.DEFAULT_TOL) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Chebyshev centres ``(B, d)`` and inradii ``(B,)`` (``-inf`` when empty or unsolved), fallbacks,
     and the optimal bases ``(B, d + 1) int32`` (``-1`` rows where unsolved or not asked for).
 
@@ -577,7 +581,8 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     ``B``) and no bases come back. ``num_cells``: only the first that many cells are real (the rest pad
     a batch): a pool solves them alone, fallbacks count them alone and the padding gets radius
     ``-inf``. With a ``sharding`` of the batch over several devices, each device
-    solves its own cells, in a pool of its own or one batched call (:func:`on_cells`).
+    solves its own cells, in a pool of its own or one batched call (:func:`on_cells`). ``lp_tol``: the
+    LPs' tolerance (:mod:`jaxpoly.lp`, relative to the largest distance of a row from the box centre).
     """
     B, M, d = rows.A.shape
     n = B if num_cells is None else int(num_cells)
@@ -595,7 +600,7 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     x_, st_, basis_ = (np.array(a) for a in on_cells(
         _chebyshev_on_device, (rows.A, rows.b, rows.active, jnp.asarray(local, jnp.int32), jnp.asarray(start),
                                jnp.asarray(count)), (True,) * 6,
-        sharding, r_cap=float(r_cap), lanes=int(chunk) if pooled else None))
+        sharding, r_cap=float(r_cap), lanes=int(chunk) if pooled else None, lp_tol=float(lp_tol)))
     real = order < n
     redo = np.flatnonzero(real & ((st_ == lp.ITERATION_LIMIT) | (st_ == lp.NUMERICAL)))
     fb = len(redo)
@@ -610,17 +615,17 @@ def chebyshev(rows: CellRows, r_cap: float, start: np.ndarray | None = None, chu
     return x[:, :d], r, fb, basis
 
 
-def _plain_on_device(A, bc, active, cell, direction, relax_row, *, delta: float):
+def _plain_on_device(A, bc, active, cell, direction, relax_row, *, delta: float, lp_tol: float = lp.DEFAULT_TOL):
     """:func:`_plain_problem` of one device's items (cells local), solved in one batched call, for
     :func:`on_cells`: ``(value, status)``."""
-    res = lp._batched_solver((0, 0, 0, 0), None, lp.DEFAULT_TOL, _LP_BOX)(
+    res = lp._batched_solver((0, 0, 0, 0), None, lp_tol, _LP_BOX)(
         *_plain_problem(A, bc, active, cell, direction, relax_row, delta))
     return res.value, res.status
 
 
 def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.ndarray, relax_row: np.ndarray,
-                 delta: float, size: int, sharding: jax.sharding.NamedSharding | None
-                 ) -> tuple[np.ndarray, np.ndarray, int]:
+                 delta: float, size: int, sharding: jax.sharding.NamedSharding | None,
+                 lp_tol: float = lp.DEFAULT_TOL) -> tuple[np.ndarray, np.ndarray, int]:
     """``max direction[i] · y`` over cell ``cell[i]`` (offsets ``bc``, row ``relax_row[i]`` relaxed by
     ``delta``) for every item: ``(value (N,), status (N,), fallbacks)``, in calls of ``size`` items
     (one compiled shape), HiGHS for those the solver flags. With a ``sharding`` of the batch over
@@ -636,7 +641,7 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
         c_, dir_, rel_ = np.zeros(D * per, np.int32), np.zeros((D * per, d)), np.full(D * per, -1, np.int32)
         c_[at], dir_[at], rel_[at] = cell[now] - dev[now] * L, direction[now], relax_row[now]
         v, st = on_cells(_plain_on_device, (rows.A, bc, rows.active, c_, dir_, rel_), (True,) * 6, sharding,
-                         delta=float(delta))
+                         delta=float(delta), lp_tol=float(lp_tol))
         value[now], status[now] = np.asarray(v)[at], np.asarray(st)[at]
     redo = np.flatnonzero((status == lp.ITERATION_LIMIT) | (status == lp.NUMERICAL))
     hosted = _on_host(lambda pos: _plain_problem(rows.A, bc, rows.active, cell[pos], direction[pos], relax_row[pos],
@@ -647,17 +652,17 @@ def _solve_plain(rows: CellRows, bc: jax.Array, cell: np.ndarray, direction: np.
 
 
 def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array,
-                 sharding: jax.sharding.NamedSharding | None = None
+                 sharding: jax.sharding.NamedSharding | None = None, lp_tol: float = lp.DEFAULT_TOL
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Bounding boxes of the cells ``sel``: ``(upper (S, d), lower (S, d), ok (S,), fallbacks)``.
     ``origin (B, d)``: an interior point of every cell (the LPs are centred there); ``sharding``: as
-    for :func:`_solve_plain`."""
+    for :func:`_solve_plain`; lp_tol: as for :func:`chebyshev`."""
     d = rows.A.shape[-1]
     bc = _centred(rows.A, rows.b, origin)
     S = len(sel)
     cell = np.repeat(sel, 2 * d)
     dirs = np.tile(np.concatenate([np.eye(d), -np.eye(d)]), (S, 1))
-    value, status, fb = _solve_plain(rows, bc, cell, dirs, np.full(len(cell), -1), 0.0, size, sharding)
+    value, status, fb = _solve_plain(rows, bc, cell, dirs, np.full(len(cell), -1), 0.0, size, sharding, lp_tol)
     o = np.asarray(origin)[sel]
     value = value.reshape(S, 2 * d) + np.concatenate([o, -o], axis=1)
     ok = np.all(status.reshape(S, 2 * d) == lp.OPTIMAL, axis=1)
@@ -665,15 +670,15 @@ def bounding_box(rows: CellRows, sel: np.ndarray, size: int, origin: jax.Array,
 
 
 def redundancy_lps(rows: CellRows, cell: np.ndarray, row: np.ndarray, delta: float, size: int,
-                   origin: jax.Array, sharding: jax.sharding.NamedSharding | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
+                   origin: jax.Array, sharding: jax.sharding.NamedSharding | None = None,
+                   lp_tol: float = lp.DEFAULT_TOL) -> tuple[np.ndarray, np.ndarray, int]:
     """Exceedance ``max a_k·y - b_k`` with row ``k`` relaxed by ``delta`` for each pair
     ``(cell[i], row[i])``: ``(excess (N,), solved (N,) bool, fallbacks)``. ``origin (B, d)``: an
     interior point of every cell (the LPs are centred there); ``sharding``: as for
-    :func:`_solve_plain`."""
+    :func:`_solve_plain`; lp_tol: as for :func:`chebyshev`."""
     dirs = np.asarray(rows.A)[cell, row]
     bc = _centred(rows.A, rows.b, origin)
-    value, status, fb = _solve_plain(rows, bc, cell, dirs, row, delta, size, sharding)
+    value, status, fb = _solve_plain(rows, bc, cell, dirs, row, delta, size, sharding, lp_tol)
     excess = value - np.asarray(bc)[cell, row]
     return excess, status == lp.OPTIMAL, fb
 
@@ -692,11 +697,11 @@ def _warm_problem(A, b, active, origin, undecided):
     return bc / scale[:, None], scale, c
 
 
-@jax.jit
-def _cell_vertices(A, b, active, c, need):
+@functools.partial(jax.jit, static_argnames=("tol",))
+def _cell_vertices(A, b, active, c, need, tol: float = lp.DEFAULT_TOL):
     """:func:`jaxpoly.primal.cell_vertices` of the cells ``need (B,) bool`` (a slice at a time, see
     :func:`_over_cells`; the others get status ``UNRESOLVED``)."""
-    v = _over_cells(functools.partial(primal.cell_vertices, boxed=True), (A, b, active, c), need)
+    v = _over_cells(functools.partial(primal.cell_vertices, tol=tol, boxed=True), (A, b, active, c), need)
     return v._replace(status=jnp.where(need, v.status, primal.UNRESOLVED).astype(v.status.dtype))
 
 
@@ -707,8 +712,8 @@ def _exceeds_on_device(A, b, active, start, cell, row, threshold, count, **stati
 
 
 def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np.ndarray, origin: jax.Array,
-                    tol: float, sharding: jax.sharding.NamedSharding | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                    tol: float, sharding: jax.sharding.NamedSharding | None = None,
+                    lp_tol: float = lp.DEFAULT_TOL) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The redundancy question of each pair ``(cell[i], row[i])`` by the primal simplex from vertices
     of each cell (:mod:`jaxpoly.primal`): ``(facet (N,), resolved (N,), support (N, d), pivots)``.
     ``facet``: the cell without row ``k`` reaches beyond ``b_k + tol``; ``support``: for a redundant
@@ -718,7 +723,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     compiled shape per pool size), so the pool drains (the tail of its longest walks, with most lanes
     idle) once per batch: in chunks of 4,096 pairs it did 12 % more work at d = 16. With a ``sharding``
     of the batch over several devices, each device answers the pairs of its own cells in a pool of its
-    own (:func:`on_cells`)."""
+    own (:func:`on_cells`). ``lp_tol``: the walks' tolerance (relative to each cell's largest offset)."""
     B, M, d = rows.A.shape
     undecided = np.zeros((B, M), bool)
     undecided[cell, row] = True
@@ -726,7 +731,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     b, scale, c = on_cells(_warm_problem, (rows.A, rows.b, active, origin, jnp.asarray(undecided)), (True,) * 5,
                            sharding)
     start = on_cells(_cell_vertices, (rows.A, b, active, c, jnp.asarray(undecided.any(axis=1))), (True,) * 5,
-                     sharding)
+                     sharding, tol=float(lp_tol))
     thr = tol / np.asarray(scale)
     n = len(cell)
     order = primal.queue_order(cell, np.asarray(start.slack)[cell, row])
@@ -745,7 +750,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     st, _, basis, pivots = on_cells(
         _exceeds_on_device, (rows.A, b, active, start, jnp.asarray(items_cell), jnp.asarray(items_row),
                              jnp.asarray(thr), jnp.asarray(count, jnp.int32)),
-        (True,) * 8, sharding, max_iters=budget, lanes=lanes, boxed=True)
+        (True,) * 8, sharding, max_iters=budget, lanes=lanes, tol=float(lp_tol), boxed=True)
     status, support = np.empty(n, np.int32), np.empty((n, d), np.int32)
     status[order], support[order] = np.asarray(st)[at], np.asarray(basis)[at]
     return status == primal.ABOVE, status != primal.UNRESOLVED, support, int(np.asarray(pivots)[at].sum())
@@ -761,7 +766,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
                     tol: float, margin: float, delta: float, use_bbox: bool = True, walk_steps: int = 0,
                     warm_start: bool = True, certify: bool = False, support: Certificates | None = None,
                     known: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
-                    sharding: jax.sharding.NamedSharding | None = None
+                    sharding: jax.sharding.NamedSharding | None = None, lp_tol: float = lp.DEFAULT_TOL
                     ) -> tuple[np.ndarray, np.ndarray, OracleCounters, Certificates | None]:
     """Facets ``(B, M) bool`` of the valid cells (steps 2-4 of the module docstring), which of them are
     unsure ``(B, M) bool`` (rows whose LP failed, kept as facet candidates: the cell across them may
@@ -791,12 +796,14 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
         question asked. ``None``: none.
       sharding: the batch axis's sharding over several devices, or ``None``: the rays and walks of
         each device's cells run there (:func:`on_cells`).
+      lp_tol: the LPs' relative tolerance (:func:`chebyshev`), also the relative round-off the LP-free
+        certificates allow.
     """
     B, M, d = rows.A.shape
     y0 = jnp.asarray(witness)
     hits, red, simplex = on_cells(witness_certificates, (rows.A, rows.b, rows.active, y0, jnp.asarray(valid), U,
-                                                         jnp.asarray(margin), jnp.asarray(tol)),
-                                  (True,) * 5 + (False,) * 3, sharding)
+                                                         jnp.asarray(margin), jnp.asarray(tol), jnp.asarray(lp_tol)),
+                                  (True,) * 5 + (False,) * 4, sharding)
     hits, red = np.array(hits), np.asarray(red)
     active = np.asarray(rows.active) & valid[:, None]
     hits &= active
@@ -836,7 +843,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     # the bounding box costs 2 d LPs: only worth it for cells with more undecided rows than that
     sel = np.flatnonzero(valid & (undecided.sum(axis=1) > 2 * d))
     if use_bbox and len(sel):
-        upper, lower, ok, fb = bounding_box(rows, sel, B, y0, sharding)
+        upper, lower, ok, fb = bounding_box(rows, sel, B, y0, sharding, lp_tol=lp_tol)
         lps += len(sel) * 2 * d
         fbs += fb
         up = np.zeros((B, d))
@@ -853,7 +860,8 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
     if len(cell):
         lps += len(cell)
         if warm_start:
-            fac, resolved, basis, warm_pivots = warm_redundancy(rows, valid, cell, row, y0, tol, sharding)
+            fac, resolved, basis, warm_pivots = warm_redundancy(rows, valid, cell, row, y0, tol, sharding,
+                                                                lp_tol=lp_tol)
             facets[cell[resolved], row[resolved]] = fac[resolved]
             if certify:
                 opt = resolved & ~fac
@@ -863,7 +871,7 @@ def classify_facets(rows: CellRows, witness: np.ndarray, valid: np.ndarray, U: j
             warm = int(resolved.sum())
             cell, row = cell[~resolved], row[~resolved]
     if len(cell):
-        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B, y0, sharding)
+        excess, solved, fb = redundancy_lps(rows, cell, row, delta, B, y0, sharding, lp_tol=lp_tol)
         fbs += fb
         # an unsolved LP keeps the row as a facet candidate: a spurious flip is caught by the
         # neighbour's own Chebyshev test, a dropped one could lose a region

@@ -103,6 +103,7 @@ CASES = {
     "enumerate tol nan": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=float("nan")), jaxpoly.InvalidArgumentError, "tol"),
     "enumerate tol negative": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=-1.0), jaxpoly.InvalidArgumentError, "tol"),
     "enumerate tol 0": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=0.0), jaxpoly.InvalidArgumentError, "tol"),
+    "enumerate tol below float64": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=1e-15), jaxpoly.InvalidArgumentError, "below what the float64 LPs resolve"),
     "enumerate tol too large": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=10.0), jaxpoly.InvalidArgumentError, "tol"),
     "enumerate max_regions float": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), max_regions=2.5), jaxpoly.InvalidArgumentError, "max_regions"),
     "enumerate max_regions str": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), max_regions="3"), jaxpoly.InvalidArgumentError, "max_regions"),

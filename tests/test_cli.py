@@ -128,6 +128,7 @@ BAD_INPUT = [
     (("extract", "bunny-2d", "--bounds", "-1,-2", "-1.5,3"), "LO < HI"),
     (("extract", "bunny-2d", "--slice", "0,0", "1,0", "0,1", "--plane", "0,0", "1,0", "0,1"), "not both"),
     (("enumerate", "bunny-2d", "--max-regions", "0"), "--max-regions must be positive"),
+    (("enumerate", "bunny-2d", "--tol", "1e-15"), "tol=1e-15 is below what the float64 LPs resolve"),
     (("sample", "bunny-2d"), "--samples"),
     (("extract", "bunny-2d", "--output", "3"), "out of range"),
     (("extract", "bunny-2d", "--bogus"), "unrecognized arguments"),

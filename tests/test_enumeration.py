@@ -495,6 +495,25 @@ def test_regions_lost_deep_in_a_huge_box_are_reported_by_the_probe(caplog):
     check_certificates(net, R, probes_listed=False)
 
 
+def test_a_smaller_tol_resolves_the_cells_of_a_huge_box(caplog):
+    """The two nets of the tests above, in boxes where the default tol loses regions: below the default
+    ``tol`` is also the LPs' tolerance, so ``tol=1e-13`` finds every region, with no warning and every
+    certificate checked (the LPs stayed at 1e-9 of the box before: 20 of the 39 regions in +-1e10, 21
+    dropped by the final check, and the warning's advice to pass a smaller tol did not help). At the
+    least tol the warnings advise a smaller box only."""
+    for sizes, s, truth in (([2, 4, 3, 1], 1e10, 39), ([4, 3, 6, 1], 1e9, 52)):
+        net = _bias_scaled_mlp(1, sizes)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+            R = enumerate_regions(net, (-s, s), batch_size=BATCH, tol=1e-13)
+        assert R.complete and len(R) == truth and "enumerate_regions" not in caplog.text
+        assert R.stats["thin_cells"] == R.stats["failed_certificates"] == R.stats["unlisted_probes"] == 0
+        check_certificates(net, R)
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        R = enumerate_regions(net, (-1e10, 1e10), batch_size=BATCH, tol=1e-13)
+    assert len(R) < truth and R.stats["thin_cells"] > 0 and "tol is at its least (1e-13)" in caplog.text
+
+
 def test_a_single_layer_in_a_huge_box_lists_its_vertices_and_warns(caplog):
     """Five lines within a unit of the origin in +-1e12: the vertex path's round-off test is relative to
     each vertex's own coordinates (relative to the box, every vertex looked degenerate), so it still
@@ -744,11 +763,11 @@ oracle._chebyshev_on_device = solve
 # counted, one LP per device and call spoiled
 calls = {"box": 0}
 warm, box = oracle.warm_redundancy, oracle.bounding_box
-def no_warm(rows, valid, cell, row, *args):
+def no_warm(rows, valid, cell, row, *args, **kw):
     return (np.zeros(len(cell), bool), np.zeros(len(cell), bool), np.full((len(cell), rows.A.shape[-1]), -1), 0)
-def counted(*args):
+def counted(*args, **kw):
     calls["box"] += args[-1] is not None
-    return box(*args)
+    return box(*args, **kw)
 plain = oracle._plain_on_device
 def spoiled_plain(*args, **kw):  # one LP per device and call flagged: HiGHS
     value, status = plain(*args, **kw)
