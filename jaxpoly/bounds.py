@@ -23,13 +23,17 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
 
     Raises :class:`InvalidBoundsError` unless the box is finite, of dimension ``d`` and non-empty
     (``lo < hi`` in every coordinate), and with ``max_abs`` unless every coordinate is at most
-    ``max_abs`` in magnitude (e.g. :data:`MAX_MAGNITUDE`).
+    ``max_abs`` in magnitude (e.g. :data:`MAX_MAGNITUDE`). One ``(lo_i, hi_i)`` pair per coordinate is
+    not this layout (transpose it); for ``d = 2`` it cannot be told apart unless it makes a box empty.
     """
+    pairs = np.shape(bounds) == (d, 2) if _is_numeric(bounds) else False
+    per_coordinate = (f"; bounds are (lo, hi) with lo and hi of shape ({d},), not one (lo, hi) pair per "
+                      f"coordinate: pass np.transpose(pairs)") if pairs else ""
     try:
         lo, hi = bounds
     except (TypeError, ValueError):
         raise InvalidBoundsError(
-            f"bounds must be a pair (lo, hi) of scalars or arrays of shape ({d},), got {bounds!r}"
+            f"bounds must be a pair (lo, hi) of scalars or arrays of shape ({d},), got {bounds!r}{per_coordinate}"
         ) from None
     lo, hi = (_real(v, InvalidBoundsError, "bounds") for v in (lo, hi))
     try:
@@ -53,6 +57,7 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
         i = int(np.argmax(lo >= hi))
         raise InvalidBoundsError(
             f"empty or inverted box: lo[{i}] = {lo[i]:g} >= hi[{i}] = {hi[i]:g}; every coordinate needs lo < hi"
+            f"{per_coordinate}"
         )
     return lo, hi
 
@@ -75,6 +80,13 @@ def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise InvalidArgumentError("points contain NaN or inf")
     return x
+
+
+def _is_numeric(a: Any) -> bool:
+    try:
+        return np.asarray(a).dtype.kind in "iuf"
+    except (TypeError, ValueError):
+        return False
 
 
 def _real(a: Any, error: type, what: str) -> Any:

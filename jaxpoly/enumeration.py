@@ -42,6 +42,7 @@ far larger than the cells they can be coarser than a cell) is dropped and the re
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import math
 import os
@@ -58,7 +59,7 @@ from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales, validate_magnitudes, validate_network
+from jaxpoly.network import CONSTANT_RTOL, Network, Stage, hyperplane_scales, validate_magnitudes, validate_network
 from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
@@ -195,14 +196,16 @@ def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 _hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
 
 
-def _hyper_signs(ctx: "_Ctx", x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(signs, clear)``, both ``(n, H') bool``: each hyperplane's ``value > 0`` at the points ``x (n, d)``,
     and whether that value is clear of round-off (beyond :data:`CONSTANT_RTOL` of the hyperplane's
-    scale; a dead neuron's is not). In batches of ``B``, the shape the search compiled."""
+    scale; a dead neuron's is not). In batches of ``B``, the shape the search compiled; ``net``: another
+    network of the same shapes (default the search's; ``clear`` is for the search's)."""
     signs, clear = [], []
     for s in range(0, len(x), ctx.B):
         k = min(ctx.B, len(x) - s)
-        v = np.asarray(_hyper_values_jit(ctx.net, ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)), ctx.level_set))[:k]
+        v = np.asarray(_hyper_values_jit(ctx.net if net is None else net, ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)),
+                                         ctx.level_set))[:k]
         signs.append(v > 0)
         clear.append(np.abs(v) > CONSTANT_RTOL * ctx.scales)
     H = ctx.Hp
@@ -1168,7 +1171,8 @@ def enumerate_regions(
         each device builds its cells' constraints and runs their rays, walks and LPs. Same results
         as one device. Several CPU devices need ``PJRT_NPROC`` (XLA's CPU pool) above their count
         (see ``InvalidArgumentError`` below).
-      tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal; the same
+      tol: a cell counts when its inradius exceeds ``tol`` times the box half-diagonal (of the box
+        scaled per side by powers of two to about [-1, 1]^d, where its sides differ); the same
         tolerance decides facets, and rows closer than it (at least 1e-13) are one hyperplane; below
         the default it is also the LPs' relative tolerance (at least 1e-13, float64's limit). Cells
         seen but thinner are logged (``stats["thin_cells"]``): in a box far larger than where the
@@ -1261,8 +1265,65 @@ def enumerate_regions(
             f"use batch_size <= {max(1, batch_size // 4)}") from e
 
 
+def _axis_scales(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """``(d,)`` powers of two within a factor ``sqrt(2)`` of the box's half-widths, or ``None`` where they
+    are all one power (a box as wide in every direction, up to that factor)."""
+    s = np.ldexp(1.0, np.round(np.log2((hi - lo) / 2)).astype(np.int64))
+    return None if np.all(s == s[0]) else s
+
+
+def _input_scaled(net: Network, s: np.ndarray) -> Network:
+    """``net`` of the input ``u = x / s``: every kernel that reads the input times ``s (d,)`` by rows
+    (exact for powers of two: the scaled network's values at ``u`` are the network's at ``s u``, bit
+    for bit)."""
+
+    def scaled(st: Stage) -> Stage:
+        kernels = tuple(k * s[:, None] if src == 0 else k for src, k in zip(st.sources, st.kernels))
+        return Stage(kernels, st.bias, st.sources, st.activation)
+
+    return Network(tuple(scaled(st) for st in net.stages), scaled(net.output))
+
+
+def _input_space_radius(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarray, stage: tuple[int, int] | None,
+                        patterns: np.ndarray, witnesses: np.ndarray) -> np.ndarray:
+    """``(R,)``: the radius of the ball around each witness ``(R, d)`` (input coordinates) inside its
+    region of ``net`` in the box ``[lo, hi]``: its least distance to the region's hyperplanes and to the
+    box, by :func:`_check_certificates` on the search's kernels (``ctx``: the search's, in scaled
+    coordinates; ``stage``: its last level, ``None`` if none)."""
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    box = np.min(half - np.abs(witnesses - centre), axis=1)
+    if stage is None:
+        return box
+    x = copy.copy(ctx)
+    x.net, x.centre, x.half = net, centre, half
+    x.scales = hyperplane_scales(net, ctx.level_set, np)
+    return _check_certificates(x, stage, patterns, witnesses - centre, box)
+
+
+def _rounded_witnesses(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarray, patterns: np.ndarray,
+                       witnesses: np.ndarray, radius: np.ndarray) -> int:
+    """How many witnesses ``(R, d)`` (input coordinates, rounded to float64) are not strictly inside the box
+    ``[lo, hi]`` with their region's pattern ``(R, H')`` (every bit, at ``net``'s float64 values): the
+    search certified them in box-centred coordinates, and adding the centre rounds them by up to half
+    float64's spacing there. Checked only where that spacing reaches a thousandth of an inradius
+    ``(R,)`` (a box far from the origin), else 0."""
+    spacing = np.linalg.norm(np.spacing(np.maximum(np.abs(lo), np.abs(hi))))
+    near = np.flatnonzero(spacing > 1e-3 * radius)
+    if not len(near):
+        return 0
+    w = witnesses[near]
+    inside = np.all((w > lo) & (w < hi), axis=1)
+    same = np.all(_hyper_signs(ctx, w, net)[0] == patterns[near], axis=1)
+    return int(np.sum(~(inside & same)))
+
+
 def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, tol, seed, sharding) -> Regions:
     t0 = time.perf_counter()
+    # a box whose sides differ runs in coordinates where each side is about [-1, 1] (powers of two:
+    # exact), so tol is relative to every side, not to the longest alone
+    net_x, lo_x, hi_x, s = net, lo, hi, _axis_scales(lo, hi)
+    if s is not None:
+        net, lo, hi = _input_scaled(net, s), lo / s, hi / s
     ctx = _Ctx(net, lo, hi, level_set, batch_size, rays, tol, seed, sharding)
     d, M, Hp = ctx.d, ctx.M, ctx.Hp
     levels = _levels(net, level_set)
@@ -1376,10 +1437,25 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     if ctx.stats["seed_failures"]:
         log.warning("enumerate_regions: %d parent cells could not be seeded (all candidate points within "
                     "tol of a hyperplane); the result is incomplete", ctx.stats["seed_failures"])
+    witnesses = par_wit + ctx.centre
+    if s is not None:
+        witnesses = witnesses * s
+        rho = _input_space_radius(ctx, net_x, lo_x, hi_x, levels[-1] if levels else None, par_pat, witnesses)
+        # the patterns agree bit for bit (_input_scaled); the scaled ball is certified in any case
+        par_rad = np.where(rho > 0, rho, par_rad * np.min(s))
+    ctx.stats["rounded_witnesses"] = rounded = _rounded_witnesses(ctx, net_x, lo_x, hi_x, par_pat, witnesses, par_rad)
+    if rounded:
+        log.warning(
+            "enumerate_regions: %d of %d witnesses, rounded to float64 where the box lies (coordinates up to %.3g, "
+            "spaced %.3g apart there), are not strictly inside their regions: those regions are thinner than "
+            "float64 resolves at that distance from the origin. The regions are listed, but these witnesses and "
+            "inradii are approximate. Translate the input so that the box is centred near the origin (x -> x - c: "
+            "add W c to the first layer's bias).", rounded, len(par_pat), np.max(np.abs([lo_x, hi_x])),
+            np.spacing(np.max(np.abs([lo_x, hi_x]))))
     stats = dict(ctx.stats, time_s=time.perf_counter() - t0, regions=int(len(par_pat)), interrupted=interrupted)
-    return Regions(patterns=par_pat, witnesses=par_wit + ctx.centre, inradius=par_rad, facet_ptr=facet_ptr,
-                   facet_idx=facet_idx, adjacency=adjacency, lo=lo, hi=hi, level_set=level_set,
-                   complete=complete, stats=stats, net=net)
+    return Regions(patterns=par_pat, witnesses=witnesses, inradius=par_rad, facet_ptr=facet_ptr,
+                   facet_idx=facet_idx, adjacency=adjacency, lo=lo_x, hi=hi_x, level_set=level_set,
+                   complete=complete, stats=stats, net=net_x)
 
 
 def _advice(tol: float) -> str:

@@ -22,13 +22,16 @@ def as_path(path: Any, what: str, error: type = LoadError) -> str:
 
 
 def read_npz(path: Any, what: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` file ``path``, which must hold ``keys``.
+    """Every array of the ``.npz`` file ``path`` (or ``path + ".npz"``, the name NumPy saved it under),
+    which must hold ``keys``.
 
     Raises:
       LoadError: no such file, not a readable ``.npz``, or a missing array (``what`` names the expected
         content in the message, e.g. ``"jaxpoly.Complex"``).
     """
     path = as_path(path, f"a {what} file")
+    if not os.path.isfile(path) and os.path.isfile(path + ".npz"):
+        path += ".npz"  # NumPy's savez appends it to a name without it
     if not os.path.isfile(path):
         raise LoadError(f"no such file: {path!r} (expected a {what} written by its save())")
     try:

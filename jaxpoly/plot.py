@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from jaxpoly.complex import Complex
-from jaxpoly.errors import InvalidNetworkError, JaxpolyError
+from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.files import writing
 from jaxpoly.mesh import Mesh
 from jaxpoly.network import Network, plane_through_points
@@ -31,6 +31,11 @@ def _pyplot():
 def _save(fig, path) -> None:
     if path is not None:
         with writing(path, "a plot") as path:
+            ext = os.path.splitext(path)[1].lower().lstrip(".")
+            known = fig.canvas.get_supported_filetypes()
+            if ext and ext not in known:  # (not an OSError: writing() would wrap it)
+                raise InvalidArgumentError(f"cannot write a plot to {path!r}: matplotlib does not know the format "
+                                           f"{ext!r}; use one of {', '.join('.' + k for k in sorted(known))}")
             fig.savefig(path, dpi=150, bbox_inches="tight")
 
 

@@ -42,6 +42,11 @@ def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
     return v > 0
 
 
+def stage_layout(net: Network) -> tuple[tuple[int, int], ...]:
+    """``((width, breakpoints), ...)`` of the hidden stages of ``net``: the order of its hyperplanes."""
+    return tuple((int(st.width), int(st.activation.num_breakpoints)) for st in net.stages)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Regions:
     """Every linear region of a network inside a box (``R`` regions, input dimension ``d``).
@@ -62,9 +67,12 @@ class Regions:
         larger than its cells); then some regions are missing.
       stats: counters and timings (LPs solved, host fallbacks, rays shot, facets known from a neighbour
         across, cells seen but thinner than ``tol`` and not counted, failed certificates, patterns at
-        random probe points that are not listed, seconds).
+        random probe points that are not listed, witnesses that float64 cannot place inside their
+        region in a box far from the origin, seconds).
       net: the network enumerated (used by the point queries; not saved, so pass ``net=`` to the
         queries of a loaded result).
+      stage_layout: ``((width, breakpoints), ...)`` of the network's hidden stages (which bits of a
+        pattern belong to which neuron; saved): a network given to the queries must have the same.
     """
 
     patterns: np.ndarray
@@ -79,6 +87,11 @@ class Regions:
     complete: bool
     stats: dict = dataclasses.field(default_factory=dict)
     net: Network | None = dataclasses.field(default=None, repr=False)
+    stage_layout: tuple[tuple[int, int], ...] | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.stage_layout is None and self.net is not None:
+            object.__setattr__(self, "stage_layout", stage_layout(self.net))
 
     def __len__(self) -> int:
         return int(self.patterns.shape[0])
@@ -113,9 +126,9 @@ class Regions:
         return net.astype(np.float64)
 
     def _check_net(self, net: Network) -> None:
-        """:class:`InvalidNetworkError` unless ``net`` has this result's input dimension and hyperplane
-        count (and a scalar output with ``level_set``); a network of the same shapes but other weights
-        cannot be told apart."""
+        """:class:`InvalidNetworkError` unless ``net`` has this result's input dimension, hyperplane
+        count and stage layout (and a scalar output with ``level_set``); a network of the same shapes
+        but other weights cannot be told apart."""
         validate_network(net, scalar_output=self.level_set)
         d = int(np.shape(self.lo)[0])
         fix = "pass the network these regions were enumerated from"
@@ -127,6 +140,12 @@ class Regions:
             sign = " (plus the output's sign, level_set=True)" if self.level_set else ""
             raise InvalidNetworkError(f"the network has {net.num_hyperplanes} hyperplanes, but these regions' "
                                       f"patterns have {H}{sign}; {fix}")
+        if self.stage_layout is not None and stage_layout(net) != self.stage_layout:
+            raise InvalidNetworkError(
+                f"the network's hidden stages (width, breakpoints) are {list(stage_layout(net))}, but these regions "
+                f"were enumerated with {list(self.stage_layout)}: the pattern bits would name other neurons (the same "
+                f"function loaded another way, e.g. hard_tanh as one stage or as two ReLU stages, orders its "
+                f"hyperplanes differently); {fix}")
 
     def affine_maps(self, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The network output on each region, ``y = A x + c``: ``A (R, out, d)``, ``c (R, out)``, float64
@@ -182,6 +201,7 @@ class Regions:
                 facet_ptr=self.facet_ptr, facet_idx=self.facet_idx, adjacency=self.adjacency, lo=self.lo,
                 hi=self.hi, level_set=np.bool_(self.level_set), complete=np.bool_(self.complete),
                 stats=np.array(json.dumps(self.stats, default=float)),
+                **({} if self.stage_layout is None else {"stage_layout": np.array(self.stage_layout, np.int64).reshape(-1, 2)}),
             )
 
     @classmethod
@@ -230,12 +250,19 @@ class Regions:
             raise LoadError(f"{where}: its stats are not valid JSON ({e}); re-save it or rerun the enumeration") from None
         if not isinstance(stats, dict):
             raise LoadError(f"{where}: its stats are a JSON {type(stats).__name__}, not an object")
+        layout = f.get("stage_layout")  # absent from files of before 2026-12-07
+        if layout is not None and (layout.ndim != 2 or layout.shape[1] != 2 or layout.dtype.kind not in "iu"
+                                   or int(np.sum(layout[:, 0] * layout[:, 1])) != pat.shape[1] - int(f["level_set"])):
+            raise LoadError(f"{where}: stage_layout {layout.shape} must be (S, 2) integers, (width, breakpoints) per "
+                            f"stage, adding up to the patterns' hyperplanes")
         out = cls(
             patterns=pat.astype(bool), witnesses=wit, inradius=f["inradius"],
             facet_ptr=f["facet_ptr"], facet_idx=f["facet_idx"], adjacency=f["adjacency"],
             lo=f["lo"], hi=f["hi"], level_set=bool(f["level_set"]), complete=bool(f["complete"]),
-            stats=stats, net=net,
+            stats=stats, net=None,
+            stage_layout=None if layout is None else tuple((int(w), int(k)) for w, k in layout),
         )
         if net is not None:
             out._check_net(net)
+            object.__setattr__(out, "net", net)
         return out

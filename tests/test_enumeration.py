@@ -514,6 +514,60 @@ def test_a_smaller_tol_resolves_the_cells_of_a_huge_box(caplog):
     assert len(R) < truth and R.stats["thin_cells"] > 0 and "tol is at its least (1e-13)" in caplog.text
 
 
+def test_a_box_of_very_different_sides_is_enumerated_as_a_cube(caplog):
+    """The 2-6-5-1 net of inputs ``u`` read through ``x = s u``, ``s = (3e-7, 70)``, in the box ``s [-1, 1]``:
+    the same regions as the net in [-1, 1]^2 (51, as edge subdivision finds in both). Before, tol was
+    relative to the half-diagonal (70) alone, finer than the cells' width in x: 11 regions, 15 thin
+    cells. The search now runs in coordinates scaled by powers of two to about [-1, 1] per side, and
+    returns witnesses and inradii (balls inside each region, checked here) in the input's."""
+    rng = np.random.default_rng(3)
+    sizes = [2, 6, 5, 1]
+    Ws = [rng.standard_normal((a, b)) for a, b in zip(sizes, sizes[1:])]
+    bs = [0.5 * rng.standard_normal(b) for b in sizes[1:]]
+    s = np.array([3e-7, 70.0])
+    net, netx = jp.from_arrays(Ws, bs), jp.from_arrays([Ws[0] / s[:, None]] + Ws[1:], bs)
+    for level_set in (False, True):
+        T = enumerate_regions(net, (-1.0, 1.0), level_set=level_set, batch_size=BATCH)
+        with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+            R = enumerate_regions(netx, (-s, s), level_set=level_set, batch_size=BATCH)
+        assert R.complete and keys(R.patterns) == keys(T.patterns) and "enumerate_regions" not in caplog.text
+        assert len(R) == jp.extract(netx, (-s, s), level_set=level_set).num_regions == (51 if not level_set else len(T))
+        assert np.array_equal(R.lo, -s) and np.array_equal(R.hi, s)
+        np.testing.assert_array_equal(R.index_of(R.witnesses), np.arange(len(R)))  # queries in x
+        check_certificates(netx, R)
+        G, g = oracle._all_rows(netx, jnp.asarray(R.patterns), jnp.zeros(2), level_set)
+        norm = np.linalg.norm(G, axis=-1)
+        dist = np.abs(np.einsum("khd,kd->kh", G, R.witnesses) + g) / np.where(norm > 0, norm, 1.0)
+        assert np.all((dist >= R.inradius[:, None] * (1 - 1e-12)) | (norm == 0))
+        assert np.all(s - np.abs(R.witnesses) >= R.inradius[:, None] * (1 - 1e-12))
+
+
+def test_witnesses_that_float64_cannot_place_in_a_far_box_are_reported(caplog):
+    """A unit box centred at 1e8, where float64's spacing is 1.5e-8: a slab between two parallel lines
+    1.2 spacings apart (inradius 9e-9, above tol) plus four generic lines. The search certifies every
+    region in box-centred coordinates, but adding the centre rounds some witnesses onto a line or the
+    box's face: they were returned as interior points with nothing said. Now they are counted and a
+    warning says to translate the input; the same net translated to the origin has none."""
+    c, rng = 1e8, np.random.default_rng(0)
+    a = c + rng.uniform(-0.5, 0.5)
+    N, off = rng.standard_normal((4, 2)), rng.uniform(-0.5, 0.5, 4)
+    W = np.concatenate([[[1.0, -1.0], [0.0, 0.0]], N.T], axis=1)
+    out = rng.standard_normal((6, 1))
+    net = jp.from_arrays([W, out], [np.concatenate([[-a, a + 1.2 * np.spacing(c)], -(c * N.sum(1)) + off]), np.zeros(1)])
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        R = enumerate_regions(net, (c - 1.0, c + 1.0), batch_size=BATCH)
+    w = R.witnesses
+    wrong = ~np.all((w > c - 1) & (w < c + 1), axis=1) | np.any(np.asarray(net.pattern(w)) != R.patterns, axis=1)
+    assert wrong.sum() > 0 and R.stats["rounded_witnesses"] >= wrong.sum()
+    assert "not strictly inside their regions" in caplog.text and "Translate the input" in caplog.text
+    centred = jp.from_arrays([W, out], [np.concatenate([[-(a - c), (a - c) + 1.2 * np.spacing(c)], off]), np.zeros(1)])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jaxpoly"):
+        T = enumerate_regions(centred, (-1.0, 1.0), batch_size=BATCH)
+    assert T.stats["rounded_witnesses"] == 0 and "enumerate_regions" not in caplog.text and len(T) >= len(R)
+    check_certificates(centred, T)
+
+
 def test_a_single_layer_in_a_huge_box_lists_its_vertices_and_warns(caplog):
     """Five lines within a unit of the origin in +-1e12: the vertex path's round-off test is relative to
     each vertex's own coordinates (relative to the box, every vertex looked degenerate), so it still

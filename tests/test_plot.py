@@ -97,6 +97,8 @@ def test_plot_regions_vs_time(tmp_path):
         plot.plot_regions_vs_time({})
     with pytest.raises(jaxpoly.SaveError, match="does not exist"):  # as every other save
         plot.plot_regions_vs_time(series, tmp_path / "missing" / "f.png")
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="does not know the format 'xyz'.*png"):
+        plot.plot_regions_vs_time(series, tmp_path / "f.xyz")  # was matplotlib's ValueError
 
 
 def test_plots_draw_into_given_axes(bunny2d):

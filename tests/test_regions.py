@@ -116,6 +116,33 @@ def test_queries_refuse_a_network_that_does_not_fit(small, tmp_path, sizes, need
         jaxpoly.Regions.load(tmp_path / "r.npz", net=other)
 
 
+def test_queries_refuse_the_same_function_with_another_stage_layout(tmp_path):
+    """hard_tanh as one stage of two breakpoints (from_arrays) and as two ReLU stages (how from_flax
+    reads it) is one function with the same 2 x 4 hyperplanes, but its pattern bits name other neurons:
+    the queries refused neither (index_of found no region for any witness), now both, before and after
+    save/load; a file saved without the extension loads by the same name."""
+    rng = np.random.default_rng(0)
+    W0, b0, W1 = rng.standard_normal((2, 4)), 0.3 * rng.standard_normal(4), rng.standard_normal((4, 1))
+    net = jaxpoly.from_arrays([W0, W1], [b0, np.zeros(1)], activation="hard_tanh")
+    relu = jaxpoly.relu()
+    two = jaxpoly.Network((jaxpoly.Stage((W0,), b0 + 1, (0,), relu), jaxpoly.Stage((W0,), b0 - 1, (0,), relu)),
+                          jaxpoly.Stage((W1, -W1), -W1.sum(axis=0), (1, 2), jaxpoly.identity()))
+    x = rng.uniform(-1, 1, (50, 2))
+    np.testing.assert_allclose(np.asarray(net(x)), np.asarray(two(x)), atol=1e-12)
+    assert net.num_hyperplanes == two.num_hyperplanes == 8
+    R = jaxpoly.enumerate_regions(net, (-1.0, 1.0), batch_size=64)
+    np.testing.assert_array_equal(R.index_of(R.witnesses), np.arange(len(R)))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match=r"\(width, breakpoints\) are \[\(4, 1\), \(4, 1\)\]"):
+        R.index_of(R.witnesses, net=two)
+    R.save(tmp_path / "r")  # NumPy writes r.npz
+    L = jaxpoly.Regions.load(tmp_path / "r")
+    assert L.stage_layout == ((4, 2),) and len(L) == len(R)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="stages"):
+        jaxpoly.Regions.load(tmp_path / "r", net=two)
+    np.testing.assert_array_equal(jaxpoly.Regions.load(tmp_path / "r.npz", net=net).index_of(R.witnesses),
+                                  np.arange(len(R)))
+
+
 def test_level_set_queries_count_the_output_bit(tmp_path):
     """With level_set the patterns carry one more bit than the hidden hyperplanes: the matching network
     is accepted, one with an extra hyperplane (same pattern width) or several outputs is not."""

@@ -55,14 +55,20 @@ def from_arrays(
     act = activation if isinstance(activation, Activation) else activation_from_name(activation, negative_slope)
     Ws = [_as_float_array(w, f"weights[{i}]") for i, w in enumerate(weights)]
     bs = [_as_float_array(b, f"biases[{i}]") for i, b in enumerate(biases)]
+    # PyTorch's Linear.weight is (out, in): the errors name the transpose where the shapes say so
+    torch_hint = ("; weights are (in, out): PyTorch's Linear.weight is (out, in), pass its transpose (W.T) or "
+                  "use jaxpoly.from_torch")
     for i, (w, b) in enumerate(zip(Ws, bs)):
         if w.ndim != 2:
             raise InvalidNetworkError(f"weights[{i}] must be 2-D (in, out), got shape {w.shape}")
         if b.shape != (w.shape[1],):
-            raise InvalidNetworkError(f"biases[{i}] has shape {b.shape}, expected ({w.shape[1]},) to match weights[{i}]")
+            hint = torch_hint if b.shape == (w.shape[0],) else ""
+            raise InvalidNetworkError(f"biases[{i}] has shape {b.shape}, expected ({w.shape[1]},) to match weights[{i}] "
+                                      f"of shape {w.shape}{hint}")
         if i and w.shape[0] != Ws[i - 1].shape[1]:
+            hint = torch_hint if w.shape[1] == Ws[i - 1].shape[0] else ""
             raise InvalidNetworkError(
-                f"weights[{i}] expects {w.shape[0]} inputs but layer {i - 1} has {Ws[i - 1].shape[1]} outputs"
+                f"weights[{i}] expects {w.shape[0]} inputs but layer {i - 1} has {Ws[i - 1].shape[1]} outputs{hint}"
             )
     stages = tuple(Stage((w,), b, (i,), act) for i, (w, b) in enumerate(zip(Ws[:-1], bs[:-1])))
     return Network(stages, Stage((Ws[-1],), bs[-1], (len(stages),), identity()))

@@ -16,6 +16,7 @@ input raises :class:`~jaxpoly.errors.UnsupportedLayerError` naming the primitive
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -354,6 +355,18 @@ def _where(eqn: Any, prefix: str) -> str:
     return f" (in {stack})" if stack else ""
 
 
+def _nn_function(eqn: Any) -> str | None:
+    """The public ``jax.nn`` function (``softmax``, ``gelu``, ...; also flax's ``nn.*`` activations, the
+    same functions) an equation was traced in, from its traceback (the outermost such frame), or None."""
+    try:
+        frames = eqn.source_info.traceback.frames
+    except AttributeError:
+        return None
+    nn = os.sep + os.path.join("jax", "_src", "nn") + os.sep
+    names = [f.function_name for f in frames if nn in f.file_name and not f.function_name.startswith("_")]
+    return f"jax.nn.{names[-1]}" if names else None
+
+
 def _from_normalization(eqn: Any, prefix: str) -> bool:
     stack = prefix + "/" + str(eqn.source_info.name_stack)
     if "Norm" in stack:
@@ -379,11 +392,15 @@ class _Interpreter:
     # -- errors --------------------------------------------------------------------------------------
     def _unsupported(self, eqn: Any, prefix: str, what: str | None = None) -> UnsupportedLayerError:
         name = eqn.primitive.name
+        called = _nn_function(eqn)
         if _from_normalization(eqn, prefix):
             hint = _NORM_HINT
         else:
-            hint = _HINTS.get(name, _ACTIVATION_HINT)
+            # inside an activation (jax.nn.softmax's reduce_max), the primitive's own hint would mislead
+            hint = _ACTIVATION_HINT if called else _HINTS.get(name, _ACTIVATION_HINT)
         what = what or f"primitive `{name}` applied to an input-dependent value"
+        if called:
+            what += f" by {called}"
         return UnsupportedLayerError(f"from_flax: {what}{_where(eqn, prefix)} is not piecewise affine; {hint}")
 
     # -- jaxpr walking -------------------------------------------------------------------------------
