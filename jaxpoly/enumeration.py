@@ -270,7 +270,7 @@ class _Ctx:
         self.radius = float(np.linalg.norm(self.half))
         self.tol = tol * self.radius
         # with tol, the LPs resolve smaller cells: a box far larger than the cells then works (in
-        # +-1e10 around cells of 0.004, tol=1e-14 lists all 39 regions of a 2-4-3-1 net, 14 at 1e-9)
+        # +-1e10 around cells of 0.004, tol=1e-13 lists all 39 regions of a 2-4-3-1 net, 14 at 1e-9)
         self.lp_tol = min(lp.DEFAULT_TOL, tol)
         # rows closer than this (relative) are one hyperplane: two rows that are not then part by more
         # than tol, so each is a facet of the cells beside the sliver between them (the redundancy
