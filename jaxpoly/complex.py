@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import as_points
-from jaxpoly.errors import InvalidArgumentError, JaxpolyError, LoadError
+from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
@@ -334,6 +334,15 @@ class Complex:
         got = self._hash_of_values(vals)
         if not np.array_equal(got, keys):
             bad = int(np.sum(np.any(got != keys, axis=1)))
+            far = float(np.max(np.abs([self.lo, self.hi])))
+            spacing, half = float(np.spacing(far)), float(np.linalg.norm(self.hi - self.lo) / 2)
+            if spacing > 1e-12 * half:  # a cell thinner than float64 resolves there has no float64 point inside
+                raise InvalidBoundsError(
+                    f"{bad} of {R} cells have no float64 point inside them: the box lies far from the origin for "
+                    f"its size (coordinates up to {far:.3g}, where float64's spacing is {spacing:.3g}, "
+                    f"{spacing / half:.2g} of the box's half-diagonal), and those cells are thinner than that. "
+                    "Translate the input so that the box is centred near the origin (x -> x - c: add W c to the "
+                    "first layer's bias)")
             raise JaxpolyError(
                 f"internal consistency check failed: {bad} of {R} cells' witnesses do not reproduce the "
                 "cell's sign vector. Please report this with the network and box."

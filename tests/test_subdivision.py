@@ -151,6 +151,30 @@ def test_hyperplane_on_box_facet_dead_and_zero_neurons():
     assert c.f_vector == (9, 12, 4) and c.timings["stages"][0]["capacity"][4] == 2
 
 
+def test_cells_thinner_than_float64_spacing_in_a_far_box_raise_a_clear_error():
+    """Parallel lines 3e-12 apart (in a box of half-width 1e-3 centred at 1e5, where float64's spacing is
+    1.5e-11) bound slabs with no float64 point inside: their cells' witnesses cannot be placed, and
+    ``regions`` raised an internal error ("Please report"); now InvalidBoundsError says to translate
+    the input. Centred at the origin the same arrangement works (and resolves every slab: more cells)."""
+    rng = np.random.default_rng(0)
+    N = rng.standard_normal((8, 2))
+    N /= np.linalg.norm(N, axis=1, keepdims=True)
+    off = 0.25 * rng.standard_normal(8)
+    A = np.concatenate([N, N[4:]])
+    o = np.concatenate([off, off[4:] + np.array([1e-5, 1e-7, 1e-8, 3e-9])])
+    h, out = 1e-3, rng.standard_normal((12, 1))
+
+    def net_at(c):
+        return jaxpoly.from_arrays([(A / h).T, out], [o - (c / h) * A.sum(axis=1), np.zeros(1)])
+
+    c = 1e5
+    C = extract(net_at(c), (c - h, c + h), level_set=False)
+    with pytest.raises(jaxpoly.InvalidBoundsError, match="no float64 point inside them.*Translate the input"):
+        C.regions
+    C0 = extract(net_at(0.0), (-h, h), level_set=False)
+    assert C0.num_regions > C.num_regions and len(C0.regions.witnesses) == C0.num_regions
+
+
 def test_parallel_and_corner_lines():
     """Three parallel lines and one across give 8 regions; both diagonals of the square end in its
     corners and give 4."""
