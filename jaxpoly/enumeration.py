@@ -1326,6 +1326,16 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         net, lo, hi = _input_scaled(net, s), lo / s, hi / s
     ctx = _Ctx(net, lo, hi, level_set, batch_size, rays, tol, seed, sharding)
     d, M, Hp = ctx.d, ctx.M, ctx.Hp
+    # the hyperplanes' offsets at the box centre, and every value there, carry round-off of about eps
+    # |centre|: in a box far from the origin for its size that exceeds tol, and slabs that thin merge
+    ctx.stats["centre_round_off"] = drift = float(np.finfo(np.float64).eps * np.linalg.norm(ctx.centre))
+    if drift > ctx.tol:
+        log.warning(
+            "enumerate_regions: the box lies far from the origin for its size (centre at distance %.3g, "
+            "half-diagonal %.3g): float64 places the network's hyperplanes there to about %.3g, more than tol x the "
+            "half-diagonal (%.3g), so regions thinner than that may merge or be missed unreported. Translate the "
+            "input so that the box is centred near the origin (x -> x - c: add W c to the first layer's bias).",
+            float(np.linalg.norm(ctx.centre)), ctx.radius, drift, ctx.tol)
     levels = _levels(net, level_set)
     par_pat = np.zeros((1, Hp), bool)
     par_wit = np.zeros((1, d))
