@@ -1366,6 +1366,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
                 out, adj = [], []
             if interrupted and not final:
                 out, adj = [], []  # the cells of an intermediate level are not regions
+                ctx.stats["interrupted_level"] = li + 1
             par_pat = _cat([o[0] for o in out], (Hp,), bool)
             par_wit = _cat([o[1] for o in out], (d,), np.float64)
             par_rad = _cat([o[2] for o in out], (), np.float64)
@@ -1434,8 +1435,11 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
                 "regions: regions thinner than tol x the box's half-diagonal (%.3g) exist there, or were missed. %s",
                 unlisted, len(par_pat), ctx.tol, _advice(tol))
     if interrupted:
-        log.warning("enumerate_regions interrupted: returning the %d regions certified so far "
-                    "(complete=False)", len(par_pat))
+        early = ctx.stats.get("interrupted_level")
+        log.warning("enumerate_regions interrupted: returning the %d regions certified so far (complete=False)%s",
+                    len(par_pat), "" if early is None else
+                    f"; the search was in level {early} of {len(levels)}, and regions are certified in the last level "
+                    "only, after every cell of the earlier ones (pass max_regions for a partial list sooner)")
     if stopped:
         log.warning("enumerate_regions stopped at max_regions=%d: the result is incomplete (complete=False)",
                     max_regions)

@@ -722,6 +722,8 @@ def test_keyboard_interrupt_returns_partial_result(monkeypatch, caplog, where):
         check_certificates(net, part)
     else:
         assert len(part) == 0  # stopped before the last level: no region certified yet
+        level = 1 if where == "vertex" else 2
+        assert part.stats["interrupted_level"] == level and f"in level {level} of 3" in caplog.text
 
 
 def test_progress_bar(capsys):
