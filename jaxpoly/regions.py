@@ -68,7 +68,8 @@ class Regions:
       stats: counters and timings (LPs solved, host fallbacks, rays shot, facets known from a neighbour
         across, cells seen but thinner than ``tol`` and not counted, failed certificates, patterns at
         random probe points that are not listed, witnesses that float64 cannot place inside their
-        region in a box far from the origin, seconds).
+        region in a box far from the origin and the round-off at the box's centre, the level an
+        interrupt stopped in, seconds).
       net: the network enumerated (used by the point queries; not saved, so pass ``net=`` to the
         queries of a loaded result).
       stage_layout: ``((width, breakpoints), ...)`` of the network's hidden stages (which bits of a
