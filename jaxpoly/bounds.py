@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError
 
-__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MAX_VALUE"]
+__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT"]
 
 #: Largest coordinate of a box, and bound on the hidden pre-activations' coefficients and values over
 #: it (:func:`jaxpoly.network.validate_magnitudes`), that the exact engines accept: the geometry squares
@@ -16,6 +16,9 @@ __all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MAX_VALUE"]
 MAX_MAGNITUDE = 1e150
 #: The same for plain evaluation (:func:`jaxpoly.sample_regions`): values must stay finite in float64.
 MAX_VALUE = 1e300
+#: The fix for a box too far from the origin for its size, which the engines' messages give.
+TRANSLATE_INPUT = ("Translate the input so that the box is centred near the origin (x -> x - c: add W c to the "
+                   "first layer's bias).")
 
 
 def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tuple[np.ndarray, np.ndarray]:

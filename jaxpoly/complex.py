@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.arguments import is_integer
-from jaxpoly.bounds import as_points
+from jaxpoly.bounds import TRANSLATE_INPUT, as_points
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
@@ -341,8 +341,7 @@ class Complex:
                     f"{bad} of {R} cells have no float64 point inside them: the box lies far from the origin for "
                     f"its size (coordinates up to {far:.3g}, where float64's spacing is {spacing:.3g}, "
                     f"{spacing / half:.2g} of the box's half-diagonal), and those cells are thinner than that. "
-                    "Translate the input so that the box is centred near the origin (x -> x - c: add W c to the "
-                    "first layer's bias)")
+                    f"{TRANSLATE_INPUT}")
             raise JaxpolyError(
                 f"internal consistency check failed: {bad} of {R} cells' witnesses do not reproduce the "
                 "cell's sign vector. Please report this with the network and box."

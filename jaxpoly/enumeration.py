@@ -55,11 +55,12 @@ import numpy as np
 
 from jaxpoly import lp, memory, oracle
 from jaxpoly.arguments import check_flag, is_integer, is_real
-from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, as_box
+from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, TRANSLATE_INPUT, as_box
 from jaxpoly.errors import CapacityError, InvalidArgumentError
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import CONSTANT_RTOL, Network, Stage, hyperplane_scales, validate_magnitudes, validate_network
+from jaxpoly.network import (CONSTANT_RTOL, Network, compose_input, hyperplane_scales, validate_magnitudes,
+                             validate_network)
 from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
@@ -1272,18 +1273,6 @@ def _axis_scales(lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
     return None if np.all(s == s[0]) else s
 
 
-def _input_scaled(net: Network, s: np.ndarray) -> Network:
-    """``net`` of the input ``u = x / s``: every kernel that reads the input times ``s (d,)`` by rows
-    (exact for powers of two: the scaled network's values at ``u`` are the network's at ``s u``, bit
-    for bit)."""
-
-    def scaled(st: Stage) -> Stage:
-        kernels = tuple(k * s[:, None] if src == 0 else k for src, k in zip(st.sources, st.kernels))
-        return Stage(kernels, st.bias, st.sources, st.activation)
-
-    return Network(tuple(scaled(st) for st in net.stages), scaled(net.output))
-
-
 def _input_space_radius(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarray, stage: tuple[int, int] | None,
                         patterns: np.ndarray, witnesses: np.ndarray) -> np.ndarray:
     """``(R,)``: the radius of the ball around each witness ``(R, d)`` (input coordinates) inside its
@@ -1319,11 +1308,11 @@ def _rounded_witnesses(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarray
 
 def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, tol, seed, sharding) -> Regions:
     t0 = time.perf_counter()
-    # a box whose sides differ runs in coordinates where each side is about [-1, 1] (powers of two:
-    # exact), so tol is relative to every side, not to the longest alone
+    # a box whose sides differ runs in coordinates u = x / s where each side is about [-1, 1] (powers
+    # of two: exact), so tol is relative to every side, not to the longest alone
     net_x, lo_x, hi_x, s = net, lo, hi, _axis_scales(lo, hi)
     if s is not None:
-        net, lo, hi = _input_scaled(net, s), lo / s, hi / s
+        net, lo, hi = compose_input(net, np.diag(s), np.zeros_like(s)), lo / s, hi / s
     ctx = _Ctx(net, lo, hi, level_set, batch_size, rays, tol, seed, sharding)
     d, M, Hp = ctx.d, ctx.M, ctx.Hp
     # the hyperplanes' offsets at the box centre, and every value there, carry round-off of about eps
@@ -1333,9 +1322,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         log.warning(
             "enumerate_regions: the box lies far from the origin for its size (centre at distance %.3g, "
             "half-diagonal %.3g): float64 places the network's hyperplanes there to about %.3g, more than tol x the "
-            "half-diagonal (%.3g), so regions thinner than that may merge or be missed unreported. Translate the "
-            "input so that the box is centred near the origin (x -> x - c: add W c to the first layer's bias).",
-            float(np.linalg.norm(ctx.centre)), ctx.radius, drift, ctx.tol)
+            "half-diagonal (%.3g), so regions thinner than that may merge or be missed unreported. %s",
+            float(np.linalg.norm(ctx.centre)), ctx.radius, drift, ctx.tol, TRANSLATE_INPUT)
     levels = _levels(net, level_set)
     par_pat = np.zeros((1, Hp), bool)
     par_wit = np.zeros((1, d))
@@ -1455,7 +1443,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     if s is not None:
         witnesses = witnesses * s
         rho = _input_space_radius(ctx, net_x, lo_x, hi_x, levels[-1] if levels else None, par_pat, witnesses)
-        # the patterns agree bit for bit (_input_scaled); the scaled ball is certified in any case
+        # the patterns agree bit for bit (compose_input); the scaled ball is certified in any case
         par_rad = np.where(rho > 0, rho, par_rad * np.min(s))
     ctx.stats["rounded_witnesses"] = rounded = _rounded_witnesses(ctx, net_x, lo_x, hi_x, par_pat, witnesses, par_rad)
     if rounded:
@@ -1463,9 +1451,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             "enumerate_regions: %d of %d witnesses, rounded to float64 where the box lies (coordinates up to %.3g, "
             "spaced %.3g apart there), are not strictly inside their regions: those regions are thinner than "
             "float64 resolves at that distance from the origin. The regions are listed, but these witnesses and "
-            "inradii are approximate. Translate the input so that the box is centred near the origin (x -> x - c: "
-            "add W c to the first layer's bias).", rounded, len(par_pat), np.max(np.abs([lo_x, hi_x])),
-            np.spacing(np.max(np.abs([lo_x, hi_x]))))
+            "inradii are approximate. %s", rounded, len(par_pat), np.max(np.abs([lo_x, hi_x])),
+            np.spacing(np.max(np.abs([lo_x, hi_x]))), TRANSLATE_INPUT)
     stats = dict(ctx.stats, time_s=time.perf_counter() - t0, regions=int(len(par_pat)), interrupted=interrupted)
     return Regions(patterns=par_pat, witnesses=witnesses, inradius=par_rad, facet_ptr=facet_ptr,
                    facet_idx=facet_idx, adjacency=adjacency, lo=lo_x, hi=hi_x, level_set=level_set,

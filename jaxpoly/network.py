@@ -715,18 +715,26 @@ def restrict_to_plane(net: Network, origin: Array, u: Array, v: Array) -> Networ
     P = np.stack([u, v])  # (2, d)
     if np.linalg.matrix_rank(P / max(np.abs(P).max(), 1e-300), tol=1e-12) < 2:
         raise InvalidNetworkError("slice directions u and v must be linearly independent")
+    return compose_input(net, P, o)
 
-    def restrict(st: Stage) -> Stage:
+
+def compose_input(net: Network, P: np.ndarray, origin: np.ndarray) -> Network:
+    """``net`` of the input ``z (k,)`` read as ``x = origin + z P`` (``P (k, d)``, ``origin (d,)``): every
+    kernel that reads the network input becomes ``P @ kernel`` and adds ``origin @ kernel`` to its
+    stage's bias. With a diagonal ``P`` of powers of two and a zero ``origin`` the new network's values
+    at ``z`` are the old one's at ``x`` bit for bit."""
+
+    def composed(st: Stage) -> Stage:
         kernels, bias = [], st.bias
         for s, k in zip(st.sources, st.kernels):
             if s == 0:
                 kernels.append(P @ k)
-                bias = bias + o @ k
+                bias = bias + origin @ k
             else:
                 kernels.append(k)
         return Stage(tuple(kernels), bias, st.sources, st.activation)
 
-    return Network(tuple(restrict(st) for st in net.stages), restrict(net.output))
+    return Network(tuple(composed(st) for st in net.stages), composed(net.output))
 
 
 def plane_through_points(p0: Array, p1: Array, p2: Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
