@@ -12,12 +12,15 @@ from jaxpoly.errors import (
     DegenerateError,
     InvalidArgumentError,
     InvalidBoundsError,
+    IncompleteResultWarning,
     InvalidNetworkError,
     JaxpolyError,
+    JaxpolyWarning,
     LoadError,
     SaveError,
     ModelLoadError,
     ModelNotFoundError,
+    PrecisionWarning,
     StaleCombinatoricsError,
     UnsupportedLayerError,
 )
@@ -78,4 +81,5 @@ __all__ = [
     # errors
     "JaxpolyError", "InvalidNetworkError", "UnsupportedLayerError", "InvalidArgumentError", "InvalidBoundsError",
     "CapacityError", "DegenerateError", "StaleCombinatoricsError", "LoadError", "SaveError",
+    "JaxpolyWarning", "PrecisionWarning", "IncompleteResultWarning",
 ]

@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -79,6 +80,20 @@ def _setup_logging(verbose: int) -> None:
     h.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose else "jaxpoly: %(message)s"))
     logger.addHandler(h)
     logger.propagate = False
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Print jaxpoly's warnings as its log lines (``jaxpoly: ...``), not with Python's source location."""
+    from jaxpoly.errors import JaxpolyWarning
+
+    if issubclass(category, JaxpolyWarning):
+        log.warning("%s", message)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ import numpy as np
 from jaxpoly import lp, memory, oracle
 from jaxpoly.arguments import check_flag, is_integer, is_real
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, TRANSLATE_INPUT, as_box
-from jaxpoly.errors import CapacityError, InvalidArgumentError
+from jaxpoly.errors import CapacityError, IncompleteResultWarning, InvalidArgumentError, PrecisionWarning, warn
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, compose_input, hyperplane_scales, validate_magnitudes,
@@ -1156,7 +1156,8 @@ def enumerate_regions(
       bounds: ``(lo, hi)``, scalars or ``(d,)`` arrays with ``lo < hi``.
       level_set: split regions by the sign of the scalar output as well (its zero set is the last
         hyperplane, id ``H``).
-      max_regions: stop after this many regions (``complete=False`` and a logged warning); an
+      max_regions: stop after this many regions (``complete=False`` and an
+        :class:`~jaxpoly.IncompleteResultWarning`); an
         intermediate level also stops after this many cells (each holds at least one region). Far
         below the first level's size, its cells come from the LP search, which stops there, instead
         of the vertex path, which solves every vertex first.
@@ -1176,7 +1177,7 @@ def enumerate_regions(
         scaled per side by powers of two to about [-1, 1]^d, where its sides differ); the same
         tolerance decides facets, and rows closer than it (at least 1e-13) are one hyperplane; below
         the default it is also the LPs' relative tolerance (at least 1e-13, float64's limit). Cells
-        seen but thinner are logged (``stats["thin_cells"]``): in a box far larger than where the
+        seen but thinner are counted (``stats["thin_cells"]``, a warning): in a box far larger than where the
         hyperplanes meet, regions are lost that way; a smaller ``tol`` finds them (a 2-4-3-1 net whose
         smallest region has inradius 0.004: all 39 regions in +-1e8 with ``tol=1e-12``, 24 at the
         default).
@@ -1186,8 +1187,9 @@ def enumerate_regions(
     Returns:
       :class:`jaxpoly.Regions` (patterns, witnesses, inradii, facets, adjacency, stats). A
       ``KeyboardInterrupt`` (Ctrl-C) during the search stops it cleanly: the regions certified so far
-      come back with ``complete=False`` and a logged warning (none when it arrives before the last
-      level, whose cells are the regions).
+      come back with ``complete=False`` and an :class:`~jaxpoly.IncompleteResultWarning` (none when it
+      arrives before the last level, whose cells are the regions). Results that float64 or ``tol`` did
+      not fully resolve come with a :class:`~jaxpoly.PrecisionWarning` saying what and how to fix it.
 
     Raises:
       InvalidNetworkError: non-finite or non-real weights, weights so large that the geometry would
@@ -1319,7 +1321,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     # |centre|: in a box far from the origin for its size that exceeds tol, and slabs that thin merge
     ctx.stats["centre_round_off"] = drift = float(np.finfo(np.float64).eps * np.linalg.norm(ctx.centre))
     if drift > ctx.tol:
-        log.warning(
+        warn(
+            PrecisionWarning,
             "enumerate_regions: the box lies far from the origin for its size (centre at distance %.3g, "
             "half-diagonal %.3g): float64 places the network's hyperplanes there to about %.3g, more than tol x the "
             "half-diagonal (%.3g), so regions thinner than that may merge or be missed unreported. %s",
@@ -1377,7 +1380,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     par_rad = np.minimum(par_rad, rho)
     renumber = None
     if failed.any():
-        log.warning(
+        warn(
+            PrecisionWarning,
             "enumerate_regions: %d of %d regions failed the final check of their certificates (the witness is "
             "not inside the region by the inradius found): dropped, and the result is marked incomplete. The "
             "LPs lost precision: their tolerances are relative to the box (half-diagonal %.3g), so cells "
@@ -1418,27 +1422,30 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     if complete:
         ctx.stats["unlisted_probes"] = unlisted = _unlisted_probes(ctx, par_pat, seed)
         if unlisted:
-            log.warning(
+            warn(
+                PrecisionWarning,
                 "enumerate_regions: %d activation patterns seen at random points of the box are not among the %d "
                 "regions: regions thinner than tol x the box's half-diagonal (%.3g) exist there, or were missed. %s",
                 unlisted, len(par_pat), ctx.tol, _advice(tol))
     if interrupted:
         early = ctx.stats.get("interrupted_level")
-        log.warning("enumerate_regions interrupted: returning the %d regions certified so far (complete=False)%s",
-                    len(par_pat), "" if early is None else
-                    f"; the search was in level {early} of {len(levels)}, and regions are certified in the last level "
-                    "only, after every cell of the earlier ones (pass max_regions for a partial list sooner)")
+        warn(IncompleteResultWarning,
+             "enumerate_regions interrupted: returning the %d regions certified so far (complete=False)%s",
+             len(par_pat), "" if early is None else
+             f"; the search was in level {early} of {len(levels)}, and regions are certified in the last level "
+             "only, after every cell of the earlier ones (pass max_regions for a partial list sooner)")
     if stopped:
-        log.warning("enumerate_regions stopped at max_regions=%d: the result is incomplete (complete=False)",
-                    max_regions)
+        warn(IncompleteResultWarning,
+             "enumerate_regions stopped at max_regions=%d: the result is incomplete (complete=False)", max_regions)
     if ctx.stats["thin_cells"]:
-        log.warning(
+        warn(
+            PrecisionWarning,
             "enumerate_regions: %d cells thinner than tol x the box's half-diagonal (inradius at most %.3g) "
             "were seen but not counted as regions, so regions that thin are not enumerated. If they are "
             "genuine: %s", ctx.stats["thin_cells"], ctx.tol, _advice(tol))
     if ctx.stats["seed_failures"]:
-        log.warning("enumerate_regions: %d parent cells could not be seeded (all candidate points within "
-                    "tol of a hyperplane); the result is incomplete", ctx.stats["seed_failures"])
+        warn(PrecisionWarning, "enumerate_regions: %d parent cells could not be seeded (all candidate points "
+             "within tol of a hyperplane); the result is incomplete", ctx.stats["seed_failures"])
     witnesses = par_wit + ctx.centre
     if s is not None:
         witnesses = witnesses * s
@@ -1447,7 +1454,8 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
         par_rad = np.where(rho > 0, rho, par_rad * np.min(s))
     ctx.stats["rounded_witnesses"] = rounded = _rounded_witnesses(ctx, net_x, lo_x, hi_x, par_pat, witnesses, par_rad)
     if rounded:
-        log.warning(
+        warn(
+            PrecisionWarning,
             "enumerate_regions: %d of %d witnesses, rounded to float64 where the box lies (coordinates up to %.3g, "
             "spaced %.3g apart there), are not strictly inside their regions: those regions are thinner than "
             "float64 resolves at that distance from the origin. The regions are listed, but these witnesses and "

@@ -7,6 +7,10 @@ the built-in exception a Python user would expect (``ValueError``, ``TypeError``
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "JaxpolyError",
     "InvalidNetworkError",
@@ -19,6 +23,10 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "LoadError",
+    "SaveError",
+    "JaxpolyWarning",
+    "PrecisionWarning",
+    "IncompleteResultWarning",
 ]
 
 
@@ -80,3 +88,33 @@ class SaveError(JaxpolyError, OSError):
 
 class ModelNotFoundError(ModelLoadError, FileNotFoundError):
     """Neither an existing file or folder nor a bundled model name."""
+
+
+class JaxpolyWarning(UserWarning):
+    """Base class of the warnings jaxpoly issues about a result it returns. They go through Python's
+    :mod:`warnings`, so ``warnings.simplefilter("error", jaxpoly.JaxpolyWarning)`` (or ``pytest -W
+    error::jaxpoly.JaxpolyWarning``) turns them into exceptions, and ``pytest.warns`` catches them."""
+
+
+class PrecisionWarning(JaxpolyWarning):
+    """Floating point or the tolerance did not resolve everything: cells thinner than ``tol`` of the box,
+    certificates that failed their final check, witnesses that float64 cannot place, vertices merged from
+    near-misses. The result may lack regions or carry approximate witnesses; the message says how much and
+    what fixes it (a smaller ``tol``, a smaller box, translating the input)."""
+
+
+class IncompleteResultWarning(JaxpolyWarning):
+    """The computation stopped early at the caller's request (``max_regions``, Ctrl-C): the result is
+    partial and says so (``complete=False``)."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(category: type[JaxpolyWarning], message: str, *args) -> None:
+    """Issue ``message % args`` as a ``category`` warning attributed to the first caller outside jaxpoly
+    (so filters by module and the printed location name the user's line, not ours)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message % args if args else message, category, stacklevel=level)

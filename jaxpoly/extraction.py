@@ -22,7 +22,7 @@ from jaxpoly import subdivision as sd
 from jaxpoly.arguments import check_flag, is_integer, is_real
 from jaxpoly.bounds import as_box
 from jaxpoly.complex import Complex
-from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError
+from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError, PrecisionWarning, warn
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import Network, restrict_to_plane, validate_network
@@ -212,8 +212,8 @@ def extract(
         1e-13 in float64: roundoff at vertices on a hyperplane is ~1e-15, the closest genuine near-miss
         in the bunny networks ~1e-11). The rule is relative to the box: in a box far larger than where
         the hyperplanes meet, genuine near-misses fall under it and merge. Values it decides far above
-        roundoff (between ``sqrt(rtol * eps)`` and ``rtol`` times the scale) are reported by a warning on
-        the ``jaxpoly`` logger, and counted in ``timings["near_misses"]``. The regions engine does not
+        roundoff (between ``sqrt(rtol * eps)`` and ``rtol`` times the scale) are reported by a
+        :class:`~jaxpoly.PrecisionWarning`, and counted in ``timings["near_misses"]``. The regions engine does not
         use ``rtol`` (it computes the exact complex in float64).
       progress: log a line per stage (to the ``jaxpoly`` logger) and show a progress bar.
       slice: ``(origin, u, v)``: extract on the plane ``x = origin + s u + t v`` of a
@@ -432,7 +432,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
 
 
 def _warn_near_misses(near: list, lo: np.ndarray, hi: np.ndarray, rtol: float, dtype) -> None:
-    """Log a warning for the values the tolerance rule decided well above roundoff (``near``: per stage,
+    """Warn (:class:`~jaxpoly.PrecisionWarning`) about the values the tolerance rule decided well above roundoff (``near``: per stage,
     ``(count, largest |v| / scale, stage)``): each may be a genuine near-miss merged into a degenerate
     vertex, so the complex may differ from the exact one. The rule is relative to each hyperplane's
     largest value over the box, so a box much larger than where the network's hyperplanes meet widens it
@@ -442,7 +442,8 @@ def _warn_near_misses(near: list, lo: np.ndarray, hi: np.ndarray, rtol: float, d
     where = "the level set" if worst[2] is None else f"stage {worst[2]}"
     box = float(max(np.abs(lo).max(), np.abs(hi).max()))
     name = np.dtype(dtype).name
-    log.warning(
+    warn(
+        PrecisionWarning,
         "extract: the tolerance rule (rtol=%g) put vertices on hyperplanes they miss by up to %.1e of the "
         "hyperplane's largest value over the box (%d vertex-hyperplane pairs, the worst at %s), far above "
         "%s roundoff (%.0e): they may be genuine near-misses merged into one vertex, so the counts may differ "

@@ -19,7 +19,8 @@ def complex2(net2):
 
 @pytest.fixture(scope="module")
 def regions2(net2):
-    return jaxpoly.enumerate_regions(net2, (-0.5, 0.5), max_regions=20)
+    with pytest.warns(jaxpoly.IncompleteResultWarning):
+        return jaxpoly.enumerate_regions(net2, (-0.5, 0.5), max_regions=20)
 
 
 def _three_outputs():

@@ -71,6 +71,10 @@ def test_enumerate_matches_extract_region_count(tmp_path):
     assert regions.num_regions == 255 and regions.complete and regions.level_set
     assert regions.patterns.shape == (255, 101)
     assert "jaxpoly.enumerate" in r.stderr or "layer" in r.stderr  # the progress bar is on in the CLI
+    # the library's warnings print as the CLI's own lines, not with Python's source location
+    r = run("enumerate", "bunny-2d-2x50", "--bounds", "-0.5", "0.5", "--max-regions", "7", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "jaxpoly: enumerate_regions stopped at max_regions=7" in r.stderr and "Warning" not in r.stderr, r.stderr
 
 
 def test_sample(tmp_path):

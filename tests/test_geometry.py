@@ -351,12 +351,14 @@ def test_geometry_on_a_float32_complex():
     float64 solution of their own hyperplanes): the geometry recomputes them in float64 from float32's
     combinatorics, within float32's tolerance, instead of failing an internal check."""
     net = jaxpoly.load_model("bunny-2d-2x100")
-    c = jaxpoly.extract(net, (-0.5, 0.5), dtype=np.float32)
+    with pytest.warns(jaxpoly.PrecisionWarning, match="near-misses"):  # 7 (README: float32)
+        c = jaxpoly.extract(net, (-0.5, 0.5), dtype=np.float32)
     x = np.asarray(g.vertex_positions(net, c))
     assert x.shape == c.vertices.shape and 1e-6 < np.abs(x - c.vertices).max() <= 1e-4
     assert not g.is_stale(net, c) and not g.is_stale(net.astype(np.float32), c)
     assert g.level_set_positions(net, c).shape == c.level_set_mesh().vertices.shape
-    assert not ExactGeometry(net, (-0.5, 0.5), dtype=np.float32).update(net)
+    with pytest.warns(jaxpoly.PrecisionWarning, match="near-misses"):
+        assert not ExactGeometry(net, (-0.5, 0.5), dtype=np.float32).update(net)
 
 
 def test_region_inradius_of_a_complex_without_level_set():
