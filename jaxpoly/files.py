@@ -21,6 +21,14 @@ def as_path(path: Any, what: str, error: type = LoadError) -> str:
         raise error(f"expected a path to {what} (str or os.PathLike), got {type(path).__name__}") from None
 
 
+def saved_npz_name(path: str) -> str:
+    """``path``, or ``path + ".npz"`` where only that exists: the name NumPy's ``savez`` gave a file it
+    was asked to write as ``path``."""
+    if not os.path.exists(path) and os.path.isfile(path + ".npz"):
+        return path + ".npz"
+    return path
+
+
 def read_npz(path: Any, what: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` file ``path`` (or ``path + ".npz"``, the name NumPy saved it under),
     which must hold ``keys``.
@@ -29,9 +37,7 @@ def read_npz(path: Any, what: str, keys: Sequence[str]) -> dict[str, np.ndarray]
       LoadError: no such file, not a readable ``.npz``, or a missing array (``what`` names the expected
         content in the message, e.g. ``"jaxpoly.Complex"``).
     """
-    path = as_path(path, f"a {what} file")
-    if not os.path.isfile(path) and os.path.isfile(path + ".npz"):
-        path += ".npz"  # NumPy's savez appends it to a name without it
+    path = saved_npz_name(as_path(path, f"a {what} file"))
     if not os.path.isfile(path):
         raise LoadError(f"no such file: {path!r} (expected a {what} written by its save())")
     try:

@@ -51,7 +51,6 @@ import dataclasses
 import functools
 import hashlib
 import itertools
-import re
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -1103,27 +1102,24 @@ def network_from_params(weights: Sequence[Array], biases: Sequence[Array],
     return Network(stages, Stage((weights[-1],), biases[-1], (len(stages),), identity()))
 
 
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
 def network_from_flax_params(params: Any, activation: str | Activation = "relu") -> Network:
-    """A linen MLP's params (``{"params": {"Dense_0": {"kernel", "bias"}, ...}}`` or the inner dict) as
-    a :class:`~jaxpoly.Network`, traceably; layers in natural name order (``Dense_2`` before
-    ``Dense_10``). For other architectures use :func:`network_from_params`."""
+    """A linen MLP's variables (``{"params": {"Dense_0": {"kernel", "bias"}, ...}}`` or the params alone)
+    as a :class:`~jaxpoly.Network`, traceably. The layers' order comes from their names and shapes
+    (:func:`jaxpoly.loading.dense_layer_order`: ``Dense_2`` before ``Dense_10``; names that do not say
+    it, where the shapes chain in more than one order, raise). Parameters other than Dense kernels and
+    biases (BatchNorm, LayerNorm, convolutions, batch statistics) raise too: for such models use
+    :func:`jaxpoly.from_flax`, or :func:`network_from_params` with the arrays in order."""
+    from jaxpoly.loading import dense_layer_order, dense_layers_from_tree
+
     if not isinstance(params, Mapping):
         raise InvalidNetworkError(f"expected a linen params tree (a mapping of layer names to their "
                                   f"'kernel' and 'bias'), got {type(params).__name__}")
-    if "params" in params and isinstance(params["params"], Mapping) and "kernel" not in params:
-        params = params["params"]
-    names = sorted((k for k, v in params.items() if isinstance(v, Mapping) and "kernel" in v), key=_natural_key)
-    if not names:
+    where = "network_from_flax_params"
+    layers = dense_layers_from_tree(params, where, error=InvalidNetworkError, reader=where, as_numpy=False)
+    if not layers:
         raise InvalidNetworkError("no Dense layers (mappings with a 'kernel') in the params tree")
-    kernels = [params[k]["kernel"] for k in names]
-    # a Dense layer with use_bias=False has no bias: zero (traceable, in the kernel's dtype)
-    biases = [params[k]["bias"] if "bias" in params[k] else jnp.zeros(jnp.shape(w)[-1:], jnp.result_type(w))
-              for k, w in zip(names, kernels)]
-    return network_from_params(kernels, biases, activation)
+    order = dense_layer_order([n for n, _, _ in layers], [tuple(np.shape(k)) for _, k, _ in layers], where)
+    return network_from_params([layers[i][1] for i in order], [layers[i][2] for i in order], activation)
 
 
 # ----------------------------------------------------------------------------------------------------

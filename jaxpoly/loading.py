@@ -39,14 +39,16 @@ import os
 import re
 import warnings
 import zipfile
+from collections.abc import Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.arguments import is_integer
 from jaxpoly.convert.arrays import from_arrays, load_npz
 from jaxpoly.errors import InvalidNetworkError, JaxpolyError, ModelLoadError, ModelNotFoundError
-from jaxpoly.files import as_path
+from jaxpoly.files import as_path, saved_npz_name
 from jaxpoly.models import _ALIASES, BUNDLED_MODELS, bundled_model_path
 from jaxpoly.network import Network, activation_from_name
 
@@ -177,27 +179,17 @@ def parse_arch(spec: Any) -> Arch:
 
 
 def _mlp(layers: list[tuple[str, np.ndarray, np.ndarray]], arch: Arch, where: str, *,
-         natural_first: bool) -> Network:
-    """A network from dense layers ``(name, W (in, out), b (out,))`` checked against ``arch.widths``.
-
-    Layer order: natural name order (``Dense_2`` before ``Dense_10``; Flax trees, whose dict keys JAX
-    tree maps sort) or stored order (PyTorch state dicts keep the registration order) first, the other
-    when the first does not chain."""
+         stored_first: bool = False) -> Network:
+    """A network from dense layers ``(name, W (in, out), b (out,))`` checked against ``arch.widths``, in
+    the order :func:`dense_layer_order` finds; ``stored_first``: the stored order wins where it chains
+    (PyTorch state dicts keep the registration order; Flax trees are sorted by name whenever JAX maps
+    them)."""
     if not layers:
         raise ModelLoadError(f"{where}: found no dense layers (2-D kernels/weights) in the checkpoint")
-
-    def chains(ls):
-        return all(a[1].shape[1] == b[1].shape[0] for a, b in zip(ls, ls[1:]))
-
-    natural = sorted(layers, key=lambda t: _natural_key(t[0]))
-    orders = (natural, layers) if natural_first else (layers, natural)
-    for ls in orders:
-        if chains(ls):
-            layers = ls
-            break
-    else:
-        shapes = ", ".join(f"{n}: {W.shape[0]}->{W.shape[1]}" for n, W, _ in layers)
-        raise ModelLoadError(f"{where}: the dense layers do not chain into an MLP ({shapes})")
+    stored = stored_first and all(a[1].shape[1] == b[1].shape[0] for a, b in zip(layers, layers[1:]))
+    if not stored:
+        order = dense_layer_order([n for n, _, _ in layers], [W.shape for _, W, _ in layers], where, ModelLoadError)
+        layers = [layers[i] for i in order]
     widths = (layers[0][1].shape[0],) + tuple(W.shape[1] for _, W, _ in layers)
     if arch.widths is not None and tuple(arch.widths) != widths:
         raise ModelLoadError(f"{where}: the architecture says widths {list(arch.widths)} but the checkpoint "
@@ -207,6 +199,56 @@ def _mlp(layers: list[tuple[str, np.ndarray, np.ndarray]], arch: Arch, where: st
                            negative_slope=arch.negative_slope)
     except InvalidNetworkError as e:
         raise ModelLoadError(f"{where}: {e}") from None
+
+
+def dense_layer_order(names: list[str], shapes: list[tuple[int, int]], where: str,
+                      error: type[Exception] = InvalidNetworkError) -> list[int]:
+    """The order of an MLP's dense layers, from their names and kernel shapes ``(in, out)``: the one
+    order in which the shapes chain and layers whose names differ only in their numbers (``Dense_2``,
+    ``Dense_10``; ``fc1``, ``fc2``) keep their numbers' order. Names carry no order across such
+    families (``input``, ``hidden``, ``output``), so where the shapes chain in more than one order
+    (``hidden`` and ``input`` both 2 -> 2) ``error`` is raised instead of guessing."""
+    family: dict[str, list[int]] = {}
+    for i in sorted(range(len(names)), key=lambda i: _natural_key(names[i])):
+        family.setdefault(re.sub(r"\d+", "#", names[i]), []).append(i)
+    queues = list(family.values())
+    memo: dict = {}
+
+    def count(taken: tuple[int, ...], width: int | None) -> int:
+        """Completions (up to 2) once ``taken[f]`` layers of family ``f`` are placed, the last giving ``width``."""
+        if all(t == len(q) for t, q in zip(taken, queues)):
+            return 1
+        if (taken, width) not in memo:
+            n = 0
+            for f, q in enumerate(queues):
+                if taken[f] < len(q) and (width is None or shapes[q[taken[f]]][0] == width) and n < 2:
+                    n += count(taken[:f] + (taken[f] + 1,) + taken[f + 1:], shapes[q[taken[f]]][1])
+            memo[taken, width] = min(n, 2)
+        return memo[taken, width]
+
+    def listing() -> str:
+        return ", ".join(f"{n}: {a}->{b}" for n, (a, b) in zip(names, shapes))
+
+    if len(names) > 1 and len(queues) > 12:  # the search visits up to 2^families states
+        raise error(f"{where}: cannot order {len(names)} dense layers of {len(queues)} differently named "
+                    "families by their names; name them with one prefix and their index (Dense_0, Dense_1, ...)")
+    found = count((0,) * len(queues), None)
+    if found == 0:
+        raise error(f"{where}: the dense layers do not chain into an MLP in any order their names allow ({listing()})")
+    if found > 1:
+        raise error(f"{where}: the dense layers chain into an MLP in more than one order ({listing()}), and their "
+                    "names do not say which (layers named with one prefix and their index do: Dense_0, Dense_1, ...); "
+                    "rename them, or convert the model with jaxpoly.from_flax(module, variables, input_dim=...), "
+                    "which follows what it computes")
+    order, taken, width = [], [0] * len(queues), None
+    while len(order) < len(names):
+        f = next(f for f, q in enumerate(queues) if taken[f] < len(q)
+                 and (width is None or shapes[q[taken[f]]][0] == width)
+                 and count(tuple(taken[:f] + [taken[f] + 1] + taken[f + 1:]), shapes[q[taken[f]]][1]) == 1)
+        order.append(queues[f][taken[f]])
+        width = shapes[order[-1]][1]
+        taken[f] += 1
+    return order
 
 
 def _natural_key(name: str):
@@ -261,36 +303,43 @@ def _listing(names: list[str], most: int = 6) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > most else "")
 
 
-def _dense_layers_from_tree(tree: Any, where: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The Dense layers of a Flax parameter tree; any other floating-point parameter is refused (an MLP
-    read without it would be a different network)."""
-    if isinstance(tree, dict) and isinstance(tree.get("params"), dict):
+def dense_layers_from_tree(tree: Any, where: str, *, error: type[Exception] = ModelLoadError,
+                           reader: str = "an 'mlp' architecture", as_numpy: bool = True) -> list[tuple[str, Any, Any]]:
+    """The Dense layers ``(path, kernel (in, out), bias (out,))`` of a Flax parameter tree (``{"params":
+    ...}`` or the params themselves), in the tree's order; batch statistics and any other floating-point
+    parameter are refused with ``error`` (the MLP ``reader`` makes without them would be a different
+    network). ``as_numpy``: kernels and biases as float64 NumPy (else as given, e.g. traced; a missing
+    bias is then zeros of the kernel's dtype)."""
+    if isinstance(tree, Mapping) and isinstance(tree.get("params"), Mapping) and "kernel" not in tree:
         stats = tree.get("batch_stats")
-        if isinstance(stats, dict) and stats:
-            raise ModelLoadError(
-                f"{where}: the checkpoint holds batch statistics (batch_stats: {_listing(sorted(map(str, stats)))}), "
-                "so the model has BatchNorm layers, which an 'mlp' architecture does not describe; convert it in "
-                "Python with jaxpoly.from_flax(module, variables, input_dim=...) (BatchNorm with "
-                "use_running_average=True is folded) and save the network with jaxpoly.save_npz"
+        if isinstance(stats, Mapping) and stats:
+            raise error(
+                f"{where}: the variables hold batch statistics (batch_stats: {_listing(sorted(map(str, stats)))}), "
+                f"so the model has BatchNorm layers, which {reader} does not read; convert it with "
+                "jaxpoly.from_flax(module, variables, input_dim=...) (BatchNorm with use_running_average=True is "
+                "folded), and save the network with jaxpoly.save_npz"
             )
         tree = tree["params"]
-    out: list[tuple[str, np.ndarray, np.ndarray]] = []
+    out: list[tuple[str, Any, Any]] = []
     unused: list[str] = []
 
     def walk(node: Any, path: str) -> None:
         node = _unwrap(node)
-        if not isinstance(node, dict):
+        if not isinstance(node, Mapping):
             if _is_float(node):
                 unused.append(path or "/")
             return
         if "kernel" in node:
-            k = _real_array(_unwrap(node["kernel"]), f"{path or '/'}/kernel", where)
-            if k.ndim != 2:
-                raise ModelLoadError(f"{where}: layer {path or '/'} has a {k.ndim}-D kernel of shape {k.shape}; "
-                                     "an 'mlp' architecture has only Dense layers (convert other models with "
-                                     "jaxpoly.from_flax in Python)")
-            b = _unwrap(node.get("bias"))
-            b = np.zeros(k.shape[1]) if b is None else _real_array(b, f"{path or '/'}/bias", where)
+            k, b = _unwrap(node["kernel"]), _unwrap(node.get("bias"))
+            if as_numpy:
+                k = _real_array(k, f"{path or '/'}/kernel", where)
+            if np.ndim(k) != 2:
+                raise error(f"{where}: layer {path or '/'} has a {np.ndim(k)}-D kernel of shape {np.shape(k)}; "
+                            f"{reader} reads only Dense layers (convert other models with jaxpoly.from_flax)")
+            if b is None:
+                b = np.zeros(k.shape[1]) if as_numpy else jnp.zeros(k.shape[1:], jnp.result_type(k))
+            elif as_numpy:
+                b = _real_array(b, f"{path or '/'}/bias", where)
             out.append((path, k, b))
             for key, child in node.items():
                 if key not in ("kernel", "bias"):
@@ -301,11 +350,11 @@ def _dense_layers_from_tree(tree: Any, where: str) -> list[tuple[str, np.ndarray
 
     walk(tree, "")
     if unused:
-        raise ModelLoadError(
-            f"{where}: the checkpoint holds parameters that are not Dense layers ({_listing(unused)}); an 'mlp' "
-            "architecture reads only Dense kernels and biases, and the network without those layers (BatchNorm, "
-            "LayerNorm, convolutions, …) would compute something else. Convert such models in Python with "
-            "jaxpoly.from_flax(module, variables, input_dim=...) and save them with jaxpoly.save_npz"
+        raise error(
+            f"{where}: the parameters include some that are not Dense layers ({_listing(unused)}); {reader} reads "
+            "only Dense kernels and biases, and the network without those layers (BatchNorm, LayerNorm, "
+            "convolutions, …) would compute something else. Convert such models with "
+            "jaxpoly.from_flax(module, variables, input_dim=...) (and save them with jaxpoly.save_npz)"
         )
     return out
 
@@ -321,8 +370,7 @@ def _load_flax_msgpack(path: str, arch: Arch | None) -> Network:
     if not isinstance(tree, dict):
         raise ModelLoadError(f"{path} is not a Flax checkpoint (it holds a {type(tree).__name__}, not a dict of "
                              "parameters)")
-    return _mlp(_dense_layers_from_tree(tree, path), _need_arch(arch, path, "a Flax msgpack checkpoint"), path,
-                natural_first=True)
+    return _mlp(dense_layers_from_tree(tree, path), _need_arch(arch, path, "a Flax msgpack checkpoint"), path)
 
 
 def _orbax_item_dir(path: str) -> str | None:
@@ -361,7 +409,7 @@ def _load_orbax(path: str, arch: Arch | None) -> Network:
             tree = ocp.PyTreeCheckpointer().restore(os.path.abspath(item))
     except Exception as e:  # noqa: BLE001 - orbax raises many types for foreign folders
         raise ModelLoadError(f"{path} is not a readable Orbax checkpoint ({type(e).__name__}: {e})") from None
-    return _mlp(_dense_layers_from_tree(tree, path), arch, path, natural_first=True)
+    return _mlp(dense_layers_from_tree(tree, path), arch, path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -386,7 +434,10 @@ def _is_torchscript(path: str) -> bool:
         return False
 
 
-_CODE_ARGS = {"LeakyReLU": r"leaky_relu_?\(\w+, ([^,)]+)", "Hardtanh": r"hardtanh_?\(\w+, ([^,)]+), ([^,)]+)"}
+_CODE_CALL = {"LeakyReLU": r"leaky_relu_?", "Hardtanh": r"hardtanh_?"}
+_CODE_ARGS = {"LeakyReLU": _CODE_CALL["LeakyReLU"] + r"\(\w+, ([^,)]+)",
+              "Hardtanh": _CODE_CALL["Hardtanh"] + r"\(\w+, ([^,)]+), ([^,)]+)"}
+_CODE_DEFAULTS = {"LeakyReLU": (0.01,), "Hardtanh": (-1.0, 1.0)}  # torch.nn's
 
 
 def _script_float(mod: Any, attr: str, kind: str, group: int) -> float:
@@ -396,10 +447,13 @@ def _script_float(mod: Any, attr: str, kind: str, group: int) -> float:
         return float(getattr(mod, attr))
     except (AttributeError, RuntimeError):
         pass
-    m = re.search(_CODE_ARGS[kind], getattr(mod, "code", ""))
-    if not m:
-        raise ModelLoadError(f"cannot read {attr} of a TorchScript {kind} layer")
-    return float(m.group(group))
+    code = getattr(mod, "code", "")
+    m = re.search(_CODE_ARGS[kind], code)
+    if m:
+        return float(m.group(group))
+    if re.search(_CODE_CALL[kind] + r"\(\w+\)", code):  # traced at the defaults, which tracing leaves out
+        return _CODE_DEFAULTS[kind][group - 1]
+    raise ModelLoadError(f"cannot read {attr} of a TorchScript {kind} layer")
 
 
 def _rebuild_sequential(mod: Any, torch: Any, where: str) -> Any:
@@ -447,7 +501,7 @@ def _load_torchscript(path: str, arch: Arch | None) -> Network:
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"{path} is not a readable TorchScript file ({type(e).__name__}: {e})") from None
     if arch is not None:
-        return _mlp(_dense_layers_from_state_dict(mod.state_dict(), path), arch, path, natural_first=False)
+        return _mlp(_dense_layers_from_state_dict(mod.state_dict(), path), arch, path, stored_first=True)
     if getattr(mod, "original_name", "") != "Sequential":
         raise ModelLoadError(
             f"{path}: the TorchScript model is a custom module ({getattr(mod, 'original_name', '?')}), whose "
@@ -519,7 +573,7 @@ def _load_torch(path: str, arch: Arch | None) -> Network:
             "save model.state_dict() or torch.jit.script(model)"
         ) from None
     return _mlp(_dense_layers_from_state_dict(sd, path), _need_arch(arch, path, "a PyTorch state dict"), path,
-                natural_first=False)
+                stored_first=True)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -586,6 +640,8 @@ def load_network(model: str | os.PathLike, *, arch: Any = None, input_dim: int |
     """
     s = as_path(model, "a model file or a bundled model's name", ModelLoadError)
     arch = None if arch is None else parse_arch(arch)
+    if s not in BUNDLED_MODELS and s not in _ALIASES:
+        s = saved_npz_name(s)
     if s in BUNDLED_MODELS or s in _ALIASES:
         net = _npz(bundled_model_path(s), arch)
     elif not os.path.exists(s):

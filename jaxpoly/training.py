@@ -34,7 +34,7 @@ from jaxpoly.geometry import (
     vertex_positions,
 )
 from jaxpoly.mesh import Mesh
-from jaxpoly.network import Network
+from jaxpoly.network import Network, restrict_to_plane
 
 __all__ = ["refresh_if_stale", "ExactGeometry"]
 
@@ -49,7 +49,9 @@ def _stale_message(num: int, total: int) -> str:
 def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | None = None, *,
                      strict: bool = False, rtol: float = STALE_RTOL, **extract_kwargs) -> Complex:
     """``complex`` if its combinatorics still hold for ``net`` (:func:`jaxpoly.geometry.is_stale`), else a
-    fresh :func:`jaxpoly.extract` (same box and level-set setting unless ``bounds`` is given).
+    fresh :func:`jaxpoly.extract` (same box and level-set setting unless ``bounds`` is given). With
+    ``slice=(origin, u, v)`` (as ``complex`` was extracted), ``net`` is the full network: it is restricted
+    to the plane for the check.
 
     Raises:
       InvalidNetworkError: ``complex`` was extracted from a different architecture, or ``net`` has
@@ -58,7 +60,8 @@ def refresh_if_stale(net: Network, complex: Complex, bounds: Sequence[Any] | Non
     """
     check_flag(strict, "strict")
     _check_extract_kwargs(extract_kwargs, "refresh_if_stale")
-    stale = stale_vertices(net, complex, rtol=rtol)  # (checks rtol)
+    stale = stale_vertices(_on_plane(net, extract_kwargs.get("slice"), "refresh_if_stale"), complex,
+                           rtol=rtol)  # (checks rtol)
     if not stale.any():
         return complex
     if strict:
@@ -80,6 +83,20 @@ def _check_extract_kwargs(kwargs: dict, where: str) -> None:
             f"{', '.join(allowed)}")
 
 
+def _on_plane(net: Network, plane: Any, where: str) -> Network:
+    """``net`` restricted to ``plane = (origin, u, v)`` (the ``slice`` its complex was extracted on), or
+    ``net`` itself without one."""
+    if plane is None:
+        return net
+    origin = np.shape(plane[0]) if isinstance(plane, (tuple, list)) and len(plane) == 3 else None
+    if origin is not None and isinstance(net, Network) and (net.input_dim,) != origin:
+        raise InvalidArgumentError(
+            f"{where} was given slice=(origin, u, v) in {origin[0]} dimensions but a network of input_dim="
+            f"{net.input_dim}: pass the full network (the one extract(net, bounds, slice=...) read); it is restricted "
+            "to the plane here")
+    return restrict_to_plane(net, *plane)
+
+
 def _pad_rows(a: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """``a (n, k)`` padded with zero rows to ``(size, k)`` and the mask ``(size,)`` of real rows."""
     n = len(a)
@@ -90,6 +107,10 @@ def _pad_rows(a: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 class ExactGeometry:
     """An extracted complex that follows a changing network, with padded systems for jitted steps.
+
+    With ``slice=(origin, u, v)`` (an :func:`~jaxpoly.extract` keyword) the complex is that of the
+    network on the plane: :meth:`update`, :meth:`positions` and :meth:`check` take the full network,
+    and a jitted step computes positions from the systems with :meth:`on_plane` ``(net)``.
 
     Attributes:
       complex: the current :class:`~jaxpoly.Complex`.
@@ -119,7 +140,7 @@ class ExactGeometry:
           StaleCombinatoricsError: stale and ``strict=True``.
         """
         self.num_checks += 1
-        stale = stale_vertices(net, self.complex, rtol=self.rtol)
+        stale = stale_vertices(self.on_plane(net), self.complex, rtol=self.rtol)
         if not stale.any():
             return False
         if self.strict:
@@ -127,6 +148,11 @@ class ExactGeometry:
         self.complex = extract(net, self.bounds, level_set=self.level_set, **self.extract_kwargs)
         self.num_extractions += 1
         return True
+
+    def on_plane(self, net: Network) -> Network:
+        """The network the complex is of: ``net`` restricted to the plane of ``slice`` if one was given
+        (traceable in the weights), else ``net``."""
+        return _on_plane(net, self.extract_kwargs.get("slice"), "ExactGeometry")
 
     @property
     def system(self) -> VertexSystem:
@@ -150,12 +176,18 @@ class ExactGeometry:
         return _pad_rows(e, _bucket(len(e)))
 
     def positions(self, params_or_net: Any, *, to_network: Callable[[Any], Network] | None = None):
-        """All vertices ``(V, d)`` of the current complex as functions of the weights."""
+        """All vertices ``(V, d)`` of the current complex as functions of the weights (plane coordinates
+        with ``slice``)."""
+        if "slice" in self.extract_kwargs:
+            if to_network is None and not isinstance(params_or_net, Network):
+                raise InvalidArgumentError("positions() with slice needs the network, or to_network to build it")
+            base = to_network or (lambda n: n)
+            to_network = lambda p: self.on_plane(base(p))  # noqa: E731
         return vertex_positions(params_or_net, self.complex, to_network=to_network)
 
     def check(self, net: Network) -> None:
         """Raise :class:`~jaxpoly.InvalidNetworkError` unless ``net`` fits the current complex."""
-        check_compatible(net, self.system)
+        check_compatible(self.on_plane(net), self.system)
 
     def __repr__(self) -> str:
         return (f"ExactGeometry({self.complex!r}, extractions={self.num_extractions}, "

@@ -374,6 +374,12 @@ def test_load_network_torchscript_and_state_dict(tmp_path):
         net = jaxpoly.load_network(tmp_path / name)
         assert [st.activation.name for st in net.stages] == ["leaky_relu(0.1)", "hard_tanh(-2,3)"]
         np.testing.assert_allclose(np.asarray(net(x)), ref, atol=1e-12)
+    # traced at torch's default parameters, which tracing leaves out of the code (was refused)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LeakyReLU(), nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 1)).double()
+    torch.jit.trace(model, torch.zeros(1, 4, dtype=torch.float64)).save(str(tmp_path / "defaults.ts"))
+    net = jaxpoly.load_network(tmp_path / "defaults.ts")
+    assert [st.activation.name for st in net.stages] == ["leaky_relu(0.01)", "hard_tanh(-1,1)"]
+    np.testing.assert_allclose(np.asarray(net(x)), model(torch.tensor(x)).detach().numpy(), atol=1e-12)
     plain = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).double()
     torch.save(plain.state_dict(), tmp_path / "sd.pt")
     net = jaxpoly.load_network(tmp_path / "sd.pt", arch="mlp:4,8,1:relu")

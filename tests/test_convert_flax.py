@@ -298,6 +298,28 @@ def test_elementwise_piecewise_linear_ops():
     _check(net, f, _inputs(500, 3, seed=7))
 
 
+def test_linear_and_identity_primitives_are_folded():
+    """``jnp.tile``, ``lax.stop_gradient`` (the straight-through trick), ``.at[].multiply`` by a constant
+    and ``** 1`` are linear (were refused as "not piecewise affine")."""
+    W = np.random.default_rng(10).normal(size=(3, 4))
+
+    def f(x):
+        h = jax.nn.relu(x @ W)
+        st = x @ W + jax.lax.stop_gradient(jax.nn.relu(x @ W) - x @ W)
+        return jnp.concatenate([jnp.tile(h, 2), st, h.at[:, 1].multiply(3.0) ** 1], axis=-1)
+
+    net = from_flax(f, input_dim=3)
+    _check(net, f, _inputs(100, 3, seed=11))
+
+
+def test_operations_across_the_batch_are_refused():
+    """The module is read on a batch of one, where a mean over the batch axis is the identity: a model
+    that centres its features over the batch was converted into another function, nothing said."""
+    W = np.random.default_rng(12).normal(size=(3, 4))
+    with pytest.raises(UnsupportedLayerError, match="other examples of its batch"):
+        from_flax(lambda x: jax.nn.relu(x @ W) - jnp.mean(jax.nn.relu(x @ W), axis=0), input_dim=3)
+
+
 def test_scan_and_fori_loop_are_unrolled():
     W = np.random.default_rng(8).normal(size=(3, 3))
 

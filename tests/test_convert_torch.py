@@ -182,6 +182,29 @@ def test_corrupt_lazy_or_complex_parameters_are_refused():
         from_torch(nn.Sequential(nn.Linear(3, 2, dtype=torch.complex64)))
 
 
+def test_forward_hooks_are_refused():
+    """A forward hook changes what its module computes; the old-style weight_norm / spectral_norm are
+    pre-hooks that recompute ``weight`` from other parameters (read after an optimizer step, ``weight``
+    is stale). They were ignored: a wrong network, nothing said. The parametrizations are read."""
+    x = _inputs(20, 3, seed=1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).double()
+    handle = model[0].register_forward_hook(lambda mod, inp, out: 2.0 * out)
+    with pytest.raises(UnsupportedLayerError, match="0 has a forward hook"):
+        from_torch(model)
+    handle.remove()
+    np.testing.assert_allclose(np.asarray(from_torch(model)(x)), _run(model, x), atol=1e-12, rtol=0)
+    for norm, fix in ((nn.utils.weight_norm, "remove_weight_norm"), (nn.utils.spectral_norm, "remove_spectral_norm"),
+                      (nn.utils.parametrizations.weight_norm, None)):
+        model = nn.Sequential(norm(nn.Linear(3, 4)), nn.ReLU(), nn.Linear(4, 1)).double().eval()
+        if fix is None:
+            with torch.no_grad():
+                model[0].parametrizations.weight.original1.mul_(1.5)
+            np.testing.assert_allclose(np.asarray(from_torch(model)(x)), _run(model, x), atol=1e-12, rtol=0)
+        else:
+            with pytest.raises(UnsupportedLayerError, match=fix):
+                from_torch(model)
+
+
 def test_leaky_relu_of_slope_one_is_the_identity():
     """LeakyReLU(1.0) is x -> x: no hidden stage and no hyperplane, as from_flax gives."""
     torch.manual_seed(5)

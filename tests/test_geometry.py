@@ -326,6 +326,34 @@ def test_exact_geometry_helper():
         strict.update(moved)
 
 
+def test_exact_geometry_on_a_plane_of_a_higher_dimensional_input():
+    """With ``slice``, the complex is that of the network on the plane: update/positions/check take the
+    full network (update failed on the very network it was built from: "does not belong to this
+    network"; given the restricted one, re-extraction restricted it twice), and a jitted step reads the
+    positions through on_plane, differentiably."""
+    net = random_net(5, (8, 8), 4)
+    plane = (np.zeros(5), np.eye(5)[0], np.eye(5)[1] + 0.5 * np.eye(5)[3])
+    geo = ExactGeometry(net, (-1.0, 1.0), slice=plane)
+    assert not geo.update(net) and geo.num_extractions == 1
+    np.testing.assert_allclose(np.asarray(geo.positions(net)), geo.complex.vertices, atol=1e-12)
+    moved = axpy(net, random_direction(net, 5), 0.1)
+    assert geo.update(moved) and geo.num_extractions == 2
+    fresh = jaxpoly.extract(moved, (-1.0, 1.0), slice=plane)
+    assert geo.complex.f_vector == fresh.f_vector
+    geo.check(moved)
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="pass the full network"):
+        geo.update(jaxpoly.restrict_to_plane(moved, *plane))
+    assert refresh_if_stale(moved, geo.complex, slice=plane) is geo.complex
+    assert refresh_if_stale(net, geo.complex, slice=plane).f_vector == jaxpoly.extract(net, (-1, 1), slice=plane).f_vector
+    system = geo.level_system
+    grad = jax.jit(jax.grad(lambda n: jnp.sum(g.vertex_positions(geo.on_plane(n), system) ** 2)))(moved)
+    eps, direction = 1e-6, random_direction(moved, 7)
+    f = lambda n: float(jnp.sum(g.vertex_positions(geo.on_plane(n), system) ** 2))  # noqa: E731
+    fd = (f(axpy(moved, direction, eps)) - f(axpy(moved, direction, -eps))) / (2 * eps)
+    dot = sum(float(jnp.vdot(a, b)) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(direction)))
+    assert abs(dot - fd) <= 1e-6 * max(1.0, abs(fd))
+
+
 def test_is_stale_tolerance_follows_the_dtype_of_the_computation():
     """The same weights stored in float32 (Flax's default param_dtype), or any network with x64 off,
     solve and evaluate in float32: own hyperplanes come back within ~16 eps, not the float64 tolerance
@@ -693,6 +721,45 @@ def test_network_from_flax_params_frozen_and_bias_free():
     for bad in ([1, 2], None, {}):
         with pytest.raises(jaxpoly.InvalidNetworkError):
             g.network_from_flax_params(bad)
+
+
+def test_network_from_flax_params_orders_layers_by_shape_and_refuses_what_it_cannot_read(tmp_path):
+    """Layer names order layers only within one family (``hidden_0``, ``hidden_1``); across families the
+    shapes decide, and where they chain in two orders (``input`` and ``hidden`` both 2 -> 2) it raises:
+    it read ``hidden, input, output`` (alphabetical), a wrong network, with nothing said. BatchNorm's
+    parameters and statistics were dropped silently; now refused. ``load_network`` reads the same way."""
+    import flax.linen as nn
+    from flax import serialization
+
+    def mlp(names, widths, norm=False):
+        class MLP(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                for name, w in zip(names[:-1], widths[:-1]):
+                    x = nn.Dense(w, name=name, param_dtype=jnp.float64)(x)
+                    x = nn.relu(nn.BatchNorm(use_running_average=True)(x) if norm else x)
+                return nn.Dense(widths[-1], name=names[-1], param_dtype=jnp.float64)(x)
+        return MLP()
+
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 2))
+    model = mlp(["hidden_0", "hidden_1", "final"], [5, 5, 1])  # "final" sorts first
+    v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    assert np.allclose(g.network_from_flax_params(v)(x), model.apply(v, x), atol=1e-14)
+    (tmp_path / "a.msgpack").write_bytes(serialization.to_bytes(v))
+    assert np.allclose(jaxpoly.load_network(tmp_path / "a.msgpack", arch="mlp")(x), model.apply(v, x), atol=1e-14)
+    model = mlp(["input", "hidden", "output"], [2, 2, 1])
+    v = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 2)))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="more than one order"):
+        g.network_from_flax_params(v)
+    (tmp_path / "b.msgpack").write_bytes(serialization.to_bytes(v))
+    with pytest.raises(jaxpoly.ModelLoadError, match="more than one order"):
+        jaxpoly.load_network(tmp_path / "b.msgpack", arch="mlp:2,2,2,1:relu")
+    model = mlp(["Dense_0", "Dense_1"], [4, 1], norm=True)
+    v = model.init(jax.random.PRNGKey(2), jnp.zeros((1, 2)))
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="batch statistics"):
+        g.network_from_flax_params(v)
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="BatchNorm_0"):
+        g.network_from_flax_params(v["params"])
 
 
 def test_geometry_of_a_fresh_complex_inside_jit():

@@ -85,6 +85,9 @@ def test_npz_roundtrip_general_and_sequential(tmp_path):
     assert set(np.load(tmp_path / "a.npz")) == {"W0", "b0", "W1", "b1"}
     X = rng.normal(size=(5, 2))
     assert np.allclose(jaxpoly.load_npz(tmp_path / "a.npz")(X), net(X))
+    jaxpoly.save_npz(net, tmp_path / "named")  # NumPy writes named.npz; both loaders find it by this name
+    assert np.allclose(jaxpoly.load_npz(tmp_path / "named")(X), net(X))
+    assert np.allclose(jaxpoly.load_network(str(tmp_path / "named"))(X), net(X))
     s1 = jaxpoly.Stage((rng.normal(size=(2, 3)),), np.zeros(3), (0,), jaxpoly.hard_tanh())
     gen = jaxpoly.Network((s1,), jaxpoly.Stage((np.eye(2), rng.normal(size=(3, 2))), np.zeros(2), (0, 1), jaxpoly.identity()))
     jaxpoly.save_npz(gen, tmp_path / "b.npz")

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxpoly.errors import InvalidNetworkError, ModelLoadError, ModelNotFoundError
-from jaxpoly.files import as_path, writing
+from jaxpoly.files import as_path, saved_npz_name, writing
 from jaxpoly.network import Activation, Network, Stage, activation_from_name, identity, piecewise_linear, validate_network
 
 __all__ = ["from_arrays", "load_npz", "save_npz", "network_arrays", "network_from_arrays"]
@@ -183,7 +183,7 @@ def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
     (the bundled bunny networks; ``activation`` after every layer but the last), and the general layout
     written by :func:`save_npz` for networks with skip connections or mixed activations.
     """
-    path = as_path(path, "a network .npz file", ModelLoadError)
+    path = saved_npz_name(as_path(path, "a network .npz file", ModelLoadError))
     if not os.path.exists(path):
         raise ModelNotFoundError(f"no such model file: {path}")
     try:

@@ -308,7 +308,7 @@ _LINEAR: dict[str, tuple[int, ...] | None] = {
     "slice": _ALL, "rev": _ALL, "reduce_sum": _ALL, "copy": _ALL, "copy_p": _ALL, "cumsum": _ALL,
     "reduce_window_sum": _ALL, "sharding_constraint": _ALL, "split": _ALL,
     "dynamic_slice": (0,), "dynamic_update_slice": (0, 1), "gather": (0,), "scatter-add": (0, 2),
-    "scatter_add": (0, 2), "scatter": (0, 2), "div": (0,),
+    "scatter_add": (0, 2), "scatter": (0, 2), "div": (0,), "scatter-mul": (0,), "scatter_mul": (0,), "tile": _ALL,
 }
 # Bilinear primitives: linear in whichever operand depends on the input, if only one does.
 _BILINEAR = {"mul", "dot_general", "conv_general_dilated"}
@@ -477,7 +477,8 @@ class _Interpreter:
                 return [ins[0]]
             raise self._unsupported(eqn, prefix, f"converting an input-dependent value to {params['new_dtype']} "
                                                  "(integer or boolean ops on the input)")
-        if name in ("reduce_precision", "optimization_barrier"):
+        if name in ("reduce_precision", "optimization_barrier", "stop_gradient") or (
+                name == "integer_pow" and params.get("y") == 1):
             return list(ins)
         if name in _LINEAR:
             lin = _LINEAR[name]
@@ -903,7 +904,27 @@ def from_flax(module: Any, variables: Any = None, *, input_dim: int | Sequence[i
         output = _output_stage(y, d)
     net = Network(tuple(interp.stages), output)
     _check_finite(net, "converted weights")
+    _check_examples_independent(fn, params, shape)
     return net
+
+
+def _check_examples_independent(fn: Callable, params: Any, shape: tuple[int, ...]) -> None:
+    """The module was read on a batch of one; an operation across the batch axis (a mean over axis 0,
+    batch statistics computed by hand) reads the other examples of a batch, which a batch of one does
+    not show. Two random examples run together and one by one must agree."""
+    x = np.random.default_rng(0).standard_normal((2,) + shape)
+    try:
+        with jax.enable_x64(True):
+            both = np.asarray(fn(params, jnp.asarray(x)), np.float64)
+            alone = np.concatenate([np.asarray(fn(params, jnp.asarray(x[i:i + 1])), np.float64) for i in range(2)])
+    except Exception:  # noqa: BLE001 - a module that cannot run a batch of two is not checked
+        return
+    if both.shape == alone.shape and not np.allclose(both, alone, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(alone).max())):
+        raise UnsupportedLayerError(
+            "from_flax: the module's output for one example depends on the other examples of its batch (an "
+            "operation across the batch axis, such as a mean over axis 0 or batch statistics), so it is not a "
+            "function of one input; make every operation act on each example alone"
+        )
 
 
 def _output_stage(y: _Value, d: int) -> Stage:

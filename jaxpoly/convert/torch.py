@@ -67,7 +67,27 @@ def _kind(layer: Any, path: str, torch: Any) -> type:
             f"from_torch: {where} is an uninitialised {type(layer).__name__}, whose input size is not known yet; "
             "run one forward pass on an example input (model(x)) before converting"
         )
+    _refuse_hooks(layer, where, torch)
     return kind
+
+
+def _refuse_hooks(layer: Any, where: str, torch: Any) -> None:
+    """Forward hooks and pre-hooks change what a module computes (the old-style ``weight_norm`` and
+    ``spectral_norm`` recompute ``weight`` in one), and the weights read here would then not be the
+    ones the model uses: raise, naming the hook."""
+    g = torch.nn.modules.module
+    hooks = [*getattr(layer, "_forward_pre_hooks", {}).values(), *getattr(layer, "_forward_hooks", {}).values(),
+             *getattr(g, "_global_forward_pre_hooks", {}).values(), *getattr(g, "_global_forward_hooks", {}).values()]
+    if not hooks:
+        return
+    name = getattr(hooks[0], "__qualname__", None) or type(hooks[0]).__name__  # a function, or a hook object
+    fix = "remove it (handle.remove()) or fold what it does into the layers"
+    if name in ("WeightNorm", "SpectralNorm"):
+        fix = (f"bake the weight in with torch.nn.utils.remove_{'weight' if name == 'WeightNorm' else 'spectral'}_norm"
+               f"(layer) (or use torch.nn.utils.parametrizations, which from_torch reads)")
+    raise UnsupportedLayerError(
+        f"from_torch: {where} has a forward hook ({name}), which changes what it computes, so the weights read "
+        f"would not be the model's; {fix}, then convert")
 
 
 def _unsupported_message(layer: Any, path: str, torch: Any) -> str:
