@@ -8,12 +8,15 @@ import numpy as np
 
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError
 
-__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT"]
+__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MIN_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT"]
 
 #: Largest coordinate of a box, and bound on the hidden pre-activations' coefficients and values over
 #: it (:func:`jaxpoly.network.validate_magnitudes`), that the exact engines accept: the geometry squares
 #: them (row norms, distances), and float64 overflows past about 1.3e154 squared.
 MAX_MAGNITUDE = 1e150
+#: Least half-width of a box, and of the nonzero coefficients of a hyperplane in input space, that
+#: :func:`jaxpoly.enumerate_regions` accepts: below about 1.5e-154 their squares underflow to 0.
+MIN_MAGNITUDE = 1e-150
 #: The same for plain evaluation (:func:`jaxpoly.sample_regions`): values must stay finite in float64.
 MAX_VALUE = 1e300
 #: The fix for a box too far from the origin for its size, which the engines' messages give.

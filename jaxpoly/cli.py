@@ -322,6 +322,10 @@ def _cmd_extract(args) -> int:
 
     net, bounds, plane, points = _prepare(args)
     level_set = not args.no_level_set and net.output_dim == 1
+    if args.mesh and not level_set:
+        raise _UsageError("--mesh needs the level set: drop --no-level-set" if args.no_level_set else
+                          f"--mesh needs the level set of a scalar output; the model has {net.output_dim} outputs "
+                          "(pick one with --output K, or the difference of two with --output I-J)")
     if not args.no_level_set and net.output_dim != 1:
         log.warning("the model has %d outputs: no level set (pick one with --output K or I-J)", net.output_dim)
     t = time.perf_counter()
@@ -335,8 +339,6 @@ def _cmd_extract(args) -> int:
     c.save(os.path.join(args.out, "complex.npz"))
     _write_summary(args.out, summary)
     if args.mesh:
-        if not c.has_level_set:
-            raise _UsageError("--mesh needs the level set (a scalar output; drop --no-level-set)")
         c.level_set_mesh().save(args.mesh)
     if args.plot:
         plt = _pyplot()
@@ -663,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _check_bounds_early(args)
+        out = getattr(args, "out", None)
+        if out is not None and os.path.exists(out) and not os.path.isdir(out):
+            raise _UsageError(f"--out {out} is a file; give a folder to write the results into")
         _set_xla_threads(args)
         if argv is None:  # the program, not a call from Python: leave the caller's JAX config alone
             _enable_compile_cache(args)

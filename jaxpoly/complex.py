@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import TRANSLATE_INPUT, as_points
-from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, JaxpolyError, LoadError
+from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, InvalidNetworkError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import Network
 from jaxpoly.pytree import pytree_dataclass
@@ -172,6 +172,21 @@ class Complex:
             object.__setattr__(c, "_edge_flip", np.asarray(em, np.uint64))
             object.__setattr__(c, "_edge_zeros2", np.asarray(ez2, np.int32))
         return c
+
+    def _pytree_state(self) -> dict:
+        """What a copy needs besides the fields (:mod:`jaxpoly.pytree`): the hash multipliers (extraction
+        zeroes the rows of hyperplanes that cut no cell), the 2D edge flips, and a complex built from its
+        regions (:mod:`jaxpoly.lattice`) its explicit faces and cells. Caches are left out."""
+        faces = self._faces
+        return {"hash_table": self.hash_table, "edge_flip": getattr(self, "_edge_flip", None),
+                "edge_zeros2": getattr(self, "_edge_zeros2", None), "faces": faces,
+                "cells": self.regions if faces is not None else None}
+
+    def _set_pytree_state(self, state: dict) -> None:
+        for name, key in (("_hash_table", "hash_table"), ("_edge_flip", "edge_flip"), ("_edge_zeros2", "edge_zeros2"),
+                          ("_face_data", "faces"), ("_regions", "cells")):
+            if state[key] is not None:
+                object.__setattr__(self, name, state[key])
 
     @property
     def edge_flip(self) -> np.ndarray | None:
@@ -584,8 +599,12 @@ class Complex:
 
         data = read_npz(path, "jaxpoly.Complex", ("vertices", "edges", "vertex_zeros", "edge_zeros", "edge_hash",
                                                   "lo", "hi", "level_set", "hash_table"))
-        net = network_from_arrays({k[4:]: v for k, v in data.items() if k.startswith("net_")}, str(path))
-        _check_saved(data, net, f"{str(path)!r} is not a valid saved jaxpoly.Complex")
+        where = f"{str(path)!r} is not a valid saved jaxpoly.Complex"
+        try:
+            net = network_from_arrays({k[4:]: v for k, v in data.items() if k.startswith("net_")}, str(path))
+        except InvalidNetworkError as e:
+            raise LoadError(f"{where}: its network arrays do not form a network ({e})") from None
+        _check_saved(data, net, where)
         c = cls(data["vertices"], data["edges"], data["vertex_zeros"], data["edge_zeros"], data["edge_hash"],
                 data["lo"], data["hi"], net, bool(data["level_set"]))
         object.__setattr__(c, "_hash_table", data["hash_table"])
@@ -631,11 +650,17 @@ def _check_saved(data: dict, net: Network, where: str) -> None:
     ids = [data["vertex_zeros"], data["edge_zeros"]] + ([data["edge_zeros2"]] if "edge_flip" in data else [])
     if (e.size and (e.min() < 0 or e.max() >= V)) or any(z.size and (z.min() < -1 or z.max() >= M) for z in ids):
         raise LoadError(f"{where}: edges must index its {V} vertices and hyperplane ids lie in [-1, {M})")
+    from jaxpoly.subdivision import hash_table
+
+    r = data["hash_table"]
+    if not np.all(np.all(r == hash_table(M), axis=1) | np.all(r == 0, axis=1)):
+        raise LoadError(f"{where}: its hash_table is not the one extract writes (each row jaxpoly's multiplier "
+                        "or zero, for a hyperplane that cuts no cell)")
 
 
 def _as_void(keys: np.ndarray) -> np.ndarray:
     """Rows of ``(n, 2) uint64`` as sortable scalars consistent with lexicographic order."""
-    k = np.ascontiguousarray(keys.astype(">u8"))
+    k = np.ascontiguousarray(np.asarray(keys).astype(">u8"))
     return k.view(np.dtype((np.void, 16))).ravel()
 
 

@@ -55,8 +55,9 @@ import numpy as np
 
 from jaxpoly import lp, memory, oracle
 from jaxpoly.arguments import check_flag, is_integer, is_real
-from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, TRANSLATE_INPUT, as_box
-from jaxpoly.errors import CapacityError, IncompleteResultWarning, InvalidArgumentError, PrecisionWarning, warn
+from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, MIN_MAGNITUDE, TRANSLATE_INPUT, as_box
+from jaxpoly.errors import (CapacityError, IncompleteResultWarning, InvalidArgumentError, InvalidBoundsError,
+                            InvalidNetworkError, PrecisionWarning, warn)
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, compose_input, hyperplane_scales, validate_magnitudes,
@@ -278,6 +279,14 @@ class _Ctx:
         # test's exceedance is that distance) and the search crosses it; and above their round-off
         self.same = max(tol, _SAME_FLOOR)
         self.scales = hyperplane_scales(net.astype(np.float64), level_set, np)
+        tiny = (self.scales > 0) & (self.scales < MIN_MAGNITUDE)
+        if tiny.any():
+            raise InvalidNetworkError(
+                f"{int(tiny.sum())} hyperplanes have coefficients below {MIN_MAGNITUDE:g} in input space (a bound "
+                f"from the absolute values of the weights, {float(self.scales[tiny].min()):.3g} at least; in the "
+                "box's coordinates scaled per side to about [-1, 1] where its sides differ): their squares "
+                "underflow float64. Rescale the weights (for ReLU stages, multiplying a stage's kernels and bias by "
+                "c > 0 and dividing the kernels that read it by c leaves the function and its regions unchanged)")
         self.B = batch_size
         # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
         # (oracle.chebyshev); below, the starts save nothing (d = 4 and 8 with the pool: within noise;
@@ -1193,9 +1202,11 @@ def enumerate_regions(
 
     Raises:
       InvalidNetworkError: non-finite or non-real weights, weights so large that the geometry would
-        overflow float64 (:func:`jaxpoly.network.validate_magnitudes`), or ``level_set`` with a
-        non-scalar output.
-      InvalidBoundsError: a bad or empty box, or one beyond :data:`jaxpoly.bounds.MAX_MAGNITUDE`.
+        overflow float64 (:func:`jaxpoly.network.validate_magnitudes`) or so small that it would
+        underflow (hyperplane coefficients below :data:`jaxpoly.bounds.MIN_MAGNITUDE`), or ``level_set``
+        with a non-scalar output.
+      InvalidBoundsError: a bad or empty box, one beyond :data:`jaxpoly.bounds.MAX_MAGNITUDE`, or one
+        narrower than ``2 MIN_MAGNITUDE``.
       InvalidArgumentError: an option outside its domain (``tol`` in ``[1e-13, 1e-2)``, ``seed >= 0``,
         integer ``max_regions``, ``batch_size`` and ``rays``, boolean ``level_set``, distinct devices);
         several CPU devices on an XLA CPU pool of no more threads than devices (their programs can
@@ -1208,6 +1219,11 @@ def enumerate_regions(
     d = net.input_dim
     lo, hi = as_box(bounds, d, max_abs=MAX_MAGNITUDE)
     validate_magnitudes(net, lo, hi)
+    if np.min(hi - lo) < 2 * MIN_MAGNITUDE:
+        raise InvalidBoundsError(
+            f"the box is {np.min(hi - lo):.3g} wide along a side, below the {2 * MIN_MAGNITUDE:g} enumerate_regions "
+            "accepts (squared lengths underflow float64); scale the input up: x = c u with c a power of two "
+            "(jaxpoly.network.compose_input(net, c * np.eye(d), np.zeros(d)) is the network of u), box (lo / c, hi / c)")
     if batch_size is not None and (not is_integer(batch_size) or batch_size < 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if not is_integer(rays) or rays < 1:

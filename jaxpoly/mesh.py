@@ -55,8 +55,8 @@ class Mesh:
         """Write ``.obj``, ``.ply``, ``.vtk`` or ``.vtu`` (through meshio). 3D meshes store polygons (or
         triangles with ``triangulate=True``); 2D curves store line segments, which OBJ cannot hold through
         meshio — use ``.ply`` or ``.vtk`` for them. A mesh without edges (an empty level set, or the points
-        of a 1D one) stores its vertices only, in any format (an empty mesh gives a file with a header
-        only)."""
+        of a 1D one) stores its vertices only, in any format (as vertex cells in VTK files; an empty mesh
+        gives a file with a header only, which meshio cannot read back from VTK formats)."""
         import meshio
 
         path = as_path(path, "a mesh", SaveError)
@@ -71,7 +71,8 @@ class Mesh:
         if self.num_faces:
             cells = [("triangle", self.triangles)] if triangulate else _polygon_blocks(self.face_ptr, self.face_idx)
         elif not self.num_edges:
-            cells = []
+            # VTK readers need cells: the points as VTK_VERTEX cells (OBJ and PLY store bare vertices)
+            cells = [("vertex", np.arange(len(pts))[:, None])] if ext in (".vtk", ".vtu") and len(pts) else []
         else:
             if ext == ".obj":
                 raise JaxpolyError("OBJ through meshio cannot hold line segments; save 2D curves as .ply or .vtk")

@@ -756,7 +756,7 @@ def plane_through_points(p0: Array, p1: Array, p2: Array) -> tuple[np.ndarray, n
         raise InvalidArgumentError("the three points must span a plane, but the first two coincide; pick three "
                                    "distinct points that are not collinear")
     v = w - (w @ u) / (u @ u) * u
-    if np.linalg.norm(v) <= 1e-12 * max(np.linalg.norm(w), 1.0):
+    if np.linalg.norm(w) <= 1e-12 * scale or np.linalg.norm(v) <= 1e-12 * np.linalg.norm(w):  # relative: any scale
         raise InvalidArgumentError("the three points are collinear (or two coincide): they do not span a plane; "
                                    "pick three points that are not on one line")
     v = v / np.linalg.norm(v) * np.linalg.norm(u)

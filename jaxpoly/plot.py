@@ -8,9 +8,11 @@ the figures show inline.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
+from jaxpoly.arguments import is_real
 from jaxpoly.complex import Complex
 from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, JaxpolyError
 from jaxpoly.files import writing
@@ -99,7 +101,13 @@ def slice_through_points(points, *, margin: float = 0.25):
       ``((origin, u, v), (lo, hi), coords)``: the plane for ``extract(..., slice=...)``, the box
       ``lo, hi (2,)`` and the points' plane coordinates ``(3, 2)``.
     """
-    P = np.asarray(points, np.float64)
+    try:
+        P = np.asarray(points, np.float64)
+    except (TypeError, ValueError):
+        raise InvalidNetworkError(f"a slice needs three points of real coordinates, (3, d), got {str(points)[:60]!r}") \
+            from None
+    if not (is_real(margin) and 0 <= margin < np.inf):
+        raise InvalidArgumentError(f"margin must be a non-negative number, got {margin!r}")
     if P.ndim != 2 or P.shape[0] != 3 or P.shape[1] < 2:
         raise InvalidNetworkError(f"a slice needs three points of the same dimension >= 2, got shape {P.shape}")
     if not np.all(np.isfinite(P)):
@@ -193,15 +201,21 @@ def plot_regions_vs_time(series: dict, path: str | os.PathLike | None = None, *,
     Returns:
       ``(fig, ax)``.
     """
-    if not series:
-        raise JaxpolyError("plot_regions_vs_time needs at least one series")
+    if not isinstance(series, Mapping) or not series:
+        raise InvalidArgumentError(f"plot_regions_vs_time needs a dict {{label: (times, counts)}} of at least one "
+                                   f"series, got {str(series)[:60]!r}")
     plt = _pyplot()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 4.5))
-    for label, (t, n) in series.items():
-        t, n = np.asarray(t, np.float64).reshape(-1), np.asarray(n, np.float64).reshape(-1)
+    for label, pair in series.items():
+        try:
+            t, n = pair
+            t, n = np.asarray(t, np.float64).reshape(-1), np.asarray(n, np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"series {label!r} must be a pair (times, counts) of numbers, got "
+                                       f"{str(pair)[:60]!r}") from None
         if t.shape != n.shape or not len(t):
-            raise JaxpolyError(f"series {label!r}: times and counts must be non-empty and of equal length, "
-                               f"got {t.shape} and {n.shape}")
+            raise InvalidArgumentError(f"series {label!r}: times and counts must be non-empty and of equal length, "
+                                       f"got {t.shape} and {n.shape}")
         order = np.argsort(t, kind="stable")
         line, = ax.step(t[order], n[order], where="post", label=str(label), linewidth=1.8)
         ax.plot(t[order][-1:], n[order][-1:], "o", color=line.get_color())

@@ -242,6 +242,10 @@ class Regions:
                             f"{idx.min()}..{idx.max()}")
         if adj.size and (adj.min() < 0 or adj.max() >= R):
             raise LoadError(f"{where}: adjacency pairs must index its {R} regions, got {adj.min()}..{adj.max()}")
+        if adj.size and not np.all(adj[:, 0] < adj[:, 1]):
+            raise LoadError(f"{where}: adjacency pairs (r, s) must have r < s")
+        if not np.all(f["inradius"] > 0):
+            raise LoadError(f"{where}: every inradius must be positive (a certified ball inside the region)")
         if not (np.all(np.isfinite(f["lo"])) and np.all(np.isfinite(f["hi"])) and np.all(f["lo"] < f["hi"])
                 and np.all(np.isfinite(wit))):
             raise LoadError(f"{where}: its box or witnesses are not finite, or the box is empty")

@@ -23,6 +23,12 @@ def regions2(net2):
         return jaxpoly.enumerate_regions(net2, (-0.5, 0.5), max_regions=20)
 
 
+def _plot():
+    from jaxpoly import plot
+
+    return plot
+
+
 def _three_outputs():
     return jaxpoly.from_arrays([np.ones((2, 3)), np.ones((3, 3))], [np.zeros(3), np.zeros(3)])
 
@@ -101,6 +107,17 @@ CASES = {
                                         jaxpoly.InvalidArgumentError, "span a plane"),
     "plane through points of different lengths": (lambda n, c, r: jaxpoly.plane_through_points([0, 0, 0], [1, 0], [0, 1, 0]),
                                                   jaxpoly.InvalidArgumentError, "same length"),
+    "slice through strings": (lambda n, c, r: _plot().slice_through_points([["a"] * 5] * 3), jaxpoly.InvalidNetworkError,
+                              "real coordinates"),
+    "slice through ragged points": (lambda n, c, r: _plot().slice_through_points([[0, 0], [1, 1, 1], [0, 1]]),
+                                    jaxpoly.InvalidNetworkError, "real coordinates"),
+    "slice margin negative": (lambda n, c, r: _plot().slice_through_points(np.eye(3), margin=-1), jaxpoly.InvalidArgumentError,
+                              "margin"),
+    "regions vs time list": (lambda n, c, r: _plot().plot_regions_vs_time([1, 2]), jaxpoly.InvalidArgumentError, "a dict"),
+    "regions vs time not a pair": (lambda n, c, r: _plot().plot_regions_vs_time({"a": [1, 2, 3]}),
+                                   jaxpoly.InvalidArgumentError, "pair"),
+    "regions vs time strings": (lambda n, c, r: _plot().plot_regions_vs_time({"a": (["x"], [1])}),
+                                jaxpoly.InvalidArgumentError, "pair"),
     "enumerate tol nan": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=float("nan")), jaxpoly.InvalidArgumentError, "tol"),
     "enumerate tol negative": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=-1.0), jaxpoly.InvalidArgumentError, "tol"),
     "enumerate tol 0": (lambda n, c, r: jaxpoly.enumerate_regions(n, (-1, 1), tol=0.0), jaxpoly.InvalidArgumentError, "tol"),

@@ -197,6 +197,8 @@ def _damaged_inputs(tmp_path) -> dict:
     (("extract", "bunny-2d", "--slice", "0,0", "0,0", "1,1"), "must span a plane"),
     (("extract", "bunny-2d", "--bounds", "{lo.npy}", "{hi.npy}"), "shape (2,)"),
     (("enumerate", "{three.npz}", "--level-set"), "--output K"),
+    (("extract", "{three.npz}", "--mesh", "m.obj"), "the model has 3 outputs (pick one with --output K"),
+    (("extract", "bunny-2d", "--mesh", "m.obj", "--no-level-set"), "drop --no-level-set"),
     (("enumerate", "bunny-2d", "--seed", "-1"), "argument --seed: expected a non-negative integer"),
 ])
 def test_bad_files_and_values_are_one_line(args, needle, tmp_path, capsys, keep_logging):
@@ -222,6 +224,15 @@ print(json.dumps({"code": code, "pool": sum(n.startswith("tf_XLAEigen") for n in
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="counts threads through /proc")
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys, keep_logging):
+    from jaxpoly import cli
+
+    (tmp_path / "f").write_text("")
+    assert cli.main(["enumerate", "bunny-2d", "-q", "--out", str(tmp_path / "f")]) == 2  # was "[Errno 17] File exists"
+    err = capsys.readouterr().err
+    assert "is a file; give a folder" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_xla_threads_sizes_the_cpu_pool(tmp_path):
     """--xla-threads N sets PJRT_NPROC before JAX starts: XLA's CPU pool (threads tf_XLAEigen) has N
     threads; without it, one per usable core."""

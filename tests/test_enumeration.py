@@ -541,6 +541,26 @@ def test_a_box_of_very_different_sides_is_enumerated_as_a_cube():
         assert np.all(s - np.abs(R.witnesses) >= R.inradius[:, None] * (1 - 1e-12))
 
 
+def test_boxes_and_weights_whose_squares_underflow_are_refused():
+    """Six lines in a box of half-width 1e-148, or with coefficients 1e-148 in [-1, 1]^2: all 12
+    regions. At 1e-155 squared lengths underflow float64 (a ZeroDivisionError deep in the search for
+    the box; 1 region and complete=True for the weights): a clear error instead."""
+    rng = np.random.default_rng(4)
+    W, b = rng.standard_normal((2, 6)), 0.5 * rng.standard_normal(6)
+    T = enumerate_regions(single_layer(W, b), (-1.0, 1.0), batch_size=BATCH)
+    for s in (1e-148, 1e-155):
+        small_box = lambda: enumerate_regions(single_layer(W, b * s), (-s, s), batch_size=BATCH)  # noqa: E731
+        small_weights = lambda: enumerate_regions(single_layer(W * s, b * s), (-1.0, 1.0), batch_size=BATCH)  # noqa: E731
+        if s == 1e-148:
+            for R in (small_box(), small_weights()):
+                assert R.complete and keys(R.patterns) == keys(T.patterns) and len(T) == 12
+        else:
+            with pytest.raises(jp.InvalidBoundsError, match="scale the input up"):
+                small_box()
+            with pytest.raises(jp.InvalidNetworkError, match="underflow"):
+                small_weights()
+
+
 def test_witnesses_that_float64_cannot_place_in_a_far_box_are_reported():
     """A unit box centred at 1e8, where float64's spacing is 1.5e-8: a slab between two parallel lines
     1.2 spacings apart (inradius 9e-9, above tol) plus four generic lines. The search certifies every

@@ -215,3 +215,14 @@ def test_compiled_kernels_are_released_near_the_mapping_limit(caplog, monkeypatc
     with caplog.at_level("WARNING", logger="jaxpoly"):
         assert memory.release_compiled_kernels(fraction=0.0)
     assert calls == [1] and "clearing JAX's compilation caches" in caplog.text
+
+
+def test_plane_through_points_is_scale_free():
+    """A right angle at any scale spans a plane (below 1e-12 it was called collinear: an absolute floor);
+    collinear and coincident points at any scale do not."""
+    for s in (1.0, 1e-13, 1e-100, 1e100):
+        o, u, v = jaxpoly.plane_through_points([0.0, 0.0], [s, 0.0], [0.0, s])
+        np.testing.assert_allclose([np.linalg.norm(u), np.linalg.norm(v)], [s, s], rtol=1e-12)
+        for bad in (([0.0, 0.0], [s, 0.0], [2 * s, 0.0]), ([0.0, 0.0], [s, 0.0], [0.0, 0.0])):
+            with pytest.raises(jaxpoly.InvalidArgumentError, match="span a plane|collinear"):
+                jaxpoly.plane_through_points(*bad)

@@ -197,6 +197,7 @@ def test_load_checks_contents_not_only_shapes(small, tmp_path):
                            ({"facet_ptr": ptr * 100}, "facet_ptr"), ({"facet_ptr": ptr[::-1].copy()}, "facet_ptr"),
                            ({"facet_ptr": ptr.astype(float)}, "facet_ptr has dtype"),
                            ({"facet_idx": bad_idx}, "facet ids"), ({"adjacency": bad_adj}, "adjacency pairs"),
+                           ({"adjacency": adj[:, ::-1].copy()}, "r < s"), ({"inradius": -good["inradius"]}, "inradius"),
                            ({"hi": good["lo"]}, "box"), ({"witnesses": good["witnesses"] * np.nan}, "witnesses")):
         np.savez(tmp_path / "bad.npz", **dict(good, **change))
         with pytest.raises(jaxpoly.LoadError, match=needle):

@@ -340,6 +340,12 @@ def test_level_set_on_a_hidden_plane_is_the_boundary_of_positive_output(d, tmp_p
         if d == 3:
             mesh.save(tmp_path / f"{name}.obj")  # empty meshes too (once refused as "line segments")
             assert (tmp_path / f"{name}.obj").read_text().startswith("#")
+        if d == 1 and mesh.num_vertices:  # points only: VTK files hold them as vertex cells (no cells: unreadable)
+            import meshio
+
+            for ext in (".vtk", ".vtu"):
+                mesh.save(tmp_path / f"{name}{ext}")
+                assert np.array_equal(meshio.read(tmp_path / f"{name}{ext}").points[:, :1], mesh.vertices)
 
 
 def test_near_misses_of_a_huge_box_are_reported():
@@ -495,6 +501,9 @@ _CORRUPT = {
     "string vertices": lambda f: {"vertices": f["vertices"].astype(str)},
     "short hash table": lambda f: {"hash_table": f["hash_table"][:1]},
     "hyperplane id out of range": lambda f: {"edge_zeros": f["edge_zeros"] + 100},
+    "altered hash table": lambda f: {"hash_table": f["hash_table"] ^ np.uint64(2)},
+    "network of mismatched arrays": lambda f: {"net_b0": np.zeros(f["net_b0"].size + 1)},
+    "network with NaN": lambda f: {"net_W0": f["net_W0"] * np.nan},
 }
 
 
