@@ -79,6 +79,9 @@ def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
             f"points must be an array of numbers of shape ({'n' if rows else '...'}, {d}), got {type(x).__name__} "
             f"{str(x)[:40]!r}"
         ) from None
+    if x.ndim == 1 and x.size == 0 and d != 1:  # (for d = 1, (0,) is no points)
+        raise InvalidArgumentError(f"points must have shape ({'n' if rows else '...'}, {d}), got an empty list; "
+                                   f"no points are np.zeros((0, {d}))")
     if x.ndim == 1 and (rows or d == 1):
         x = x[:, None] if d == 1 else x[None]
     if x.ndim == 0 or x.shape[-1] != d or (rows and x.ndim != 2):

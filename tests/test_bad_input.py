@@ -46,6 +46,7 @@ def _retyped(net, dtype, imag=0.0):
 CASES = {
     "region_of wrong dim": (lambda n, c, r: c.region_of(np.zeros((3, 3))), jaxpoly.InvalidArgumentError, "shape (n, 2)"),
     "region_of nan": (lambda n, c, r: c.region_of([[np.nan, 0.0]]), jaxpoly.InvalidArgumentError, "NaN"),
+    "region_of empty list": (lambda n, c, r: c.region_of([]), jaxpoly.InvalidArgumentError, "np.zeros"),
     "vertices_of out of range": (lambda n, c, r: c.regions.vertices_of(10**6), jaxpoly.InvalidArgumentError, "cell index"),
     "vertices_of -1": (lambda n, c, r: c.regions.vertices_of(-1), jaxpoly.InvalidArgumentError, "cell index"),
     "activation with a string slope": (lambda n, c, r: jaxpoly.leaky_relu("x"), jaxpoly.InvalidNetworkError, "real number"),
