@@ -480,7 +480,8 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not keep compiled kernels on disk (default: JAX's persistent compilation cache in "
-                        "$XDG_CACHE_HOME/jaxpoly, unless JAX_COMPILATION_CACHE_DIR is set)")
+                        "$XDG_CACHE_HOME/jaxpoly/xla, ~/.cache/jaxpoly/xla without it, unless JAX_COMPILATION_CACHE_DIR "
+                        "is set)")
     p.add_argument("--xla-threads", type=_positive_int, default=None, metavar="N",
                    help="threads of XLA's CPU pool (sets PJRT_NPROC; default one per core). On a 2-core CPU, 1 "
                         "made enumerate in d >= 16 4-30%% faster and extract 30-45%% slower (README)")

@@ -627,8 +627,10 @@ def load_network(model: str | os.PathLike, *, arch: Any = None, input_dim: int |
         PyTorch state dict.
       arch: the architecture of a weights-only checkpoint (``"mlp:2,64,64,1:relu"``, a JSON file or
         string, a dict or an :class:`Arch`); for TorchScript it reads the file's Linear weights as that MLP
-        instead of its module tree. Ignored by ``.npz`` files and bundled names except for the activation
-        (``"mlp:leaky_relu=0.2"`` reads a ``W0, b0, …`` npz with leaky ReLUs).
+        instead of its module tree. For ``.npz`` files and bundled names its widths, if given, are
+        checked against the file, and its activation applies to the plain ``W0, b0, …`` layout
+        (``"mlp:leaky_relu=0.2"`` reads such a file with leaky ReLUs); a file in :func:`jaxpoly.save_npz`'s
+        general layout keeps the activations it stores.
       input_dim: when given, the loaded network must have this input dimension.
     Returns:
       A :class:`~jaxpoly.Network` with float64 NumPy weights.
