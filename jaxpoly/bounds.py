@@ -42,10 +42,14 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
             f"bounds must be a pair (lo, hi) of scalars or arrays of shape ({d},), got {bounds!r}{per_coordinate}"
         ) from None
     lo, hi = (_real(v, InvalidBoundsError, "bounds") for v in (lo, hi))
+    given = lo, hi
     try:
         lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (d,)).copy()
         hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (d,)).copy()
     except (TypeError, ValueError):
+        bad = [f"{n}={str(v)[:40]!r}" for n, v in zip(("lo", "hi"), given) if not _is_numeric(v)]
+        if bad:
+            raise InvalidBoundsError(f"bounds must be numbers, got {' and '.join(bad)}") from None
         raise InvalidBoundsError(
             f"bounds must be scalars or arrays of shape ({d},) for a network with input_dim={d}; got "
             f"lo of shape {np.shape(lo)} and hi of shape {np.shape(hi)}"

@@ -68,6 +68,8 @@ CASES = {
     "region_of complex": (lambda n, c, r: c.region_of(np.array([[0.1 + 1j, 0.2]])), jaxpoly.InvalidArgumentError, "real"),
     "regions contains complex": (lambda n, c, r: r.contains(np.array([0.1 + 1j, 0.2])), jaxpoly.InvalidArgumentError, "real"),
     "extract complex bounds": (lambda n, c, r: jaxpoly.extract(n, (-1 + 1j, 1)), jaxpoly.InvalidBoundsError, "real"),
+    "extract string bounds": (lambda n, c, r: jaxpoly.extract(n, (0, "x")), jaxpoly.InvalidBoundsError,
+                              "bounds must be numbers, got hi='x'"),
     "extract rtol a string": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), rtol="1e-9"), jaxpoly.InvalidArgumentError, "rtol"),
     "extract dtype unknown": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), dtype="foo"), jaxpoly.InvalidArgumentError, "dtype"),
     "extract slice a string": (lambda n, c, r: jaxpoly.extract(n, (-1, 1), slice="abc"), jaxpoly.InvalidNetworkError, "real numbers"),
