@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError
 
-__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MIN_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT"]
+__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MIN_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT", "RESCALE_WEIGHTS"]
 
 #: Largest coordinate of a box, and bound on the hidden pre-activations' coefficients and values over
 #: it (:func:`jaxpoly.network.validate_magnitudes`), that the exact engines accept: the geometry squares
@@ -22,14 +22,19 @@ MAX_VALUE = 1e300
 #: The fix for a box too far from the origin for its size, which the engines' messages give.
 TRANSLATE_INPUT = ("Translate the input so that the box is centred near the origin (x -> x - c: add W c to the "
                    "first layer's bias).")
+#: The fix for weights too large or too small for float64's squares, which the engines' messages give.
+RESCALE_WEIGHTS = ("rescale the weights (for ReLU stages, scaling a stage's kernels and bias by c > 0 and the kernels "
+                   "that read it by 1 / c leaves the function and its regions unchanged)")
 
 
-def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None,
+           min_width: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)`` → two float64 arrays ``(d,)``; scalars broadcast.
 
     Raises :class:`InvalidBoundsError` unless the box is finite, of dimension ``d`` and non-empty
     (``lo < hi`` in every coordinate), and with ``max_abs`` unless every coordinate is at most
-    ``max_abs`` in magnitude (e.g. :data:`MAX_MAGNITUDE`). One ``(lo_i, hi_i)`` pair per coordinate is
+    ``max_abs`` in magnitude (e.g. :data:`MAX_MAGNITUDE`), and with ``min_width`` unless every side is at
+    least that wide (e.g. ``2 MIN_MAGNITUDE``). One ``(lo_i, hi_i)`` pair per coordinate is
     not this layout (transpose it); for ``d = 2`` it cannot be told apart unless it makes a box empty.
     """
     pairs = np.shape(bounds) == (d, 2) if _is_numeric(bounds) else False
@@ -69,6 +74,12 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None) -> tu
             f"empty or inverted box: lo[{i}] = {lo[i]:g} >= hi[{i}] = {hi[i]:g}; every coordinate needs lo < hi"
             f"{per_coordinate}"
         )
+    if min_width is not None and np.min(hi - lo) < min_width:
+        raise InvalidBoundsError(
+            f"the box is {np.min(hi - lo):.3g} wide along a side, below the {min_width:g} this engine accepts "
+            "(squared lengths underflow float64); scale the input up: x = c u with c a power of two "
+            f"(jaxpoly.network.compose_input(net, c * np.eye({d}), np.zeros({d})) is the network of u), box "
+            "(lo / c, hi / c)")
     return lo, hi
 
 

@@ -55,9 +55,9 @@ import numpy as np
 
 from jaxpoly import lp, memory, oracle
 from jaxpoly.arguments import check_flag, is_integer, is_real
-from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, MIN_MAGNITUDE, TRANSLATE_INPUT, as_box
-from jaxpoly.errors import (CapacityError, IncompleteResultWarning, InvalidArgumentError, InvalidBoundsError,
-                            InvalidNetworkError, PrecisionWarning, warn)
+from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, MIN_MAGNITUDE, RESCALE_WEIGHTS, TRANSLATE_INPUT, as_box
+from jaxpoly.errors import (CapacityError, IncompleteResultWarning, InvalidArgumentError, InvalidNetworkError,
+                            PrecisionWarning, warn)
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, compose_input, hyperplane_scales, validate_magnitudes,
@@ -285,8 +285,7 @@ class _Ctx:
                 f"{int(tiny.sum())} hyperplanes have coefficients below {MIN_MAGNITUDE:g} in input space (a bound "
                 f"from the absolute values of the weights, {float(self.scales[tiny].min()):.3g} at least; in the "
                 "box's coordinates scaled per side to about [-1, 1] where its sides differ): their squares "
-                "underflow float64. Rescale the weights (for ReLU stages, multiplying a stage's kernels and bias by "
-                "c > 0 and dividing the kernels that read it by c leaves the function and its regions unchanged)")
+                f"underflow float64: {RESCALE_WEIGHTS}")
         self.B = batch_size
         # Chebyshev LPs: on a CPU from d = 16 warm-started, in a pool of a quarter batch's lanes
         # (oracle.chebyshev); below, the starts save nothing (d = 4 and 8 with the pool: within noise;
@@ -1217,13 +1216,8 @@ def enumerate_regions(
     level_set = check_flag(level_set, "level_set")
     validate_network(net, scalar_output=level_set)
     d = net.input_dim
-    lo, hi = as_box(bounds, d, max_abs=MAX_MAGNITUDE)
+    lo, hi = as_box(bounds, d, max_abs=MAX_MAGNITUDE, min_width=2 * MIN_MAGNITUDE)
     validate_magnitudes(net, lo, hi)
-    if np.min(hi - lo) < 2 * MIN_MAGNITUDE:
-        raise InvalidBoundsError(
-            f"the box is {np.min(hi - lo):.3g} wide along a side, below the {2 * MIN_MAGNITUDE:g} enumerate_regions "
-            "accepts (squared lengths underflow float64); scale the input up: x = c u with c a power of two "
-            "(jaxpoly.network.compose_input(net, c * np.eye(d), np.zeros(d)) is the network of u), box (lo / c, hi / c)")
     if batch_size is not None and (not is_integer(batch_size) or batch_size < 1):
         raise InvalidArgumentError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if not is_integer(rays) or rays < 1:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpoly.arguments import is_integer
-from jaxpoly.bounds import MAX_MAGNITUDE
+from jaxpoly.bounds import MAX_MAGNITUDE, RESCALE_WEIGHTS
 from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError
 from jaxpoly.pytree import pytree_dataclass
 
@@ -634,9 +634,7 @@ def validate_magnitudes(net: Network, lo: np.ndarray, hi: np.ndarray, *, limit: 
         raise InvalidNetworkError(
             f"the network's pre-activations may reach {worst:.3g} over the box (a bound from the absolute values "
             f"of the weights), beyond the {limit:g} this engine accepts (larger values overflow float64 in its "
-            "arithmetic); rescale the weights (for ReLU stages, dividing a stage's kernels and bias by c > 0 and "
-            "multiplying the kernels that read it by c leaves the function and its regions unchanged) or shrink "
-            "the box"
+            f"arithmetic); {RESCALE_WEIGHTS}, or shrink the box"
         )
 
 
