@@ -42,6 +42,16 @@ def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
     return v > 0
 
 
+@functools.partial(jax.jit, static_argnames=("level_set",))
+def _region_maps(net: Network, pattern: jax.Array, level_set: bool) -> tuple[jax.Array, jax.Array]:
+    """``(H', d)`` and ``(H',)``: every hyperplane's map ``x -> A x + c`` on the region of ``pattern
+    (H',)``, then the output's with ``level_set``."""
+    maps = net.affine_maps(pattern[: net.num_hyperplanes])
+    if level_set:
+        return (jnp.concatenate([maps.hyper_A, maps.out_A[:1]]), jnp.concatenate([maps.hyper_c, maps.out_c[:1]]))
+    return maps.hyper_A, maps.hyper_c
+
+
 def stage_layout(net: Network) -> tuple[tuple[int, int], ...]:
     """``((width, breakpoints), ...)`` of the hidden stages of ``net``: the order of its hyperplanes."""
     return tuple((int(st.width), int(st.activation.num_breakpoints)) for st in net.stages)
@@ -157,6 +167,33 @@ class Regions:
         with jax.enable_x64(True):
             maps = net.affine_maps(jnp.asarray(self.patterns[:, : net.num_hyperplanes]))
             return np.asarray(maps.out_A, np.float64), np.asarray(maps.out_c, np.float64)
+
+    def halfspaces(self, r: int, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Region ``r`` as a polytope: its interior is ``{x : G x < g}``, one row per facet.
+
+        Rows follow :meth:`facets` (``G[k], g[k]`` bound the facet ``facets(r)[k]``), so the description
+        is irredundant: dropping any row enlarges the polytope. A hyperplane row is the neuron's
+        pre-activation map on the region (its weights pulled back through the earlier layers, not
+        normalised), negated when the neuron is active; a box face is ``x_i <= hi_i`` or ``-x_i <= -lo_i``.
+
+        Returns:
+          ``G (k, d)``, ``g (k,)``, float64 whether or not JAX's x64 mode is on.
+        """
+        ids = self.facets(r)
+        net = self._net(net)
+        d = net.input_dim
+        with jax.enable_x64(True):
+            A, c = (np.asarray(m, np.float64) for m in _region_maps(net, jnp.asarray(self.patterns[r]),
+                                                                     self.level_set))
+        on = np.clip(ids, 0, None)
+        sign = np.where(self.patterns[r][on], -1.0, 1.0)  # active: -(a x + c) < 0
+        G, g = sign[:, None] * A[on], -sign * c[on]
+        face = np.clip(-1 - ids, 0, None)  # box faces: 0..d-1 upper, d..2d-1 lower
+        upper = face < d
+        axis = np.where(upper, face, face - d)
+        G = np.where((ids < 0)[:, None], np.where(upper, 1.0, -1.0)[:, None] * np.eye(d)[axis], G)
+        g = np.where(ids < 0, np.where(upper, self.hi[axis], -self.lo[axis]), g)
+        return G, g
 
     def _lookup(self) -> dict[bytes, int]:
         table = self.__dict__.get("_table")

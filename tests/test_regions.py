@@ -1,13 +1,16 @@
 """``Regions`` and the checks around it: exact activation plateaus (patterns that match the network at
 their own witness), float64 queries without x64, queries with a network that does not fit, empty
-point batches, out-of-range facet lists, corrupt files, and magnitudes that would overflow float64."""
+point batches, out-of-range facet lists, each region's facets as its polytope (checked against the
+reference's full description), corrupt files, and magnitudes that would overflow float64."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.optimize import linprog
 
 import jaxpoly
+from reference import region_polytope
 
 
 def _net(sizes, seed=0, activation="relu"):
@@ -165,6 +168,34 @@ def test_facets_refuse_out_of_range_indices(small):
             R.facets(r)
     with pytest.raises(jaxpoly.InvalidArgumentError, match="integer"):
         R.facets(1.0)
+
+
+@pytest.mark.parametrize("activation, level_set", [("relu", True), ("hard_tanh", False)])
+def test_halfspaces_are_the_region_polytope(activation, level_set):
+    """Each region's facet rows describe exactly its polytope: every row of the reference's full
+    description (all hyperplanes and the box, ``reference.region_polytope``) is implied by them (an LP
+    each), none of them is implied by the others, sample points satisfy them exactly when ``index_of``
+    puts them in the region, and the certified ball fits inside."""
+    net, rng = _net([3, 5, 4, 1], seed=3, activation=activation), np.random.default_rng(1)
+    R = jaxpoly.enumerate_regions(net, (-1.0, 1.0), level_set=level_set, batch_size=64)
+    x = rng.uniform(-1, 1, (20_000, 3))
+    where = R.index_of(x)
+    assert len(R) > 20 and np.all(where >= 0)
+    for r in range(len(R)):
+        G, g = R.halfspaces(r)
+        assert G.shape == (len(R.facets(r)), 3) and g.shape == (len(R.facets(r)),)
+        np.testing.assert_array_equal(np.all(x @ G.T < g, axis=1), where == r)
+        gap = g - G @ R.witnesses[r]
+        assert np.all(gap >= (1 - 1e-9) * R.inradius[r] * np.linalg.norm(G, axis=1))
+        Gr, gr, _ = region_polytope(net, R.patterns[r], -1.0, 1.0, level_set=level_set)
+        for a, b in zip(Gr, gr):
+            top = linprog(-a, A_ub=G, b_ub=g, bounds=(None, None), method="highs")
+            assert top.status == 0 and -top.fun <= b + 1e-9
+        for k in range(len(g)):
+            rest = np.delete(np.arange(len(g)), k)
+            top = linprog(-G[k], A_ub=np.vstack([G[rest], G[k]]), b_ub=np.append(g[rest], g[k] + 1.0),
+                          bounds=(None, None), method="highs")
+            assert top.status == 0 and -top.fun > g[k] + 1e-6 * np.linalg.norm(G[k])
 
 
 def test_load_names_corrupt_files(small, tmp_path):
