@@ -54,6 +54,7 @@ from jaxpoly.network import (
     plane_through_points,
     relu,
     relu6,
+    restrict_to_line,
     restrict_to_plane,
     select_output,
     validate_network,
@@ -66,7 +67,8 @@ __all__ = [
     # network spec
     "Network", "Stage", "Activation", "AffineMaps", "HyperplaneId",
     "relu", "leaky_relu", "identity", "hard_tanh", "relu6", "piecewise_linear",
-    "validate_network", "select_output", "output_difference", "restrict_to_plane", "plane_through_points",
+    "validate_network", "select_output", "output_difference", "restrict_to_plane", "restrict_to_line",
+    "plane_through_points",
     # edge subdivision
     "extract", "Complex", "Cells", "Mesh",
     # region enumeration

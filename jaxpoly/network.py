@@ -716,6 +716,28 @@ def restrict_to_plane(net: Network, origin: Array, u: Array, v: Array) -> Networ
     return compose_input(net, P, o)
 
 
+def restrict_to_line(net: Network, p0: Array, p1: Array) -> Network:
+    """``net`` restricted to the line through ``p0`` and ``p1``: a network of one input ``t``, with
+    ``x = p0 + t (p1 - p0)`` (``t = 0`` at ``p0``, ``t = 1`` at ``p1``).
+
+    Exact, as :func:`restrict_to_plane`: ``extract(restrict_to_line(net, a, b), (0, 1))`` gives the
+    linear regions the segment from ``a`` to ``b`` crosses (its vertices are the crossing points, in
+    ``t``), the count studied along interpolation paths between inputs.
+
+    Args:
+      p0, p1: ``(d,)`` two distinct points in input space.
+    """
+    _expect_network(net)
+    d = net.input_dim
+    p0, p1 = (_vector(a, f"line point {name}", InvalidNetworkError) for name, a in (("p0", p0), ("p1", p1)))
+    for name, a in (("p0", p0), ("p1", p1)):
+        if a.shape != (d,):
+            raise InvalidNetworkError(f"line point {name} must have shape ({d},) for input_dim={d}, got {a.shape}")
+    if np.all(p0 == p1):
+        raise InvalidNetworkError("the line's points p0 and p1 coincide: pick two distinct points")
+    return compose_input(net, (p1 - p0)[None], p0)
+
+
 def compose_input(net: Network, P: np.ndarray, origin: np.ndarray) -> Network:
     """``net`` of the input ``z (k,)`` read as ``x = origin + z P`` (``P (k, d)``, ``origin (d,)``): every
     kernel that reads the network input becomes ``P @ kernel`` and adds ``origin @ kernel`` to its

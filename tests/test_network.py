@@ -9,6 +9,7 @@ import pytest
 
 import jaxpoly
 from jaxpoly.network import activation_from_name
+from reference import numpy_patterns, pattern_maps
 
 
 def mlp(rng, sizes, activation="relu"):
@@ -226,3 +227,57 @@ def test_plane_through_points_is_scale_free():
         for bad in (([0.0, 0.0], [s, 0.0], [2 * s, 0.0]), ([0.0, 0.0], [s, 0.0], [0.0, 0.0])):
             with pytest.raises(jaxpoly.InvalidArgumentError, match="span a plane|collinear"):
                 jaxpoly.plane_through_points(*bad)
+
+
+def _line_crossings(net, p0, p1):
+    """Reference: the values ``t`` in (0, 1) where ``p0 + t (p1 - p0)`` crosses a region boundary, by
+    walking the segment: on each region every hyperplane is affine in ``t`` (``reference.pattern_maps``),
+    and the nearest root ahead is the next crossing."""
+    t, out = 0.0, []
+    while True:
+        probe = p0 + min(t + 1e-9, 1.0) * (p1 - p0)  # just past the last crossing: inside the next region
+        A, c, _, _ = pattern_maps(net, numpy_patterns(net, probe[None])[0])
+        z0, dz = A @ p0 + c, A @ (p1 - p0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            roots = np.where(np.abs(dz) > 1e-14, -z0 / dz, np.inf)
+        ahead = roots[roots > t + 1e-9]
+        if not len(ahead) or ahead.min() >= 1.0:
+            return np.array(out)
+        t = float(ahead.min())
+        out.append(t)
+
+
+def test_restrict_to_line_crosses_the_regions_of_the_segment():
+    """The regions along a segment: the line network's 1D complex has its vertices at the crossings of a
+    walk along the segment (independent, in NumPy), and enumerate_regions counts the same; a single layer
+    crosses each neuron's hyperplane once when its root lies in (0, 1)."""
+    rng = np.random.default_rng(4)
+    sizes = [6, 16, 16, 1]
+    net = jaxpoly.from_arrays([rng.standard_normal((a, b)) for a, b in zip(sizes, sizes[1:])],
+                              [rng.standard_normal(b) for b in sizes[1:]])
+    p0, p1 = rng.uniform(-2, 2, 6), rng.uniform(-2, 2, 6)
+    line = jaxpoly.restrict_to_line(net, p0, p1)
+    assert line.input_dim == 1
+    t = np.linspace(0.0, 1.0, 101)[:, None]
+    np.testing.assert_allclose(np.asarray(line(t)), np.asarray(net(p0 + t * (p1 - p0))), rtol=1e-12, atol=1e-12)
+    want = _line_crossings(net, p0, p1)
+    assert len(want) > 10
+    c = jaxpoly.extract(line, (0.0, 1.0), level_set=False)
+    inner = np.sort(c.vertices[:, 0])[1:-1]
+    np.testing.assert_allclose(inner, want, atol=1e-10)
+    assert c.num_regions == len(jaxpoly.enumerate_regions(line, (0.0, 1.0))) == len(want) + 1
+
+    W, b = rng.standard_normal((6, 30)), rng.standard_normal(30)  # one layer: the roots in (0, 1)
+    one = jaxpoly.restrict_to_line(jaxpoly.from_arrays([W, np.ones((30, 1))], [b, np.zeros(1)]), p0, p1)
+    roots = -(p0 @ W + b) / ((p1 - p0) @ W)
+    assert jaxpoly.extract(one, (0.0, 1.0), level_set=False).num_regions == 1 + np.sum((roots > 0) & (roots < 1))
+
+
+def test_restrict_to_line_refuses_bad_points():
+    net = jaxpoly.from_arrays([np.ones((3, 2)), np.ones((2, 1))], [np.zeros(2), np.zeros(1)])
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="coincide"):
+        jaxpoly.restrict_to_line(net, [1, 2, 3], [1, 2, 3])
+    with pytest.raises(jaxpoly.InvalidNetworkError, match=r"shape \(3,\)"):
+        jaxpoly.restrict_to_line(net, [1, 2], [1, 2, 3])
+    with pytest.raises(jaxpoly.InvalidNetworkError, match="NaN"):
+        jaxpoly.restrict_to_line(net, [1, 2, np.nan], [1, 2, 3])
