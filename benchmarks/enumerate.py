@@ -14,7 +14,9 @@ Cases (Balestriero & LeCun 2023's setting: random weights, leaky-ReLU(0.1), box 
   per region and one LP per (region, hyperplane), same batched solver), a per-region scipy/HiGHS
   search, and ``relucent`` (``pip install jaxpoly[bench]``; ReLU instead of leaky-ReLU, which has the
   same regions for one hidden layer; skipped when not installed);
-* ``sample_regions`` (uniform sampling): distinct patterns per second.
+* ``sample_regions`` (uniform sampling): distinct patterns per second;
+* ``output_bounds``: every region's output range (two LPs per region) on ``w64_d4`` and ``3x16_d6``,
+  beside scipy/HiGHS on the first ``--highs-regions`` regions and the maximum of uniform samples.
 
 Compile time: the first call of each shape minus a second, warm call (reported separately; the wall
 times are warm). Peak memory: the process's peak RSS after each case (``resource.getrusage``). JSON
@@ -288,6 +290,40 @@ def _relucent_child(path: str, max_polys: int) -> dict:
             "max_polys": max_polys, "version": getattr(relucent, "__version__", "?"), "nworkers": 1}
 
 
+def output_range(net, *, highs_regions: int, samples: int) -> dict:
+    """``Regions.output_bounds`` on a complete enumeration (cold call, then the measured warm call),
+    beside a per-region scipy/HiGHS solve of the same LPs on the first ``highs_regions`` regions (their
+    answers compared) and the largest output seen at ``samples`` uniform samples."""
+    from scipy.optimize import linprog
+
+    R = enumerate_regions(net, BOUNDS)
+    t = time.perf_counter()
+    R.output_bounds()
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    ob = R.output_bounds()
+    wall = time.perf_counter() - t
+    A, c = R.affine_maps()
+    n = min(highs_regions, len(R))
+    t = time.perf_counter()
+    ref = np.zeros((n, 2))
+    for r in range(n):
+        G, g = R.halfspaces(r)
+        for j, sense in enumerate((1.0, -1.0)):
+            ref[r, j] = sense * linprog(sense * A[r, 0], A_ub=G, b_ub=g, bounds=(None, None), method="highs").fun
+    highs = time.perf_counter() - t
+    ref += c[:n, :1]
+    x = np.asarray(jax.random.uniform(jax.random.key(0), (samples, net.input_dim), minval=-1.0, maxval=1.0))
+    lps = 2 * len(R) * net.output_dim
+    return {"regions": len(R), "lps": lps, "wall_s": wall, "compile_s": max(cold - wall, 0.0),
+            "lps_per_s": lps / wall, "regions_per_s": len(R) / wall, "host_fallbacks": ob.host_fallbacks,
+            "max_over_box": float(ob.upper.max()), "min_over_box": float(ob.lower.min()),
+            "max_of_samples": float(np.asarray(net(x)).max()), "samples": samples,
+            "highs": {"regions": n, "wall_s": highs, "lps_per_s": 2 * n / highs,
+                      "max_abs_difference": float(np.abs(ref - np.stack([ob.lower[:n, 0], ob.upper[:n, 0]], 1)).max())},
+            **peak_memory()}
+
+
 def sampling(net, samples: int) -> dict:
     sample_regions(net, BOUNDS, 1000, key=jax.random.key(1))  # compile
     t = time.perf_counter()
@@ -394,8 +430,9 @@ def plot_dscaling(rows: list[dict], path: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="w64_d4,w64_d5,baselines,w64_d8,3x16_d6,dscaling",
-                    help="comma-separated subset of w64_d4,w64_d5,baselines,w64_d8,3x16_d6,dscaling")
+    ap.add_argument("--only", default="w64_d4,w64_d5,baselines,w64_d8,3x16_d6,output_bounds,dscaling",
+                    help="comma-separated subset of w64_d4,w64_d5,baselines,w64_d8,3x16_d6,output_bounds,dscaling")
+    ap.add_argument("--highs-regions", type=int, default=2000, help="regions solved by HiGHS beside output_bounds")
     ap.add_argument("--max-regions", type=int, default=10000, help="cap for w64_d8")
     ap.add_argument("--search-regions", type=int, default=20000, help="cap for the LP search on w64_d4 and w64_d5")
     ap.add_argument("--scale-regions", type=int, default=1024, help="regions per d in the d-scaling sweep")
@@ -464,6 +501,11 @@ def main() -> None:
         save("w64_d8", {"d": 8, "widths": [64], "activation": "leaky_relu(0.1)",
                         "enumerate": timed_enumeration(net8, max_regions=args.max_regions, batch_size=B),
                         "sample": sampling(net8, args.samples)})
+    if "output_bounds" in only:
+        save("output_bounds", {
+            "w64_d4": output_range(net4, highs_regions=args.highs_regions, samples=args.samples),
+            "3x16_d6": output_range(random_net(0, 6, (16, 16, 16)), highs_regions=args.highs_regions,
+                                    samples=args.samples)})
     if "3x16_d6" in only:
         netd = random_net(0, 6, (16, 16, 16))
         save("3x16_d6", {"d": 6, "widths": [16, 16, 16], "activation": "leaky_relu(0.1)",

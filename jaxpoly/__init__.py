@@ -37,7 +37,7 @@ from jaxpoly.geometry import (
 from jaxpoly.mesh import Mesh
 from jaxpoly.models import BUNDLED_MODELS, load_model
 from jaxpoly.loading import Arch, load_network, parse_arch
-from jaxpoly.regions import Regions
+from jaxpoly.regions import OutputBounds, Regions
 from jaxpoly.training import ExactGeometry, refresh_if_stale
 from jaxpoly import geometry
 from jaxpoly.network import (
@@ -72,7 +72,7 @@ __all__ = [
     # edge subdivision
     "extract", "Complex", "Cells", "Mesh",
     # region enumeration
-    "enumerate_regions", "sample_regions", "Regions",
+    "enumerate_regions", "sample_regions", "Regions", "OutputBounds",
     # differentiable geometry
     "geometry", "vertex_positions", "level_set_positions", "is_stale", "VertexSystem", "network_from_params",
     "ExactGeometry", "refresh_if_stale",

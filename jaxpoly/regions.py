@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,11 +19,12 @@ import numpy as np
 
 from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import as_points
-from jaxpoly.errors import InvalidArgumentError, InvalidNetworkError, LoadError
+from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetworkError, LoadError
 from jaxpoly.files import read_npz, writing
+from jaxpoly.lp import OPTIMAL, solve_lp_robust
 from jaxpoly.network import Network, validate_network
 
-__all__ = ["Regions", "pattern_keys"]
+__all__ = ["Regions", "OutputBounds", "pattern_keys"]
 
 
 def pattern_keys(patterns: np.ndarray) -> list[bytes]:
@@ -44,17 +45,44 @@ def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("level_set",))
 def _region_maps(net: Network, pattern: jax.Array, level_set: bool) -> tuple[jax.Array, jax.Array]:
-    """``(H', d)`` and ``(H',)``: every hyperplane's map ``x -> A x + c`` on the region of ``pattern
-    (H',)``, then the output's with ``level_set``."""
-    maps = net.affine_maps(pattern[: net.num_hyperplanes])
+    """``(..., H', d)`` and ``(..., H')``: every hyperplane's map ``x -> A x + c`` on the regions of
+    ``pattern (..., H')``, then the output's with ``level_set``."""
+    maps = net.affine_maps(pattern[..., : net.num_hyperplanes])
     if level_set:
-        return (jnp.concatenate([maps.hyper_A, maps.out_A[:1]]), jnp.concatenate([maps.hyper_c, maps.out_c[:1]]))
+        return (jnp.concatenate([maps.hyper_A, maps.out_A[..., :1, :]], axis=-2),
+                jnp.concatenate([maps.hyper_c, maps.out_c[..., :1]], axis=-1))
     return maps.hyper_A, maps.hyper_c
+
+
+@jax.jit
+def _output_maps(net: Network, pattern: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(..., out, d)`` and ``(..., out)``: the output's map on the regions of ``pattern (..., H)``."""
+    maps = net.affine_maps(pattern)
+    return maps.out_A, maps.out_c
 
 
 def stage_layout(net: Network) -> tuple[tuple[int, int], ...]:
     """``((width, breakpoints), ...)`` of the hidden stages of ``net``: the order of its hyperplanes."""
     return tuple((int(st.width), int(st.activation.num_breakpoints)) for st in net.stages)
+
+
+_LP_BATCH_FLOATS = 1 << 25  # output_bounds' batches stay below 256 MiB of constraint rows
+
+
+class OutputBounds(NamedTuple):
+    """The range of each output over each region (:meth:`Regions.output_bounds`).
+
+    Attributes:
+      lower, upper: ``(R, out)`` the least and greatest value of output ``o`` over region ``r``.
+      argmin, argmax: ``(R, out, d)`` points of the region (vertices) where they are attained.
+      host_fallbacks: how many of the ``2 R out`` linear programs SciPy's HiGHS solved.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    argmin: np.ndarray
+    argmax: np.ndarray
+    host_fallbacks: int
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -165,8 +193,8 @@ class Regions:
         if len(self) == 0:
             return np.zeros((0, net.output_dim, net.input_dim)), np.zeros((0, net.output_dim))
         with jax.enable_x64(True):
-            maps = net.affine_maps(jnp.asarray(self.patterns[:, : net.num_hyperplanes]))
-            return np.asarray(maps.out_A, np.float64), np.asarray(maps.out_c, np.float64)
+            out_A, out_c = _output_maps(net, jnp.asarray(self.patterns[:, : net.num_hyperplanes]))
+            return np.asarray(out_A, np.float64), np.asarray(out_c, np.float64)
 
     def halfspaces(self, r: int, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Region ``r`` as a polytope: its interior is ``{x : G x < g}``, one row per facet.
@@ -179,21 +207,82 @@ class Regions:
         Returns:
           ``G (k, d)``, ``g (k,)``, float64 whether or not JAX's x64 mode is on.
         """
-        ids = self.facets(r)
-        net = self._net(net)
+        k = len(self.facets(r))
+        G, g, _ = self._facet_rows(self._net(net), np.array([r]))
+        return G[0, :k], g[0, :k]
+
+    def _facet_rows(self, net: Network, rows: np.ndarray, F: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The facet inequalities of regions ``rows (B,)`` padded to ``F`` rows (default: their most
+        facets): ``G (B, F, d)``, ``g (B, F)`` and ``mask (B, F)`` (False on padding, whose rows are 0)."""
         d = net.input_dim
+        ptr = self.facet_ptr
+        count = ptr[rows + 1] - ptr[rows]
+        F = max(int(count.max(initial=0)), 1) if F is None else F
+        mask = np.arange(F) < count[:, None]
+        ids = np.where(mask, self.facet_idx[np.minimum(ptr[rows, None] + np.arange(F), len(self.facet_idx) - 1)]
+                       if len(self.facet_idx) else 0, 0)
         with jax.enable_x64(True):
-            A, c = (np.asarray(m, np.float64) for m in _region_maps(net, jnp.asarray(self.patterns[r]),
+            A, c = (np.asarray(m, np.float64) for m in _region_maps(net, jnp.asarray(self.patterns[rows]),
                                                                      self.level_set))
         on = np.clip(ids, 0, None)
-        sign = np.where(self.patterns[r][on], -1.0, 1.0)  # active: -(a x + c) < 0
-        G, g = sign[:, None] * A[on], -sign * c[on]
+        active = np.take_along_axis(self.patterns[rows], on, axis=1)
+        sign = np.where(active, -1.0, 1.0)  # active: -(a x + c) < 0
+        G = sign[..., None] * np.take_along_axis(A, on[..., None], axis=1)
+        g = -sign * np.take_along_axis(c, on, axis=1)
         face = np.clip(-1 - ids, 0, None)  # box faces: 0..d-1 upper, d..2d-1 lower
         upper = face < d
         axis = np.where(upper, face, face - d)
-        G = np.where((ids < 0)[:, None], np.where(upper, 1.0, -1.0)[:, None] * np.eye(d)[axis], G)
-        g = np.where(ids < 0, np.where(upper, self.hi[axis], -self.lo[axis]), g)
-        return G, g
+        box = ids < 0
+        G = np.where(box[..., None], np.where(upper, 1.0, -1.0)[..., None] * np.eye(d)[axis], G)
+        g = np.where(box, np.where(upper, self.hi[axis], -self.lo[axis]), g)
+        return np.where(mask[..., None], G, 0.0), np.where(mask, g, 0.0), mask
+
+    def output_bounds(self, net: Network | None = None, *, batch_size: int = 1024) -> OutputBounds:
+        """The least and greatest value of every output over every region (its closure), with the
+        points that attain them: the exact range of the network on the box is ``lower.min(0)``,
+        ``upper.max(0)``.
+
+        Two linear programs per region and output (the output's affine map over the region's facet
+        inequalities), solved in float64 by :func:`jaxpoly.lp.solve_lp_robust` (batched in JAX; SciPy's
+        HiGHS for the few it flags), each optimum certified by its duals to ``1e-9`` of the region's
+        scale. ``batch_size`` regions are solved at once (fewer where their problems would exceed 256 MiB).
+
+        Returns:
+          :class:`OutputBounds`: ``lower, upper (R, out)``, ``argmin, argmax (R, out, d)``.
+        Raises:
+          InvalidArgumentError: a ``batch_size`` that is not a positive integer.
+          InvalidNetworkError: a network that does not fit these regions.
+        """
+        if not (is_integer(batch_size) and batch_size > 0):
+            raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+        net = self._net(net)
+        R, d, out = len(self), net.input_dim, net.output_dim
+        A, c = self.affine_maps(net)
+        lower, upper = np.zeros((R, out)), np.zeros((R, out))
+        argmin, argmax = np.zeros((R, out, d)), np.zeros((R, out, d))
+        fallbacks = 0
+        F = max(int(np.diff(self.facet_ptr).max(initial=0)), 1)  # one shape for every batch: one compile
+        per_region = 2 * out * (F + 2 * d) * d  # float64s of a region's LPs (rows and box rows)
+        B = max(min(int(batch_size), R, _LP_BATCH_FLOATS // per_region), 1)
+        for start in range(0, R, B):
+            rows = np.arange(start, min(start + B, R))
+            padded = np.concatenate([rows, np.full(B - len(rows), rows[-1])])
+            G, g, mask = self._facet_rows(net, padded, F)
+            obj = np.concatenate([-A[padded], A[padded]], axis=1)  # (B, 2 out, d): min as max of -y
+            with jax.enable_x64(True):
+                res, n = solve_lp_robust(obj, G[:, None], g[:, None], mask[:, None])
+            fallbacks += n
+            status, x = res.status[: len(rows)], res.x[: len(rows)]  # x (B, 2 out, d)
+            if not np.all(status == OPTIMAL):
+                bad = int(rows[np.argwhere(status != OPTIMAL)[0, 0]])
+                raise DegenerateError(f"the output's range over region {bad} could not be certified (status "
+                                      f"{np.unique(status).tolist()}); its facets may be too thin for float64: "
+                                      f"rescale the box or the weights")
+            argmin[rows], argmax[rows] = x[:, :out], x[:, out:]
+            lower[rows] = np.einsum("bod,bod->bo", A[rows], x[:, :out]) + c[rows]
+            upper[rows] = np.einsum("bod,bod->bo", A[rows], x[:, out:]) + c[rows]
+        return OutputBounds(lower, upper, argmin, argmax, fallbacks)
 
     def _lookup(self) -> dict[bytes, int]:
         table = self.__dict__.get("_table")

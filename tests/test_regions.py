@@ -198,6 +198,33 @@ def test_halfspaces_are_the_region_polytope(activation, level_set):
             assert top.status == 0 and -top.fun > g[k] + 1e-6 * np.linalg.norm(G[k])
 
 
+def test_output_bounds_are_each_regions_exact_range():
+    """Every output's least and greatest value over every region equals HiGHS's on the reference's full
+    description of the region; the points returned attain them inside the region; and the range over
+    the box equals the one over the vertices of the complex that edge subdivision builds."""
+    net = _net([2, 7, 6, 2], seed=5)
+    R = jaxpoly.enumerate_regions(net, (-1.0, 1.0), batch_size=64)
+    ob = R.output_bounds(batch_size=16)  # several batches, the last one short
+    assert ob.lower.shape == ob.upper.shape == (len(R), 2) and ob.argmax.shape == (len(R), 2, 2)
+    A, c = R.affine_maps()
+    for r in range(len(R)):
+        Gr, gr, _ = region_polytope(net, R.patterns[r], -1.0, 1.0)
+        G, g = R.halfspaces(r)
+        for o in range(2):
+            for sense, value, x in ((1.0, ob.lower[r, o], ob.argmin[r, o]), (-1.0, ob.upper[r, o], ob.argmax[r, o])):
+                ref = linprog(sense * A[r, o], A_ub=Gr, b_ub=gr, bounds=(None, None), method="highs")
+                assert ref.status == 0
+                np.testing.assert_allclose(value, sense * ref.fun + c[r, o], rtol=1e-9, atol=1e-9)
+                np.testing.assert_allclose(np.asarray(net(x))[o], value, rtol=1e-9, atol=1e-9)
+                assert np.all(G @ x <= g + 1e-9 * (1 + np.abs(g)))
+    y = np.asarray(net(jaxpoly.extract(net, (-1.0, 1.0), level_set=False).vertices))
+    np.testing.assert_allclose(ob.lower.min(0), y.min(0), rtol=1e-10)
+    np.testing.assert_allclose(ob.upper.max(0), y.max(0), rtol=1e-10)
+    assert ob.host_fallbacks == 0
+    with pytest.raises(jaxpoly.InvalidArgumentError, match="batch_size"):
+        R.output_bounds(batch_size=0)
+
+
 def test_load_names_corrupt_files(small, tmp_path):
     """Broken stats or arrays whose shapes disagree are a LoadError, not a JSON or NumPy error."""
     _, R = small
