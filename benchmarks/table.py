@@ -1,6 +1,6 @@
 """Markdown tables for the README from the benchmark JSON files in ``benchmarks/results``.
 
-    python benchmarks/table.py            # prints the extraction (both engines) and gradient tables
+    python benchmarks/table.py            # prints the extraction (both engines), gradient and output-range tables
 """
 
 from __future__ import annotations
@@ -71,6 +71,21 @@ def gradient_table(name: str = "gradient_cpu.json") -> str:
     ])
 
 
+def output_bounds_table(name: str = "enumerate.json") -> str:
+    data = _load(name)
+    r = (data or {}).get("results", {}).get("output_bounds")
+    if r is None:
+        return ""
+    rows = ["| network | d | regions | LPs | wall (s) | LPs/s | compile (s) | HiGHS LPs/s | max over the box | "
+            "max of 10^6 samples |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for case, v in r.items():
+        net, d = {"w64_d4": ("1×64", 4), "3x16_d6": ("3×16", 6)}.get(case, (case, "?"))
+        rows.append(f"| {net} | {d} | {v['regions']:,} | {v['lps']:,} | {v['wall_s']:.1f} | **{v['lps_per_s']:,.0f}** | "
+                    f"{v['compile_s']:.1f} | {v['highs']['lps_per_s']:,.0f} | {v['max_over_box']:.4f} | "
+                    f"{v['max_of_samples']:.4f} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     print(extraction_table("extract_cpu.json", "extract_8x32_cpu.json"))
     print()
@@ -81,3 +96,5 @@ if __name__ == "__main__":
     print(gradient_table())
     print()
     print(gradient_table("gradient_gpu.json"))
+    print()
+    print(output_bounds_table())
