@@ -387,6 +387,8 @@ def _cmd_enumerate(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "regions.npz")
     r.save(path)
+    if args.output_bounds and not stopped:
+        summary["output_range"] = _output_range(r, os.path.join(args.out, "output_bounds.npz"))
     _write_summary(args.out, summary)
     if stopped:
         print(f"jaxpoly: interrupted: saved the {r.num_regions:,} regions certified so far to {path} "
@@ -397,6 +399,20 @@ def _cmd_enumerate(args) -> int:
         print(f"jaxpoly: the result is incomplete ({r.num_regions:,} regions; see the warning above)",
               file=sys.stderr)
     return 0
+
+
+def _output_range(r, path: str) -> dict:
+    """Every region's output range (``Regions.output_bounds``) saved to ``path``; the range over the
+    box (over the regions found, when incomplete) for the summary."""
+    t = time.perf_counter()
+    ob = r.output_bounds()
+    np.savez_compressed(path, lower=ob.lower, upper=ob.upper, argmin=ob.argmin, argmax=ob.argmax)
+    lo, hi = ob.lower.argmin(0), ob.upper.argmax(0)  # (out,) the region of each output's extreme
+    outs = np.arange(ob.lower.shape[1])
+    return {"min": ob.lower[lo, outs].tolist(), "max": ob.upper[hi, outs].tolist(),
+            "argmin": ob.argmin[lo, outs].tolist(), "argmax": ob.argmax[hi, outs].tolist(),
+            "lps": 2 * ob.lower.size, "host_fallbacks": ob.host_fallbacks,
+            "seconds": round(time.perf_counter() - t, 4), "file": os.path.basename(path)}
 
 
 def _cmd_sample(args) -> int:
@@ -629,6 +645,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="a cell counts when its inradius exceeds TOL x the box half-diagonal; below the default "
                         "also the LPs' tolerance, so a smaller one resolves a box far larger than its cells "
                         "(default 1e-9, at least 1e-13)")
+    q.add_argument("--output-bounds", action="store_true",
+                   help="also each region's exact output range (two LPs per region): output_bounds.npz (lower, "
+                        "upper, argmin, argmax) and the range over the box with the points attaining it in "
+                        "summary.json (with --output I-J: the least margin of class I over J)")
     q.set_defaults(func=_cmd_enumerate)
 
     q = sub.add_parser("sample", parents=[common, model],

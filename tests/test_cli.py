@@ -77,6 +77,26 @@ def test_enumerate_matches_extract_region_count(tmp_path):
     assert "jaxpoly: enumerate_regions stopped at max_regions=7" in r.stderr and "Warning" not in r.stderr, r.stderr
 
 
+def test_enumerate_output_bounds(tmp_path, capsys, keep_logging):
+    """``--output-bounds``: the range over the box equals the one over the extracted complex's vertices
+    (the other engine), its points attain it, and every region's range is saved."""
+    from jaxpoly import cli
+
+    out = tmp_path / "ob"
+    assert cli.main(["enumerate", "bunny-2d-2x50", "--bounds", "-0.5", "0.5", "--out", str(out), "--output-bounds",
+                     "--quiet"]) == 0
+    rng = json.loads((out / "summary.json").read_text())["output_range"]
+    assert json.loads(capsys.readouterr().out)["output_range"] == rng
+    net = jaxpoly.load_model("bunny-2d-2x50")
+    y = np.asarray(net(jaxpoly.extract(net, (-0.5, 0.5)).vertices))[:, 0]
+    np.testing.assert_allclose([rng["min"][0], rng["max"][0]], [y.min(), y.max()], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(net(np.array(rng["argmin"] + rng["argmax"])))[:, 0],
+                               [y.min(), y.max()], rtol=1e-12)
+    saved = np.load(out / "output_bounds.npz")
+    assert saved["lower"].shape == saved["upper"].shape == (246, 1) and saved["argmax"].shape == (246, 1, 2)
+    assert rng["lps"] == 2 * 246 and np.all(saved["lower"] <= saved["upper"])
+
+
 def test_sample(tmp_path):
     r = run("sample", "bunny-2d-2x50", "--samples", "20000", "--seed", "3", "--out", str(tmp_path), "-q")
     assert r.returncode == 0, r.stderr
