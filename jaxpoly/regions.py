@@ -269,6 +269,7 @@ class Regions:
             rows = np.arange(start, min(start + B, R))
             padded = np.concatenate([rows, np.full(B - len(rows), rows[-1])])
             G, g, mask = self._facet_rows(net, padded, F)
+            mask[len(rows):] = False  # the last batch's padding: no rows, unbounded at once, never re-solved
             obj = np.concatenate([-A[padded], A[padded]], axis=1)  # (B, 2 out, d): min as max of -y
             with jax.enable_x64(True):
                 res, n = solve_lp_robust(obj, G[:, None], g[:, None], mask[:, None])
