@@ -66,6 +66,11 @@ def stage_layout(net: Network) -> tuple[tuple[int, int], ...]:
     return tuple((int(st.width), int(st.activation.num_breakpoints)) for st in net.stages)
 
 
+def _pow2(n: int, least: int) -> int:
+    """The least power of two ``>= max(n, least)``."""
+    return 1 << (max(int(n), least) - 1).bit_length()
+
+
 _LP_BATCH_FLOATS = 1 << 25  # output_bounds' batches stay below 256 MiB of constraint rows
 
 
@@ -192,9 +197,11 @@ class Regions:
         net = self._net(net)
         if len(self) == 0:
             return np.zeros((0, net.output_dim, net.input_dim)), np.zeros((0, net.output_dim))
+        R = len(self)
+        pat = self.patterns[np.minimum(np.arange(_pow2(R, 64)), R - 1), : net.num_hyperplanes]  # one compile per size
         with jax.enable_x64(True):
-            out_A, out_c = _output_maps(net, jnp.asarray(self.patterns[:, : net.num_hyperplanes]))
-            return np.asarray(out_A, np.float64), np.asarray(out_c, np.float64)
+            out_A, out_c = _output_maps(net, jnp.asarray(pat))
+            return np.asarray(out_A[:R], np.float64), np.asarray(out_c[:R], np.float64)
 
     def halfspaces(self, r: int, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Region ``r`` as a polytope: its interior is ``{x : G x < g}``, one row per facet.
@@ -262,9 +269,12 @@ class Regions:
         lower, upper = np.zeros((R, out)), np.zeros((R, out))
         argmin, argmax = np.zeros((R, out, d)), np.zeros((R, out, d))
         fallbacks = 0
-        F = max(int(np.diff(self.facet_ptr).max(initial=0)), 1)  # one shape for every batch: one compile
+        # Shapes in powers of two: one compilation serves every batch, and later calls on other regions
+        # of the same network (other boxes) mostly reuse it.
+        F = _pow2(int(np.diff(self.facet_ptr).max(initial=0)), 16)
         per_region = 2 * out * (F + 2 * d) * d  # float64s of a region's LPs (rows and box rows)
-        B = max(min(int(batch_size), R, _LP_BATCH_FLOATS // per_region), 1)
+        cap = 1 << max((_LP_BATCH_FLOATS // per_region).bit_length() - 1, 0)
+        B = max(min(int(batch_size), _pow2(R, 64), cap), 1)
         for start in range(0, R, B):
             rows = np.arange(start, min(start + B, R))
             padded = np.concatenate([rows, np.full(B - len(rows), rows[-1])])
