@@ -71,7 +71,15 @@ def _pow2(n: int, least: int) -> int:
     return 1 << (max(int(n), least) - 1).bit_length()
 
 
-_LP_BATCH_FLOATS = 1 << 25  # output_bounds' batches stay below 256 MiB of constraint rows
+def _bucket(n: int, least: int) -> int:
+    """The least ``m 2^k >= max(n, least)`` with ``m`` in 4..8: steps of at most 25 % (little padding),
+    logarithmically many sizes (few compilations)."""
+    n = max(int(n), least)
+    k = max((n - 1).bit_length() - 3, 0)
+    return next(m << k for m in (4, 5, 6, 7, 8) if (m << k) >= n)
+
+
+_LP_BATCH_FLOATS = 1 << 23  # output_bounds' batches stay below 64 MiB of constraint rows
 
 
 class OutputBounds(NamedTuple):
@@ -198,7 +206,7 @@ class Regions:
         if len(self) == 0:
             return np.zeros((0, net.output_dim, net.input_dim)), np.zeros((0, net.output_dim))
         R = len(self)
-        pat = self.patterns[np.minimum(np.arange(_pow2(R, 64)), R - 1), : net.num_hyperplanes]  # one compile per size
+        pat = self.patterns[np.minimum(np.arange(_bucket(R, 64)), R - 1), : net.num_hyperplanes]  # few compiles
         with jax.enable_x64(True):
             out_A, out_c = _output_maps(net, jnp.asarray(pat))
             return np.asarray(out_A[:R], np.float64), np.asarray(out_c[:R], np.float64)
@@ -252,8 +260,10 @@ class Regions:
 
         Two linear programs per region and output (the output's affine map over the region's facet
         inequalities), solved in float64 by :func:`jaxpoly.lp.solve_lp_robust` (batched in JAX; SciPy's
-        HiGHS for the few it flags), each optimum certified by its duals to ``1e-9`` of the region's
-        scale. ``batch_size`` regions are solved at once (fewer where their problems would exceed 256 MiB).
+        HiGHS for the few it flags) in coordinates centred at the region's witness, each optimum certified
+        by its duals to ``1e-8`` of the region's size (the witness's distance from the farthest facet
+        hyperplane), plus the round-off of evaluating the output there. ``batch_size`` regions are solved
+        at once (fewer where their constraint rows would exceed 64 MiB; the solver works on a few copies).
 
         Returns:
           :class:`OutputBounds`: ``lower, upper (R, out)``, ``argmin, argmax (R, out, d)``.
@@ -280,19 +290,25 @@ class Regions:
             padded = np.concatenate([rows, np.full(B - len(rows), rows[-1])])
             G, g, mask = self._facet_rows(net, padded, F)
             mask[len(rows):] = False  # the last batch's padding: no rows, unbounded at once, never re-solved
+            # In coordinates centred at the witness (y = x - w) the solver's tolerances, relative to the
+            # rows' distances from the origin, are relative to the region's size, not to |x|.
+            w = self.witnesses[padded]
+            g = np.where(mask, g - np.einsum("bfd,bd->bf", G, w), 0.0)
             obj = np.concatenate([-A[padded], A[padded]], axis=1)  # (B, 2 out, d): min as max of -y
             with jax.enable_x64(True):
                 res, n = solve_lp_robust(obj, G[:, None], g[:, None], mask[:, None])
             fallbacks += n
-            status, x = res.status[: len(rows)], res.x[: len(rows)]  # x (B, 2 out, d)
+            status, y = res.status[: len(rows)], res.x[: len(rows)]  # y (B, 2 out, d)
             if not np.all(status == OPTIMAL):
                 bad = int(rows[np.argwhere(status != OPTIMAL)[0, 0]])
                 raise DegenerateError(f"the output's range over region {bad} could not be certified (status "
                                       f"{np.unique(status).tolist()}); its facets may be too thin for float64: "
                                       f"rescale the box or the weights")
-            argmin[rows], argmax[rows] = x[:, :out], x[:, out:]
-            lower[rows] = np.einsum("bod,bod->bo", A[rows], x[:, :out]) + c[rows]
-            upper[rows] = np.einsum("bod,bod->bo", A[rows], x[:, out:]) + c[rows]
+            at_w = np.einsum("bod,bd->bo", A[rows], self.witnesses[rows]) + c[rows]  # the output at the witness
+            lower[rows] = at_w + np.einsum("bod,bod->bo", A[rows], y[:, :out])
+            upper[rows] = at_w + np.einsum("bod,bod->bo", A[rows], y[:, out:])
+            argmin[rows] = self.witnesses[rows, None] + y[:, :out]
+            argmax[rows] = self.witnesses[rows, None] + y[:, out:]
         return OutputBounds(lower, upper, argmin, argmax, fallbacks)
 
     def _lookup(self) -> dict[bytes, int]:
@@ -374,6 +390,9 @@ class Regions:
         ptr, idx, adj = f["facet_ptr"], f["facet_idx"], f["adjacency"]
         if ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != len(idx):
             raise LoadError(f"{where}: facet_ptr must increase from 0 to len(facet_idx) = {len(idx)}")
+        if R and np.diff(ptr).min() < d + 1:
+            raise LoadError(f"{where}: region {int(np.argmin(np.diff(ptr)))} has {int(np.diff(ptr).min())} facets; a "
+                            f"bounded region of R^{d} has at least {d + 1}")
         if idx.size and (idx.min() < -2 * d or idx.max() >= pat.shape[1]):
             raise LoadError(f"{where}: facet ids must lie in [{-2 * d}, {pat.shape[1]}), got "
                             f"{idx.min()}..{idx.max()}")

@@ -225,6 +225,32 @@ def test_output_bounds_are_each_regions_exact_range():
         R.output_bounds(batch_size=0)
 
 
+def test_output_bounds_in_a_tiny_box_away_from_the_origin():
+    """A box of half-width 1e-6 around (1, 1, 1) crossed by every neuron (the shape of a local-robustness
+    query): each region's range agrees with HiGHS solved in the box's own scaled coordinates, and the
+    points returned lie in their region to 1e-9 of the box (solved in absolute coordinates, the LPs'
+    tolerances were relative to |x|: points 1.5e-3 of the box outside, bounds inside the true range)."""
+    rng = np.random.default_rng(5)
+    x0, eps = np.ones(3), 1e-6
+    W1, W2, W3 = rng.standard_normal((3, 12)), rng.standard_normal((12, 6)), rng.standard_normal((6, 2))
+    net = jaxpoly.from_arrays([W1, W2, W3], [-x0 @ W1 + 0.5 * eps * rng.standard_normal(12),
+                                             0.1 * eps * rng.standard_normal(6), rng.standard_normal(2)])
+    R = jaxpoly.enumerate_regions(net, (x0 - eps, x0 + eps))
+    ob = R.output_bounds()
+    A, c = R.affine_maps()
+    tight = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+    assert len(R) > 100
+    for r in range(len(R)):
+        G, g, _ = region_polytope(net, R.patterns[r], x0 - eps, x0 + eps)
+        gz = (g - G @ x0) / eps  # unit rows, z = (x - x0) / eps in [-1, 1]^3
+        for o in range(2):
+            for sense, value, x in ((1.0, ob.lower[r, o], ob.argmin[r, o]), (-1.0, ob.upper[r, o], ob.argmax[r, o])):
+                ref = linprog(sense * A[r, o], A_ub=G, b_ub=gz, bounds=(None, None), method="highs", options=tight)
+                want = sense * ref.fun * eps + A[r, o] @ x0 + c[r, o]
+                assert abs(value - want) <= 1e-8 * eps * np.abs(A[r, o]).sum() + 1e-14 * (1 + abs(want))
+                assert np.all(G @ ((x - x0) / eps) - gz <= 1e-9)
+
+
 def test_load_names_corrupt_files(small, tmp_path):
     """Broken stats or arrays whose shapes disagree are a LoadError, not a JSON or NumPy error."""
     _, R = small
@@ -239,7 +265,8 @@ def test_load_names_corrupt_files(small, tmp_path):
 
 def test_load_checks_contents_not_only_shapes(small, tmp_path):
     """Flags stored as strings ("False" read as True), float patterns, facet pointers that do not
-    index facet_idx, facet ids and adjacency pairs out of range, and an empty box loaded silently."""
+    index facet_idx, facet ids and adjacency pairs out of range, a region with too few facets to be
+    bounded (its output range would be the LP's artificial box), and an empty box loaded silently."""
     _, R = small
     R.save(tmp_path / "r.npz")
     good = dict(np.load(tmp_path / "r.npz"))
@@ -256,7 +283,9 @@ def test_load_checks_contents_not_only_shapes(small, tmp_path):
                            ({"facet_ptr": ptr.astype(float)}, "facet_ptr has dtype"),
                            ({"facet_idx": bad_idx}, "facet ids"), ({"adjacency": bad_adj}, "adjacency pairs"),
                            ({"adjacency": adj[:, ::-1].copy()}, "r < s"), ({"inradius": -good["inradius"]}, "inradius"),
-                           ({"hi": good["lo"]}, "box"), ({"witnesses": good["witnesses"] * np.nan}, "witnesses")):
+                           ({"hi": good["lo"]}, "box"), ({"witnesses": good["witnesses"] * np.nan}, "witnesses"),
+                           ({"facet_idx": idx[ptr[1] - 2:], "facet_ptr": np.concatenate([[0], ptr[1:] - ptr[1] + 2])},
+                            "region 0 has 2 facets")):
         np.savez(tmp_path / "bad.npz", **dict(good, **change))
         with pytest.raises(jaxpoly.LoadError, match=needle):
             jaxpoly.Regions.load(tmp_path / "bad.npz")
