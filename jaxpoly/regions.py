@@ -279,9 +279,9 @@ class Regions:
         lower, upper = np.zeros((R, out)), np.zeros((R, out))
         argmin, argmax = np.zeros((R, out, d)), np.zeros((R, out, d))
         fallbacks = 0
-        # Shapes in powers of two: one compilation serves every batch, and later calls on other regions
+        # Bucketed shapes: one compilation serves every batch, and later calls on other regions
         # of the same network (other boxes) mostly reuse it.
-        F = _pow2(int(np.diff(self.facet_ptr).max(initial=0)), 16)
+        F = _bucket(int(np.diff(self.facet_ptr).max(initial=0)), 16)
         per_region = 2 * out * (F + 2 * d) * d  # float64s of a region's LPs (rows and box rows)
         cap = 1 << max((_LP_BATCH_FLOATS // per_region).bit_length() - 1, 0)
         B = max(min(int(batch_size), _pow2(R, 64), cap), 1)
