@@ -704,12 +704,7 @@ def restrict_to_plane(net: Network, origin: Array, u: Array, v: Array) -> Networ
     Args:
       origin, u, v: ``(d,)`` a point and two linearly independent directions in input space.
     """
-    _expect_network(net)
-    d = net.input_dim
-    o, u, v = (_vector(a, f"slice {name}", InvalidNetworkError) for name, a in (("origin", origin), ("u", u), ("v", v)))
-    for name, a in (("origin", o), ("u", u), ("v", v)):
-        if a.shape != (d,):
-            raise InvalidNetworkError(f"slice {name} must have shape ({d},) for input_dim={d}, got {a.shape}")
+    o, u, v = _input_vectors(net, "slice", origin=origin, u=u, v=v)
     P = np.stack([u, v])  # (2, d)
     if np.linalg.matrix_rank(P / max(np.abs(P).max(), 1e-300), tol=1e-12) < 2:
         raise InvalidNetworkError("slice directions u and v must be linearly independent")
@@ -720,22 +715,31 @@ def restrict_to_line(net: Network, p0: Array, p1: Array) -> Network:
     """``net`` restricted to the line through ``p0`` and ``p1``: a network of one input ``t``, with
     ``x = p0 + t (p1 - p0)`` (``t = 0`` at ``p0``, ``t = 1`` at ``p1``).
 
-    Exact, as :func:`restrict_to_plane`: ``extract(restrict_to_line(net, a, b), (0, 1))`` gives the
-    linear regions the segment from ``a`` to ``b`` crosses (its vertices are the crossing points, in
-    ``t``), the count studied along interpolation paths between inputs.
+    Exact, as :func:`restrict_to_plane`: ``extract(restrict_to_line(net, a, b), (0, 1),
+    level_set=False)`` gives the linear regions the segment from ``a`` to ``b`` crosses (its vertices
+    are the crossing points, in ``t``), the count studied along interpolation paths between inputs.
 
     Args:
       p0, p1: ``(d,)`` two distinct points in input space.
     """
-    _expect_network(net)
-    d = net.input_dim
-    p0, p1 = (_vector(a, f"line point {name}", InvalidNetworkError) for name, a in (("p0", p0), ("p1", p1)))
-    for name, a in (("p0", p0), ("p1", p1)):
-        if a.shape != (d,):
-            raise InvalidNetworkError(f"line point {name} must have shape ({d},) for input_dim={d}, got {a.shape}")
+    p0, p1 = _input_vectors(net, "line point", p0=p0, p1=p1)
     if np.all(p0 == p1):
         raise InvalidNetworkError("the line's points p0 and p1 coincide: pick two distinct points")
     return compose_input(net, (p1 - p0)[None], p0)
+
+
+def _input_vectors(net: Network, what: str, **vectors: Array) -> list[np.ndarray]:
+    """Each of ``vectors`` as float64 ``(d,)`` for ``net``'s input dimension ``d``, or
+    :class:`InvalidNetworkError` naming it (``what`` and its keyword)."""
+    _expect_network(net)
+    d = net.input_dim
+    out = []
+    for name, a in vectors.items():
+        v = _vector(a, f"{what} {name}", InvalidNetworkError)
+        if v.shape != (d,):
+            raise InvalidNetworkError(f"{what} {name} must have shape ({d},) for input_dim={d}, got {v.shape}")
+        out.append(v)
+    return out
 
 
 def compose_input(net: Network, P: np.ndarray, origin: np.ndarray) -> Network:
