@@ -1,7 +1,8 @@
 """``Regions`` and the checks around it: exact activation plateaus (patterns that match the network at
 their own witness), float64 queries without x64, queries with a network that does not fit, empty
 point batches, out-of-range facet lists, each region's facets as its polytope (checked against the
-reference's full description), corrupt files, and magnitudes that would overflow float64."""
+reference's full description), each region's output range (against HiGHS, also in a tiny box far from
+the origin), corrupt files, and magnitudes that would overflow float64."""
 
 import jax
 import jax.numpy as jnp
