@@ -256,7 +256,7 @@ class Regions:
     def output_bounds(self, net: Network | None = None, *, batch_size: int = 1024) -> OutputBounds:
         """The least and greatest value of every output over every region (its closure), with the
         points that attain them: the exact range of the network on the box is ``lower.min(0)``,
-        ``upper.max(0)``.
+        ``upper.max(0)`` (when ``complete``; otherwise the range over the regions found).
 
         Two linear programs per region and output (the output's affine map over the region's facet
         inequalities), solved in float64 by :func:`jaxpoly.lp.solve_lp_robust` (batched in JAX; SciPy's
