@@ -198,6 +198,10 @@ def test_halfspaces_are_the_region_polytope(activation, level_set):
                           bounds=(None, None), method="highs")
             assert top.status == 0 and -top.fun > g[k] + 1e-6 * np.linalg.norm(G[k])
 
+    if level_set:  # the output keeps its sign on each region: its range is on that side of 0
+        ob, up = R.output_bounds(), R.patterns[:, -1]
+        assert np.all(ob.lower[up, 0] >= -1e-12) and np.all(ob.upper[~up, 0] <= 1e-12)
+        assert np.any(up) and np.any(~up)
 
 def test_output_bounds_are_each_regions_exact_range():
     """Every output's least and greatest value over every region equals HiGHS's on the reference's full
