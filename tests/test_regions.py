@@ -203,6 +203,7 @@ def test_halfspaces_are_the_region_polytope(activation, level_set):
         assert np.all(ob.lower[up, 0] >= -1e-12) and np.all(ob.upper[~up, 0] <= 1e-12)
         assert np.any(up) and np.any(~up)
 
+
 def test_output_bounds_are_each_regions_exact_range():
     """Every output's least and greatest value over every region equals HiGHS's on the reference's full
     description of the region; the points returned attain them inside the region; and the range over
