@@ -22,7 +22,7 @@ from jaxpoly.bounds import as_points
 from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetworkError, LoadError
 from jaxpoly.files import read_npz, writing
 from jaxpoly.lp import OPTIMAL, solve_lp_robust
-from jaxpoly.network import Network, validate_network
+from jaxpoly.network import AffineMaps, Network, validate_network
 
 __all__ = ["Regions", "OutputBounds", "pattern_keys"]
 
@@ -44,14 +44,15 @@ def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("level_set",))
-def _region_maps(net: Network, pattern: jax.Array, level_set: bool) -> tuple[jax.Array, jax.Array]:
-    """``(..., H', d)`` and ``(..., H')``: every hyperplane's map ``x -> A x + c`` on the regions of
-    ``pattern (..., H')``, then the output's with ``level_set``."""
+def _region_maps(net: Network, pattern: jax.Array, level_set: bool) -> AffineMaps:
+    """The maps of the regions of ``pattern (..., H')``: :meth:`Network.affine_maps`, with the output's
+    zero set appended to the hyperplanes (``hyper_A (..., H', d)``, ``hyper_c (..., H')``) with
+    ``level_set``."""
     maps = net.affine_maps(pattern[..., : net.num_hyperplanes])
     if level_set:
-        return (jnp.concatenate([maps.hyper_A, maps.out_A[..., :1, :]], axis=-2),
-                jnp.concatenate([maps.hyper_c, maps.out_c[..., :1]], axis=-1))
-    return maps.hyper_A, maps.hyper_c
+        return maps._replace(hyper_A=jnp.concatenate([maps.hyper_A, maps.out_A[..., :1, :]], axis=-2),
+                             hyper_c=jnp.concatenate([maps.hyper_c, maps.out_c[..., :1]], axis=-1))
+    return maps
 
 
 @jax.jit
@@ -223,28 +224,32 @@ class Regions:
           ``G (k, d)``, ``g (k,)``, float64 whether or not JAX's x64 mode is on.
         """
         k = len(self.facets(r))
-        G, g, _ = self._facet_rows(self._net(net), np.array([r]))
+        G, g, _ = self._facet_rows(self._maps(self._net(net), np.array([r])), np.array([r]))
         return G[0, :k], g[0, :k]
 
-    def _facet_rows(self, net: Network, rows: np.ndarray, F: int | None = None
+    def _maps(self, net: Network, rows: np.ndarray) -> AffineMaps:
+        """:func:`_region_maps` of regions ``rows (B,)`` as float64 NumPy arrays."""
+        with jax.enable_x64(True):
+            return AffineMaps(*(np.asarray(m, np.float64) for m in _region_maps(
+                net, jnp.asarray(self.patterns[rows]), self.level_set)))
+
+    def _facet_rows(self, maps: AffineMaps, rows: np.ndarray, F: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The facet inequalities of regions ``rows (B,)`` padded to ``F`` rows (default: their most
-        facets): ``G (B, F, d)``, ``g (B, F)`` and ``mask (B, F)`` (False on padding, whose rows are 0)."""
-        d = net.input_dim
+        """The facet inequalities of regions ``rows (B,)`` (their ``maps``, :meth:`_maps`) padded to ``F``
+        rows (default: their most facets): ``G (B, F, d)``, ``g (B, F)`` and ``mask (B, F)`` (False on
+        padding, whose rows are 0)."""
+        d = maps.hyper_A.shape[-1]
         ptr = self.facet_ptr
         count = ptr[rows + 1] - ptr[rows]
         F = max(int(count.max(initial=0)), 1) if F is None else F
         mask = np.arange(F) < count[:, None]
         ids = np.where(mask, self.facet_idx[np.minimum(ptr[rows, None] + np.arange(F), len(self.facet_idx) - 1)]
                        if len(self.facet_idx) else 0, 0)
-        with jax.enable_x64(True):
-            A, c = (np.asarray(m, np.float64) for m in _region_maps(net, jnp.asarray(self.patterns[rows]),
-                                                                     self.level_set))
         on = np.clip(ids, 0, None)
         active = np.take_along_axis(self.patterns[rows], on, axis=1)
         sign = np.where(active, -1.0, 1.0)  # active: -(a x + c) < 0
-        G = sign[..., None] * np.take_along_axis(A, on[..., None], axis=1)
-        g = -sign * np.take_along_axis(c, on, axis=1)
+        G = sign[..., None] * np.take_along_axis(maps.hyper_A, on[..., None], axis=1)
+        g = -sign * np.take_along_axis(maps.hyper_c, on, axis=1)
         face = np.clip(-1 - ids, 0, None)  # box faces: 0..d-1 upper, d..2d-1 lower
         upper = face < d
         axis = np.where(upper, face, face - d)
@@ -275,7 +280,6 @@ class Regions:
             raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
         net = self._net(net)
         R, d, out = len(self), net.input_dim, net.output_dim
-        A, c = self.affine_maps(net)
         lower, upper = np.zeros((R, out)), np.zeros((R, out))
         argmin, argmax = np.zeros((R, out, d)), np.zeros((R, out, d))
         fallbacks = 0
@@ -288,13 +292,15 @@ class Regions:
         for start in range(0, R, B):
             rows = np.arange(start, min(start + B, R))
             padded = np.concatenate([rows, np.full(B - len(rows), rows[-1])])
-            G, g, mask = self._facet_rows(net, padded, F)
+            maps = self._maps(net, padded)
+            G, g, mask = self._facet_rows(maps, padded, F)
             mask[len(rows):] = False  # the last batch's padding: no rows, unbounded at once, never re-solved
             # In coordinates centred at the witness (y = x - w) the solver's tolerances, relative to the
             # rows' distances from the origin, are relative to the region's size, not to |x|.
             w = self.witnesses[padded]
             g = np.where(mask, g - np.einsum("bfd,bd->bf", G, w), 0.0)
-            obj = np.concatenate([-A[padded], A[padded]], axis=1)  # (B, 2 out, d): min as max of -y
+            A, c = maps.out_A[: len(rows)], maps.out_c[: len(rows)]
+            obj = np.concatenate([-maps.out_A, maps.out_A], axis=1)  # (B, 2 out, d): min as max of -y
             with jax.enable_x64(True):
                 res, n = solve_lp_robust(obj, G[:, None], g[:, None], mask[:, None])
             fallbacks += n
@@ -304,9 +310,9 @@ class Regions:
                 raise DegenerateError(f"the output's range over region {bad} could not be certified (status "
                                       f"{np.unique(status).tolist()}); its facets may be too thin for float64: "
                                       f"rescale the box or the weights")
-            at_w = np.einsum("bod,bd->bo", A[rows], self.witnesses[rows]) + c[rows]  # the output at the witness
-            lower[rows] = at_w + np.einsum("bod,bod->bo", A[rows], y[:, :out])
-            upper[rows] = at_w + np.einsum("bod,bod->bo", A[rows], y[:, out:])
+            at_w = np.einsum("bod,bd->bo", A, self.witnesses[rows]) + c  # the output at the witness
+            lower[rows] = at_w + np.einsum("bod,bod->bo", A, y[:, :out])
+            upper[rows] = at_w + np.einsum("bod,bod->bo", A, y[:, out:])
             argmin[rows] = self.witnesses[rows, None] + y[:, :out]
             argmax[rows] = self.witnesses[rows, None] + y[:, out:]
         return OutputBounds(lower, upper, argmin, argmax, fallbacks)
