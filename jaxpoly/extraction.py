@@ -26,6 +26,7 @@ from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError,
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import Network, restrict_to_plane, validate_network
+from jaxpoly.sizes import bucket
 
 __all__ = ["extract", "DEFAULT_RTOL"]
 
@@ -39,15 +40,6 @@ _MAX_VERTICES_DEFAULT = 200_000_000
 # capacity, so it starts near the size of typical complexes (2D bunnies: 300-3,000 vertices; the 3D
 # 3x16 bunny: 27,562) and grows (one recompilation per growth) when a network makes more.
 _DEFAULT_VERTICES = {1: 1024, 2: 4096, 3: 32768}
-
-
-def _bucket(n: int) -> int:
-    """Smallest capacity of the form ``m * 2^k`` with ``m`` in 4..7 that holds ``n`` (at least 64):
-    steps of at most 25%, so padding wastes little while the number of distinct shapes (compilations)
-    stays logarithmic."""
-    n = max(int(n), 64)
-    k = max(math.ceil(math.log2(n)) - 3, 0)
-    return next(m << k for m in (4, 5, 6, 7, 8) if (m << k) >= n)
 
 
 _VALUE_BLOCK = 1 << 13  # row block of the passes over a stage's values, _fold_rows (capacities: multiples from 2^15 on)
@@ -295,9 +287,9 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     widths = [net.stages[i].width * net.stages[i].activation.num_breakpoints for i in stages]
     W = max(widths + [1])
     # One default bucket holds the small networks outright (one compilation); larger ones grow.
-    vcap = _bucket(capacity or max(_DEFAULT_VERTICES.get(d, 65536), 64 * 2**d))
-    vcap = min(vcap, _bucket(max(max_vertices, 2**d)))  # no more room than max_vertices (and the corners) need
-    cap = sd.Capacity(vertices=vcap, edges=_bucket(vcap * d), splits=_bucket(vcap // 8),
+    vcap = bucket(capacity or max(_DEFAULT_VERTICES.get(d, 65536), 64 * 2**d))
+    vcap = min(vcap, bucket(max(max_vertices, 2**d)))  # no more room than max_vertices (and the corners) need
+    cap = sd.Capacity(vertices=vcap, edges=bucket(vcap * d), splits=bucket(vcap // 8),
                       zero_edges=64, zero_slots=d)
     itemsize = np.dtype(dtype).itemsize
     _check_memory(None, cap, None, d, W, itemsize, max_memory)
@@ -344,8 +336,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             need_v, need_e = int(state.nv) + k, int(state.ne) + d * k + 1024
             if need_v > cap.vertices or need_e > cap.edges or k > cap.splits:
                 # (clamped to max_vertices: a level set that needs more overflows and _grown says so)
-                new = sd.Capacity(max(cap.vertices, min(_bucket(need_v * 1.05), max_vertices)),
-                                  max(cap.edges, _bucket(need_e)), max(cap.splits, _bucket(k)),
+                new = sd.Capacity(max(cap.vertices, min(bucket(need_v * 1.05), max_vertices)),
+                                  max(cap.edges, bucket(need_e)), max(cap.splits, bucket(k)),
                                   cap.zero_edges, cap.zero_slots)
                 state, vals, cap = grow_to(state, vals, cap, new)
         # Zero-bias networks put every hyperplane through the origin: grow the vertices' zero slots once,
@@ -411,8 +403,8 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             # A shortfall under 1.5x costs one regrowth on overflow anyway (capacities double), so only a
             # larger one is worth growing for now.
             if target > 1.5 * cap.vertices or new_edges > 1.5 * cap.edges:
-                new = sd.Capacity(max(cap.vertices, _bucket(target)), max(cap.edges, _bucket(new_edges)),
-                                  max(cap.splits, _bucket((target - nv2) // max(plan[nxt][2], 1) * 3)),
+                new = sd.Capacity(max(cap.vertices, bucket(target)), max(cap.edges, bucket(new_edges)),
+                                  max(cap.splits, bucket((target - nv2) // max(plan[nxt][2], 1) * 3)),
                                   cap.zero_edges, cap.zero_slots)
                 state, vals, cap = grow_to(state, vals, cap, new)
     if bar is not None:
@@ -515,28 +507,28 @@ def _grown(cap: sd.Capacity, flags: int, state: sd.State, max_vertices: int,
     v, e, s, z, zs = cap
     d = state.x.shape[1]
     if flags & sd.FLAG_VERTICES:
-        v = _bucket(2 * v)
+        v = bucket(2 * v)
     if flags & sd.FLAG_EDGES:
-        e = _bucket(2 * e)
+        e = bucket(2 * e)
     if flags & sd.FLAG_SPLITS:
-        s = _bucket(2 * s)
+        s = bucket(2 * s)
     # many hyperplanes through one vertex (zero biases): grow fast, each growth is a recompilation
     if flags & sd.FLAG_ZERO_EDGES:
-        z = _bucket(16 * z)
+        z = bucket(16 * z)
     if flags & sd.FLAG_ZERO_SLOTS:
         zs = max(2 * zs, zs + columns_left)
     if flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES):
-        v = max(v, _bucket(int(state.nv) * 1.5))
-        e = max(e, _bucket(v * max(d, 1)), _bucket(int(state.ne) * 1.5))
+        v = max(v, bucket(int(state.nv) * 1.5))
+        e = max(e, bucket(v * max(d, 1)), bucket(int(state.ne) * 1.5))
     if estimate is not None and flags & (sd.FLAG_VERTICES | sd.FLAG_EDGES | sd.FLAG_SPLITS):
         ev, es = estimate
         ev = min(int(ev * 1.1), max_vertices)
         if ev > v:
-            v = _bucket(ev)
-            e = max(e, _bucket(ev * int(state.ne) / max(int(state.nv), 1) * 1.05))
-        s = max(s, _bucket(es * 2))  # a column's splits vary widely around the trend
+            v = bucket(ev)
+            e = max(e, bucket(ev * int(state.ne) / max(int(state.nv), 1) * 1.05))
+        s = max(s, bucket(es * 2))  # a column's splits vary widely around the trend
     s = min(s, v)
-    e = max(e, _bucket(int(state.ne) + 2 * s))
+    e = max(e, bucket(int(state.ne) + 2 * s))
     if v > max_vertices and v > cap.vertices:
         raise CapacityError(
             f"the complex needs more than {cap.vertices:,} vertices (reached {int(state.nv):,}); "

@@ -64,6 +64,7 @@ from jaxpoly.linalg import small_solve
 from jaxpoly.network import (CONSTANT_RTOL, Activation, Network, Stage, _is_concrete, activation_from_name,
                              hyperplane_scales, identity, validate_network)
 from jaxpoly.pytree import pytree_dataclass
+from jaxpoly.sizes import power_of_two
 
 __all__ = [
     "VertexSystem",
@@ -371,20 +372,16 @@ def _pad_size(pad_to: Any, n: int) -> int:
     if pad_to is None:
         return n
     if isinstance(pad_to, str) and pad_to == "bucket":
-        return _bucket(n)
+        return power_of_two(n)
     if not is_integer(pad_to):
         raise InvalidArgumentError(f"pad_to must be None, 'bucket' or an integer >= {n}, got {pad_to!r}")
     return int(pad_to)
 
 
-def _bucket(n: int) -> int:
-    return max(16, 1 << max(int(n) - 1, 0).bit_length())
-
-
 def _values_padded(net: Network, x: np.ndarray, level_set: bool) -> np.ndarray:
     """:func:`_values` on rows padded to a bucket size (one compilation per bucket, not per complex)."""
     n = len(x)
-    xp = np.zeros((_bucket(n), x.shape[1]), x.dtype)
+    xp = np.zeros((power_of_two(n), x.shape[1]), x.dtype)
     xp[:n] = x
     return np.array(_values(net, jnp.asarray(xp), level_set))[:n]
 
@@ -516,7 +513,7 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
         )
         x = X[idx]
         if n:
-            x = np.asarray(_solve64(net64, system if P == _bucket(n) else _repad(system, _bucket(n))))[:n]
+            x = np.asarray(_solve64(net64, system if P == power_of_two(n) else _repad(system, power_of_two(n))))[:n]
             err = np.abs(x - X[idx]).max()
             # float64 positions agree to roundoff; float32 ones were interpolated and snapped in float32
             pos_tol = max(1e-6, 2**10 * float(np.finfo(c.vertices.dtype).eps)) if low_precision else 1e-6
@@ -917,7 +914,7 @@ def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray
         raise InvalidNetworkError("the regions split by a level set, but the network has a non-scalar output")
     idx = _select(regions, pats.shape[0])
     n = len(idx)
-    P = n if pad_to is None else (_bucket(n) if pad_to == "bucket" else pad_to)
+    P = n if pad_to is None else (power_of_two(n) if pad_to == "bucket" else pad_to)
     if not isinstance(P, (int, np.integer)) or P < n:
         raise InvalidArgumentError(f"pad_to must be 'bucket' or an integer >= {n} (the regions), got {pad_to!r}")
     P, K, M = int(P), d + 1, 2 * d + H + int(level_set)
@@ -932,7 +929,7 @@ def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)
         scales = np.concatenate([np.zeros(2 * d), hyperplane_scales(net64, level_set, np)])
-        B = min(256, _bucket(n))
+        B = min(256, power_of_two(n))
         for s in range(0, n, B):  # padded chunks: one compilation per bucket size
             cnt = min(B, n - s)
             chunk = np.zeros((B, H), bool)

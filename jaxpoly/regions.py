@@ -23,6 +23,7 @@ from jaxpoly.errors import DegenerateError, InvalidArgumentError, InvalidNetwork
 from jaxpoly.files import read_npz, writing
 from jaxpoly.lp import OPTIMAL, solve_lp_robust
 from jaxpoly.network import AffineMaps, Network, validate_network
+from jaxpoly.sizes import bucket, power_of_two
 
 __all__ = ["Regions", "OutputBounds", "pattern_keys"]
 
@@ -65,19 +66,6 @@ def _output_maps(net: Network, pattern: jax.Array) -> tuple[jax.Array, jax.Array
 def stage_layout(net: Network) -> tuple[tuple[int, int], ...]:
     """``((width, breakpoints), ...)`` of the hidden stages of ``net``: the order of its hyperplanes."""
     return tuple((int(st.width), int(st.activation.num_breakpoints)) for st in net.stages)
-
-
-def _pow2(n: int, least: int) -> int:
-    """The least power of two ``>= max(n, least)``."""
-    return 1 << (max(int(n), least) - 1).bit_length()
-
-
-def _bucket(n: int, least: int) -> int:
-    """The least ``m 2^k >= max(n, least)`` with ``m`` in 4..8: steps of at most 25 % (little padding),
-    logarithmically many sizes (few compilations)."""
-    n = max(int(n), least)
-    k = max((n - 1).bit_length() - 3, 0)
-    return next(m << k for m in (4, 5, 6, 7, 8) if (m << k) >= n)
 
 
 _LP_BATCH_FLOATS = 1 << 23  # output_bounds' batches stay below 64 MiB of constraint rows
@@ -207,7 +195,7 @@ class Regions:
         if len(self) == 0:
             return np.zeros((0, net.output_dim, net.input_dim)), np.zeros((0, net.output_dim))
         R = len(self)
-        pat = self.patterns[np.minimum(np.arange(_bucket(R, 64)), R - 1), : net.num_hyperplanes]  # few compiles
+        pat = self.patterns[np.minimum(np.arange(bucket(R)), R - 1), : net.num_hyperplanes]  # few compiles
         with jax.enable_x64(True):
             out_A, out_c = _output_maps(net, jnp.asarray(pat))
             return np.asarray(out_A[:R], np.float64), np.asarray(out_c[:R], np.float64)
@@ -285,10 +273,10 @@ class Regions:
         fallbacks = 0
         # Bucketed shapes: one compilation serves every batch, and later calls on other regions
         # of the same network (other boxes) mostly reuse it.
-        F = _bucket(int(np.diff(self.facet_ptr).max(initial=0)), 16)
+        F = bucket(int(np.diff(self.facet_ptr).max(initial=0)), 16)
         per_region = 2 * out * (F + 2 * d) * d  # float64s of a region's LPs (rows and box rows)
         cap = 1 << max((_LP_BATCH_FLOATS // per_region).bit_length() - 1, 0)
-        B = max(min(int(batch_size), _pow2(R, 64), cap), 1)
+        B = max(min(int(batch_size), power_of_two(R, 64), cap), 1)
         for start in range(0, R, B):
             rows = np.arange(start, min(start + B, R))
             padded = np.concatenate([rows, np.full(B - len(rows), rows[-1])])

@@ -26,7 +26,6 @@ from jaxpoly.extraction import extract
 from jaxpoly.geometry import (
     STALE_RTOL,
     VertexSystem,
-    _bucket,
     _resolve,
     check_compatible,
     check_rtol,
@@ -35,6 +34,7 @@ from jaxpoly.geometry import (
 )
 from jaxpoly.mesh import Mesh
 from jaxpoly.network import Network, restrict_to_plane
+from jaxpoly.sizes import power_of_two
 
 __all__ = ["refresh_if_stale", "ExactGeometry"]
 
@@ -173,7 +173,7 @@ class ExactGeometry:
         """The level-set mesh edges ``(Q, 2)`` (indices into :attr:`level_system` rows), padded with
         ``(0, 0)`` to a power of two, and their mask ``(Q,)``."""
         e = np.asarray(self.mesh.edges, np.int32).reshape(-1, 2)
-        return _pad_rows(e, _bucket(len(e)))
+        return _pad_rows(e, power_of_two(len(e)))
 
     def positions(self, params_or_net: Any, *, to_network: Callable[[Any], Network] | None = None):
         """All vertices ``(V, d)`` of the current complex as functions of the weights (plane coordinates

@@ -14,6 +14,7 @@ import pytest
 
 import jaxpoly
 from jaxpoly import geometry as g
+from jaxpoly.sizes import power_of_two
 from jaxpoly.training import ExactGeometry, refresh_if_stale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -315,7 +316,7 @@ def test_exact_geometry_helper():
     assert not geo.update(net) and geo.num_extractions == 1
     n = geo.mesh.num_vertices
     ls = geo.level_system
-    assert ls.num_vertices == n and ls.size == g._bucket(n)
+    assert ls.num_vertices == n and ls.size == power_of_two(n)
     edges, emask = geo.level_edges()
     assert emask.sum() == geo.mesh.num_edges and np.all(edges[emask] < n)
     moved = axpy(net, random_direction(net, 5), 0.1)

@@ -636,12 +636,12 @@ def test_kept_sign_masks_equal_rebuilt_masks(case, monkeypatch):
 
 def test_level_set_respects_max_vertices():
     """The level set's growth before its step is clamped to max_vertices: past it, a CapacityError."""
-    from jaxpoly.extraction import _bucket
+    from jaxpoly.sizes import bucket
 
     net = jaxpoly.load_model("bunny-2d-4x32")
     v0 = extract(net, (-0.5, 0.5), level_set=False).num_vertices
     v1 = extract(net, (-0.5, 0.5)).num_vertices
-    cap = _bucket(v0)
+    cap = bucket(v0)
     assert v0 <= cap < v1  # the hidden layers fit the first capacity bucket, the level set does not
     assert extract(net, (-0.5, 0.5), level_set=False, capacity=v0, max_vertices=cap).num_vertices == v0
     with pytest.raises(jaxpoly.CapacityError, match="max_vertices"):
