@@ -22,9 +22,12 @@ from jaxpoly.arguments import is_integer
 from jaxpoly.bounds import TRANSLATE_INPUT, as_points
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, InvalidNetworkError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
-from jaxpoly.network import Network
+from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales
+from jaxpoly.regions import _region_maps
 from jaxpoly.pytree import pytree_dataclass
+from jaxpoly.sizes import bucket
 from jaxpoly.unique import unique_ints, unique_pairs
+from jaxpoly.volumes import polytope_volumes
 
 __all__ = ["Complex", "Cells"]
 
@@ -379,6 +382,74 @@ class Complex:
         pos = np.minimum(pos, len(keys) - 1)
         found = inside & np.all(keys[pos] == h, axis=1)
         return np.where(found, pos, -1)
+
+    def region_volumes(self) -> np.ndarray:
+        """``(R,) float64``: the ``d``-dimensional volume of each cell of :attr:`regions` (areas in 2D,
+        lengths in 1D); they sum to the box's volume.
+
+        Exact up to float64 round-off of the vertices (computed once; see :mod:`jaxpoly.volumes`): each
+        cell is split into pyramids over its faces, read off which hyperplanes its vertices lie on. A
+        vertex counts as on a hyperplane where it was cut by it, or where the hyperplane's value there
+        is below ``1e-9`` of its largest over the cell's vertices.
+        """
+        return self._cached("_region_volumes", self._compute_region_volumes)
+
+    def _compute_region_volumes(self) -> np.ndarray:
+        cells = self.regions
+        ptr, idx = cells.vertex_ptr, cells.vertex_idx
+        counts = np.diff(ptr)
+        vz = self.vertex_zeros
+        out = np.zeros(len(cells), np.float64)
+        order = np.argsort(counts, kind="stable")  # blocks of cells with alike vertex counts pad little
+        start = 0
+        while start < len(order):
+            m = int(counts[order[min(len(order) - 1, start)]])
+            rows = max(1, (1 << 24) // (8 * m * m * max(1, vz.shape[1])))
+            block = order[start : start + rows]
+            m = int(counts[block].max())
+            out[block] = self._block_volumes(block, m)
+            start += len(block)
+        return out
+
+    def _block_volumes(self, block: np.ndarray, m: int) -> np.ndarray:
+        """:meth:`region_volumes` of the cells ``block (B,)``, which have at most ``m`` vertices."""
+        cells, d = self.regions, self.dim
+        ptr, idx = cells.vertex_ptr, cells.vertex_idx
+        B = len(block)
+        mask = np.arange(m)[None, :] < np.diff(ptr)[block][:, None]
+        verts = np.where(mask, idx[np.minimum(ptr[block][:, None] + np.arange(m), len(idx) - 1)], 0)
+        x = np.asarray(self.vertices, np.float64)[verts]
+        # candidate hyperplanes: every id the cell's vertices were cut by, once per cell, padded
+        zeros = self.vertex_zeros[verts]
+        big = np.iinfo(np.int32).max
+        ids = np.sort(np.where(mask[..., None] & (zeros >= 0), zeros, big).reshape(B, -1), axis=1)
+        ids[:, 1:][ids[:, 1:] == ids[:, :-1]] = big
+        ids = np.sort(ids, axis=1)
+        cand = ids[:, : max(1, int(np.max(np.sum(ids < big, axis=1))))]
+        valid = cand < big
+        cand = np.where(valid, cand, 0)
+        # each candidate's affine function on the cell: box facets (2i: x_i - lo_i, 2i+1: hi_i - x_i), then
+        # the network's hyperplanes pulled back through the cell's pattern (padded: few compiles)
+        pat = cells.patterns[block[np.minimum(np.arange(bucket(B)), B - 1)]]
+        with jax.enable_x64(True):
+            maps = _region_maps(self.net.astype(np.float64), jnp.asarray(pat), self.has_level_set)
+            A, c = np.asarray(maps.hyper_A[:B], np.float64), np.asarray(maps.hyper_c[:B], np.float64)
+        eye = np.repeat(np.eye(d), 2, axis=0) * np.tile([1.0, -1.0], d)[:, None]
+        box_c = np.stack([-np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)], axis=1).reshape(-1)
+        A = np.concatenate([np.broadcast_to(eye, (B, 2 * d, d)), A], axis=1)
+        c = np.concatenate([np.broadcast_to(box_c, (B, 2 * d)), c], axis=1)
+        rows, offs = np.take_along_axis(A, cand[..., None], axis=1), np.take_along_axis(c, cand, axis=1)
+        # a neuron constant on the cell (dead: all its inputs off) bounds nothing, wherever it was cut
+        scale = np.concatenate([np.ones(2 * d), hyperplane_scales(self.net, self.has_level_set, xp=np)])
+        live = np.sum(np.abs(rows), axis=2) > CONSTANT_RTOL * scale[cand]
+        norm = np.linalg.norm(rows, axis=2)
+        dist = np.abs(np.einsum("bmd,bcd->bmc", x, rows) + offs[:, None, :]) / np.where(live, norm, 1.0)[:, None, :]
+        span = np.where(mask[..., None], x, np.nan)
+        diam = np.linalg.norm(np.nanmax(span, axis=1) - np.nanmin(span, axis=1), axis=1)
+        tol = max(1e-9, 100 * float(np.finfo(self.vertices.dtype).eps)) * diam
+        cut = np.any(zeros[..., None] == cand[:, None, None, :], axis=2)  # (B, m, c)
+        incidence = (cut | (dist <= tol[:, None, None])) & mask[..., None] & (valid & live)[:, None, :]
+        return polytope_volumes(x, mask, incidence)
 
     # -- vertex views --------------------------------------------------------------------------------
     @property

@@ -7,6 +7,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from scipy.spatial import ConvexHull
 
 import jaxpoly
 from jaxpoly import extract
@@ -62,6 +63,10 @@ def test_three_planes_through_a_line():
     # every vertex on its defining planes
     signs = c.vertex_signs
     assert np.all(signs[axis][:, :3] == 0)
+    # the cells' volumes: the square's six pieces (four triangles of area 1/2, two quadrants of area 1)
+    # times heights 1.3 and 0.7
+    want = sorted(a * h for a in (0.5, 0.5, 0.5, 0.5, 1.0, 1.0) for h in (1.3, 0.7))
+    np.testing.assert_allclose(np.sort(c.region_volumes()), want, rtol=1e-12)
 
 
 def test_output_vanishing_on_a_region_3d():
@@ -111,11 +116,17 @@ def test_zero_bias_networks_3d(widths, seed):
 
 
 def test_zero_bias_network_4d():
-    """d = 4: Euler's relation and sampling (the LP reference is too slow here)."""
+    """d = 4: Euler's relation and sampling (the LP reference is too slow here); the cells' volumes
+    tile the box and match Qhull's (the output vanishes on whole cells: the cuts recorded there bound
+    none of them)."""
     net = zero_bias_net(4, (5, 4), 0)
     c = extract(net, (-1, 1))
     assert c.timings["engine"] == "regions"
     assert c.euler_characteristic == 1
+    vol = c.region_volumes()
+    np.testing.assert_allclose(vol.sum(), 16.0, rtol=1e-12)
+    hulls = [ConvexHull(c.vertices[c.regions.vertices_of(r)]).volume for r in range(c.num_regions)]
+    np.testing.assert_allclose(vol, hulls, rtol=0, atol=1e-12)
     got = {p.tobytes() for p in np.asarray(c.regions.patterns)}
     pats = jaxpoly.sample_regions(net, (-1, 1), 50_000, key=jax.random.PRNGKey(0), level_set=True)
     assert {p.tobytes() for p in np.asarray(pats)} <= got

@@ -243,9 +243,15 @@ def test_hard_tanh_two_hyperplanes_per_neuron():
 
 
 def test_float32_matches_on_bunny():
-    """float32 reproduces the reference counts on a bunny (they are identical in the reference too)."""
+    """float32 reproduces the reference counts on a bunny (they are identical in the reference too), and
+    its cells' volumes (float64, from float32 vertices) those of the float64 complex to float32's
+    round-off."""
     net = jaxpoly.load_npz(os.path.join(DATA, "2_2x50_relu_bunny.npz"))
-    assert extract(net, (-0.5, 0.5), dtype=np.float32).f_vector == (289, 543, 255)
+    c32, c64 = extract(net, (-0.5, 0.5), dtype=np.float32), extract(net, (-0.5, 0.5))
+    assert c32.f_vector == (289, 543, 255)
+    v32 = c32.region_volumes()[c32.region_of(c64.regions.witnesses)]
+    assert v32.dtype == np.float64
+    np.testing.assert_allclose(v32, c64.region_volumes(), rtol=0, atol=1e-6)
 
 
 def test_small_capacity_grows_without_dropping():
