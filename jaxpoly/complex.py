@@ -395,20 +395,21 @@ class Complex:
         return self._cached("_region_volumes", self._compute_region_volumes)
 
     def _compute_region_volumes(self) -> np.ndarray:
-        cells = self.regions
-        ptr, idx = cells.vertex_ptr, cells.vertex_idx
-        counts = np.diff(ptr)
-        vz = self.vertex_zeros
-        out = np.zeros(len(cells), np.float64)
+        counts = np.diff(self.regions.vertex_ptr)
+        z = max(1, self.vertex_zeros.shape[1])
         order = np.argsort(counts, kind="stable")  # blocks of cells with alike vertex counts pad little
+        out = np.zeros(len(order), np.float64)
         start = 0
         while start < len(order):
-            m = int(counts[order[min(len(order) - 1, start)]])
-            rows = max(1, (1 << 24) // (8 * m * m * max(1, vz.shape[1])))
-            block = order[start : start + rows]
-            m = int(counts[block].max())
-            out[block] = self._block_volumes(block, m)
-            start += len(block)
+            stop = len(order)
+            while True:  # as many cells as keep the (cells, vertices, ids, candidates) arrays small
+                m = int(counts[order[stop - 1]])
+                rows = max(1, (1 << 24) // (8 * m * m * z))
+                if stop - start <= rows:
+                    break
+                stop = start + rows
+            out[order[start:stop]] = self._block_volumes(order[start:stop], m)
+            start = stop
         return out
 
     def _block_volumes(self, block: np.ndarray, m: int) -> np.ndarray:
