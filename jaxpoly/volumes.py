@@ -37,15 +37,16 @@ def _compact(points: np.ndarray, masks: np.ndarray, cell: np.ndarray, least: int
              ) -> tuple[np.ndarray, np.ndarray]:
     """The vertices ``(n, w, d)`` of the sets ``masks (n, m)`` of polytopes ``cell (n,)``, each set's
     first (so that small faces do not carry their polytope's padding), and which are real ``(n, w)``."""
-    width = max(int(np.max(np.sum(masks, axis=1))), least)
+    width = max(int(np.max(np.sum(masks, axis=1), initial=0)), least)
     slots = np.argsort(~masks, axis=1, kind="stable")[:, :width]
     return points[cell[:, None], slots], np.take_along_axis(masks, slots, axis=1)
 
 
 def _frames(points: np.ndarray, masks: np.ndarray, cell: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
     """Centroids ``(n, d)`` and ``j`` principal directions ``(n, j, d)`` (by decreasing spread) of the
-    vertex sets ``masks (n, m)`` of polytopes ``cell (n,)``, which span a ``j``-face's directions (an SVD of the centred vertices, not an eigen-decomposition of their scatter, whose
-    squared singular values would lose thin faces' directions)."""
+    vertex sets ``masks (n, m)`` of polytopes ``cell (n,)``, which span a ``j``-face's directions (an
+    SVD of the centred vertices, not an eigen-decomposition of their scatter, whose squared singular
+    values would lose thin faces' directions)."""
     x, w = _compact(points, masks, cell, points.shape[2])
     w = w[..., None]
     centre = np.sum(np.where(w, x, 0.0), axis=1) / np.sum(w, axis=1)
@@ -81,7 +82,7 @@ def _children(faces: np.ndarray, cell: np.ndarray, mask: np.ndarray, incidence: 
     n, m = mask.shape
     c = incidence.shape[2]
     step = max(1, _BLOCK_BYTES // max(1, c * m))
-    parents, masks = [], []
+    parents, masks = [np.zeros((0,), np.int64)], [np.zeros((0, m), bool)]
     for s in range(0, n, step):
         f = faces[s : s + step]
         child = mask[f][:, None, :] & np.swapaxes(incidence[cell[f]], 1, 2)  # (b, c, m)

@@ -74,6 +74,10 @@ def test_polytope_volumes_of_flat_and_tiny_polytopes():
     assert got[0] == 0.0
     exact = abs(np.linalg.det(tiny[1:] - tiny[0])) / 6  # of the rounded vertices (exact differences)
     np.testing.assert_allclose(got[1:], [1 / 6, exact], rtol=1e-12)
+    # a point and a segment (no incidences, no faces), and no polytopes at all
+    seg = np.array([[0.0, 0, 0], [1, 0, 0]])
+    assert polytope_volumes(*padded([(seg[:1], np.zeros((1, 1), bool)), (seg, np.zeros((2, 1), bool))])).tolist() == [0, 0]
+    assert polytope_volumes(np.zeros((0, 4, 2)), np.zeros((0, 4), bool), np.zeros((0, 4, 1), bool)).shape == (0,)
 
 
 @pytest.mark.parametrize("d,widths,zero_bias,level_set", [
