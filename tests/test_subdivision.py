@@ -262,9 +262,11 @@ def test_small_capacity_grows_without_dropping():
 
 def test_split_overflow_in_3d_grows_instead_of_reporting_degeneracy():
     """In 3D a step whose splits overflow sees a truncated list of crossing points, so its pairing check
-    fails too; that must trigger growth, not a DegenerateError (seen on the 8x32 bunny's layer 5)."""
+    fails too; that must trigger growth, not a DegenerateError (seen on the 8x32 bunny's layer 5). From
+    2,048 edges the second stage's first step overflows its splits with a failed pairing check (flags 68;
+    from 64 the same happens later, after four more regrowths and their compilations)."""
     net = jaxpoly.load_npz(os.path.join(DATA, "3_3x16_relu_bunny.npz"))
-    c = extract(net, (-0.5, 0.5), capacity=64)
+    c = extract(net, (-0.5, 0.5), capacity=2048)
     assert c.f_vector == (27562, 80656, 78682, 25587)
     assert sum(s["regrows"] for s in c.timings["stages"]) >= 3
 
