@@ -396,15 +396,15 @@ class Complex:
 
     def _compute_region_volumes(self) -> np.ndarray:
         counts = np.diff(self.regions.vertex_ptr)
-        z = max(1, self.vertex_zeros.shape[1])
+        ids = 2 * self.dim + self.num_hyperplanes  # at most this many candidate hyperplanes per cell
         order = np.argsort(counts, kind="stable")  # blocks of cells with alike vertex counts pad little
         out = np.zeros(len(order), np.float64)
         start = 0
         while start < len(order):
             stop = len(order)
-            while True:  # as many cells as keep the (cells, vertices, ids, candidates) arrays small
+            while True:  # as many cells as keep the (cells, vertices, candidates) arrays near 64 MiB
                 m = int(counts[order[stop - 1]])
-                rows = max(1, (1 << 24) // (8 * m * m * z))
+                rows = max(1, (1 << 23) // (m * min(ids, m * self.vertex_zeros.shape[1])))
                 if stop - start <= rows:
                     break
                 stop = start + rows
@@ -434,7 +434,7 @@ class Complex:
         pat = cells.patterns[block[np.minimum(np.arange(bucket(B)), B - 1)]]
         with jax.enable_x64(True):
             maps = _region_maps(self.net.astype(np.float64), jnp.asarray(pat), self.has_level_set)
-            A, c = np.asarray(maps.hyper_A[:B], np.float64), np.asarray(maps.hyper_c[:B], np.float64)
+            A, c = np.asarray(maps.hyper_A, np.float64)[:B], np.asarray(maps.hyper_c, np.float64)[:B]
         eye = np.repeat(np.eye(d), 2, axis=0) * np.tile([1.0, -1.0], d)[:, None]
         box_c = np.stack([-np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)], axis=1).reshape(-1)
         A = np.concatenate([np.broadcast_to(eye, (B, 2 * d, d)), A], axis=1)
@@ -448,9 +448,11 @@ class Complex:
         span = np.where(mask[..., None], x, np.nan)
         diam = np.linalg.norm(np.nanmax(span, axis=1) - np.nanmin(span, axis=1), axis=1)
         tol = max(1e-9, 100 * float(np.finfo(self.vertices.dtype).eps)) * diam
-        cut = np.any(zeros[..., None] == cand[:, None, None, :], axis=2)  # (B, m, c)
+        cut = np.zeros(dist.shape, bool)  # (B, m, c): cut there
+        for k in range(zeros.shape[2]):
+            cut |= zeros[:, :, k, None] == cand[:, None, :]
         incidence = (cut | (dist <= tol[:, None, None])) & mask[..., None] & (valid & live)[:, None, :]
-        return polytope_volumes(x, mask, incidence)
+        return polytope_volumes(x, mask, rows, incidence)
 
     # -- vertex views --------------------------------------------------------------------------------
     @property

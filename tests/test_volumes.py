@@ -36,12 +36,16 @@ def random_polytope(rng, d, cuts):
 
 
 def padded(polys):
-    """Stack ``(vertices, incidence)`` pairs as :func:`polytope_volumes` takes them."""
-    m, d, c = max(len(v) for v, _ in polys), polys[0][0].shape[1], max(i.shape[1] for _, i in polys)
-    pts, mask, inc = np.zeros((len(polys), m, d)), np.zeros((len(polys), m), bool), np.zeros((len(polys), m, c), bool)
-    for k, (v, i) in enumerate(polys):
-        pts[k, : len(v)], mask[k, : len(v)], inc[k, : len(v), : i.shape[1]] = v, True, i
-    return pts, mask, inc
+    """Stack ``(vertices, A, b)`` polytopes ``{A x <= b}`` as :func:`polytope_volumes` takes them (their
+    incidences: vertices within 1e-9 of a hyperplane)."""
+    m, d, c = max(len(v) for v, _, _ in polys), polys[0][0].shape[1], max(len(b) for _, _, b in polys)
+    C = len(polys)
+    pts, mask, inc = np.zeros((C, m, d)), np.zeros((C, m), bool), np.zeros((C, m, c), bool)
+    normals = np.zeros((C, c, d))
+    for k, (v, A, b) in enumerate(polys):
+        pts[k, : len(v)], mask[k, : len(v)], normals[k, : len(b)] = v, True, A
+        inc[k, : len(v), : len(b)] = np.abs(v @ A.T - b) < 1e-9
+    return pts, mask, normals, inc
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
@@ -56,7 +60,7 @@ def test_polytope_volumes_match_qhull(d):
         a = rng.standard_normal(d)
         k = np.argmax(v @ a)
         A, b = np.concatenate([A, a[None], A[:1]]), np.concatenate([b, [v[k] @ a], b[:1]])
-        polys.append((v, np.abs(v @ A.T - b) < 1e-9))
+        polys.append((v, A, b))
         ref.append(v.max() - v.min() if d == 1 else ConvexHull(v).volume)
     got = polytope_volumes(*padded(polys))
     np.testing.assert_allclose(got, ref, rtol=1e-10)
@@ -66,18 +70,21 @@ def test_polytope_volumes_of_flat_and_tiny_polytopes():
     """A square in 3D (all its vertices on one plane) has no volume; a simplex scaled by 1e-6 has
     1e-18 of the unit one's, away from the origin too."""
     sq = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], float)
-    inc_sq = np.stack([sq[:, 0] == 0, sq[:, 0] == 1, sq[:, 1] == 0, sq[:, 1] == 1, sq[:, 2] == 0], axis=1)
+    square = (sq, np.array([[-1.0, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, 1]]), np.array([0.0, 1, 0, 1, 0]))
     simplex = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
-    inc = np.stack([simplex[:, 0] == 0, simplex[:, 1] == 0, simplex[:, 2] == 0, simplex.sum(1) == 1], axis=1)
+    A = np.concatenate([-np.eye(3), np.ones((1, 3))])
     tiny = 1e-6 * simplex + 3.0
-    got = polytope_volumes(*padded([(sq, inc_sq), (simplex, inc), (tiny, inc)]))
+    got = polytope_volumes(*padded([square, (simplex, A, np.array([0.0, 0, 0, 1])),
+                                    (tiny, A, np.array([-3.0, -3, -3, 9 + 1e-6]))]))
     assert got[0] == 0.0
     exact = abs(np.linalg.det(tiny[1:] - tiny[0])) / 6  # of the rounded vertices (exact differences)
     np.testing.assert_allclose(got[1:], [1 / 6, exact], rtol=1e-12)
     # a point and a segment (no incidences, no faces), and no polytopes at all
     seg = np.array([[0.0, 0, 0], [1, 0, 0]])
-    assert polytope_volumes(*padded([(seg[:1], np.zeros((1, 1), bool)), (seg, np.zeros((2, 1), bool))])).tolist() == [0, 0]
-    assert polytope_volumes(np.zeros((0, 4, 2)), np.zeros((0, 4), bool), np.zeros((0, 4, 1), bool)).shape == (0,)
+    none = (np.zeros((1, 3)), np.zeros(1))
+    assert polytope_volumes(*padded([(seg[:1], *none), (seg, *none)])).tolist() == [0, 0]
+    assert polytope_volumes(np.zeros((0, 4, 2)), np.zeros((0, 4), bool), np.zeros((0, 1, 2)),
+                            np.zeros((0, 4, 1), bool)).shape == (0,)
 
 
 @pytest.mark.parametrize("d,widths,zero_bias,level_set", [
