@@ -23,8 +23,8 @@ from jaxpoly.bounds import TRANSLATE_INPUT, as_points
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, InvalidNetworkError, JaxpolyError, LoadError
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales
-from jaxpoly.regions import _region_maps
 from jaxpoly.pytree import pytree_dataclass
+from jaxpoly.regions import _region_maps
 from jaxpoly.sizes import bucket
 from jaxpoly.unique import unique_ints, unique_pairs
 from jaxpoly.volumes import polytope_volumes
@@ -389,8 +389,9 @@ class Complex:
 
         Exact up to float64 round-off of the vertices (computed once; see :mod:`jaxpoly.volumes`): each
         cell is split into pyramids over its faces, read off which hyperplanes its vertices lie on. A
-        vertex counts as on a hyperplane where it was cut by it, or where the hyperplane's value there
-        is below ``1e-9`` of its largest over the cell's vertices.
+        vertex counts as on a hyperplane where it was cut by it, or where it lies within ``1e-9`` of the
+        cell's diameter from the hyperplane (its map on the cell; ``100 eps`` for a float32 complex); a
+        neuron constant on the cell (all its inputs off) bounds nothing there.
         """
         return self._cached("_region_volumes", self._compute_region_volumes)
 
