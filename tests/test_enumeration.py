@@ -75,7 +75,8 @@ def check_certificates(net: jp.Network, R: Regions, *, probes_listed: bool = Tru
 
 
 @pytest.mark.parametrize("d,n,walks", [(2, 16, False), (3, 12, False), (4, 10, False), (5, 9, False),
-                                         (6, 8, False), (3, 12, True), (4, 10, True)])
+                                         (6, 8, False), (3, 12, True),
+                                         pytest.param(4, 10, True, marks=pytest.mark.slow)])
 def test_single_layer_matches_subset_count(monkeypatch, d, n, walks):
     """With ``walks``: the LP search (vertex path off) with the walk certificates forced on in low
     dimension, where they do not run by default."""
@@ -95,7 +96,7 @@ def test_single_layer_matches_subset_count(monkeypatch, d, n, walks):
 
 
 @pytest.mark.parametrize("d,widths,blocks", [(3, (14,), False), (3, (6, 6), False), (3, (14,), True),
-                                             (2, (70,), True)])
+                                             pytest.param(2, (70,), True, marks=pytest.mark.slow)])
 def test_vertex_path_matches_lp_search(monkeypatch, d, widths, blocks):
     """The first level from the arrangement's vertices (no LPs) against the LP search on the same net.
     ``blocks``: the d-subsets solved and the vertices grouped a few at a time (as on large levels); the
@@ -1091,7 +1092,8 @@ def test_same_rows_matches_all_pairs():
 
 @pytest.mark.parametrize("d,degenerate",
                          [pytest.param(2, False, marks=pytest.mark.slow),
-                          pytest.param(4, False, marks=pytest.mark.slow), (8, False), (5, True)])
+                          pytest.param(4, False, marks=pytest.mark.slow),
+                          pytest.param(8, False, marks=pytest.mark.slow), (5, True)])
 def test_warm_started_primal_simplex_matches_highs(d, degenerate):
     """jaxpoly.primal: one vertex per cell, then every row's redundancy question walked from it; the
     answers (and the optima of redundant rows) agree with HiGHS, and few lanes are left unresolved."""

@@ -101,7 +101,7 @@ def test_positions_match_extract_bunny_2d():
     assert not g.is_stale(net, c)
 
 
-@pytest.mark.parametrize("d,widths,seed", [(2, (8, 8), 3), (3, (6, 6), 2)])
+@pytest.mark.parametrize("d,widths,seed", [pytest.param(2, (8, 8), 3, marks=pytest.mark.slow), (3, (6, 6), 2)])
 def test_positions_match_extract_random(d, widths, seed):
     net = random_net(d, widths, seed)
     c = jaxpoly.extract(net, (-1.0, 1.0))
@@ -130,7 +130,7 @@ def test_degenerate_vertex_three_lines_through_origin():
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("d,widths,seed", [(2, (8, 8), 3), (3, (6, 6), 2)])
+@pytest.mark.parametrize("d,widths,seed", [pytest.param(2, (8, 8), 3, marks=pytest.mark.slow), (3, (6, 6), 2)])
 def test_jvp_and_grad_match_finite_differences(d, widths, seed):
     net = random_net(d, widths, seed)
     box = (-1.0, 1.0)
@@ -450,7 +450,7 @@ def _load_example(name: str):
     return mod
 
 
-@pytest.mark.parametrize("name", ["fit_sdf_exact_mesh", "margin_classifier"])
+@pytest.mark.parametrize("name", [pytest.param("fit_sdf_exact_mesh", marks=pytest.mark.slow), "margin_classifier"])
 def test_example_smoke(name, tmp_path):
     result = _load_example(name).main(steps=400, refine_steps=3, out_dir=str(tmp_path), widths=(8, 8))
     assert result["level_set_vertices"] > 0
@@ -519,7 +519,8 @@ def _leaf_directions(net, seed):
                                               for j, a in enumerate(leaves)])
 
 
-@pytest.mark.parametrize("d,widths,seed,level_set", [(2, (6, 5), 1, False), (3, (5, 4), 1, True)])
+@pytest.mark.parametrize("d,widths,seed,level_set", [pytest.param(2, (6, 5), 1, False, marks=pytest.mark.slow),
+                                                     (3, (5, 4), 1, True)])
 def test_region_inradius_matches_linprog_and_finite_differences(d, widths, seed, level_set):
     """Two hidden layers (deep hyperplanes bent by the first layer). In 2D the regions come from
     ``enumerate_regions``, whose stored ``inradius`` is the same Chebyshev radius for every cell of a

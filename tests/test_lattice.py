@@ -88,7 +88,7 @@ def test_output_vanishing_on_a_region_3d():
     assert np.all(c.region_of([[-0.5, -0.5, 0.2], [0.5, -0.5, 0.0], [0.6, 0.2, -0.3]]) >= 0)
 
 
-@pytest.mark.parametrize("widths,seed", [((4, 3), 2)])
+@pytest.mark.parametrize("widths,seed", [pytest.param((4, 3), 2, marks=pytest.mark.slow)])
 def test_zero_bias_networks_3d(widths, seed):
     """Freshly initialised 3D networks: deep neurons vanish on whole cells and their cuts run along
     edges. The complex agrees with the LP reference's f-vector, certifies its cells, holds every sampled

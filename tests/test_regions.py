@@ -171,7 +171,7 @@ def test_facets_refuse_out_of_range_indices(small):
         R.facets(1.0)
 
 
-@pytest.mark.parametrize("activation, level_set", [("relu", True), ("hard_tanh", False)])
+@pytest.mark.parametrize("activation, level_set", [("relu", True), pytest.param("hard_tanh", False, marks=pytest.mark.slow)])
 def test_halfspaces_are_the_region_polytope(activation, level_set):
     """Each region's facet rows describe exactly its polytope: every row of the reference's full
     description (all hyperplanes and the box, ``reference.region_polytope``) is implied by them (an LP

@@ -254,6 +254,7 @@ def test_float32_matches_on_bunny():
     np.testing.assert_allclose(v32, c64.region_volumes(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # (growth: also test_split_overflow_in_3d_grows_instead_of_reporting_degeneracy)
 def test_small_capacity_grows_without_dropping():
     """Starting from a tiny capacity forces several regrowths; the result is unchanged."""
     net = jaxpoly.load_npz(os.path.join(DATA, "2_2x50_relu_bunny.npz"))
@@ -300,7 +301,7 @@ def _mesh_sets(mesh):
     return set(pts(mesh.vertices)), {pts(mesh.vertices[e]) for e in mesh.edges}, {pts(mesh.vertices[f]) for f in mesh.faces()}
 
 
-@pytest.mark.parametrize("d", [1, 2, 3, 4])
+@pytest.mark.parametrize("d", [pytest.param(1, marks=pytest.mark.slow), 2, 3, pytest.param(4, marks=pytest.mark.slow)])
 def test_level_set_on_a_hidden_plane_is_the_boundary_of_positive_output(d, tmp_path):
     """y = relu(x0 - 0.2) vanishes on the whole region x0 <= 0.2, and its zero set's boundary lies on the
     hidden plane x0 = 0.2. The level set is the boundary of {y > 0}: that plane's piece in [-1, 1]^d
@@ -421,7 +422,8 @@ def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
 
 @pytest.mark.parametrize("widths,seed", [pytest.param((4, 4), 0, marks=pytest.mark.slow),
                                          pytest.param((4, 4), 3, marks=pytest.mark.slow),
-                                         pytest.param((8, 8), 0, marks=pytest.mark.slow), ((6, 6, 6), 3)])
+                                         pytest.param((8, 8), 0, marks=pytest.mark.slow),
+                                         pytest.param((6, 6, 6), 3, marks=pytest.mark.slow)])
 def test_zero_bias_networks_2d(widths, seed):
     """Freshly initialised networks have zero biases: deep neurons (and the output) vanish on whole
     cells where their inputs are all off. The complex agrees with the LP search region by region, is a
