@@ -61,11 +61,9 @@ def _centres(points: np.ndarray, masks: np.ndarray, cell: np.ndarray) -> np.ndar
                     axis=1) / np.maximum(count, 1)
 
 
-def _segments(points: np.ndarray, masks: np.ndarray, cell: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A point ``(n, d)``, unit direction ``(n, d)`` and length ``(n,)`` of each set of collinear
-    vertices (an endpoint is the vertex farthest from any one, the other the farthest from it; a
-    single vertex has length 0)."""
+def _lengths(points: np.ndarray, masks: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """The length ``(n,)`` of each set of collinear vertices: the distance between the vertex farthest
+    from any one of them and the vertex farthest from that (0 for a single vertex)."""
     x, w = _compact(points, masks, cell, 1)
     rows = np.arange(len(x))
 
@@ -74,10 +72,8 @@ def _segments(points: np.ndarray, masks: np.ndarray, cell: np.ndarray
         k = np.argmax(dist, axis=1)
         return x[rows, k], dist[rows, k]
 
-    a, _ = farthest(x[:, 0])
-    b, length = farthest(a)
-    u = (b - a) / np.where(length > 0, length, 1.0)[:, None]
-    return a, u, length
+    end, _ = farthest(x[:, 0])
+    return farthest(end)[1]
 
 
 def _children(cell: np.ndarray, mask: np.ndarray, incidence: np.ndarray
@@ -153,7 +149,7 @@ def polytope_volumes(points: np.ndarray, mask: np.ndarray, normals: np.ndarray, 
         levels.append((cell, fmask, np.concatenate([b[first], unit[:, None, :]], axis=1)))
         links.append((parent, child, dist))
     cell, fmask, _ = levels[-1]
-    _, _, vol = _segments(points, fmask, cell)
+    vol = _lengths(points, fmask, cell)
     # up the levels: vol_j(P) = (1/j) sum over P's faces one level down of dist(c_P, aff F) vol(F),
     # c_P the centroid of P's vertices (inside P, so that the pyramids over its faces tile it)
     for k in range(d - 1, 0, -1):
