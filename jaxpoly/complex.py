@@ -24,8 +24,7 @@ from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError, InvalidNetw
 from jaxpoly.mesh import Mesh, polygons_to_mesh
 from jaxpoly.network import CONSTANT_RTOL, Network, hyperplane_scales
 from jaxpoly.pytree import pytree_dataclass
-from jaxpoly.regions import _region_maps
-from jaxpoly.sizes import bucket
+from jaxpoly.regions import region_maps
 from jaxpoly.unique import unique_ints, unique_pairs
 from jaxpoly.volumes import polytope_volumes
 
@@ -400,6 +399,8 @@ class Complex:
         ids = 2 * self.dim + self.num_hyperplanes  # at most this many candidate hyperplanes per cell
         order = np.argsort(counts, kind="stable")  # blocks of cells with alike vertex counts pad little
         out = np.zeros(len(order), np.float64)
+        net = self.net.astype(np.float64)
+        scale = np.concatenate([np.ones(2 * self.dim), hyperplane_scales(net, self.has_level_set, xp=np)])
         start = 0
         while start < len(order):
             stop = len(order)
@@ -409,12 +410,13 @@ class Complex:
                 if stop - start <= rows:
                     break
                 stop = start + rows
-            out[order[start:stop]] = self._block_volumes(order[start:stop], m)
+            out[order[start:stop]] = self._block_volumes(order[start:stop], m, net, scale)
             start = stop
         return out
 
-    def _block_volumes(self, block: np.ndarray, m: int) -> np.ndarray:
-        """:meth:`region_volumes` of the cells ``block (B,)``, which have at most ``m`` vertices."""
+    def _block_volumes(self, block: np.ndarray, m: int, net: Network, scale: np.ndarray) -> np.ndarray:
+        """:meth:`region_volumes` of the cells ``block (B,)``, which have at most ``m`` vertices (``net``
+        in float64; ``scale (2d + H',)``: the box facets' 1, then :func:`hyperplane_scales`)."""
         cells, d = self.regions, self.dim
         ptr, idx = cells.vertex_ptr, cells.vertex_idx
         B = len(block)
@@ -431,18 +433,15 @@ class Complex:
         valid = cand < big
         cand = np.where(valid, cand, 0)
         # each candidate's affine function on the cell: box facets (2i: x_i - lo_i, 2i+1: hi_i - x_i), then
-        # the network's hyperplanes pulled back through the cell's pattern (padded: few compiles)
-        pat = cells.patterns[block[np.minimum(np.arange(bucket(B)), B - 1)]]
-        with jax.enable_x64(True):
-            maps = _region_maps(self.net.astype(np.float64), jnp.asarray(pat), self.has_level_set)
-            A, c = np.asarray(maps.hyper_A, np.float64)[:B], np.asarray(maps.hyper_c, np.float64)[:B]
+        # the network's hyperplanes pulled back through the cell's pattern
+        maps = region_maps(net, cells.patterns[block], self.has_level_set)
+        A, c = maps.hyper_A, maps.hyper_c
         eye = np.repeat(np.eye(d), 2, axis=0) * np.tile([1.0, -1.0], d)[:, None]
         box_c = np.stack([-np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)], axis=1).reshape(-1)
         A = np.concatenate([np.broadcast_to(eye, (B, 2 * d, d)), A], axis=1)
         c = np.concatenate([np.broadcast_to(box_c, (B, 2 * d)), c], axis=1)
         rows, offs = np.take_along_axis(A, cand[..., None], axis=1), np.take_along_axis(c, cand, axis=1)
         # a neuron constant on the cell (dead: all its inputs off) bounds nothing, wherever it was cut
-        scale = np.concatenate([np.ones(2 * d), hyperplane_scales(self.net, self.has_level_set, xp=np)])
         live = np.sum(np.abs(rows), axis=2) > CONSTANT_RTOL * scale[cand]
         norm = np.linalg.norm(rows, axis=2)
         dist = np.abs(np.einsum("bmd,bcd->bmc", x, rows) + offs[:, None, :]) / np.where(live, norm, 1.0)[:, None, :]

@@ -56,6 +56,15 @@ def _region_maps(net: Network, pattern: jax.Array, level_set: bool) -> AffineMap
     return maps
 
 
+def region_maps(net: Network, patterns: np.ndarray, level_set: bool) -> AffineMaps:
+    """:func:`_region_maps` of ``patterns (B, H')`` (``B >= 1``) as float64 NumPy arrays, computed on
+    rows padded to a bucket size (few compilations)."""
+    B = len(patterns)
+    pat = patterns[np.minimum(np.arange(bucket(B)), B - 1)]
+    with jax.enable_x64(True):
+        return AffineMaps(*(np.asarray(m, np.float64)[:B] for m in _region_maps(net, jnp.asarray(pat), level_set)))
+
+
 @jax.jit
 def _output_maps(net: Network, pattern: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(..., out, d)`` and ``(..., out)``: the output's map on the regions of ``pattern (..., H)``."""
@@ -216,10 +225,8 @@ class Regions:
         return G[0, :k], g[0, :k]
 
     def _maps(self, net: Network, rows: np.ndarray) -> AffineMaps:
-        """:func:`_region_maps` of regions ``rows (B,)`` as float64 NumPy arrays."""
-        with jax.enable_x64(True):
-            return AffineMaps(*(np.asarray(m, np.float64) for m in _region_maps(
-                net, jnp.asarray(self.patterns[rows]), self.level_set)))
+        """:func:`region_maps` of regions ``rows (B,)``."""
+        return region_maps(net, self.patterns[rows], self.level_set)
 
     def _facet_rows(self, maps: AffineMaps, rows: np.ndarray, F: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
