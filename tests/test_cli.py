@@ -46,14 +46,21 @@ def test_extract_writes_readable_files(tmp_path):
 
     out = tmp_path / "out"
     r = run("extract", "bunny-2d-2x50", "--bounds", "-0.5", "0.5", "--out", str(out), "--mesh",
-            str(tmp_path / "ls.ply"), "--plot", "--quiet")
+            str(tmp_path / "ls.ply"), "--plot", "--volumes", "--quiet")
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
+    vol, saved = summary["volume"], np.load(out / "volumes.npz")["volumes"]
+    assert saved.shape == (255,) and np.all(saved > 0) and vol["box"] == 1.0
+    np.testing.assert_allclose([vol["cells"], vol["below_zero"] + vol["above_zero"]], 1.0, rtol=1e-12)
     assert summary["f_vector"] == [289, 543, 255] and summary["level_set"]["vertices"] == 10
     assert (summary["vertices"], summary["edges"], summary["regions"]) == (289, 543, 255)
     assert json.loads(r.stdout)["regions"] == 255
     c = jaxpoly.Complex.load(out / "complex.npz")
     assert c.f_vector == (289, 543, 255) and c.num_regions == 255
+    inside = ~c.regions.patterns[:, -1]  # output < 0: against a million samples of the box
+    np.testing.assert_allclose(vol["below_zero"], saved[inside].sum(), rtol=1e-12)
+    y = np.asarray(c.net(np.random.default_rng(0).uniform(-0.5, 0.5, (10**6, 2))))[:, 0]
+    assert abs(vol["below_zero"] - np.mean(y < 0)) < 5 * np.sqrt(0.06 * 0.94 / 10**6)
     assert (out / "partition.png").stat().st_size > 10_000
     m = meshio.read(tmp_path / "ls.ply")
     assert len(m.points) == 10 and len(m.cells[0].data) == 9
