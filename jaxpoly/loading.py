@@ -73,11 +73,12 @@ _TORCH_EXT = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 @dataclasses.dataclass(frozen=True)
 class Arch:
     """An MLP architecture: ``widths`` from input to output (``None``: read from the weights), the
-    activation after every layer but the last, and the leaky-ReLU slope."""
+    activation after every layer but the last (``None``: ReLU, unless the file stores its own), and the
+    leaky-ReLU slope."""
 
     kind: str = "mlp"
     widths: tuple[int, ...] | None = None
-    activation: str = "relu"
+    activation: str | None = None
     negative_slope: float = 0.01
 
     def __post_init__(self):
@@ -89,9 +90,15 @@ class Arch:
             raise ModelLoadError(f"architecture widths must be >= 2 positive integers (input .. output), "
                                  f"got {list(self.widths)}")
         try:
-            activation_from_name(self.activation, self.negative_slope)
+            activation_from_name(self.activation_name, self.negative_slope)
         except InvalidNetworkError as e:
             raise ModelLoadError(f"architecture: {e}") from None
+
+
+    @property
+    def activation_name(self) -> str:
+        """The activation applied: :attr:`activation`, or ``"relu"`` when none was given."""
+        return "relu" if self.activation is None else self.activation
 
 
 def _int_widths(widths: Any) -> tuple[int, ...]:
@@ -127,7 +134,8 @@ def _arch_from_dict(d: dict) -> Arch:
         slope = float(d.get("negative_slope", 0.01))
     except (TypeError, ValueError):
         raise ModelLoadError(f"bad architecture {d!r}; {_ARCH_HELP}") from None
-    return Arch(str(d.get("kind", d.get("type", "mlp"))), widths, str(d.get("activation", "relu")), slope)
+    act = d.get("activation")
+    return Arch(str(d.get("kind", d.get("type", "mlp"))), widths, None if act is None else str(act), slope)
 
 
 def parse_arch(spec: Any) -> Arch:
@@ -157,7 +165,7 @@ def parse_arch(spec: Any) -> Arch:
     parts = s.split(":")
     if parts[0] != "mlp" or len(parts) > 3:
         raise ModelLoadError(f"cannot parse architecture {s!r}; {_ARCH_HELP}")
-    widths, act, slope = None, "relu", 0.01
+    widths, act, slope = None, None, 0.01
     for p in parts[1:]:
         p = p.strip()
         if re.fullmatch(r"\d+(\s*,\s*\d+)*", p):
@@ -195,7 +203,7 @@ def _mlp(layers: list[tuple[str, np.ndarray, np.ndarray]], arch: Arch, where: st
         raise ModelLoadError(f"{where}: the architecture says widths {list(arch.widths)} but the checkpoint "
                              f"holds {list(widths)}")
     try:
-        return from_arrays([W for _, W, _ in layers], [b for _, _, b in layers], activation=arch.activation,
+        return from_arrays([W for _, W, _ in layers], [b for _, _, b in layers], activation=arch.activation_name,
                            negative_slope=arch.negative_slope)
     except InvalidNetworkError as e:
         raise ModelLoadError(f"{where}: {e}") from None
@@ -630,7 +638,8 @@ def load_network(model: str | os.PathLike, *, arch: Any = None, input_dim: int |
         instead of its module tree. For ``.npz`` files and bundled names its widths, if given, are
         checked against the file, and its activation applies to the plain ``W0, b0, …`` layout
         (``"mlp:leaky_relu=0.2"`` reads such a file with leaky ReLUs); a file in :func:`jaxpoly.save_npz`'s
-        general layout keeps the activations it stores.
+        general layout keeps the activations it stores (an
+        activation in ``arch`` is refused for it).
       input_dim: when given, the loaded network must have this input dimension.
     Returns:
       A :class:`~jaxpoly.Network` with float64 NumPy weights.

@@ -481,6 +481,23 @@ def test_load_network_names_and_errors(tmp_path):
         jaxpoly.parse_arch("cnn:3,3")
     assert jaxpoly.parse_arch("mlp:2,64,64,1:relu") == jaxpoly.Arch("mlp", (2, 64, 64, 1), "relu")
     assert jaxpoly.parse_arch("mlp:leaky_relu=0.3").negative_slope == 0.3
+    assert jaxpoly.parse_arch("mlp:2,64,64,1").activation is None  # ReLU, unless the file stores its own
+
+
+def test_arch_activation_for_a_file_that_stores_its_own(tmp_path):
+    """A file in the general layout keeps its activations: an explicit one in ``arch`` is refused rather
+    than ignored; the widths alone are still checked; the plain layout takes it."""
+    rng = np.random.default_rng(0)
+    W, b = [rng.standard_normal((2, 3)), rng.standard_normal((3, 1))], [rng.standard_normal(3), rng.standard_normal(1)]
+    jaxpoly.save_npz(jaxpoly.from_arrays(W, b, activation="hard_tanh"), tmp_path / "general.npz")
+    for arch in ("mlp:relu", "mlp:2,3,1:hard_tanh", {"activation": "relu"}):
+        with pytest.raises(jaxpoly.ModelLoadError, match="stores every stage's activation"):
+            jaxpoly.load_network(tmp_path / "general.npz", arch=arch)
+    net = jaxpoly.load_network(tmp_path / "general.npz", arch="mlp:2,3,1")
+    assert net.stages[0].activation == jaxpoly.hard_tanh()
+    np.savez(tmp_path / "plain.npz", W0=W[0].T, b0=b[0], W1=W[1].T, b1=b[1])
+    assert jaxpoly.load_network(tmp_path / "plain.npz").stages[0].activation == jaxpoly.relu()
+    assert jaxpoly.load_network(tmp_path / "plain.npz", arch="mlp:hard_tanh").stages[0].activation == jaxpoly.hard_tanh()
 
 
 def test_program_keeps_compiled_kernels_on_disk(tmp_path):

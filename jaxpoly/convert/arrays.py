@@ -105,10 +105,15 @@ def network_arrays(net: Network) -> dict[str, np.ndarray]:
 
 
 def network_from_arrays(data: dict[str, np.ndarray], where: str = "arrays", *,
-                        activation: str | Activation = "relu", negative_slope: float = 0.01) -> Network:
-    """Inverse of :func:`network_arrays`; also reads the plain ``W{i}, b{i}`` layout (W of shape (out, in))."""
+                        activation: str | Activation | None = None, negative_slope: float = 0.01) -> Network:
+    """Inverse of :func:`network_arrays`; also reads the plain ``W{i}, b{i}`` layout (W of shape (out, in))
+    with ``activation`` (``None``: ReLU) after every layer but the last."""
     if "format" in data:
+        if activation is not None:
+            raise ModelLoadError(f"{where} stores every stage's activation (jaxpoly's general layout), so the "
+                                 f"activation given ({activation!r}) would be ignored: leave it out")
         return _stages_from_arrays(data, where)
+    activation = "relu" if activation is None else activation
     layers = {k: int(k[1:]) for k in data if re.fullmatch(r"[Wb](0|[1-9][0-9]*)", k)}
     if not any(k[0] == "W" for k in layers):
         raise InvalidNetworkError(
@@ -175,13 +180,15 @@ def save_npz(net: Network, path: str | os.PathLike) -> None:
         np.savez(path, **network_arrays(net))
 
 
-def load_npz(path: str | os.PathLike, *, activation: str | Activation = "relu",
+def load_npz(path: str | os.PathLike, *, activation: str | Activation | None = None,
              negative_slope: float = 0.01) -> Network:
     """Read a network from ``.npz``.
 
     Two layouts are accepted: PyTorch-style ``W0, b0, W1, b1, …`` with ``W{i}`` of shape (out, in)
-    (the bundled bunny networks; ``activation`` after every layer but the last), and the general layout
-    written by :func:`save_npz` for networks with skip connections or mixed activations.
+    (the bundled bunny networks; ``activation``, ReLU by default, after every layer but the last), and
+    the general layout written by :func:`save_npz` for networks with skip connections or mixed
+    activations, which stores its activations (an ``activation`` given for such a file is refused with
+    :class:`~jaxpoly.ModelLoadError`).
     """
     path = saved_npz_name(as_path(path, "a network .npz file", ModelLoadError))
     if not os.path.exists(path):
