@@ -66,6 +66,23 @@ def test_extract_writes_readable_files(tmp_path):
     assert len(m.points) == 10 and len(m.cells[0].data) == 9
 
 
+def test_demo_writes_plots_meshes_and_summary(tmp_path):
+    """The README's main job, end to end: the counts are the reference implementation's (models README),
+    the volume below zero the one tested against sampling in test_volumes."""
+    import meshio
+
+    out = tmp_path / "demo"
+    r = run("demo", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    s3, s2 = summary["bunny-3d-3x16"], summary["bunny-2d-2x100"]
+    assert s3["f_vector"] == [27562, 80656, 78682, 25587] and s2["f_vector"] == [3203, 6287, 3085]
+    assert (s3["level_set"]["faces"], s2["level_set"]["vertices"]) == (2874, 117)
+    assert abs(s3["volume_below_zero"] - 0.20178) < 1e-5 and "0.20178" in r.stdout
+    assert len(meshio.read(out / "bunny.obj").points) == 2878 == len(meshio.read(out / "bunny.ply").points)
+    assert min((out / "bunny.png").stat().st_size, (out / "partition.png").stat().st_size) > 10_000
+
+
 def test_enumerate_matches_extract_region_count(tmp_path):
     # Convention: with the level set, the output's zero set splits regions in both engines, so
     # `enumerate --level-set` counts the same 255 cells as extract's f_vector[-1] (246 without it).
