@@ -2,19 +2,20 @@
 vertex lies on which.
 
 A k-dimensional polytope ``P`` with centroid ``c`` is the union of the pyramids from ``c`` over its
-facets, so ``vol_k(P) = (1/k) sum_F dist(c, aff F) vol_{k-1}(F)``, down to segments (their length).
-The faces come from the incidences: a polytope's vertices on one of its supporting hyperplanes form a
-face, and every facet of a face is such a set inside it. A proper face of lower dimension than a
-facet is found too, but its recursion reaches single points before segments and adds nothing, so no
-rank decision is needed: the face lattice is read off the incidences. The distance from ``c`` (in
-``aff P``) to ``aff F = aff P ∩ {h = 0}`` is ``|grad h . (c - v)| / |grad h|``, ``v`` a vertex of ``F``
-and the gradient projected onto ``aff P``'s directions (orthogonal to the gradients that cut ``P`` out,
-kept per face); in coordinates relative to a vertex of each polytope, so that round-off is relative to
-the polytope's size.
+facets, so ``vol_k(P) = (1/k) sum_F dist(c, aff F) vol_{k-1}(F)``, down to polygons (the shoelace formula
+on their vertices in angular order; segments' lengths in 1D). The faces come from the incidences: a
+polytope's vertices on one of its supporting hyperplanes form a face, and every facet of a face is such
+a set inside it. A proper face of lower dimension than a facet is found too, but its distance term or
+its area is 0, so no rank decision is needed: the face lattice is read off the incidences. The distance
+from ``c`` (in ``aff P``) to ``aff F = aff P ∩ {h = 0}`` is ``|grad h . (c - v)| / |grad h|``, ``v`` a
+vertex of ``F`` and the gradient projected onto ``aff P``'s directions (orthogonal to the gradients that
+cut ``P`` out, kept per face); in coordinates relative to a vertex of each polytope, so that round-off
+is relative to the polytope's size.
 
 All of it runs in NumPy on padded blocks (``(C, m, d)`` vertices of ``C`` polytopes with at most ``m``
-vertices each), level by level: faces of dimension ``d - k`` are vertex masks ``(n, m)``, each
-distinct face of a polytope once, linked to its parents by ``(parent, child, hyperplane)`` triples.
+vertices each), level by level: faces of dimension ``d - k`` are increasing lists of their vertices'
+rows, each distinct face of a polytope once, linked to its parents by ``(parent, child, hyperplane)``
+triples.
 """
 
 from __future__ import annotations
@@ -27,48 +28,25 @@ __all__ = ["polytope_volumes"]
 _BLOCK_BYTES = 1 << 26
 
 
-def _unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First occurrences ``(u,)`` of the distinct rows of the stacked ``columns`` (``(n,)`` integers or
-    ``(n, m)`` bools), and each row's index among them ``(n,)``."""
-    parts = [np.packbits(c, axis=1) if c.dtype == bool else c.astype(">i8").view(np.uint8).reshape(-1, 8)
-             for c in columns]
-    rows = np.ascontiguousarray(np.concatenate(parts, axis=1))
+def _unique_rows(cell: np.ndarray, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First occurrences ``(u,)`` of the distinct rows of ``cell (n,)`` beside ``lists (n, w)`` (small
+    non-negative integers), and each row's index among them ``(n,)``."""
+    small = np.int16 if lists.size == 0 or int(lists.max()) < 2**15 else np.int64
+    rows = np.ascontiguousarray(np.concatenate([cell.astype(np.int64)[:, None].view(np.uint8),
+                                                lists.astype(small).view(np.uint8)], axis=1))
     _, first, inverse = np.unique(rows.view(np.dtype((np.void, rows.shape[1]))).ravel(), return_index=True,
                                   return_inverse=True)
     return first, inverse.ravel()
 
 
-def _compact(points: np.ndarray, masks: np.ndarray, cell: np.ndarray, least: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The vertices ``(n, w, d)`` of the sets ``masks (n, m)`` of polytopes ``cell (n,)``, each set's
-    first (so that small faces do not carry their polytope's padding), and which are real ``(n, w)``."""
-    count = np.sum(masks, axis=1)
-    width = max(int(np.max(count, initial=0)), least)
-    row, col = np.nonzero(masks)  # row-major: each row's vertices in order
-    pos = np.arange(len(row)) - np.repeat(np.cumsum(count) - count, count)
-    slots = np.zeros((len(masks), width), np.int64)
-    slots[row, pos] = col
-    real = np.arange(width) < count[:, None]
-    return points[cell[:, None], slots], real
-
-
-def _centres(points: np.ndarray, masks: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """The centroids ``(n, d)`` of the vertex sets ``masks (n, m)`` of polytopes ``cell (n,)``."""
-    row, col = np.nonzero(masks)
-    x = points[cell[row], col]
-    count = np.bincount(row, minlength=len(masks))[:, None]
-    return np.stack([np.bincount(row, weights=x[:, k], minlength=len(masks)) for k in range(x.shape[1])],
-                    axis=1) / np.maximum(count, 1)
-
-
-def _lengths(points: np.ndarray, masks: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """The length ``(n,)`` of each set of collinear vertices: the distance between the vertex farthest
-    from any one of them and the vertex farthest from that (0 for a single vertex)."""
-    x, w = _compact(points, masks, cell, 1)
+def _lengths(x: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """The length ``(n,)`` of each set of collinear points ``x (n, w, d)`` (rows ``real (n, w)``): the
+    distance between the point farthest from the first one and the point farthest from that (0 for a
+    single point)."""
     rows = np.arange(len(x))
 
     def farthest(p):
-        dist = np.where(w, np.linalg.norm(x - p[:, None, :], axis=2), -1.0)
+        dist = np.where(real, np.linalg.norm(x - p[:, None, :], axis=2), -1.0)
         k = np.argmax(dist, axis=1)
         return x[rows, k], dist[rows, k]
 
@@ -76,32 +54,40 @@ def _lengths(points: np.ndarray, masks: np.ndarray, cell: np.ndarray) -> np.ndar
     return farthest(end)[1]
 
 
-def _children(cell: np.ndarray, mask: np.ndarray, incidence: np.ndarray
+def _children(cell: np.ndarray, verts: np.ndarray, incidence: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The proper faces of faces ``mask (n, m)`` of polytopes ``cell (n,)``: their vertices on each
+    """The proper faces of faces ``verts (n, w)`` of polytopes ``cell (n,)``: their vertices on each
     supporting hyperplane of the polytope, non-empty and not all of them. A face shared by several
     parents (or reached through several hyperplanes) is listed once.
 
+    A face is the increasing list of its vertices' rows in its polytope, padded with ``m`` (which sorts
+    after them); ``incidence (C, m, c)`` as in :func:`polytope_volumes`.
+
     Returns:
-      ``cell (n2,)`` and ``mask (n2, m)`` of the distinct faces, and ``(parent, child, hyperplane)``
+      ``cell (n2,)`` and ``verts (n2, w2)`` of the distinct faces, and ``(parent, child, hyperplane)``
       ``(p,)`` each: which face lies in which, cut from it by which hyperplane (one per pair).
     """
-    n, m = mask.shape
-    c = incidence.shape[2]
-    step = max(1, _BLOCK_BYTES // max(1, c * m))
-    parents, planes, masks = [np.zeros((0,), np.int64)], [np.zeros((0,), np.int64)], [np.zeros((0, m), bool)]
-    for s in range(0, n, step):  # blocks of faces: (faces, hyperplanes, vertices) stays small
+    n, w = verts.shape
+    m, c = incidence.shape[1:]
+    real = verts < m
+    total = np.sum(real, axis=1)
+    step = max(1, _BLOCK_BYTES // max(1, c * w))
+    parents, planes, lists = [np.zeros((0,), np.int64)], [np.zeros((0,), np.int64)], []
+    for s in range(0, n, step):  # blocks of faces: (faces, vertices, hyperplanes) stays small
         f = np.arange(s, min(n, s + step))
-        child = mask[f][:, None, :] & np.swapaxes(incidence[cell[f]], 1, 2)
-        count = np.sum(child, axis=2)
-        fi, hi = np.nonzero((count > 0) & (count < np.sum(mask[f], axis=1)[:, None]))
+        on = incidence[cell[f][:, None], np.minimum(verts[f], m - 1)] & real[f][..., None]
+        count = np.sum(on, axis=1)
+        fi, hi = np.nonzero((count > 0) & (count < total[f][:, None]))
         parents.append(f[fi])
         planes.append(hi)
-        masks.append(child[fi, hi])
-    parent, plane, masks = np.concatenate(parents), np.concatenate(planes), np.concatenate(masks)
-    first, child = _unique_rows(cell[parent], masks)
-    keep, _ = _unique_rows(parent, child)
-    return cell[parent[first]], masks[first], parent[keep], child[keep], plane[keep]
+        lists.append(np.where(on[fi, :, hi], verts[f][fi], m))
+    parent, plane = np.concatenate(parents), np.concatenate(planes)
+    lists = np.concatenate(lists) if lists else np.zeros((0, w), verts.dtype)
+    lists = np.sort(lists, axis=1)  # each child's vertices first, in order
+    lists = lists[:, : max(1, int(np.max(np.sum(lists < m, axis=1), initial=1)))]
+    first, child = _unique_rows(cell[parent], lists)
+    _, keep = np.unique(parent * len(first) + child, return_index=True)
+    return cell[parent[first]], lists[first], parent[keep], child[keep], plane[keep]
 
 
 def polytope_volumes(points: np.ndarray, mask: np.ndarray, normals: np.ndarray, incidence: np.ndarray
@@ -128,16 +114,20 @@ def polytope_volumes(points: np.ndarray, mask: np.ndarray, normals: np.ndarray, 
     # relative to a vertex of each polytope (exact differences for close floats): round-off is then
     # relative to the polytope's size, not to its distance from the origin
     points = points - points[:, :1]
-    # levels[k] = (cell, mask, normal-space basis (n, k, d)): the distinct faces of dimension d - k;
+    # levels[k] = (cell, verts, normal-space basis (n, k, d)): the distinct faces of dimension d - k;
     # links[k] = (parent, child, distance from the parent's centroid to the child's hull)
     mask = np.asarray(mask, bool)
-    levels, links = [(np.arange(C), mask, np.zeros((C, 0, d)))], [None]
-    for k in range(1, d):
-        pcell, pmask, pbasis = levels[-1]
-        cell, fmask, parent, child, plane = _children(pcell, pmask, incidence)
+    incidence = np.asarray(incidence, bool) & mask[..., None]
+    verts = np.sort(np.where(mask, np.arange(m), m), axis=1)  # (C, m): each polytope's vertex rows first
+    if d == 1:
+        return _lengths(points, mask)
+    levels, links = [(np.arange(C), verts, np.zeros((C, 0, d)))], [None]
+    for k in range(1, d - 1):  # down to the 2-faces, which are polygons
+        pcell, pverts, pbasis = levels[-1]
+        cell, fverts, parent, child, plane = _children(pcell, pverts, incidence)
         grad = normals[pcell[parent], plane]
-        vertex = points[cell[child], np.argmax(fmask, axis=1)[child]]
-        value = np.einsum("pd,pd->p", grad, _centres(points, pmask, pcell)[parent] - vertex)
+        vertex = points[cell[child], fverts[child, 0]]
+        value = np.einsum("pd,pd->p", grad, _centres(points, pcell, pverts, m)[parent] - vertex)
         b = pbasis[parent]
         along = grad - np.einsum("pkd,pk->pd", b, np.einsum("pkd,pd->pk", b, grad))  # in aff(parent)
         size = np.linalg.norm(along, axis=1)
@@ -146,13 +136,54 @@ def polytope_volumes(points: np.ndarray, mask: np.ndarray, normals: np.ndarray, 
         first = np.zeros(len(cell), np.int64)
         first[child[::-1]] = np.arange(len(child))[::-1]  # a pair of each child: its normal space
         unit = along[first] / np.where(flat[first], 1.0, size[first])[:, None]
-        levels.append((cell, fmask, np.concatenate([b[first], unit[:, None, :]], axis=1)))
+        levels.append((cell, fverts, np.concatenate([b[first], unit[:, None, :]], axis=1)))
         links.append((parent, child, dist))
-    cell, fmask, _ = levels[-1]
-    vol = _lengths(points, fmask, cell)
+    cell, fverts, _ = levels[-1]
+    vol = _areas(points, cell, fverts, m)
     # up the levels: vol_j(P) = (1/j) sum over P's faces one level down of dist(c_P, aff F) vol(F),
     # c_P the centroid of P's vertices (inside P, so that the pyramids over its faces tile it)
-    for k in range(d - 1, 0, -1):
+    for k in range(d - 2, 0, -1):
         parent, child, dist = links[k]
         vol = np.bincount(parent, weights=dist * vol[child], minlength=len(levels[k - 1][0])) / (d - k + 1)
     return vol
+
+
+def _areas(points: np.ndarray, cell: np.ndarray, verts: np.ndarray, m: int) -> np.ndarray:
+    """The areas ``(n,)`` of the convex polygons ``verts (n, w)`` (rows of their polytopes ``cell (n,)``,
+    padded with ``m``; 0 for collinear ones): the shoelace formula on the vertices in order of angle
+    around the centroid, in an orthonormal frame of the polygon's plane spanned by two of its vertices.
+    Polygons with as many vertices are done together, without padding."""
+    count = np.sum(verts < m, axis=1)
+    out = np.zeros(len(verts), np.float64)
+    for k in np.unique(count[count >= 3]):
+        sel = np.nonzero(count == k)[0]
+        out[sel] = _polygon_areas(points[cell[sel][:, None], verts[sel, :k]])
+    return out
+
+
+def _polygon_areas(y: np.ndarray) -> np.ndarray:
+    """:func:`_areas` of the polygons ``y (n, k, d)``, ``k >= 3`` vertices each."""
+    y = y - np.mean(y, axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    norm = np.linalg.norm(y, axis=2)
+    big = np.max(norm, axis=1)
+    e1 = y[rows, np.argmax(norm, axis=1)] / np.where(big > 0, big, 1.0)[:, None]
+    u = np.einsum("nkd,nd->nk", y, e1)
+    rest = y - u[..., None] * e1[:, None, :]
+    rnorm = np.linalg.norm(rest, axis=2)
+    off = np.max(rnorm, axis=1)
+    plane = off > 1e-12 * big  # (else the vertices are collinear: area 0)
+    e2 = rest[rows, np.argmax(rnorm, axis=1)] / np.where(plane, off, 1.0)[:, None]
+    v = np.einsum("nkd,nd->nk", y, e2)
+    order = np.argsort(np.arctan2(v, u), axis=1)
+    u, v = np.take_along_axis(u, order, axis=1), np.take_along_axis(v, order, axis=1)
+    cross = u * np.roll(v, -1, axis=1) - v * np.roll(u, -1, axis=1)
+    return np.where(plane, 0.5 * np.sum(cross, axis=1), 0.0)
+
+
+def _centres(points: np.ndarray, cell: np.ndarray, verts: np.ndarray, m: int) -> np.ndarray:
+    """The centroids ``(n, d)`` of the faces ``verts (n, w)`` (rows of their polytopes ``cell (n,)``,
+    padded with ``m``)."""
+    real = verts < m
+    x = points[cell[:, None], np.minimum(verts, m - 1)]
+    return np.sum(np.where(real[..., None], x, 0.0), axis=1) / np.maximum(np.sum(real, axis=1), 1)[:, None]
