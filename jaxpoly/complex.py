@@ -401,6 +401,7 @@ class Complex:
         out = np.zeros(len(order), np.float64)
         net = self.net.astype(np.float64)
         scale = np.concatenate([np.ones(2 * self.dim), hyperplane_scales(net, self.has_level_set, xp=np)])
+        points, zeros = np.asarray(self.vertices, np.float64), np.asarray(self.vertex_zeros)
         start = 0
         while start < len(order):
             stop = len(order)
@@ -410,21 +411,23 @@ class Complex:
                 if stop - start <= rows:
                     break
                 stop = start + rows
-            out[order[start:stop]] = self._block_volumes(order[start:stop], m, net, scale)
+            out[order[start:stop]] = self._block_volumes(order[start:stop], m, net, scale, points, zeros)
             start = stop
         return out
 
-    def _block_volumes(self, block: np.ndarray, m: int, net: Network, scale: np.ndarray) -> np.ndarray:
+    def _block_volumes(self, block: np.ndarray, m: int, net: Network, scale: np.ndarray, points: np.ndarray,
+                       zeros: np.ndarray) -> np.ndarray:
         """:meth:`region_volumes` of the cells ``block (B,)``, which have at most ``m`` vertices (``net``
-        in float64; ``scale (2d + H',)``: the box facets' 1, then :func:`hyperplane_scales`)."""
+        in float64; ``scale (2d + H',)``: the box facets' 1, then :func:`hyperplane_scales`; ``points``,
+        ``zeros``: the vertices in float64 and :attr:`vertex_zeros`, as NumPy arrays)."""
         cells, d = self.regions, self.dim
         ptr, idx = cells.vertex_ptr, cells.vertex_idx
         B = len(block)
         mask = np.arange(m)[None, :] < np.diff(ptr)[block][:, None]
         verts = np.where(mask, idx[np.minimum(ptr[block][:, None] + np.arange(m), len(idx) - 1)], 0)
-        x = np.asarray(self.vertices, np.float64)[verts]
+        x = points[verts]
         # candidate hyperplanes: every id the cell's vertices were cut by, once per cell, padded
-        zeros = self.vertex_zeros[verts]
+        zeros = zeros[verts]
         big = np.iinfo(np.int32).max
         ids = np.sort(np.where(mask[..., None] & (zeros >= 0), zeros, big).reshape(B, -1), axis=1)
         ids[:, 1:][ids[:, 1:] == ids[:, :-1]] = big
