@@ -55,8 +55,9 @@ class Mesh:
         """Write ``.obj``, ``.ply``, ``.vtk`` or ``.vtu`` (through meshio). 3D meshes store polygons (or
         triangles with ``triangulate=True``); 2D curves store line segments, which OBJ cannot hold through
         meshio — use ``.ply`` or ``.vtk`` for them. A mesh without edges (an empty level set, or the points
-        of a 1D one) stores its vertices only, in any format (as vertex cells in VTK files; an empty mesh
-        gives a file with a header only, which meshio cannot read back from VTK formats)."""
+        of a 1D one) stores its vertices only, in any format (as vertex cells in VTK files). An empty mesh
+        gives a file without points: for ``.vtk`` a legacy ASCII one that meshio reads back; meshio cannot
+        read back an empty ``.vtu`` (VTK's own readers can)."""
         import meshio
 
         path = as_path(path, "a mesh", SaveError)
@@ -77,6 +78,11 @@ class Mesh:
             if ext == ".obj":
                 raise JaxpolyError("OBJ through meshio cannot hold line segments; save 2D curves as .ply or .vtk")
             cells = [("line", self.edges)]
+        if ext == ".vtk" and not len(pts):  # (meshio's binary VTK without points is unreadable by meshio)
+            with writing(path, "a mesh") as path, open(path, "w") as fh:
+                fh.write("# vtk DataFile Version 4.2\nempty mesh (jaxpoly)\nASCII\nDATASET UNSTRUCTURED_GRID\n"
+                         "POINTS 0 double\nCELLS 0 0\nCELL_TYPES 0\n")
+            return
         with warnings.catch_warnings(), writing(path, "a mesh") as path:
             warnings.simplefilter("ignore")  # meshio warns that PLY stores 32-bit indices
             meshio.Mesh(pts, [(t, np.asarray(c, np.int32)) for t, c in cells]).write(path)

@@ -349,6 +349,10 @@ def test_level_set_on_a_hidden_plane_is_the_boundary_of_positive_output(d, tmp_p
         if d == 3:
             mesh.save(tmp_path / f"{name}.obj")  # empty meshes too (once refused as "line segments")
             assert (tmp_path / f"{name}.obj").read_text().startswith("#")
+            mesh.save(tmp_path / f"{name}.vtk")  # empty ones readable too (meshio's own were not)
+            import meshio
+
+            assert len(meshio.read(tmp_path / f"{name}.vtk").points) == mesh.num_vertices
         if d == 1 and mesh.num_vertices:  # points only: VTK files hold them as vertex cells (no cells: unreadable)
             import meshio
 
