@@ -8,12 +8,15 @@ import numpy as np
 
 from jaxpoly.errors import InvalidArgumentError, InvalidBoundsError
 
-__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MIN_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT", "RESCALE_WEIGHTS"]
+__all__ = ["as_box", "as_points", "MAX_MAGNITUDE", "MAX_MAGNITUDE_FLOAT32", "MIN_MAGNITUDE", "MAX_VALUE", "TRANSLATE_INPUT", "RESCALE_WEIGHTS"]
 
 #: Largest coordinate of a box, and bound on the hidden pre-activations' coefficients and values over
 #: it (:func:`jaxpoly.network.validate_magnitudes`), that the exact engines accept: the geometry squares
 #: them (row norms, distances), and float64 overflows past about 1.3e154 squared.
 MAX_MAGNITUDE = 1e150
+#: The same for :func:`jaxpoly.extract` in float32, whose largest finite value is about 3.4e38 (sums of
+#: products need headroom).
+MAX_MAGNITUDE_FLOAT32 = 1e30
 #: Least half-width of a box, and of the nonzero coefficients of a hyperplane in input space, that
 #: :func:`jaxpoly.enumerate_regions` accepts: below about 1.5e-154 their squares underflow to 0.
 MIN_MAGNITUDE = 1e-150
@@ -65,7 +68,7 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None,
         big = max(np.abs(lo).max(), np.abs(hi).max())
         raise InvalidBoundsError(
             f"the box reaches {big:.3g}, beyond the {max_abs:g} this engine accepts (larger coordinates overflow "
-            "float64 in its arithmetic); "
+            "its floating-point arithmetic); "
             "rescale the input (x -> x / s: divide the box by s and multiply the kernels that read the input by s)"
         )
     if np.any(lo >= hi):

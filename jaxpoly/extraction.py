@@ -20,12 +20,12 @@ import numpy as np
 
 from jaxpoly import subdivision as sd
 from jaxpoly.arguments import check_flag, is_integer, is_real
-from jaxpoly.bounds import as_box
+from jaxpoly.bounds import MAX_MAGNITUDE, MAX_MAGNITUDE_FLOAT32, as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError, PrecisionWarning, warn
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import Network, restrict_to_plane, validate_network
+from jaxpoly.network import Network, restrict_to_plane, validate_magnitudes, validate_network
 from jaxpoly.sizes import bucket
 
 __all__ = ["extract", "DEFAULT_RTOL"]
@@ -253,7 +253,10 @@ def extract(
     max_vertices = int(max_vertices or _MAX_VERTICES_DEFAULT)
     max_memory = int(max_memory or 0.9 * device_bytes())
     d = net.input_dim
-    lo, hi = as_box(bounds, d)
+    # coordinates and pre-activations that overflow (float64: squared in volumes and certificates)
+    limit = MAX_MAGNITUDE if dtype == np.float64 else MAX_MAGNITUDE_FLOAT32
+    lo, hi = as_box(bounds, d, max_abs=limit)
+    validate_magnitudes(net, lo, hi, limit=limit)
     H = net.num_hyperplanes
     num_facets = 2 * d
     r_np = sd.hash_table(num_facets + H + 1)

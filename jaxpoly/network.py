@@ -633,7 +633,7 @@ def validate_magnitudes(net: Network, lo: np.ndarray, hi: np.ndarray, *, limit: 
     if worst > limit:
         raise InvalidNetworkError(
             f"the network's pre-activations may reach {worst:.3g} over the box (a bound from the absolute values "
-            f"of the weights), beyond the {limit:g} this engine accepts (larger values overflow float64 in its "
+            f"of the weights), beyond the {limit:g} this engine accepts (larger values overflow its floating-point "
             f"arithmetic); {RESCALE_WEIGHTS}, or shrink the box"
         )
 

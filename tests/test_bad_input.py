@@ -171,6 +171,15 @@ CASES = {
     "Stage sources of strings": (lambda n, c, r: jaxpoly.Stage((np.ones((2, 3)),), np.zeros(3), ("a",)), jaxpoly.InvalidNetworkError,
                                  "sources must be a sequence of integers"),
     "Network stages None": (lambda n, c, r: jaxpoly.Network(None, n.output), jaxpoly.InvalidNetworkError, "sequence of jaxpoly.Stage"),
+    # weights or boxes whose values overflow: extract's float64 (squared in volumes) and float32 limits
+    "extract weights overflow": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([1e160 * np.ones((2, 2)), np.ones((2, 1))],
+                                                                                      [np.zeros(2), np.zeros(1)]), (-1, 1)),
+                                 jaxpoly.InvalidNetworkError, "may reach 4e+160 over the box"),
+    "extract float32 weights overflow": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([1e20 * np.ones((2, 2)), 1e20 * np.ones((2, 1))],
+                                                                                              [np.zeros(2), np.zeros(1)]), (-1, 1), dtype=np.float32),
+                                         jaxpoly.InvalidNetworkError, "beyond the 1e+30 this engine accepts"),
+    "extract box overflow": (lambda n, c, r: jaxpoly.extract(n, (-1e200, 1e200)), jaxpoly.InvalidBoundsError,
+                             "the box reaches 1e+200, beyond the 1e+150"),
     "zero input dim": (lambda n, c, r: jaxpoly.extract(jaxpoly.from_arrays([np.ones((0, 3)), np.ones((3, 1))], [np.zeros(3), np.zeros(1)]), (-1, 1)),
                        jaxpoly.InvalidNetworkError, "at least 1"),
 }
