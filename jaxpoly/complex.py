@@ -293,7 +293,8 @@ class Complex:
         return self._cached("_regions", self._compute_cells)
 
     def _internal_values(self, x: np.ndarray) -> np.ndarray:
-        """Values of the network hyperplanes (and the output, if level set) at points ``(n, d)``."""
+        """Values of the network hyperplanes (and the output, if level set) at points ``(n, d)``, zero
+        within their round-off (``> 0`` is :meth:`Network.pattern`)."""
         if not len(x):  # (a forward pass over no rows fails inside JAX's reshapes)
             return np.zeros((0, self.num_hyperplanes))
         with jax.enable_x64(True):
@@ -743,8 +744,10 @@ def _as_void(keys: np.ndarray) -> np.ndarray:
 
 @jax.jit
 def _hyper_and_output(net: Network, x: jax.Array) -> jax.Array:
-    out, pres = net._forward(x)
-    return jnp.concatenate([net._hyperplane_values_from(pres, x), out[:, :1]], axis=1)
+    """The hyperplanes' and the first output's values at ``x (n, d)``, zero where within their round-off
+    (:meth:`Network.hyperplane_values_and_round_off`), so that ``> 0`` is :meth:`Network.pattern`."""
+    v, err = net.hyperplane_values_and_round_off(x, level_set=True)
+    return jnp.where(jnp.abs(v) > err, v, 0.0)
 
 
 @jax.jit

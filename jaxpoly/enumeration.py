@@ -188,14 +188,21 @@ def _seed_points(rows: oracle.CellRows, w: jax.Array, r: jax.Array, offsets: jax
 _seed_points_jit = jax.jit(_seed_points)
 
 
-def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
-    v = net.hyperplane_values(x)
-    if level_set:
-        v = jnp.concatenate([v, net(x)[:, :1]], axis=1)
-    return v
+def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> tuple[jax.Array, jax.Array]:
+    """Every hyperplane's value at ``x (n, d)`` (then the output's, with ``level_set``) and its round-off
+    bound (:meth:`Network.hyperplane_values_and_round_off`): ``value > bound`` is the point's pattern."""
+    return net.hyperplane_values_and_round_off(x, level_set=level_set)
 
 
 _hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
+
+
+def _hyper_bits(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
+    """``(n, H') bool``: the patterns of the points ``x (n, d)`` (:meth:`Network.pattern`)."""
+    return net.pattern(x, level_set=level_set)
+
+
+_hyper_bits_jit = jax.jit(_hyper_bits, static_argnames=("level_set",))
 
 
 def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -206,9 +213,9 @@ def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None) -> tupl
     signs, clear = [], []
     for s in range(0, len(x), ctx.B):
         k = min(ctx.B, len(x) - s)
-        v = np.asarray(_hyper_values_jit(ctx.net if net is None else net, ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)),
-                                         ctx.level_set))[:k]
-        signs.append(v > 0)
+        v, err = (np.asarray(a)[:k] for a in _hyper_values_jit(ctx.net if net is None else net,
+                                                                ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)), ctx.level_set))
+        signs.append(v > err)
         clear.append(np.abs(v) > CONSTANT_RTOL * ctx.scales)
     H = ctx.Hp
     return (np.concatenate(signs) if signs else np.zeros((0, H), bool),
@@ -433,7 +440,7 @@ def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
                                 stage=stage, level_set=ctx.level_set, num_slots=ctx.M, same=ctx.same)
         y = _seed_points_jit(rows, ctx.put(_pad_rows(par_wit[s : s + ctx.B], ctx.B)),
                              ctx.put(_pad_rows(par_rad[s : s + ctx.B], ctx.B)), ctx.seed_offsets, smask)
-        bits = np.asarray(_hyper_values_jit(ctx.net, y + jnp.asarray(ctx.centre), ctx.level_set) > 0)[:n]
+        bits = np.asarray(_hyper_bits_jit(ctx.net, y + jnp.asarray(ctx.centre), ctx.level_set))[:n]
         out[s : s + n] = np.where(keep, p[:n], np.where(new, bits, False))
     return out
 
@@ -1070,7 +1077,7 @@ def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: 
         if not len(todo):
             break
         x = mid[todo] + np.reshape(step, (-1, 1)) * normal[todo]
-        q = np.asarray(_hyper_values(net, jnp.asarray(x), level_set)) > 0
+        q = np.asarray(_hyper_bits(net, jnp.asarray(x), level_set))
         Aq, bq, liveq = _unit_rows(net, q, lo, hi, level_set)
         slack = bq - np.einsum("kmd,kd->km", Aq, mid[todo])
         on = np.stack([_on_hyperplane(Aq[n], bq[n], normal[i], normal[i] @ mid[i], radius)
@@ -1524,7 +1531,7 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
             n = min(batch_size, num_samples - s)
             u = jax.random.uniform(jax.random.fold_in(key, i), (batch, d), dtype=jnp.float64)
             x = jnp.asarray(lo) + u * jnp.asarray(hi - lo)
-            bits = np.asarray(_hyper_values_jit(net64, x, level_set) > 0)[:n]
+            bits = np.asarray(_hyper_bits_jit(net64, x, level_set))[:n]
             seen.append(unique_packed_rows(np.packbits(bits, axis=1)))
             if bar is not None:
                 bar.update(n)

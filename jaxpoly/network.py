@@ -475,9 +475,60 @@ class Network:
         bp = jnp.asarray(st.activation.breakpoints, z.dtype)
         return (z[..., :, None] - bp).reshape(z.shape[:-1] + (-1,))
 
-    def pattern(self, x: Array) -> Array:
-        """Activation pattern: ``hyperplane_values(x) > 0`` as bool ``(..., H)``."""
-        return self.hyperplane_values(x) > 0
+    def hyperplane_values_and_round_off(self, x: Array, *, level_set: bool = False) -> tuple[Array, Array]:
+        """:meth:`hyperplane_values` ``(..., H)`` (then the first output's value with ``level_set``:
+        ``(..., H + 1)``) and a bound of the same shape on their floating-point round-off at ``x``: the
+        forward pass of the absolute values of every product and sum (a dot product of ``n`` terms errs
+        by at most ``n eps`` times the sum of their magnitudes), plus the errors the inputs carry, in
+        ``x``'s precision."""
+        x = jnp.asarray(x)
+        acts, mags, errs, pres, perrs = [x], [jnp.abs(x)], [jnp.zeros_like(x)], [], []
+        for st in self.stages + (self.output,):
+            z = st.preactivation(acts)
+            eps = jnp.finfo(z.dtype).eps
+            n = 1 + sum(int(k.shape[0]) for k in st.kernels)
+            mag, err = jnp.abs(st.bias), 0.0
+            for src, k in zip(st.sources, st.kernels):
+                k = jnp.abs(k)
+                mag, err = mag + mags[src] @ k, err + errs[src] @ k
+            err = err + (n + 1) * eps * mag
+            pres.append(z)
+            perrs.append(err)
+            a = st.activation(z)
+            act = st.activation
+            slope = max(abs(v) for v in act.slopes)
+            terms = abs(act.value_at_zero) + abs(act.slopes[0]) * jnp.abs(z)  # f's sum of magnitudes at z
+            for t, s0, s1 in zip(act.breakpoints, act.slopes, act.slopes[1:]):
+                terms = terms + abs(s1 - s0) * (jnp.abs(z - t) + abs(t))
+            acts.append(a)
+            mags.append(jnp.abs(a))
+            errs.append(slope * err + (2 * len(act.breakpoints) + 3) * eps * terms)
+        vals, bounds = [], []
+        for z, err, st in zip(pres, perrs, self.stages):
+            bp = st.activation.breakpoints
+            if bp:
+                v = (z[..., :, None] - jnp.asarray(bp, z.dtype)).reshape(z.shape[:-1] + (-1,))
+                vals.append(v)
+                bounds.append(jnp.repeat(err, len(bp), axis=-1) + jnp.finfo(v.dtype).eps * jnp.abs(v))
+        if level_set:
+            vals.append(pres[-1][..., :1])
+            bounds.append(perrs[-1][..., :1])
+        if not vals:
+            empty = jnp.zeros(x.shape[:-1] + (0,), x.dtype)
+            return empty, empty
+        return jnp.concatenate(vals, axis=-1), jnp.concatenate(bounds, axis=-1)
+
+    def pattern(self, x: Array, *, level_set: bool = False) -> Array:
+        """Activation pattern at ``x (..., d)`` as bool ``(..., H)``: each hyperplane's value is ``> 0``
+        beyond its round-off (:meth:`hyperplane_values_and_round_off`); with ``level_set``, then the first
+        output's sign the same way ``(..., H + 1)``.
+
+        A neuron that vanishes identically on a region (its inputs all off, or cancelling exactly, as
+        in ``relu(x) - relu(-x) - x``) evaluates to round-off of either sign there; this counts it as
+        inactive, the region's pattern, as every engine does. A point within round-off of a real
+        boundary is on it up to the evaluation's precision and counts as on the inactive side."""
+        v, err = self.hyperplane_values_and_round_off(x, level_set=level_set)
+        return v > err
 
     def affine_maps(self, pattern: Array) -> AffineMaps:
         """Per-region affine maps of every hyperplane and of the output.

@@ -36,12 +36,8 @@ def pattern_keys(patterns: np.ndarray) -> list[bytes]:
 
 @functools.partial(jax.jit, static_argnames=("level_set",))
 def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
-    """``(n, H') bool``: every hyperplane's ``value > 0`` at ``x (n, d)``, then the output's with
-    ``level_set``."""
-    v = net.hyperplane_values(x)
-    if level_set:
-        v = jnp.concatenate([v, net(x)[:, :1]], axis=1)
-    return v > 0
+    """``(n, H') bool``: the pattern of each point ``x (n, d)`` (:meth:`Network.pattern`)."""
+    return net.pattern(x, level_set=level_set)
 
 
 @functools.partial(jax.jit, static_argnames=("level_set",))
@@ -323,11 +319,11 @@ class Regions:
         """Index of the region holding each point ``x (..., d)``; ``-1`` outside the open box or for a
         pattern that was not enumerated.
 
-        A neuron counts as active where its pre-activation is ``> 0`` (as in :meth:`Network.pattern`), so
-        a point where one is exactly zero gets the region on its inactive side: that is the region
-        itself inside a region where the neuron vanishes identically (zero bias with all inputs off, as
-        in freshly initialised networks), and an adjacent region for a point exactly on a boundary.
-        Evaluated in float64 whether or not JAX's x64 mode is on.
+        A neuron counts as active where its pre-activation is ``> 0`` beyond its round-off (as in
+        :meth:`Network.pattern`), so a point where one is zero gets the region on its inactive side: that
+        is the region itself inside a region where the neuron vanishes identically (zero bias with all
+        inputs off, as in freshly initialised networks, or inputs that cancel), and an adjacent region
+        for a point on a boundary. Evaluated in float64 whether or not JAX's x64 mode is on.
         """
         net = self._net(net)
         d = np.shape(self.lo)[0]

@@ -4,6 +4,8 @@ point batches, out-of-range facet lists, each region's facets as its polytope (c
 reference's full description), each region's output range (against HiGHS, also in a tiny box far from
 the origin), corrupt files, and magnitudes that would overflow float64."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,6 +84,41 @@ def test_saturated_regions_match_the_network_at_their_witness():
 
 
 # -- queries --------------------------------------------------------------------------------------------
+
+def test_neurons_that_cancel_to_zero_on_a_region_are_off_there():
+    """A neuron whose inputs cancel exactly on a region (hand-built networks: ``relu(x) - relu(-x) = x``)
+    vanishes identically there, but evaluates to round-off of either sign: the pattern of a point
+    (``Network.pattern``, ``index_of``, ``sample_regions``, ``region_of``) counts a value within its
+    round-off bound as zero, the engines' rule. Before, witnesses fell in no listed region, sampling saw
+    patterns that are not regions, and ``extract`` failed on the 3D net ("a region's witness does not
+    have its pattern"). Checked against the LP reference."""
+    from reference import lp_f_vector, lp_regions
+
+    # 2D: z = relu(-x0) - 10 relu(0.1 (x1 - x0)) + relu(x1) = 0 on the region x0 < 0 < x1 (0.1 rounds)
+    net2 = jaxpoly.from_arrays([np.array([[-1.0, -0.1, 0.0], [0.0, 0.1, 1.0]]), np.array([[1.0], [-10.0], [1.0]]),
+                                np.ones((1, 1))], [np.zeros(3), np.zeros(1), np.array([-0.5])])
+    x = np.random.default_rng(0).uniform(-1, 1, (10**4, 2))
+    z = np.asarray(net2.hyperplane_values(x))[(x[:, 0] < 0) & (x[:, 1] > 0), 3]
+    assert np.any(z > 0) and np.any(z < 0)  # round-off of both signs where it vanishes
+    assert not np.any(np.asarray(net2.pattern(x))[(x[:, 0] < 0) & (x[:, 1] > 0), 3])
+    # 3D (found by fuzzing): z = a1 - a2 + a3 = 0 where a1 = relu(-x0 - x1), a2 = relu(-x0 + x1 - x2) and
+    # a3 = relu(x1 - x2) are all active, in one of the box's six regions
+    net3 = jaxpoly.from_arrays([np.array([[-1.0, -1.0, 0.0], [0.0, 1.0, 1.0], [0.0, -1.0, -1.0]]),
+                                np.array([[1.0], [-1.0], [1.0]]), np.eye(1)], [np.zeros(3), np.zeros(1), np.zeros(1)])
+    box3 = (np.array([-0.8114, -1.3242, -1.2168]), np.array([1.9143, -0.2563, 0.8412]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (the completeness probe warned of the round-off patterns)
+        for net, box, want in ((net2, (-1.0, 1.0), 6), (net3, box3, 6)):
+            r = jaxpoly.enumerate_regions(net, box)
+            assert len(r) == want == len(lp_regions(net, *box))
+            assert np.array_equal(r.index_of(r.witnesses), np.arange(want))
+            assert np.array_equal(np.asarray(net.pattern(r.witnesses)), r.patterns)
+            seen = jaxpoly.sample_regions(net, box, 10**5, key=jax.random.PRNGKey(0))
+            assert {p.tobytes() for p in seen} <= {p.tobytes() for p in r.patterns}
+        c = jaxpoly.extract(net3, box3)
+        assert c.f_vector == lp_f_vector(net3, *box3, level_set=True)
+        assert np.array_equal(c.region_of(c.regions.witnesses), np.arange(c.num_regions))
+
 
 def test_queries_compute_in_float64_without_x64():
     """With x64 off, points 1e-8 either side of the line x0 = 0.3 get different regions (float32 rounds
