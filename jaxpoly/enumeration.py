@@ -205,21 +205,24 @@ def _hyper_bits(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 _hyper_bits_jit = jax.jit(_hyper_bits, static_argnames=("level_set",))
 
 
-def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(signs, clear)``, both ``(n, H') bool``: each hyperplane's ``value > 0`` at the points ``x (n, d)``,
-    and whether that value is clear of round-off (beyond :data:`CONSTANT_RTOL` of the hyperplane's
-    scale; a dead neuron's is not). In batches of ``B``, the shape the search compiled; ``net``: another
-    network of the same shapes (default the search's; ``clear`` is for the search's)."""
-    signs, clear = [], []
+def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(signs, clear, exact)``, all ``(n, H') bool``: each hyperplane's ``value > 0`` beyond its
+    round-off at the points ``x (n, d)`` (:meth:`Network.pattern`), whether that value is clear of
+    round-off (beyond :data:`CONSTANT_RTOL` of the hyperplane's scale; a dead neuron's is not), and
+    whether its sign is beyond the point's round-off bound (else the point is on the hyperplane as far
+    as float64 tells). In batches of ``B``, the shape the search compiled; ``net``: another network of the
+    same shapes (default the search's; ``clear`` is for the search's)."""
+    signs, clear, exact = [], [], []
     for s in range(0, len(x), ctx.B):
         k = min(ctx.B, len(x) - s)
         v, err = (np.asarray(a)[:k] for a in _hyper_values_jit(ctx.net if net is None else net,
                                                                 ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)), ctx.level_set))
         signs.append(v > err)
         clear.append(np.abs(v) > CONSTANT_RTOL * ctx.scales)
+        exact.append(np.abs(v) > err)
     H = ctx.Hp
-    return (np.concatenate(signs) if signs else np.zeros((0, H), bool),
-            np.concatenate(clear) if clear else np.zeros((0, H), bool))
+    return tuple(np.concatenate(a) if a else np.zeros((0, H), bool) for a in (signs, clear, exact))
 
 
 def _check_certificates(ctx: "_Ctx", stage: tuple[int, int], patterns: np.ndarray, witnesses: np.ndarray,
@@ -242,8 +245,10 @@ def _check_certificates(ctx: "_Ctx", stage: tuple[int, int], patterns: np.ndarra
         slack = b - np.einsum("kmd,kd->km", A, w[:k])
         out.append(np.minimum(radius[s : s + k], np.min(np.where(ok, slack, np.inf), axis=1)))
     rho = np.concatenate(out) if out else np.zeros(0)
-    signs, clear = _hyper_signs(ctx, witnesses + ctx.centre)
-    return np.where(np.any((signs != patterns) & clear, axis=1), -1.0, rho)
+    signs, clear, exact = _hyper_signs(ctx, witnesses + ctx.centre)
+    # (a bit within the witness's round-off is left to the distances: in a box far from the origin that
+    # round-off, not the search's, is large; _rounded_witnesses reports such witnesses)
+    return np.where(np.any((signs != patterns) & clear & exact, axis=1), -1.0, rho)
 
 
 def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
@@ -260,9 +265,28 @@ def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
     y = np.concatenate([uniform, g * rho]) * ctx.half
     x = ctx.centre + y
     inside = np.all((x > ctx.centre - ctx.half) & (x < ctx.centre + ctx.half), axis=1)
-    seen = _hyper_signs(ctx, x[inside])[0]
+    seen, _, exact = _hyper_signs(ctx, x[inside])
     listed = set(pattern_keys(patterns))
-    return len(set(pattern_keys(seen)) - listed)
+    unlisted = {}
+    for key, s, e in zip(pattern_keys(seen), seen, exact):
+        if key not in listed:
+            unlisted.setdefault(key, (s, e))
+    # a probe within round-off of hyperplanes is on them as far as float64 tells: it is unlisted only
+    # when no listed region has its pattern, whatever the sides it takes of those (up to 8 of them)
+    return sum(1 for s, e in unlisted.values() if not _listed_either_side(s, e, listed))
+
+
+def _listed_either_side(pattern: np.ndarray, exact: np.ndarray, listed: set, most: int = 8) -> bool:
+    """Whether some pattern that agrees with ``pattern (H',)`` where ``exact (H',)`` is in ``listed``
+    (:func:`pattern_keys`), the other bits taking either value (at most ``most`` of them: with more,
+    whether the pattern itself is)."""
+    free = np.flatnonzero(~exact)
+    if len(free) > most:
+        return False
+    bits = (np.arange(2 ** len(free))[:, None] >> np.arange(len(free))) & 1
+    options = np.repeat(pattern[None], len(bits), axis=0)
+    options[:, free] = bits.astype(bool)
+    return any(k in listed for k in pattern_keys(options))
 
 
 class _Ctx:
@@ -1311,7 +1335,8 @@ def _input_space_radius(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarra
 def _rounded_witnesses(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarray, patterns: np.ndarray,
                        witnesses: np.ndarray, radius: np.ndarray) -> int:
     """How many witnesses ``(R, d)`` (input coordinates, rounded to float64) are not strictly inside the box
-    ``[lo, hi]`` with their region's pattern ``(R, H')`` (every bit, at ``net``'s float64 values): the
+    ``[lo, hi]`` with their region's pattern ``(R, H')`` (every bit, at ``net``'s float64 values, beyond
+    their round-off where the hyperplane is not constant): the
     search certified them in box-centred coordinates, and adding the centre rounds them by up to half
     float64's spacing there. Checked only where that spacing reaches a thousandth of an inradius
     ``(R,)`` (a box far from the origin), else 0."""
@@ -1321,7 +1346,9 @@ def _rounded_witnesses(ctx: "_Ctx", net: Network, lo: np.ndarray, hi: np.ndarray
         return 0
     w = witnesses[near]
     inside = np.all((w > lo) & (w < hi), axis=1)
-    same = np.all(_hyper_signs(ctx, w, net)[0] == patterns[near], axis=1)
+    signs, clear, exact = _hyper_signs(ctx, w, net)
+    # every bit on its side, and none within the point's round-off of a hyperplane that is not constant
+    same = np.all(signs == patterns[near], axis=1) & ~np.any(clear & ~exact, axis=1)
     return int(np.sum(~(inside & same)))
 
 

@@ -25,7 +25,8 @@ from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError, PrecisionWarning, warn
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import Network, restrict_to_plane, validate_magnitudes, validate_network
+from jaxpoly.network import (Network, activation_round_off, breakpoint_values, restrict_to_plane, stage_round_off,
+                             validate_magnitudes, validate_network)
 from jaxpoly.sizes import bucket
 
 __all__ = ["extract", "DEFAULT_RTOL"]
@@ -48,26 +49,35 @@ _NARROW_BYTES = 16 << 20
 
 @functools.partial(jax.jit, static_argnames=("stage", "width"))
 def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | None, width: int
-                       ) -> tuple[jax.Array, jax.Array]:
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Hyperplane values of hidden ``stage`` (or the output, ``stage=None``) at ``x (Vc, d)``, by a
     forward pass; padded to ``width`` columns. Also returns each column's largest magnitude over the
-    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does. The values are written block
-    by block into one ``(Vc, width)`` buffer (:func:`_fold_rows`; a whole-array pass held another copy
-    of them), and as there the padding rows' values are not computed (nothing reads them)."""
-    if stage is None:
-        fn = net
-    else:
-        fn = lambda p: net.stage_hyperplane_values(p, stage)  # noqa: E731
-    dtype = jax.eval_shape(fn, x[:1]).dtype
+    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does, and the largest bound on their
+    round-off ``(width,)`` (:meth:`Network.hyperplane_values_and_round_off`: below it a value is zero
+    whatever ``rtol``). The values are written block by block into one ``(Vc, width)`` buffer
+    (:func:`_fold_rows`; a whole-array pass held another copy of them), and as there the padding rows'
+    values are not computed (nothing reads them)."""
+    k = len(net.stages) if stage is None else stage
+
+    def fn(p):
+        pres, errs = net._forward_round_off(p, k + 1)
+        if stage is None:
+            return pres[-1], errs[-1]
+        return breakpoint_values(net.stages[stage].activation, pres[-1], errs[-1])
+
+    dtype = jax.eval_shape(fn, x[:1])[0].dtype
 
     def step(start, rows, carry):
-        buf, scales = carry
-        block = fn(jax.lax.dynamic_slice_in_dim(x, start, rows)).astype(dtype)
-        block = jnp.pad(block, ((0, 0), (0, width - block.shape[1])))
-        scales = jnp.maximum(scales, sd.column_maxima(block, start + jnp.arange(rows) < nv))
-        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales
+        buf, scales, noise = carry
+        block, err = fn(jax.lax.dynamic_slice_in_dim(x, start, rows))
+        block = jnp.pad(block.astype(dtype), ((0, 0), (0, width - block.shape[1])))
+        err = jnp.pad(err.astype(dtype), ((0, 0), (0, width - err.shape[1])))
+        valid = start + jnp.arange(rows) < nv
+        scales = jnp.maximum(scales, sd.column_maxima(block, valid))
+        noise = jnp.maximum(noise, sd.column_maxima(err, valid))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales, noise
 
-    init = (jnp.zeros((x.shape[0], width), dtype), jnp.zeros((width,), dtype))
+    init = (jnp.zeros((x.shape[0], width), dtype), jnp.zeros((width,), dtype), jnp.zeros((width,), dtype))
     return _fold_rows(x.shape[0], nv, step, init)
 
 
@@ -88,16 +98,16 @@ def _fold_rows(n: int, nv: jax.Array, step, init):
 
 
 @functools.partial(jax.jit, static_argnames=("width", "rtol"))
-def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: jax.Array, *, width: int,
-                       rtol: float) -> jax.Array:
+def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, noise: jax.Array, nv: jax.Array, *,
+                       width: int, rtol: float) -> jax.Array:
     """The most hyperplanes one vertex may lie on by the end of a stage: the ones it lies on now plus
     the stage's columns ``vals[:, :width]`` that are zero there under the tolerance rule, except those
     zero on every vertex (dead neurons: they cut nothing and take no slot). An upper bound for the
     existing vertices; a split point on several of the stage's hyperplanes still overflows and grows."""
-    sc = scales[:width]
+    sc, tol = scales[:width], sd.tolerances(scales, noise, rtol)[:width]
 
     def step(start, rows, most):
-        on = (jnp.abs(jax.lax.dynamic_slice_in_dim(vals, start, rows)[:, :width]) <= rtol * sc) & (sc > 0)
+        on = (jnp.abs(jax.lax.dynamic_slice_in_dim(vals, start, rows)[:, :width]) <= tol) & (sc > noise[:width])
         zeros = (jnp.sum(jax.lax.dynamic_slice_in_dim(vz, start, rows) >= 0, axis=1, dtype=jnp.int32)
                  + jnp.sum(on, axis=1, dtype=jnp.int32))
         return jnp.maximum(most, jnp.max(jnp.where(start + jnp.arange(rows) < nv, zeros, 0)))
@@ -106,30 +116,30 @@ def _zero_slots_needed(vz: jax.Array, vals: jax.Array, scales: jax.Array, nv: ja
 
 
 @jax.jit
-def _near_misses(vals: jax.Array, scales: jax.Array, nv: jax.Array, width: jax.Array, rtol: jax.Array,
-                 floor: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _near_misses(vals: jax.Array, scales: jax.Array, noise: jax.Array, nv: jax.Array, width: jax.Array,
+                 rtol: jax.Array, floor: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Values the tolerance rule decided though they are far above roundoff: how many of the ``nv`` valid
-    rows of ``vals[:, :width]`` have ``floor * scale < |v| <= rtol * scale`` (a vertex put on a
-    hyperplane it misses by more than roundoff), and the largest such ``|v| / scale``. (Sizes and
+    rows of ``vals[:, :width]`` have ``max(floor * scale, noise) < |v| <= max(rtol * scale, noise)`` (a
+    vertex put on a hyperplane it misses by more than roundoff), and the largest such ``|v| / scale``. (Sizes and
     tolerances are traced: one compilation per shape of ``vals``.) Block by block (:func:`_fold_rows`;
     over the whole array: +3 GB and +6 s on a 2D net with two layers of 512)."""
     cols = vals.shape[1]
-    sc = scales[:cols]
+    sc, tol = scales[:cols], sd.tolerances(scales, noise, rtol)[:cols]
+    low = jnp.maximum(floor * sc, noise[:cols])
     unit = jnp.where(sc > 0, sc, 1)
 
     def step(start, rows, carry):
         count, worst = carry
         a = jnp.abs(jax.lax.dynamic_slice_in_dim(vals, start, rows))
-        band = ((start + jnp.arange(rows) < nv)[:, None] & (jnp.arange(cols) < width) & (a <= rtol * sc)
-                & (a > floor * sc))
+        band = ((start + jnp.arange(rows) < nv)[:, None] & (jnp.arange(cols) < width) & (a <= tol) & (a > low))
         return count + jnp.sum(band, dtype=jnp.int32), jnp.maximum(worst, jnp.max(jnp.where(band, a / unit, 0)))
 
     return _fold_rows(vals.shape[0], nv, step, (jnp.int32(0), jnp.zeros((), vals.dtype)))
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
-def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None
-                          ) -> tuple[jax.Array, jax.Array]:
+def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None,
+                          scales: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Hyperplane values of ``stage`` (``None``: the output) from the previous stage's values, when the
     stage reads only that stage: one affine map per vertex instead of a forward pass from the input.
 
@@ -137,29 +147,37 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
     block of rows, so no second ``(Vc, W)`` buffer is needed; only the blocks holding the ``nv`` valid
     rows are computed (the padding rows keep stale values, which nothing reads). Also returns each
     column's largest magnitude over the valid rows ``(W,)`` (what :func:`jaxpoly.subdivision.run_stage`
-    would otherwise compute in another pass over ``vals``).
+    would otherwise compute in another pass over ``vals``) and the largest bound on their round-off
+    ``(W,)``, from the previous stage's ``scales`` and ``noise`` (its values err by at most their
+    round-off bound plus the interpolation's few eps of their scale).
     """
     st_prev = net.stages[prev]
     m = st_prev.activation.num_breakpoints
     bp0 = st_prev.activation.breakpoints[0]
     st = net.output if stage is None else net.stages[stage]
     n, width = vals.shape
+    cols = slice(0, st_prev.width * m, m)  # the pre-activations' columns (the first breakpoint's)
+    z_err = noise[cols] + 4 * jnp.finfo(vals.dtype).eps * scales[cols]
 
     def fn(v):
-        z = v[:, : st_prev.width * m : m] + bp0  # pre-activations from the first breakpoint's column
-        out = st.affine(st_prev.activation(z))
-        if stage is not None and st.activation.breakpoints:
-            bp = jnp.asarray(st.activation.breakpoints, out.dtype)
-            out = (out[:, :, None] - bp).reshape(out.shape[0], -1)
-        return jnp.pad(out, ((0, 0), (0, width - out.shape[1])))
+        z = v[:, cols] + bp0
+        a = st_prev.activation(z)
+        out = st.affine(a)
+        err = stage_round_off(st, out, [jnp.abs(a)], [activation_round_off(st_prev.activation, z, z_err)])
+        if stage is not None:
+            out, err = breakpoint_values(st.activation, out, err)
+        pad = ((0, 0), (0, width - out.shape[1]))
+        return jnp.pad(out, pad), jnp.pad(err, pad)
 
     def step(start, rows, carry):
-        buf, scales = carry
-        block = fn(jax.lax.dynamic_slice_in_dim(buf, start, rows)).astype(buf.dtype)
-        scales = jnp.maximum(scales, sd.column_maxima(block, start + jnp.arange(rows) < nv))
-        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales
+        buf, scales, noise = carry
+        block, err = fn(jax.lax.dynamic_slice_in_dim(buf, start, rows))
+        valid = start + jnp.arange(rows) < nv
+        scales = jnp.maximum(scales, sd.column_maxima(block.astype(buf.dtype), valid))
+        noise = jnp.maximum(noise, sd.column_maxima(err.astype(buf.dtype), valid))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block.astype(buf.dtype), start, 0), scales, noise
 
-    return _fold_rows(n, nv, step, (vals, jnp.zeros((width,), vals.dtype)))
+    return _fold_rows(n, nv, step, (vals, jnp.zeros((width,), vals.dtype), jnp.zeros((width,), vals.dtype)))
 
 
 def extract(
@@ -316,23 +334,24 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     # middle of eps and rtol and rtol itself are reported (see _warn_near_misses).
     floor = math.sqrt(rtol * float(np.finfo(dtype).eps))
     near = []
-    prev, vals = None, None
+    prev, vals, scales, noise = None, None, None, None
     for stage, off, width in plan:
         t0 = time.perf_counter()
         nv = int(state.nv)
         x = state.x
         r = jnp.asarray(r_np)
         reads = net.output.sources if stage is None else net.stages[stage].sources
-        # (scales: the columns' largest magnitudes over the valid vertices, which run_stage needs)
+        # (scales: the columns' largest magnitudes over the valid vertices, which run_stage needs; noise:
+        # their largest round-off bounds, below which a value is zero whatever rtol)
         if prev is not None and reads == (prev + 1,):
-            vals, scales = _values_from_previous(work_net, vals, state.nv, prev, stage)
+            vals, scales, noise = _values_from_previous(work_net, vals, state.nv, prev, stage, scales, noise)
         else:
-            vals, scales = _values_from_input(work_net, x, state.nv, stage, W)
+            vals, scales, noise = _values_from_input(work_net, x, state.nv, stage, W)
         prev = stage
         if stage is None:
             if vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
                 vals = vals[:, :1]  # the level set needs one column; on large complexes that frees gigabytes
-                scales = scales[:1]
+                scales, noise = scales[:1], noise[:1]
             # Its new vertices are the edges it splits: count them (an upper bound: no tolerance) and grow
             # once now rather than overflow, grow and redo the step. About d - 1 new edges per split.
             k = int(_opposite_edges(state.ends, state.ne, vals[:, 0]))
@@ -345,7 +364,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 state, vals, cap = grow_to(state, vals, cap, new)
         # Zero-bias networks put every hyperplane through the origin: grow the vertices' zero slots once,
         # to what the stage needs, rather than by overflow (each growth is a recompilation).
-        zs = int(_zero_slots_needed(state.vz, vals, scales, state.nv, width=width, rtol=rtol))
+        zs = int(_zero_slots_needed(state.vz, vals, scales, noise, state.nv, width=width, rtol=rtol))
         if zs > cap.zero_slots:
             state, vals, cap = grow_to(state, vals, cap, cap._replace(zero_slots=zs + 1))
         start = 0
@@ -354,7 +373,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         counts[0] = int(state.nv)
         while True:
             state, vals, flags, failed_at, skipped, scales, after = sd.run_stage(
-                state, vals, scales, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
+                state, vals, scales, noise, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
                 cap=cap, num_facets=num_facets, rtol=rtol)
             skipped = np.asarray(skipped)[:width]
             done = width if int(flags) == 0 else int(failed_at)
@@ -377,7 +396,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
             start = failed_at
             grows += 1
         nv2, ne2 = int(state.nv), int(state.ne)
-        near.append((*_near_misses(vals, scales, state.nv, width, rtol, floor), stage))  # (read at the end)
+        near.append((*_near_misses(vals, scales, noise, state.nv, width, rtol, floor), stage))  # (read at the end)
         if nv2 > max_vertices:  # (capacities are rounded up to buckets, so a stage may fit and still exceed it)
             raise CapacityError(
                 f"the complex has {nv2:,} vertices after {'the level set' if stage is None else f'stage {stage}'}, "

@@ -475,6 +475,23 @@ class Network:
         bp = jnp.asarray(st.activation.breakpoints, z.dtype)
         return (z[..., :, None] - bp).reshape(z.shape[:-1] + (-1,))
 
+    def _forward_round_off(self, x: Array, stop: int | None = None) -> tuple[list[Array], list[Array]]:
+        """The pre-activations of stages ``0..stop-1`` (all stages, then the output, for ``None``) at
+        ``x (..., d)`` and bounds on their round-off of the same shapes (see
+        :meth:`hyperplane_values_and_round_off`)."""
+        x = jnp.asarray(x)
+        acts, mags, errs, pres, perrs = [x], [jnp.abs(x)], [jnp.zeros_like(x)], [], []
+        for st in (self.stages + (self.output,))[: stop]:
+            z = st.preactivation(acts)
+            err = stage_round_off(st, z, [mags[s] for s in st.sources], [errs[s] for s in st.sources])
+            a = st.activation(z)
+            acts.append(a)
+            mags.append(jnp.abs(a))
+            errs.append(activation_round_off(st.activation, z, err))
+            pres.append(z)
+            perrs.append(err)
+        return pres, perrs
+
     def hyperplane_values_and_round_off(self, x: Array, *, level_set: bool = False) -> tuple[Array, Array]:
         """:meth:`hyperplane_values` ``(..., H)`` (then the first output's value with ``level_set``:
         ``(..., H + 1)``) and a bound of the same shape on their floating-point round-off at ``x``: the
@@ -482,34 +499,13 @@ class Network:
         by at most ``n eps`` times the sum of their magnitudes), plus the errors the inputs carry, in
         ``x``'s precision."""
         x = jnp.asarray(x)
-        acts, mags, errs, pres, perrs = [x], [jnp.abs(x)], [jnp.zeros_like(x)], [], []
-        for st in self.stages + (self.output,):
-            z = st.preactivation(acts)
-            eps = jnp.finfo(z.dtype).eps
-            n = 1 + sum(int(k.shape[0]) for k in st.kernels)
-            mag, err = jnp.abs(st.bias), 0.0
-            for src, k in zip(st.sources, st.kernels):
-                k = jnp.abs(k)
-                mag, err = mag + mags[src] @ k, err + errs[src] @ k
-            err = err + (n + 1) * eps * mag
-            pres.append(z)
-            perrs.append(err)
-            a = st.activation(z)
-            act = st.activation
-            slope = max(abs(v) for v in act.slopes)
-            terms = abs(act.value_at_zero) + abs(act.slopes[0]) * jnp.abs(z)  # f's sum of magnitudes at z
-            for t, s0, s1 in zip(act.breakpoints, act.slopes, act.slopes[1:]):
-                terms = terms + abs(s1 - s0) * (jnp.abs(z - t) + abs(t))
-            acts.append(a)
-            mags.append(jnp.abs(a))
-            errs.append(slope * err + (2 * len(act.breakpoints) + 3) * eps * terms)
+        pres, perrs = self._forward_round_off(x)
         vals, bounds = [], []
         for z, err, st in zip(pres, perrs, self.stages):
-            bp = st.activation.breakpoints
-            if bp:
-                v = (z[..., :, None] - jnp.asarray(bp, z.dtype)).reshape(z.shape[:-1] + (-1,))
+            if st.activation.breakpoints:
+                v, e = breakpoint_values(st.activation, z, err)
                 vals.append(v)
-                bounds.append(jnp.repeat(err, len(bp), axis=-1) + jnp.finfo(v.dtype).eps * jnp.abs(v))
+                bounds.append(e)
         if level_set:
             vals.append(pres[-1][..., :1])
             bounds.append(perrs[-1][..., :1])
@@ -638,6 +634,38 @@ def _absolute_propagation(net: Network, reach, xp=np) -> list:
         g.append(slope * gz)
         v.append(abs(st.activation.value_at_zero) + slope * vz)
     return out
+
+
+def stage_round_off(st: Stage, z: Array, mags: Sequence[Array], errs: Sequence[Array]) -> Array:
+    """A bound on the round-off of a stage's pre-activation ``z (..., width)`` computed from sources of
+    magnitudes ``mags`` carrying errors up to ``errs`` (one per source, as ``st.sources``): a dot product
+    of ``n`` terms errs by at most ``(n + 1) eps`` times the sum of the terms' magnitudes (any order of
+    summation), plus the sources' errors through ``|kernel|``."""
+    eps = jnp.finfo(z.dtype).eps
+    n = 1 + sum(int(k.shape[0]) for k in st.kernels)
+    mag, err = jnp.abs(st.bias), 0.0
+    for m, e, k in zip(mags, errs, st.kernels):
+        k = jnp.abs(k)
+        mag, err = mag + m @ k, err + e @ k
+    return err + (n + 1) * eps * mag
+
+
+def activation_round_off(act: Activation, z: Array, err: Array) -> Array:
+    """A bound on the error of ``act(z)`` where ``z`` errs by up to ``err``: the largest ``|slope|``
+    times ``err``, plus the round-off of ``act``'s own sum of terms at ``z``."""
+    terms = abs(act.value_at_zero) + abs(act.slopes[0]) * jnp.abs(z)
+    for t, s0, s1 in zip(act.breakpoints, act.slopes, act.slopes[1:]):
+        terms = terms + abs(s1 - s0) * (jnp.abs(z - t) + abs(t))
+    eps = jnp.finfo(z.dtype).eps
+    return max(abs(v) for v in act.slopes) * err + (2 * len(act.breakpoints) + 3) * eps * terms
+
+
+def breakpoint_values(act: Activation, z: Array, err: Array) -> tuple[Array, Array]:
+    """The hyperplane values ``z - t`` for every breakpoint ``t`` of ``act`` (``(..., width * m)``, the
+    layout of :meth:`Network.hyperplane_values`) and their round-off bounds, from ``z`` erring by ``err``."""
+    v = (z[..., :, None] - jnp.asarray(act.breakpoints, z.dtype)).reshape(z.shape[:-1] + (-1,))
+    m = len(act.breakpoints)
+    return v, jnp.repeat(err, m, axis=-1) + jnp.finfo(v.dtype).eps * jnp.abs(v)
 
 
 def magnitude_bound(net: Network, lo: np.ndarray, hi: np.ndarray) -> float:

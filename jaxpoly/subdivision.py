@@ -268,7 +268,8 @@ def _compact(mask: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
 #
 # so a step reads one bit of three words per edge. Codes are kept current where edges change (split
 # halves, new face edges), from the endpoints' words (new vertices: from their interpolated values).
-# The tolerance of column ``k`` is ``rtol * max_valid |vals[:, k]|``; the maxima are kept exactly (new
+# The tolerance of column ``k`` is ``rtol * max_valid |vals[:, k]|`` (at least the round-off bound of its
+# values: :func:`tolerances`); the maxima are kept exactly (new
 # rows are folded in as they are written) and the masks are rebuilt if the maximum of the column about to
 # be processed ever differs from the one the masks were built with, so every sign equals the per-step
 # rule's.
@@ -413,6 +414,13 @@ def _cut_along_edges(zero_v, pv, far, far_partner, first, n0: int, ok_h, any_zer
     return on_h, jnp.where(along, 0, sp).astype(jnp.int8), jnp.where(along, sp, 0).astype(jnp.int8)
 
 
+def tolerances(scales: jax.Array, noise: jax.Array, rtol: float) -> jax.Array:
+    """``(W,)`` the tolerance rule of each column: ``rtol`` times its scale (largest ``|value|`` over the
+    vertices), and at least ``noise``, the largest bound on its values' round-off (a hyperplane whose
+    values at the vertices all lie below it vanishes on the box and cuts nothing)."""
+    return jnp.maximum(rtol * scales, noise)
+
+
 def column_maxima(values: jax.Array, valid: jax.Array) -> jax.Array:
     """``(W,)`` each column's largest ``|value|`` over the rows of ``values (n, W)`` where ``valid (n,)``:
     the scales that set a stage's tolerances (0 for a column with no valid row)."""
@@ -454,7 +462,7 @@ def _split_values(vals, p, q, t, okv, tgt_v, j, tols, count):
     return vals, pos, neg, mx
 
 
-def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
+def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol, noise):
     """Cut the complex with hyperplane column ``j`` of ``vals``. See the module docstring."""
     state, vals, flags, failed_at, skipped, (vpos, vneg, codes, scales, scales_used, nvs) = carry
     d = state.x.shape[1]
@@ -465,7 +473,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     erow = jnp.arange(Ec) < state.ne
 
     scale = scales[j]  # max over the valid vertices of |v| (kept exactly as rows are added)
-    tols = rtol * scales_used  # the masks' tolerances (``run_stage`` ensures ``scales_used[j] == scale``)
+    tols = tolerances(scales_used, noise, rtol)  # the masks' (``run_stage`` ensures ``scales_used[j] == scale``)
     wj = j // 32
     sh = (j % 32).astype(jnp.uint32)
 
@@ -483,7 +491,7 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
     split_w, one_zero_w, esp_w, esn_w, in_h_w = (masks_w[:, i] for i in range(5))
     sidx, svalid, K = _compact_bits(split_w, cap.splits)
     zidx, zvalid, Zcount = _compact_bits(one_zero_w, cap.zero_edges)
-    all_zero = scale == 0  # the function vanishes on the whole box: it cuts nothing
+    all_zero = scale <= noise[j]  # the function vanishes on the whole box (up to round-off): it cuts nothing
 
     # Zero vertices gain this hyperplane in their zero set; they need a free slot.
     # (Only when some vertex is on h: in general position none is, and these are passes over all vertices.)
@@ -693,11 +701,12 @@ def _hyperplane_step(carry, j, *, r, hid0, num_facets, cap: Capacity, rtol):
 
 @functools.partial(jax.jit, static_argnames=("cap", "num_facets", "rtol", "rebuild_masks"),
                    donate_argnums=(0, 1))
-def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hid0, start, stop, *,
-              cap: Capacity, num_facets: int, rtol: float, rebuild_masks: bool = False):
+def run_stage(state: State, vals: jax.Array, scales: jax.Array, noise: jax.Array, r: jax.Array, hid0, start, stop,
+              *, cap: Capacity, num_facets: int, rtol: float, rebuild_masks: bool = False):
     """Cut the complex with hyperplanes ``start..stop-1`` of a stage, whose values at the vertices are
     the columns of ``vals (Vc, W)`` (internal ids ``hid0 + column``), with ``scales (W,)`` each column's
-    largest magnitude over the valid vertices.
+    largest magnitude over the valid vertices and ``noise (W,)`` the largest bound on their round-off
+    (:func:`tolerances`).
 
     Stops at the first hyperplane that would overflow a capacity or meets an unresolved degeneracy.
     Returns ``(state, vals, flags, failed_at, skipped, scales, counts)``: ``flags`` is 0 on success, else a bit
@@ -709,7 +718,8 @@ def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hi
     ``rebuild_masks`` (a check for tests) rebuilds the stage's sign masks before every hyperplane
     instead of keeping them current.
     """
-    step = functools.partial(_hyperplane_step, r=r, hid0=hid0, num_facets=num_facets, cap=cap, rtol=rtol)
+    step = functools.partial(_hyperplane_step, r=r, hid0=hid0, num_facets=num_facets, cap=cap, rtol=rtol,
+                             noise=noise)
 
     def same(a, b):
         return (a == b) | (jnp.isnan(a) & jnp.isnan(b))
@@ -734,7 +744,7 @@ def run_stage(state: State, vals: jax.Array, scales: jax.Array, r: jax.Array, hi
     def outer_body(c):
         j, (state, vals, flags, failed_at, skipped, masks) = c
         scales = masks[3]
-        masks = (*_build_masks(state, vals, rtol * scales, state.nv), scales, scales, masks[5])
+        masks = (*_build_masks(state, vals, tolerances(scales, noise, rtol), state.nv), scales, scales, masks[5])
         carry = (state, vals, flags, failed_at, skipped, masks)
         if rebuild_masks:
             return body((j, carry))

@@ -361,6 +361,35 @@ def test_level_set_on_a_hidden_plane_is_the_boundary_of_positive_output(d, tmp_p
                 assert np.array_equal(meshio.read(tmp_path / f"{name}{ext}").points[:, :1], mesh.vertices)
 
 
+def test_hyperplanes_meeting_within_round_off_in_a_tiny_box():
+    """z1 = relu(1 + x0) - 1 = x0 and z2 = relu(1 - x0) - 1 = -x0 vanish on the same point (line), but
+    their values carry round-off of the O(1) terms they cancel (~2e-16), above rtol times their scale in
+    a box of 1e-3 or 1e-6 (1e-16, 1e-19). Edge subdivision cut them apart, a sliver of 1e-16 between
+    them with a pattern of its own (3 regions in 1D instead of 2; found by fuzzing); values within their
+    round-off bound are zero now. Both engines and the LP reference agree, without warnings (the
+    completeness probe once saw the round-off patterns beside the point as unlisted regions)."""
+    import warnings
+
+    from reference import lp_f_vector
+
+    for d in (1, 2):
+        W0 = np.zeros((d, d + 1))
+        W0[0, :2] = [1.0, -1.0]
+        W1 = np.zeros((d + 1, 2))
+        W1[0, 0] = W1[1, 1] = 1.0
+        if d == 2:  # x1 = 0 and a generic line
+            W0[1, 2], W1[2] = 1.0, [0.3, 0.2]
+        net = jaxpoly.from_arrays([W0, W1, np.ones((2, 1))], [np.r_[1.0, 1.0, np.zeros(d - 1)], -np.ones(2), [-1e-4]])
+        for w in (1e-3, 1e-6):
+            box = (-w * np.ones(d), w * np.ones(d))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                c = extract(net, box, level_set=False)
+                r = jaxpoly.enumerate_regions(net, box)
+            assert c.f_vector == lp_f_vector(net, *box, level_set=False) == ((3, 2) if d == 1 else (10, 14, 5))
+            assert len(r) == c.num_regions and c.timings["near_misses"] == 0
+
+
 def test_near_misses_of_a_huge_box_are_reported():
     """x = 0, y = 0 and x + y = 1e-4 bound a triangle: 7 regions. The tolerance rule is relative to each
     hyperplane's largest value over the box (~2e10 in [-1e10, 1e10]^2, so 1e-13 of it is 2e-3 > 1e-4): the
