@@ -20,13 +20,13 @@ import numpy as np
 
 from jaxpoly import subdivision as sd
 from jaxpoly.arguments import check_flag, is_integer, is_real
-from jaxpoly.bounds import MAX_MAGNITUDE, MAX_MAGNITUDE_FLOAT32, as_box
+from jaxpoly.bounds import MAX_MAGNITUDE, MAX_MAGNITUDE_FLOAT32, TRANSLATE_INPUT, as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError, PrecisionWarning, warn
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import (Network, activation_round_off, breakpoint_values, restrict_to_plane, stage_round_off,
-                             validate_magnitudes, validate_network)
+from jaxpoly.network import (Network, breakpoint_hyperplanes, restrict_to_plane, stage_round_off, validate_magnitudes,
+                             validate_network)
 from jaxpoly.sizes import bucket
 
 __all__ = ["extract", "DEFAULT_RTOL"]
@@ -52,9 +52,9 @@ def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | N
                        ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Hyperplane values of hidden ``stage`` (or the output, ``stage=None``) at ``x (Vc, d)``, by a
     forward pass; padded to ``width`` columns. Also returns each column's largest magnitude over the
-    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does, and the largest bound on their
-    round-off ``(width,)`` (:meth:`Network.hyperplane_values_and_round_off`: below it a value is zero
-    whatever ``rtol``). The values are written block by block into one ``(Vc, width)`` buffer
+    ``nv`` valid rows ``(width,)``, as :func:`_values_from_previous` does, and their largest round-off
+    ``(width,)`` (:meth:`Network.hyperplane_values_and_round_off`: below it a value is zero whatever
+    ``rtol``). The values are written block by block into one ``(Vc, width)`` buffer
     (:func:`_fold_rows`; a whole-array pass held another copy of them), and as there the padding rows'
     values are not computed (nothing reads them)."""
     k = len(net.stages) if stage is None else stage
@@ -63,7 +63,7 @@ def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | N
         pres, errs = net._forward_round_off(p, k + 1)
         if stage is None:
             return pres[-1], errs[-1]
-        return breakpoint_values(net.stages[stage].activation, pres[-1], errs[-1])
+        return breakpoint_hyperplanes(net.stages[stage].activation, pres[-1], errs[-1])
 
     dtype = jax.eval_shape(fn, x[:1])[0].dtype
 
@@ -79,6 +79,16 @@ def _values_from_input(net: Network, x: jax.Array, nv: jax.Array, stage: int | N
 
     init = (jnp.zeros((x.shape[0], width), dtype), jnp.zeros((width,), dtype), jnp.zeros((width,), dtype))
     return _fold_rows(x.shape[0], nv, step, init)
+
+
+_ROUND_OFF_WARN = 1e-8  # extract warns where round-off exceeds this much of a hyperplane's largest value
+
+
+@functools.partial(jax.jit, static_argnames=("width",))
+def _coarsest(scales: jax.Array, noise: jax.Array, width: int) -> jax.Array:
+    """The largest ``noise / scale`` over the stage's first ``width`` columns with values (0 if none)."""
+    sc, nz = scales[:width], noise[:width]
+    return jnp.max(jnp.where(sc > nz, nz / jnp.where(sc > 0, sc, 1), 0.0), initial=0.0)
 
 
 @jax.jit
@@ -138,8 +148,8 @@ def _near_misses(vals: jax.Array, scales: jax.Array, noise: jax.Array, nv: jax.A
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
-def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None,
-                          scales: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None
+                          ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Hyperplane values of ``stage`` (``None``: the output) from the previous stage's values, when the
     stage reads only that stage: one affine map per vertex instead of a forward pass from the input.
 
@@ -147,35 +157,30 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
     block of rows, so no second ``(Vc, W)`` buffer is needed; only the blocks holding the ``nv`` valid
     rows are computed (the padding rows keep stale values, which nothing reads). Also returns each
     column's largest magnitude over the valid rows ``(W,)`` (what :func:`jaxpoly.subdivision.run_stage`
-    would otherwise compute in another pass over ``vals``) and the largest bound on their round-off
-    ``(W,)``, from the previous stage's ``scales`` and ``noise`` (its values err by at most their
-    round-off bound plus the interpolation's few eps of their scale).
+    would otherwise compute in another pass over ``vals``) and their largest round-off ``(W,)``
+    (:func:`jaxpoly.network.stage_round_off`).
     """
     st_prev = net.stages[prev]
     m = st_prev.activation.num_breakpoints
     bp0 = st_prev.activation.breakpoints[0]
     st = net.output if stage is None else net.stages[stage]
     n, width = vals.shape
-    cols = slice(0, st_prev.width * m, m)  # the pre-activations' columns (the first breakpoint's)
-    z_err = noise[cols] + 4 * jnp.finfo(vals.dtype).eps * scales[cols]
 
     def fn(v):
-        z = v[:, cols] + bp0
-        a = st_prev.activation(z)
-        out = st.affine(a)
-        err = stage_round_off(st, out, [jnp.abs(a)], [activation_round_off(st_prev.activation, z, z_err)])
+        a = st_prev.activation(v[:, : st_prev.width * m : m] + bp0)  # from the first breakpoint's column
+        out, err = st.affine(a), stage_round_off(st, [a], v.dtype)
         if stage is not None:
-            out, err = breakpoint_values(st.activation, out, err)
+            out, err = breakpoint_hyperplanes(st.activation, out, err)
         pad = ((0, 0), (0, width - out.shape[1]))
-        return jnp.pad(out, pad), jnp.pad(err, pad)
+        return jnp.pad(out, pad).astype(v.dtype), jnp.pad(err, pad).astype(v.dtype)
 
     def step(start, rows, carry):
         buf, scales, noise = carry
         block, err = fn(jax.lax.dynamic_slice_in_dim(buf, start, rows))
         valid = start + jnp.arange(rows) < nv
-        scales = jnp.maximum(scales, sd.column_maxima(block.astype(buf.dtype), valid))
-        noise = jnp.maximum(noise, sd.column_maxima(err.astype(buf.dtype), valid))
-        return jax.lax.dynamic_update_slice_in_dim(buf, block.astype(buf.dtype), start, 0), scales, noise
+        scales = jnp.maximum(scales, sd.column_maxima(block, valid))
+        noise = jnp.maximum(noise, sd.column_maxima(err, valid))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales, noise
 
     return _fold_rows(n, nv, step, (vals, jnp.zeros((width,), vals.dtype), jnp.zeros((width,), vals.dtype)))
 
@@ -335,6 +340,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     floor = math.sqrt(rtol * float(np.finfo(dtype).eps))
     near = []
     prev, vals, scales, noise = None, None, None, None
+    coarse = []  # per stage: the largest round-off relative to a hyperplane's values (read at the end)
     for stage, off, width in plan:
         t0 = time.perf_counter()
         nv = int(state.nv)
@@ -344,9 +350,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         # (scales: the columns' largest magnitudes over the valid vertices, which run_stage needs; noise:
         # their largest round-off bounds, below which a value is zero whatever rtol)
         if prev is not None and reads == (prev + 1,):
-            vals, scales, noise = _values_from_previous(work_net, vals, state.nv, prev, stage, scales, noise)
+            vals, scales, noise = _values_from_previous(work_net, vals, state.nv, prev, stage)
         else:
             vals, scales, noise = _values_from_input(work_net, x, state.nv, stage, W)
+        if dtype != np.float64:  # (float32's rtol is above its round-off; a floor would merge near-misses)
+            noise = jnp.zeros_like(noise)
+        coarse.append(_coarsest(scales, noise, width))
         prev = stage
         if stage is None:
             if vals.shape[1] > 1 and vals.nbytes > _NARROW_BYTES:
@@ -435,6 +444,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     if near:
         _warn_near_misses(near, lo, hi, rtol, dtype)
     timings["near_misses"] = sum(n for n, _, _ in near)
+    timings["round_off"] = max([float(c) for c in jax.device_get(coarse)], default=0.0)
+    if timings["round_off"] > _ROUND_OFF_WARN:
+        warn(PrecisionWarning,
+             f"extract: float64 resolves some hyperplanes only to {timings['round_off']:.2g} of their largest value "
+             f"over the box (the round-off of the terms that cancel to give them: the box is small or far from the "
+             f"origin for the network's magnitudes); features thinner than that merge. {TRANSLATE_INPUT}")
     timings["total_seconds"] = time.perf_counter() - t_start
     nv, ne = int(state.nv), int(state.ne)
     return Complex.from_state(
