@@ -25,7 +25,7 @@ from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError, PrecisionWarning, warn
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import (Network, breakpoint_hyperplanes, restrict_to_plane, stage_round_off, validate_magnitudes,
+from jaxpoly.network import (Network, breakpoint_hyperplanes, restrict_to_plane, validate_magnitudes,
                              validate_network)
 from jaxpoly.sizes import bucket
 
@@ -148,8 +148,8 @@ def _near_misses(vals: jax.Array, scales: jax.Array, noise: jax.Array, nv: jax.A
 
 
 @functools.partial(jax.jit, static_argnames=("prev", "stage"), donate_argnums=(1,))
-def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None
-                          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: int, stage: int | None,
+                          scales: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Hyperplane values of ``stage`` (``None``: the output) from the previous stage's values, when the
     stage reads only that stage: one affine map per vertex instead of a forward pass from the input.
 
@@ -158,31 +158,46 @@ def _values_from_previous(net: Network, vals: jax.Array, nv: jax.Array, prev: in
     rows are computed (the padding rows keep stale values, which nothing reads). Also returns each
     column's largest magnitude over the valid rows ``(W,)`` (what :func:`jaxpoly.subdivision.run_stage`
     would otherwise compute in another pass over ``vals``) and their largest round-off ``(W,)``
-    (:func:`jaxpoly.network.stage_round_off`).
+    (:func:`jaxpoly.network.stage_round_off`; the previous stage's values err by at most its ``noise``,
+    its largest round-off, plus a few eps of its ``scales`` where they were interpolated).
     """
     st_prev = net.stages[prev]
     m = st_prev.activation.num_breakpoints
     bp0 = st_prev.activation.breakpoints[0]
     st = net.output if stage is None else net.stages[stage]
     n, width = vals.shape
+    cols = slice(0, st_prev.width * m, m)  # the pre-activations' columns (the first breakpoint's)
+    # jaxpoly.network.stage_round_off with the carried errors at their largest (per column): then only the
+    # largest magnitude of the stage's terms varies by row
+    slope = max(abs(v) for v in st_prev.activation.slopes)
+    a_err = slope * (noise[cols] + 4 * jnp.finfo(vals.dtype).eps * scales[cols])
+    carried = jnp.sqrt((a_err * a_err) @ (st.kernels[0] * st.kernels[0]))
+    k_abs = jnp.abs(st.kernels[0])
 
     def fn(v):
-        a = st_prev.activation(v[:, : st_prev.width * m : m] + bp0)  # from the first breakpoint's column
-        out, err = st.affine(a), stage_round_off(st, [a], v.dtype)
+        a = st_prev.activation(v[:, cols] + bp0)
+        out, mag = st.affine(a), jnp.abs(a) @ k_abs
         if stage is not None:
-            out, err = breakpoint_hyperplanes(st.activation, out, err)
-        pad = ((0, 0), (0, width - out.shape[1]))
-        return jnp.pad(out, pad).astype(v.dtype), jnp.pad(err, pad).astype(v.dtype)
+            bp = jnp.asarray(st.activation.breakpoints, out.dtype)
+            out = (out[:, :, None] - bp).reshape(out.shape[0], -1)
+        return jnp.pad(out, ((0, 0), (0, width - out.shape[1]))).astype(v.dtype), mag
 
     def step(start, rows, carry):
-        buf, scales, noise = carry
-        block, err = fn(jax.lax.dynamic_slice_in_dim(buf, start, rows))
+        buf, scales, most = carry
+        block, mag = fn(jax.lax.dynamic_slice_in_dim(buf, start, rows))
         valid = start + jnp.arange(rows) < nv
         scales = jnp.maximum(scales, sd.column_maxima(block, valid))
-        noise = jnp.maximum(noise, sd.column_maxima(err, valid))
-        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales, noise
+        most = jnp.maximum(most, sd.column_maxima(mag, valid))
+        return jax.lax.dynamic_update_slice_in_dim(buf, block, start, 0), scales, most
 
-    return _fold_rows(n, nv, step, (vals, jnp.zeros((width,), vals.dtype), jnp.zeros((width,), vals.dtype)))
+    init = (vals, jnp.zeros((width,), vals.dtype), jnp.zeros((st.width,), vals.dtype))
+    vals, scales, most = _fold_rows(n, nv, step, init)
+    n_terms = 1 + st.kernels[0].shape[0]
+    err = (n_terms + 1) * jnp.finfo(vals.dtype).eps * (jnp.abs(st.bias) + most) + carried  # (st.width,)
+    if stage is not None:  # per breakpoint (z - t rounds once more, at most eps of the largest |z - t|)
+        m2 = st.activation.num_breakpoints
+        err = jnp.repeat(err, m2) + jnp.finfo(vals.dtype).eps * scales[: st.width * m2]
+    return vals, scales, jnp.pad(err, (0, width - err.shape[0])).astype(vals.dtype)
 
 
 def extract(
@@ -350,7 +365,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         # (scales: the columns' largest magnitudes over the valid vertices, which run_stage needs; noise:
         # their largest round-off bounds, below which a value is zero whatever rtol)
         if prev is not None and reads == (prev + 1,):
-            vals, scales, noise = _values_from_previous(work_net, vals, state.nv, prev, stage)
+            vals, scales, noise = _values_from_previous(work_net, vals, state.nv, prev, stage, scales, noise)
         else:
             vals, scales, noise = _values_from_input(work_net, x, state.nv, stage, W)
         if dtype != np.float64:  # (float32's rtol is above its round-off; a floor would merge near-misses)
@@ -446,10 +461,12 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     timings["near_misses"] = sum(n for n, _, _ in near)
     timings["round_off"] = max([float(c) for c in jax.device_get(coarse)], default=0.0)
     if timings["round_off"] > _ROUND_OFF_WARN:
+        far = bool(np.max(np.abs(lo + hi) / 2) > np.max(hi - lo) / 2)
         warn(PrecisionWarning,
              f"extract: float64 resolves some hyperplanes only to {timings['round_off']:.2g} of their largest value "
-             f"over the box (the round-off of the terms that cancel to give them: the box is small or far from the "
-             f"origin for the network's magnitudes); features thinner than that merge. {TRANSLATE_INPUT}")
+             "over the box (the round-off of the larger terms that cancel to give them), so features thinner than "
+             "that merge. " + (TRANSLATE_INPUT if far else "The box is small for the magnitudes inside the network: "
+                               "such features are below float64's resolution there."))
     timings["total_seconds"] = time.perf_counter() - t_start
     nv, ne = int(state.nv), int(state.ne)
     return Complex.from_state(

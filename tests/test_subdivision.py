@@ -392,6 +392,15 @@ def test_hyperplanes_meeting_within_round_off_in_a_tiny_box():
                 r = jaxpoly.enumerate_regions(net, box)
             assert c.f_vector == lp_f_vector(net, *box, level_set=False) == ((3, 2) if d == 1 else (10, 14, 5))
             assert len(r) == c.num_regions and c.timings["near_misses"] == 0
+    # every second-layer plane through x = 0 (b1 = -b0 W1 cancels terms of 1 to values of 1e-7), and an
+    # output that vanishes for x < 0 by cancellation (its error is carried in from the second layer):
+    # 5 cells and "witnesses do not reproduce the cell's sign vector" before
+    W1 = np.array([[0.0, 1, -2, 1], [-1, 0, 1, -1], [2, -2, 1, -1], [2, -1, 2, 2]])
+    net = jaxpoly.from_arrays([np.array([[-1.0, -1, 2, -1]]), W1, np.array([[-1.0], [-1], [0], [1]])],
+                              [np.ones(4), -np.ones(4) @ W1, np.zeros(1)])
+    with pytest.warns(jaxpoly.PrecisionWarning, match="resolves some hyperplanes only to 1.6e-07"):
+        c = extract(net, (-1e-7, 1e-7))
+    assert c.f_vector == (3, 2) and np.array_equal(c.region_of(c.regions.witnesses), [0, 1])
 
 
 def test_near_misses_of_a_huge_box_are_reported():
@@ -460,7 +469,7 @@ def test_passes_over_stage_values_are_exact_and_read_them_block_by_block():
             np.testing.assert_allclose(np.asarray(got)[:nv, :k], want, rtol=1e-12, atol=1e-12)
             assert not np.asarray(got)[:nv, k:].any()
             np.testing.assert_allclose(np.asarray(scale)[:k], np.abs(want).max(0), rtol=1e-12)
-            assert temp < got.nbytes / 2, (stage, temp / got.nbytes)  # (a few blocks' values and round-off)
+            assert temp < 0.8 * got.nbytes, (stage, temp / got.nbytes)  # (a few blocks: values, round-off; 1x: a copy)
 
 
 @pytest.mark.parametrize("widths,seed", [pytest.param((4, 4), 0, marks=pytest.mark.slow),
