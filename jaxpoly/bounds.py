@@ -50,6 +50,8 @@ def as_box(bounds: Sequence[Any], d: int, *, max_abs: float | None = None,
             f"bounds must be a pair (lo, hi) of scalars or arrays of shape ({d},), got {bounds!r}{per_coordinate}"
         ) from None
     lo, hi = (_real(v, InvalidBoundsError, "bounds") for v in (lo, hi))
+    if any(_kind(v) == "b" for v in (lo, hi)):  # (a flag passed by mistake would read as 0 or 1)
+        raise InvalidBoundsError(f"bounds must be numbers, got booleans lo={lo!r}, hi={hi!r}")
     given = lo, hi
     try:
         lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (d,)).copy()
@@ -109,20 +111,21 @@ def as_points(x: Any, d: int, *, rows: bool = False) -> np.ndarray:
     return x
 
 
-def _is_numeric(a: Any) -> bool:
+def _kind(a: Any) -> str:
+    """NumPy's dtype kind of ``a`` (``""`` where it is not an array: ragged input)."""
     try:
-        return np.asarray(a).dtype.kind in "iuf"
+        return np.asarray(a).dtype.kind
     except (TypeError, ValueError):
-        return False
+        return ""
+
+
+def _is_numeric(a: Any) -> bool:
+    return _kind(a) in ("i", "u", "f")
 
 
 def _real(a: Any, error: type, what: str) -> Any:
     """``a`` unchanged unless it holds complex numbers (which a cast to float64 would silently truncate):
     then ``error``."""
-    try:
-        kind = np.asarray(a).dtype.kind
-    except (TypeError, ValueError):
-        return a  # (ragged input: the caller's cast reports it)
-    if kind == "c":
+    if _kind(a) == "c":  # (ragged input, kind "": the caller's cast reports it)
         raise error(f"{what} must be real numbers, got complex values {str(a)[:60]}")
     return a
