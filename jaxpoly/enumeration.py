@@ -60,7 +60,7 @@ from jaxpoly.errors import (CapacityError, IncompleteResultWarning, InvalidArgum
                             PrecisionWarning, warn)
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
-from jaxpoly.network import (CONSTANT_RTOL, Network, compose_input, hyperplane_scales, validate_magnitudes,
+from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_input, hyperplane_scales, validate_magnitudes,
                              validate_network)
 from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
@@ -190,7 +190,7 @@ _seed_points_jit = jax.jit(_seed_points)
 
 def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> tuple[jax.Array, jax.Array]:
     """Every hyperplane's value at ``x (n, d)`` (then the output's, with ``level_set``) and its round-off
-    bound (:meth:`Network.hyperplane_values_and_round_off`): ``value > bound`` is the point's pattern."""
+    (:meth:`Network.hyperplane_values_and_round_off`): ``value > round-off`` is the point's pattern."""
     return net.hyperplane_values_and_round_off(x, level_set=level_set)
 
 
@@ -205,13 +205,24 @@ def _hyper_bits(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
 _hyper_bits_jit = jax.jit(_hyper_bits, static_argnames=("level_set",))
 
 
+def _sample_bits(net: Network, x: jax.Array, thresholds: jax.Array, level_set: bool) -> jax.Array:
+    """``(n, H') bool``: every hyperplane's value at ``x (n, d)`` (then the output's) ``> thresholds (H',)``."""
+    v = net.hyperplane_values(x)
+    if level_set:
+        v = jnp.concatenate([v, net(x)[:, :1]], axis=1)
+    return v > thresholds
+
+
+_sample_bits_jit = jax.jit(_sample_bits, static_argnames=("level_set",))
+
+
 def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(signs, clear, exact)``, all ``(n, H') bool``: each hyperplane's ``value > 0`` beyond its
     round-off at the points ``x (n, d)`` (:meth:`Network.pattern`), whether that value is clear of
     round-off (beyond :data:`CONSTANT_RTOL` of the hyperplane's scale; a dead neuron's is not), and
-    whether its sign is beyond the point's round-off bound (else the point is on the hyperplane as far
-    as float64 tells). In batches of ``B``, the shape the search compiled; ``net``: another network of the
+    whether its sign is beyond the point's round-off (else the point is on the hyperplane as far as
+    float64 tells). In batches of ``B``, the shape the search compiled; ``net``: another network of the
     same shapes (default the search's; ``clear`` is for the search's)."""
     signs, clear, exact = [], [], []
     for s in range(0, len(x), ctx.B):
@@ -278,8 +289,7 @@ def _unlisted_probes(ctx: "_Ctx", patterns: np.ndarray, seed: int) -> int:
 
 def _listed_either_side(pattern: np.ndarray, exact: np.ndarray, listed: set, most: int = 8) -> bool:
     """Whether some pattern that agrees with ``pattern (H',)`` where ``exact (H',)`` is in ``listed``
-    (:func:`pattern_keys`), the other bits taking either value (at most ``most`` of them: with more,
-    whether the pattern itself is)."""
+    (:func:`pattern_keys`), the other bits taking either value (False with more than ``most`` of them)."""
     free = np.flatnonzero(~exact)
     if len(free) > most:
         return False
@@ -1554,11 +1564,14 @@ def sample_regions(net: Network, bounds: Sequence[Any], num_samples: int, *, key
     batch = min(batch_size, num_samples)  # one shape for every batch (the last is cut)
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)
+        # Network.pattern's rule with one round-off threshold per hyperplane over the box (its per-point
+        # estimate costs as much again as the forward pass)
+        thresholds = jnp.asarray(box_round_off(net64, lo, hi, level_set))
         for i, s in enumerate(range(0, num_samples, batch_size)):
             n = min(batch_size, num_samples - s)
             u = jax.random.uniform(jax.random.fold_in(key, i), (batch, d), dtype=jnp.float64)
             x = jnp.asarray(lo) + u * jnp.asarray(hi - lo)
-            bits = np.asarray(_hyper_bits_jit(net64, x, level_set))[:n]
+            bits = np.asarray(_sample_bits_jit(net64, x, thresholds, level_set))[:n]
             seen.append(unique_packed_rows(np.packbits(bits, axis=1)))
             if bar is not None:
                 bar.update(n)

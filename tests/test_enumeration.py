@@ -1347,7 +1347,7 @@ def test_default_batch_size_follows_the_device_and_the_cpu_caches(monkeypatch):
     assert 2 << 30 < enumeration.estimate_batch_bytes(64, 64, 2048, 64) < 8 << 30
 
 
-@pytest.mark.parametrize("walks", [True, False])
+@pytest.mark.parametrize("walks", [pytest.param(True, marks=pytest.mark.slow), False])  # (walks: the sharded test)
 def test_high_dimension_finds_every_pattern(monkeypatch, walks):
     """d = 12: 10 generic hyperplanes whose common flat crosses the box cut it into all 2^10 sign
     patterns; every region is certified, with the walk certificates on or off (warm LPs only)."""

@@ -101,6 +101,11 @@ def test_neurons_that_cancel_to_zero_on_a_region_are_off_there():
     z = np.asarray(net2.hyperplane_values(x))[(x[:, 0] < 0) & (x[:, 1] > 0), 3]
     assert np.any(z > 0) and np.any(z < 0)  # round-off of both signs where it vanishes
     assert not np.any(np.asarray(net2.pattern(x))[(x[:, 0] < 0) & (x[:, 1] > 0), 3])
+    # sample_regions' one threshold per hyperplane over the box bounds the per-point round-off
+    from jaxpoly.network import box_round_off
+
+    err = np.asarray(net2.hyperplane_values_and_round_off(x, level_set=True)[1])
+    assert np.all(box_round_off(net2, -np.ones(2), np.ones(2), level_set=True) >= err.max(0))
     # 3D (found by fuzzing): z = a1 - a2 + a3 = 0 where a1 = relu(-x0 - x1), a2 = relu(-x0 + x1 - x2) and
     # a3 = relu(x1 - x2) are all active, in one of the box's six regions
     net3 = jaxpoly.from_arrays([np.array([[-1.0, -1.0, 0.0], [0.0, 1.0, 1.0], [0.0, -1.0, -1.0]]),
