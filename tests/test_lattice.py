@@ -198,6 +198,7 @@ def test_save_load_round_trip(tmp_path):
     assert d.level_set().num_faces == c.level_set().num_faces > 0
 
 
+@pytest.mark.slow  # (CI time: a regression guard for pytree copies, run with -m slow)
 def test_copies_made_by_jax_keep_the_complex(tmp_path):
     """A Complex is a pytree: ``jax.tree.map`` and ``jax.device_put`` copies keep what is not a field
     too: the hash multipliers (extraction zeroes some), 2D edge flips, and a regions-engine complex's

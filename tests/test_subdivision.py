@@ -584,7 +584,8 @@ def test_load_refuses_a_corrupt_complex(tmp_path, how):
 # -- the independent scipy/HiGHS reference (tests/reference.py) ---------------------------------------
 
 
-@pytest.mark.parametrize("d,widths,seed", [(2, [5, 4], 0), (2, [4, 4, 3], 1), (3, [4, 3], 2), (3, [3, 3, 3], 3)])
+@pytest.mark.parametrize("d,widths,seed", [(2, [5, 4], 0), pytest.param(2, [4, 4, 3], 1, marks=pytest.mark.slow),
+                                           (3, [4, 3], 2), (3, [3, 3, 3], 3)])
 def test_f_vector_matches_lp_reference(d, widths, seed):
     """Vertices and every f_k agree with the LP reference's face enumeration (level set included)."""
     from reference import lp_f_vector, lp_vertices
