@@ -243,8 +243,13 @@ def extract(
         in the bunny networks ~1e-11). The rule is relative to the box: in a box far larger than where
         the hyperplanes meet, genuine near-misses fall under it and merge. Values it decides far above
         roundoff (between ``sqrt(rtol * eps)`` and ``rtol`` times the scale) are reported by a
-        :class:`~jaxpoly.PrecisionWarning`, and counted in ``timings["near_misses"]``. The regions engine does not
-        use ``rtol`` (it computes the exact complex in float64).
+        :class:`~jaxpoly.PrecisionWarning`, and counted in ``timings["near_misses"]``. In float64 the
+        tolerance is at least the largest round-off of the hyperplane's values at the vertices
+        (:meth:`Network.hyperplane_values_and_round_off`), so hyperplanes meeting where their values
+        come from cancelling larger terms (tiny boxes, boxes far from the origin) are not cut apart;
+        where that round-off exceeds 1e-8 of a hyperplane's values a PrecisionWarning says so
+        (``timings["round_off"]``: the largest ratio). The regions engine does not use ``rtol`` (it
+        computes the exact complex in float64).
       progress: log a line per stage (to the ``jaxpoly`` logger) and show a progress bar.
       slice: ``(origin, u, v)``: extract on the plane ``x = origin + s u + t v`` of a
         high-dimensional input instead (``bounds`` then bound ``(s, t)``; the complex's vertices are
