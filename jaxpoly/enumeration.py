@@ -62,7 +62,7 @@ from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_input, hyperplane_scales, validate_magnitudes,
                              validate_network)
-from jaxpoly.regions import Regions, pattern_keys
+from jaxpoly.regions import Regions, _signs, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
 __all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes", "default_batch_size"]
@@ -195,14 +195,6 @@ def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> tuple[jax.Arra
 
 
 _hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
-
-
-def _hyper_bits(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
-    """``(n, H') bool``: the patterns of the points ``x (n, d)`` (:meth:`Network.pattern`)."""
-    return net.pattern(x, level_set=level_set)
-
-
-_hyper_bits_jit = jax.jit(_hyper_bits, static_argnames=("level_set",))
 
 
 def _sample_bits(net: Network, x: jax.Array, thresholds: jax.Array, level_set: bool) -> jax.Array:
@@ -474,7 +466,7 @@ def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
                                 stage=stage, level_set=ctx.level_set, num_slots=ctx.M, same=ctx.same)
         y = _seed_points_jit(rows, ctx.put(_pad_rows(par_wit[s : s + ctx.B], ctx.B)),
                              ctx.put(_pad_rows(par_rad[s : s + ctx.B], ctx.B)), ctx.seed_offsets, smask)
-        bits = np.asarray(_hyper_bits_jit(ctx.net, y + jnp.asarray(ctx.centre), ctx.level_set))[:n]
+        bits = np.asarray(_signs(ctx.net, y + jnp.asarray(ctx.centre), ctx.level_set))[:n]
         out[s : s + n] = np.where(keep, p[:n], np.where(new, bits, False))
     return out
 
@@ -1111,7 +1103,7 @@ def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: 
         if not len(todo):
             break
         x = mid[todo] + np.reshape(step, (-1, 1)) * normal[todo]
-        q = np.asarray(_hyper_bits(net, jnp.asarray(x), level_set))
+        q = np.asarray(_signs(net, jnp.asarray(x), level_set))
         Aq, bq, liveq = _unit_rows(net, q, lo, hi, level_set)
         slack = bq - np.einsum("kmd,kd->km", Aq, mid[todo])
         on = np.stack([_on_hyperplane(Aq[n], bq[n], normal[i], normal[i] @ mid[i], radius)

@@ -663,27 +663,24 @@ def breakpoint_hyperplanes(act: Activation, z: Array, err: Array) -> tuple[Array
 
 def box_round_off(net: Network, lo: np.ndarray, hi: np.ndarray, level_set: bool = False) -> np.ndarray:
     """``(H,)`` (``H + 1`` with the level set) float64: an upper bound over the box ``[lo, hi]`` of each
-    hyperplane's round-off (:meth:`Network.hyperplane_values_and_round_off`), from the largest
-    magnitudes of the stages' terms there (:func:`_absolute_propagation`): one threshold per hyperplane
-    for fast pattern tests over many points (coarser than the per-point one, most in deep nets)."""
+    hyperplane's round-off (:meth:`Network.hyperplane_values_and_round_off`): the same estimate from the
+    largest magnitudes of the stages' values there (:func:`_absolute_propagation`), one threshold per
+    hyperplane for fast pattern tests over many points (coarser than the per-point one, most in deep nets)."""
     net = net.astype(np.float64)
     reach = np.maximum(np.abs(np.asarray(lo, np.float64)), np.abs(np.asarray(hi, np.float64)))
-    eps = float(np.finfo(np.float64).eps)
-    errs, parts = [np.zeros(net.input_dim)], []
+    mags, errs, parts = [reach], [np.zeros(net.input_dim)], []
     with np.errstate(over="ignore", invalid="ignore"):
         for st, (_, vz) in zip(net.stages + (net.output,), _absolute_propagation(net, reach)):
-            n = 1 + sum(int(k.shape[0]) for k in st.kernels)
-            var = sum((errs[s] ** 2) @ (np.asarray(k) ** 2) for s, k in zip(st.sources, st.kernels))
-            err = (n + 1) * eps * vz + np.sqrt(var)
+            err = stage_round_off(st, [mags[s] for s in st.sources], [errs[s] for s in st.sources], np.float64)
             act = st.activation
-            slope = max(abs(v) for v in act.slopes)
-            errs.append(slope * err + eps * (abs(act.value_at_zero) + slope * vz))
+            mags.append(abs(act.value_at_zero) + max(abs(v) for v in act.slopes) * vz)  # |f(z)| over the box
+            errs.append(activation_round_off(act, mags[-1], err))
             if st is not net.output and act.breakpoints:
-                t = np.abs(np.asarray(act.breakpoints))
-                parts.append((err[:, None] + eps * (vz[:, None] + t)).reshape(-1))
+                # (z = vz + max|t| makes |z - t| at least its largest value over the box)
+                parts.append(breakpoint_hyperplanes(act, vz + np.max(np.abs(act.breakpoints)), err)[1])
         if level_set:
             parts.append(err[:1])
-    return np.concatenate(parts) if parts else np.zeros((0,))
+    return np.asarray(np.concatenate(parts) if parts else np.zeros((0,)), np.float64)
 
 
 def magnitude_bound(net: Network, lo: np.ndarray, hi: np.ndarray) -> float:
