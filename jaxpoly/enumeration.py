@@ -64,6 +64,7 @@ from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_inpu
                              validate_network)
 from jaxpoly.regions import Regions, _signs, pattern_keys
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
+from jaxpoly.sizes import power_of_two
 
 __all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes", "default_batch_size"]
 
@@ -792,8 +793,8 @@ def _vertex_level(ctx: _Ctx, stage: tuple[int, int], max_cells: int | None = Non
     n = h1 - h0
     if n == 0:
         return None
-    G, g = oracle._all_rows(ctx.net, jnp.zeros((1, ctx.Hp), bool), jnp.asarray(ctx.centre), ctx.level_set)
-    G, g = np.asarray(G[0, h0:h1]), np.asarray(g[0, h0:h1])
+    G, g = oracle._all_rows_jit(ctx.net, jnp.zeros((1, ctx.Hp), bool), jnp.asarray(ctx.centre), ctx.level_set)
+    G, g = np.asarray(G)[0, h0:h1], np.asarray(g)[0, h0:h1]
     # a hyperplane that misses the box has no vertex in it (its bit is the same in every cell)
     meets = np.abs(g) <= (np.abs(G) @ ctx.half) * (1 + 1e-9)
     subsets = _vertex_subsets(d, int(meets.sum()))
@@ -1050,7 +1051,10 @@ def _unit_rows(net: Network, patterns: np.ndarray, lo: np.ndarray, hi: np.ndarra
     b (k, 2 d + H'), live (k, 2 d + H'))``, the box's rows first, unit rows; ``live`` false for
     hyperplanes constant on the region (as :func:`oracle.cell_rows` decides)."""
     d = net.input_dim
-    G, g = (np.asarray(a) for a in oracle._all_rows(net, jnp.asarray(patterns), jnp.zeros(d), level_set))
+    k = len(patterns)
+    padded = np.zeros((power_of_two(k, 1), patterns.shape[1]), bool)  # (one compilation per bucket)
+    padded[:k] = patterns
+    G, g = (np.asarray(a)[:k] for a in oracle._all_rows_jit(net, jnp.asarray(padded), jnp.zeros(d), level_set))
     sign = np.where(patterns, -1.0, 1.0)  # bit True means g > 0, i.e. -G x <= g
     A = np.concatenate([np.broadcast_to(np.concatenate([np.eye(d), -np.eye(d)]), (len(patterns), 2 * d, d)),
                         sign[..., None] * G], axis=1)

@@ -41,6 +41,7 @@ __all__ = ["complex_from_regions"]
 
 _CHUNK = 512  # regions per batch of pulled-back rows (one compilation)
 _MERGE_RTOL = 1e-12  # vertices' zeros, relative to each hyperplane's largest value (solves' roundoff ~1e-15)
+_NOISE_FACTOR = 64  # vertices' zeros: at least this many times their values' round-off
 _SYSTEMS = 1 << 18  # d x d systems solved per NumPy batch
 
 
@@ -218,14 +219,16 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     patterns = np.asarray(regions.patterns, bool)
     net64 = net.astype(np.float64)
     scale = float(max(1.0, np.abs(lo).max(), np.abs(hi).max()))
-    tol = 1e-10 * scale
+    tol = _coordinate_tol(lo, hi)
 
     # -- vertices: per region, merged by sign vector ------------------------------------------------
     G, g, owner, vanish = _polytope_rows(net64, regions, lo, hi, level_set, d, scale)
     pts, reg_of = _candidate_vertices(G, g, owner, R, d, tol)
-    vals = _values_padded(net64, pts, level_set)  # (n, H')
+    vals, noise = _values_padded(net64, pts, level_set, round_off=True)  # (n, H') each
     vscale = np.abs(vals).max(axis=0, initial=0.0)
-    vtol = np.maximum(_MERGE_RTOL * vscale, np.finfo(np.float64).tiny)
+    # a vertex's zeros: relative to each hyperplane's values in the box, and at least a few times the
+    # round-off of its value there (solving for the vertex rounds its coordinates alike)
+    vtol = np.maximum(np.maximum(_MERGE_RTOL * vscale, np.finfo(np.float64).tiny), _NOISE_FACTOR * noise)
     box = _box_slacks(pts, lo, hi)
     r = hash_table
     key = _hash_of_signs(np.concatenate([_tol_signs(box, tol), _tol_signs(vals, vtol)], axis=1), r[: 2 * d + Hp])
@@ -259,7 +262,7 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     # a vertex lies on h where the cut passes through it, or where h is zero without vanishing on a
     # region around it (a hyperplane touching the complex at the vertex)
     vvan, _ = _reduce_bits(list(vfaces.values()), np.packbits(vanish, axis=1), Hp)
-    zero_val = np.abs(vals[first[vkeys]]) <= vtol
+    zero_val = np.abs(vals[first[vkeys]]) <= vtol[first[vkeys]]
     cut_v = np.zeros((V, Hp), bool)
     cut_v[vkeys] = vcut | (zero_val & ~vvan)
     cell_of_vertex = np.zeros(V, np.int64)
@@ -324,13 +327,23 @@ def complex_from_regions(net: Network, lo: np.ndarray, hi: np.ndarray, *, level_
     return c
 
 
+def _coordinate_tol(lo: np.ndarray, hi: np.ndarray) -> float:
+    """Distances below which a vertex lies on a facet: ``1e-10`` of the box's size (of its largest
+    coordinate where that is smaller, at least 1), but not below the round-off of coordinates as large as
+    the box's (``64 eps`` of them): a small box far from the origin is resolved to its own size."""
+    far = float(max(np.abs(lo).max(), np.abs(hi).max()))
+    size = float(np.max(hi - lo))
+    return max(1e-10 * min(max(1.0, far), size), 64 * np.finfo(np.float64).eps * far)
+
+
 def _unresolved(what: str, lo: np.ndarray, hi: np.ndarray, tol: float) -> None:
     """Raise :class:`~jaxpoly.DegenerateError`: the certified regions do not fit together into a complex."""
     raise DegenerateError(
         f"the regions engine could not assemble a complex from the certified regions: {what}. Its "
-        f"tolerances are relative to the box ({tol:.3g} in coordinates here, 1e-10 of its largest "
-        f"coordinate {max(np.abs(lo).max(), np.abs(hi).max()):g}) and to each hyperplane's largest value "
-        "in it, so regions or vertex separations smaller than that are not resolved, as when the box is far "
+        f"tolerances are relative to the box ({tol:.3g} in coordinates here: 1e-10 of its size, at least "
+        f"the round-off of its coordinates, up to {max(np.abs(lo).max(), np.abs(hi).max()):g}) and to each "
+        "hyperplane's largest value in it, so regions or vertex separations smaller than that are not "
+        "resolved, as when the box is far "
         "larger than where the network's hyperplanes meet: extract in a box around them. (If the box is "
         "not large relative to the network's features, please report this with the network and box.)")
 

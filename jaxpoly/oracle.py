@@ -159,6 +159,9 @@ def _all_rows(net: Network, patterns: jax.Array, centre: jax.Array, level_set: b
     return G, g
 
 
+_all_rows_jit = jax.jit(_all_rows, static_argnames=("level_set",))
+
+
 @functools.partial(jax.jit, static_argnames=("stage", "level_set", "num_slots"))
 def cell_rows(net: Network, patterns: jax.Array, parent_mask: jax.Array, centre: jax.Array,
               half: jax.Array, *, stage: tuple[int, int], level_set: bool, num_slots: int,

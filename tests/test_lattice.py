@@ -3,6 +3,7 @@ configurations edge subdivision does not resolve (a hyperplane containing an edg
 elsewhere in d >= 3), checked against hand counts, the LP reference, sampling and edge subdivision."""
 
 import os
+import warnings
 
 import jax
 import numpy as np
@@ -252,6 +253,29 @@ def test_regions_that_do_not_fit_raise_degenerate_error():
         with pytest.warns(jaxpoly.PrecisionWarning):  # thin cells and unlisted probes, then the error
             extract(net, (-1e12, 1e12))
     assert "edge subdivision met" in str(info.value) and "1e+12" in str(info.value)
+
+
+@pytest.mark.parametrize("corner,size", [(3.0, 1e-6), (1e3, 1e-2)])
+def test_a_small_box_far_from_the_origin(corner, size):
+    """A zero-bias network (hyperplanes through the origin, two along the box's edge x = y) in a small
+    box far away: the box's corner is on planes only up to the round-off of coordinates ~ ``corner``,
+    which once merged nothing there (tolerances 1e-10 of the coordinates, 1e-4 of this box, and none for
+    the values' round-off) and raised DegenerateError. Reference: the same network on ``[0, 1]^3`` with
+    ``x = corner + size u`` folded into its first layer, whose vertices map back onto these."""
+    W0 = np.array([[1, 0, 0, -1, 0, 1, -1, 1], [1, 0, 0, 1, 0, 1, -1, -1], [0, -1, 1, -1, 0, -1, -1, 0]], float)
+    W1 = np.array([[0, 1, -1, -1, 0, 1, -1, 1]], float).T
+    net = jaxpoly.from_arrays([W0, W1], [np.zeros(8), np.zeros(1)])
+    ref = extract(jaxpoly.from_arrays([size * W0, W1], [corner * W0.sum(axis=0), np.zeros(1)]), (0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jaxpoly.PrecisionWarning)  # (3, 3 + 1e-6): far for its size
+        c = extract(net, (corner, corner + size))
+    assert c.timings["engine"] == "regions"
+    assert c.f_vector == ref.f_vector == (9, 19, 15, 4)
+    assert c.euler_characteristic == 1
+    got = np.array(sorted(map(tuple, np.round((np.asarray(c.vertices) - corner) / size, 6))))
+    want = np.array(sorted(map(tuple, np.round(np.asarray(ref.vertices), 6))))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(np.sort(c.region_volumes()) / size**3, np.sort(ref.region_volumes()), rtol=1e-6)
 
 
 def test_bad_engine():
