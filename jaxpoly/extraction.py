@@ -476,10 +476,15 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     nv, ne = int(state.nv), int(state.ne)
     return Complex.from_state(
         net=net, lo=lo, hi=hi, level_set=level_set,
-        x=np.asarray(state.x[:nv]), vz=np.asarray(state.vz[:nv]), ends=np.asarray(state.ends[:ne]),
-        ez=np.asarray(state.ez[:ne]), eh=np.asarray(state.eh[:ne]), hash_table=r_np, timings=timings,
-        em=np.asarray(state.em[:ne]), ez2=np.asarray(state.ez2[:ne]),
+        x=_head(state.x, nv), vz=_head(state.vz, nv), ends=_head(state.ends, ne), ez=_head(state.ez, ne),
+        eh=_head(state.eh, ne), hash_table=r_np, timings=timings, em=_head(state.em, ne), ez2=_head(state.ez2, ne),
     )
+
+
+def _head(a: jax.Array, n: int) -> np.ndarray:
+    """The first ``n`` rows of a padded array as a host copy (sliced on the host: on the device each
+    new ``n`` compiles a slice)."""
+    return np.array(np.asarray(a)[:n])
 
 
 def _warn_near_misses(near: list, lo: np.ndarray, hi: np.ndarray, rtol: float, dtype) -> None:

@@ -350,7 +350,8 @@ def _solve_jvp(primals, tangents):
 
 
 _rows64 = jax.jit(_constraint_rows, static_argnames=("level_set",))
-_solve64 = jax.jit(_solve)
+# one compiled call (op by op, every op compiled on its own for each new shape: seconds per complex)
+_solve_jit = jax.jit(_solve)
 
 
 def _best_subset(rows: np.ndarray, candidates: np.ndarray, d: int) -> np.ndarray:
@@ -520,7 +521,7 @@ def vertex_system(c: Complex, vertices: Sequence[int] | np.ndarray | None = None
         )
         x = X[idx]
         if n:
-            x = np.asarray(_solve64(net64, system if P == power_of_two(n) else _repad(system, power_of_two(n))))[:n]
+            x = np.asarray(_solve_jit(net64, system if P == power_of_two(n) else _repad(system, power_of_two(n))))[:n]
             err = np.abs(x - X[idx]).max()
             # float64 positions agree to roundoff; float32 ones were interpolated and snapped in float32
             pos_tol = max(1e-6, 2**10 * float(np.finfo(c.vertices.dtype).eps)) if low_precision else 1e-6
@@ -617,7 +618,7 @@ def vertex_positions(params_or_net: Any, complex_or_system: Complex | VertexSyst
 def _positions(net: Network, system: VertexSystem, n: int | None) -> jax.Array:
     check_compatible(net, system)
     _check_finite(net)
-    x = _solve(net, system)
+    x = _solve_jit(net, system)
     return x if n is None else x[:n]
 
 
@@ -635,7 +636,7 @@ def level_set_positions(params_or_net: Any, complex_or_system: Complex | VertexS
 def _stale_rows(net: Network, system: VertexSystem, rtol: float) -> jax.Array:
     if system.patterns.shape[0] == 0:
         return jnp.zeros((0,), bool)
-    x = _solve(net, system)
+    x = _solve_jit(net, system)
     vals = _values(net, x, system.level_set)
     ref = system.ref_signs
     # The tolerances follow the dtype of this computation (the network's: float32 weights, or any

@@ -9,8 +9,10 @@ as zero biases make it), :func:`jaxpoly.extract` builds the complex here instead
 2. each region as a polytope ``G x <= g`` (its facet rows pulled back through its affine maps) and its
    vertices: the feasible solutions of every ``d``-subset of its rows;
 3. vertices merged across regions by their sign vectors, zero within ``1e-12`` of each hyperplane's
-   largest value (the roundoff of the per-region solves; edge subdivision's ``rtol`` does not apply:
-   this engine computes the exact complex in float64);
+   largest value in the box or 64 times the value's round-off there, whichever is larger (the round-off
+   of the per-region solves; edge subdivision's ``rtol`` does not apply: this engine computes the exact
+   complex in float64), and on a box facet within ``1e-10`` of the box's size (at least 64 eps of its
+   coordinates, for a small box far from the origin);
 4. each region's face lattice from its vertex-facet incidences (the facets of a face are its maximal
    proper intersections with the polytope's facets); faces are identified across regions by their
    vertex sets, which also gives every face the regions around it.

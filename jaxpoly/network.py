@@ -22,6 +22,7 @@ Networks are pytrees (weights are leaves; sources and activations are static), s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -239,6 +240,23 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def _compiled(*static: str):
+    """A :class:`Network` method run as one compiled call (the network is a pytree argument) rather than
+    op by op: outside a ``jit`` every op of an evaluation compiles on its own for each new shape (tens of
+    milliseconds each, seconds for a network). Inside a trace it is inlined as usual."""
+
+    def wrap(method):
+        compiled = jax.jit(method, static_argnames=static)
+
+        @functools.wraps(method)
+        def call(self, x, *args, **kwargs):
+            return compiled(self, x if isinstance(x, (jax.Array, np.ndarray)) else jnp.asarray(x), *args, **kwargs)
+
+        return call
+
+    return wrap
+
+
 @pytree_dataclass(("kernels", "bias"), ("sources", "activation"))
 @dataclasses.dataclass(frozen=True, eq=False)
 class Stage:
@@ -435,10 +453,12 @@ class Network:
             acts.append(st.activation(z))
         return self.output.preactivation(acts), pres
 
+    @_compiled()
     def __call__(self, x: Array) -> Array:
         """Network output, ``(..., d) -> (..., out)``."""
         return self._forward(jnp.asarray(x))[0]
 
+    @_compiled()
     def preactivations(self, x: Array) -> Array:
         """All hidden pre-activations (stages with a breakpoint), layer order: ``(..., d) -> (..., N)``."""
         x = jnp.asarray(x)
@@ -448,6 +468,7 @@ class Network:
             return jnp.zeros(x.shape[:-1] + (0,), x.dtype)
         return jnp.concatenate(parts, axis=-1)
 
+    @_compiled()
     def hyperplane_values(self, x: Array) -> Array:
         """``z - t`` for every neuron and breakpoint ``t``: ``(..., d) -> (..., H)``."""
         x = jnp.asarray(x)
@@ -464,6 +485,7 @@ class Network:
             return jnp.zeros(x.shape[:-1] + (0,), x.dtype)
         return jnp.concatenate(parts, axis=-1)
 
+    @_compiled("stage")
     def stage_hyperplane_values(self, x: Array, stage: int) -> Array:
         """``z - t`` for the hyperplanes of one hidden stage: ``(..., d) -> (..., width * m)``."""
         x = jnp.asarray(x)
@@ -490,6 +512,7 @@ class Network:
             carried.append(activation_round_off(st.activation, a, err))
         return pres, errs
 
+    @_compiled("level_set")
     def hyperplane_values_and_round_off(self, x: Array, *, level_set: bool = False) -> tuple[Array, Array]:
         """:meth:`hyperplane_values` ``(..., H)`` (then the first output's value with ``level_set``:
         ``(..., H + 1)``) and the round-off of each at ``x`` (:func:`stage_round_off`, in ``x``'s precision):
@@ -510,6 +533,7 @@ class Network:
             return empty, empty
         return jnp.concatenate(vals, axis=-1), jnp.concatenate(bounds, axis=-1)
 
+    @_compiled("level_set")
     def pattern(self, x: Array, *, level_set: bool = False) -> Array:
         """Activation pattern at ``x (..., d)`` as bool ``(..., H)``: each hyperplane's value is ``> 0``
         beyond its round-off (:meth:`hyperplane_values_and_round_off`, about 1e-15 of the terms it sums);
@@ -522,6 +546,7 @@ class Network:
         v, err = self.hyperplane_values_and_round_off(x, level_set=level_set)
         return v > err
 
+    @_compiled()
     def affine_maps(self, pattern: Array) -> AffineMaps:
         """Per-region affine maps of every hyperplane and of the output.
 
