@@ -46,6 +46,8 @@ import copy
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from typing import Any, Sequence
 
@@ -292,6 +294,32 @@ def _listed_either_side(pattern: np.ndarray, exact: np.ndarray, listed: set, mos
     return any(k in listed for k in pattern_keys(options))
 
 
+class _CtrlC:
+    """Whether Ctrl-C was pressed during the search, as a flag the search reads between batches: its
+    ``KeyboardInterrupt`` alone can be lost, raised inside a finalizer or weakref callback that the
+    interpreter runs at that moment (it prints and drops such exceptions; a cold enumeration whose
+    compilations release JAX's caches kept searching after one Ctrl-C in about 1 run of 10). Installed
+    only over Python's own handler, on the main thread; the exception is still raised as before."""
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def __enter__(self) -> "_CtrlC":
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class _Ctx:
     """Static data of one run (box, sizes, options, counters)."""
 
@@ -332,6 +360,7 @@ class _Ctx:
         g *= (0.9 * rng.random((_SEED_CANDIDATES - 1, 1)) ** (1 / self.d)) / np.linalg.norm(g, axis=1, keepdims=True)
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
+        self.ctrl_c = _CtrlC()  # (entered around the search: _enumerate)
         self.stats = {"lps": 0, "warm_lps": 0, "warm_pivots": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0,
                       "inherited": 0, "neighbour_facets": 0, "cells": 0, "batches": 0, "empty_cells": 0,
                       "thin_cells": 0, "seed_failures": 0}
@@ -949,6 +978,8 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     stopped = interrupted = False
     try:
         while queue.size:
+            if ctx.ctrl_c.seen:
+                raise KeyboardInterrupt
             take = ctx.B
             if max_regions is not None:
                 if count >= max_regions:
@@ -1386,6 +1417,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     adj: list = []
     stopped = interrupted = checked = False
     bar = _Progress(progress, len(levels))
+    ctx.ctrl_c = _CtrlC().__enter__()
     try:
         for li, stage in enumerate(levels):
             final = li == len(levels) - 1
@@ -1405,6 +1437,10 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             except KeyboardInterrupt:
                 interrupted = True
                 out, adj = [], []
+            if ctx.ctrl_c.seen and not interrupted:  # (its KeyboardInterrupt was lost: see _CtrlC)
+                interrupted = True
+                if not final:
+                    out, adj = [], []
             if interrupted and not final:
                 out, adj = [], []  # the cells of an intermediate level are not regions
                 ctx.stats["interrupted_level"] = li + 1
@@ -1415,6 +1451,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             if interrupted:
                 break
     finally:
+        ctx.ctrl_c.__exit__()
         bar.close()
     if not levels:
         ctx.stats["cells"] = 1
