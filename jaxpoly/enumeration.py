@@ -65,8 +65,8 @@ from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_input, hyperplane_scales, validate_magnitudes,
                              validate_network)
 from jaxpoly.regions import Regions, _signs, pattern_keys
-from jaxpoly.unique import unique_ints, unique_packed_rows, words
 from jaxpoly.sizes import power_of_two
+from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
 __all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes", "default_batch_size"]
 

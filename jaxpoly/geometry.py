@@ -379,9 +379,6 @@ def _pad_size(pad_to: Any, n: int) -> int:
     return int(pad_to)
 
 
-_values_and_round_off = jax.jit(Network.hyperplane_values_and_round_off, static_argnames=("level_set",))
-
-
 def _values_padded(net: Network, x: np.ndarray, level_set: bool, round_off: bool = False):
     """:func:`_values` on rows padded to a bucket size (one compilation per bucket, not per complex);
     with ``round_off``, the values and their round-off (:meth:`Network.hyperplane_values_and_round_off`)."""
@@ -389,7 +386,7 @@ def _values_padded(net: Network, x: np.ndarray, level_set: bool, round_off: bool
     xp = np.zeros((power_of_two(n), x.shape[1]), x.dtype)
     xp[:n] = x
     if round_off:
-        v, err = _values_and_round_off(net, jnp.asarray(xp), level_set=level_set)
+        v, err = net.hyperplane_values_and_round_off(jnp.asarray(xp), level_set=level_set)  # (compiled)
         return np.array(v)[:n], np.array(err)[:n]
     return np.array(_values(net, jnp.asarray(xp), level_set))[:n]
 
