@@ -1,7 +1,7 @@
 """Random degenerate networks against a brute-force LP reference (slow set: ``pytest -m slow
 tests/test_fuzz.py``; ``JAXPOLY_FUZZ_CASES`` cases per dimension, default 12).
 
-Each case draws small integer weights (zeros, repeated and rescaled neurons, zero biases: hyperplanes
+Each case (d = 1-4) draws small integer weights (zeros, repeated and rescaled neurons, zero biases: hyperplanes
 through one point, neurons vanishing on whole regions), a ReLU or leaky-ReLU activation and a box
 (around the origin, off it, tiny, far away). The reference tries every one of the ``2^H'`` patterns
 with one LP each (the Chebyshev ball of its polytope, :func:`reference.region_polytope`): no search, so
@@ -23,7 +23,7 @@ from reference import chebyshev_ball, region_polytope
 jax.config.update("jax_enable_x64", True)
 
 CASES = int(os.environ.get("JAXPOLY_FUZZ_CASES", "12"))
-WIDTHS = {1: (4, 3), 2: (4, 3), 3: (3, 3)}  # H' = 8, 8, 7: 256 or 128 LPs per case
+WIDTHS = {1: (4, 3), 2: (4, 3), 3: (3, 3), 4: (3, 3)}  # H' = 8, 8, 7, 7: 256 or 128 LPs per case
 
 
 def _case(d: int, seed: int):
@@ -71,7 +71,7 @@ def _reference(net, lo, hi) -> set[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
 def test_random_degenerate_networks_match_the_brute_force_reference(d):
     failures = []
     for seed in range(CASES):
