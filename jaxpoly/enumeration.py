@@ -64,7 +64,7 @@ from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_input, hyperplane_scales, validate_magnitudes,
                              validate_network)
-from jaxpoly.regions import Regions, _signs, pattern_keys
+from jaxpoly.regions import Regions, pattern_keys
 from jaxpoly.sizes import power_of_two
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
@@ -191,15 +191,6 @@ def _seed_points(rows: oracle.CellRows, w: jax.Array, r: jax.Array, offsets: jax
 _seed_points_jit = jax.jit(_seed_points)
 
 
-def _hyper_values(net: Network, x: jax.Array, level_set: bool) -> tuple[jax.Array, jax.Array]:
-    """Every hyperplane's value at ``x (n, d)`` (then the output's, with ``level_set``) and its round-off
-    (:meth:`Network.hyperplane_values_and_round_off`): ``value > round-off`` is the point's pattern."""
-    return net.hyperplane_values_and_round_off(x, level_set=level_set)
-
-
-_hyper_values_jit = jax.jit(_hyper_values, static_argnames=("level_set",))
-
-
 def _sample_bits(net: Network, x: jax.Array, thresholds: jax.Array, level_set: bool) -> jax.Array:
     """``(n, H') bool``: every hyperplane's value at ``x (n, d)`` (then the output's) ``> thresholds (H',)``."""
     v = net.hyperplane_values(x)
@@ -222,8 +213,8 @@ def _hyper_signs(ctx: "_Ctx", x: np.ndarray, net: Network | None = None
     signs, clear, exact = [], [], []
     for s in range(0, len(x), ctx.B):
         k = min(ctx.B, len(x) - s)
-        v, err = (np.asarray(a)[:k] for a in _hyper_values_jit(ctx.net if net is None else net,
-                                                                ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)), ctx.level_set))
+        v, err = (np.asarray(a)[:k] for a in (ctx.net if net is None else net).hyperplane_values_and_round_off(
+            ctx.put(_pad_rows(x[s : s + ctx.B], ctx.B)), level_set=ctx.level_set))
         signs.append(v > err)
         clear.append(np.abs(v) > CONSTANT_RTOL * ctx.scales)
         exact.append(np.abs(v) > err)
@@ -305,7 +296,7 @@ class _CtrlC:
         self.seen = False
         self._previous = None
 
-    def __enter__(self) -> "_CtrlC":
+    def install(self) -> "_CtrlC":
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._previous = signal.signal(signal.SIGINT, self._handler)
@@ -315,7 +306,7 @@ class _CtrlC:
         self.seen = True
         raise KeyboardInterrupt
 
-    def __exit__(self, *exc) -> None:
+    def restore(self) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
@@ -360,7 +351,7 @@ class _Ctx:
         g *= (0.9 * rng.random((_SEED_CANDIDATES - 1, 1)) ** (1 / self.d)) / np.linalg.norm(g, axis=1, keepdims=True)
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
-        self.ctrl_c = _CtrlC()  # (entered around the search: _enumerate)
+        self.ctrl_c = _CtrlC()  # (installed around the search: _enumerate)
         self.stats = {"lps": 0, "warm_lps": 0, "warm_pivots": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0,
                       "inherited": 0, "neighbour_facets": 0, "cells": 0, "batches": 0, "empty_cells": 0,
                       "thin_cells": 0, "seed_failures": 0}
@@ -496,7 +487,7 @@ def _seed_level(ctx: _Ctx, par_pat, par_wit, par_rad, stage) -> np.ndarray:
                                 stage=stage, level_set=ctx.level_set, num_slots=ctx.M, same=ctx.same)
         y = _seed_points_jit(rows, ctx.put(_pad_rows(par_wit[s : s + ctx.B], ctx.B)),
                              ctx.put(_pad_rows(par_rad[s : s + ctx.B], ctx.B)), ctx.seed_offsets, smask)
-        bits = np.asarray(_signs(ctx.net, y + jnp.asarray(ctx.centre), ctx.level_set))[:n]
+        bits = np.asarray(ctx.net.pattern(y + jnp.asarray(ctx.centre), level_set=ctx.level_set))[:n]
         out[s : s + n] = np.where(keep, p[:n], np.where(new, bits, False))
     return out
 
@@ -1083,8 +1074,7 @@ def _unit_rows(net: Network, patterns: np.ndarray, lo: np.ndarray, hi: np.ndarra
     hyperplanes constant on the region (as :func:`oracle.cell_rows` decides)."""
     d = net.input_dim
     k = len(patterns)
-    padded = np.zeros((power_of_two(k, 1), patterns.shape[1]), bool)  # (one compilation per bucket)
-    padded[:k] = patterns
+    padded = _pad_rows(patterns, power_of_two(k, 1))  # (one compilation per bucket)
     G, g = (np.asarray(a)[:k] for a in oracle._all_rows_jit(net, jnp.asarray(padded), jnp.zeros(d), level_set))
     sign = np.where(patterns, -1.0, 1.0)  # bit True means g > 0, i.e. -G x <= g
     A = np.concatenate([np.broadcast_to(np.concatenate([np.eye(d), -np.eye(d)]), (len(patterns), 2 * d, d)),
@@ -1138,7 +1128,7 @@ def _patterns_across(net: Network, patterns: np.ndarray, hyper: np.ndarray, lo: 
         if not len(todo):
             break
         x = mid[todo] + np.reshape(step, (-1, 1)) * normal[todo]
-        q = np.asarray(_signs(net, jnp.asarray(x), level_set))
+        q = np.asarray(net.pattern(jnp.asarray(x), level_set=level_set))
         Aq, bq, liveq = _unit_rows(net, q, lo, hi, level_set)
         slack = bq - np.einsum("kmd,kd->km", Aq, mid[todo])
         on = np.stack([_on_hyperplane(Aq[n], bq[n], normal[i], normal[i] @ mid[i], radius)
@@ -1417,7 +1407,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     adj: list = []
     stopped = interrupted = checked = False
     bar = _Progress(progress, len(levels))
-    ctx.ctrl_c = _CtrlC().__enter__()
+    ctx.ctrl_c = _CtrlC().install()
     try:
         for li, stage in enumerate(levels):
             final = li == len(levels) - 1
@@ -1437,10 +1427,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             except KeyboardInterrupt:
                 interrupted = True
                 out, adj = [], []
-            if ctx.ctrl_c.seen and not interrupted:  # (its KeyboardInterrupt was lost: see _CtrlC)
-                interrupted = True
-                if not final:
-                    out, adj = [], []
+            interrupted |= ctx.ctrl_c.seen  # (also where its KeyboardInterrupt was lost: see _CtrlC)
             if interrupted and not final:
                 out, adj = [], []  # the cells of an intermediate level are not regions
                 ctx.stats["interrupted_level"] = li + 1
@@ -1451,7 +1438,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             if interrupted:
                 break
     finally:
-        ctx.ctrl_c.__exit__()
+        ctx.ctrl_c.restore()
         bar.close()
     if not levels:
         ctx.stats["cells"] = 1

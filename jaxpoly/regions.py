@@ -35,12 +35,6 @@ def pattern_keys(patterns: np.ndarray) -> list[bytes]:
 
 
 @functools.partial(jax.jit, static_argnames=("level_set",))
-def _signs(net: Network, x: jax.Array, level_set: bool) -> jax.Array:
-    """``(n, H') bool``: the pattern of each point ``x (n, d)`` (:meth:`Network.pattern`)."""
-    return net.pattern(x, level_set=level_set)
-
-
-@functools.partial(jax.jit, static_argnames=("level_set",))
 def _region_maps(net: Network, pattern: jax.Array, level_set: bool) -> AffineMaps:
     """The maps of the regions of ``pattern (..., H')``: :meth:`Network.affine_maps`, with the output's
     zero set appended to the hyperplanes (``hyper_A (..., H', d)``, ``hyper_c (..., H')``) with
@@ -332,7 +326,7 @@ class Regions:
         if len(flat) == 0:
             return np.zeros(x.shape[:-1], np.int64)
         with jax.enable_x64(True):
-            signs = np.asarray(_signs(net, jnp.asarray(flat), self.level_set))
+            signs = np.asarray(net.pattern(jnp.asarray(flat), level_set=self.level_set))
         table = self._lookup()
         keys = pattern_keys(signs)
         inside = np.all((flat > self.lo) & (flat < self.hi), axis=1)
