@@ -46,8 +46,6 @@ import copy
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from typing import Any, Sequence
 
@@ -60,6 +58,7 @@ from jaxpoly.arguments import check_flag, is_integer, is_real
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_VALUE, MIN_MAGNITUDE, RESCALE_WEIGHTS, TRANSLATE_INPUT, as_box
 from jaxpoly.errors import (CapacityError, IncompleteResultWarning, InvalidArgumentError, InvalidNetworkError,
                             PrecisionWarning, warn)
+from jaxpoly.interrupts import CtrlC
 from jaxpoly.linalg import small_solve
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_input, hyperplane_scales, validate_magnitudes,
@@ -285,32 +284,6 @@ def _listed_either_side(pattern: np.ndarray, exact: np.ndarray, listed: set, mos
     return any(k in listed for k in pattern_keys(options))
 
 
-class _CtrlC:
-    """Whether Ctrl-C was pressed during the search, as a flag the search reads between batches: its
-    ``KeyboardInterrupt`` alone can be lost, raised inside a finalizer or weakref callback that the
-    interpreter runs at that moment (it prints and drops such exceptions; a cold enumeration whose
-    compilations release JAX's caches kept searching after one Ctrl-C in about 1 run of 10). Installed
-    only over Python's own handler, on the main thread; the exception is still raised as before."""
-
-    def __init__(self):
-        self.seen = False
-        self._previous = None
-
-    def install(self) -> "_CtrlC":
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class _Ctx:
     """Static data of one run (box, sizes, options, counters)."""
 
@@ -351,7 +324,7 @@ class _Ctx:
         g *= (0.9 * rng.random((_SEED_CANDIDATES - 1, 1)) ** (1 / self.d)) / np.linalg.norm(g, axis=1, keepdims=True)
         self.seed_offsets = jnp.asarray(np.concatenate([np.zeros((1, self.d)), g]))
         self.sharding = sharding
-        self.ctrl_c = _CtrlC()  # (installed around the search: _enumerate)
+        self.ctrl_c = CtrlC()  # (installed around the search: _enumerate)
         self.stats = {"lps": 0, "warm_lps": 0, "warm_pivots": 0, "lp_fallbacks": 0, "rays": 0, "walk_facets": 0,
                       "inherited": 0, "neighbour_facets": 0, "cells": 0, "batches": 0, "empty_cells": 0,
                       "thin_cells": 0, "seed_failures": 0}
@@ -969,8 +942,7 @@ def _search_level(ctx: _Ctx, seeds: np.ndarray, seed_mask: np.ndarray, stage, fi
     stopped = interrupted = False
     try:
         while queue.size:
-            if ctx.ctrl_c.seen:
-                raise KeyboardInterrupt
+            ctx.ctrl_c.check()
             take = ctx.B
             if max_regions is not None:
                 if count >= max_regions:
@@ -1407,7 +1379,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     adj: list = []
     stopped = interrupted = checked = False
     bar = _Progress(progress, len(levels))
-    ctx.ctrl_c = _CtrlC().install()
+    ctx.ctrl_c = CtrlC().install()
     try:
         for li, stage in enumerate(levels):
             final = li == len(levels) - 1
@@ -1427,7 +1399,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
             except KeyboardInterrupt:
                 interrupted = True
                 out, adj = [], []
-            interrupted |= ctx.ctrl_c.seen  # (also where its KeyboardInterrupt was lost: see _CtrlC)
+            interrupted |= ctx.ctrl_c.seen  # (also where its KeyboardInterrupt was lost: see CtrlC)
             if interrupted and not final:
                 out, adj = [], []  # the cells of an intermediate level are not regions
                 ctx.stats["interrupted_level"] = li + 1

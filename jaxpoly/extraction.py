@@ -23,6 +23,7 @@ from jaxpoly.arguments import check_flag, is_integer, is_real
 from jaxpoly.bounds import MAX_MAGNITUDE, MAX_MAGNITUDE_FLOAT32, TRANSLATE_INPUT, as_box
 from jaxpoly.complex import Complex
 from jaxpoly.errors import CapacityError, DegenerateError, InvalidArgumentError, PrecisionWarning, warn
+from jaxpoly.interrupts import CtrlC
 from jaxpoly.lattice import complex_from_regions
 from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (Network, breakpoint_hyperplanes, restrict_to_plane, validate_magnitudes,
@@ -312,8 +313,9 @@ def extract(
         if engine == "regions":
             return from_regions("engine='regions'")
         try:
-            return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress,
-                            r_np.copy())
+            with CtrlC() as ctrl_c:
+                return _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress,
+                                r_np.copy(), ctrl_c)
         except DegenerateError as e:
             if engine == "subdivision":
                 raise
@@ -325,7 +327,8 @@ def extract(
                                       f"subdivision met: {e}]") from e2
 
 
-def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np) -> Complex:
+def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, rtol, progress, r_np,
+             ctrl_c: CtrlC) -> Complex:
     d = net.input_dim
     num_facets = 2 * d
     work_net = net.astype(dtype)
@@ -362,6 +365,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
     prev, vals, scales, noise = None, None, None, None
     coarse = []  # per stage: the largest round-off relative to a hyperplane's values (read at the end)
     for stage, off, width in plan:
+        ctrl_c.check()
         t0 = time.perf_counter()
         nv = int(state.nv)
         x = state.x
@@ -401,6 +405,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
         counts = np.zeros(width + 1, np.int64)  # vertices after each column (counts[0]: before the stage)
         counts[0] = int(state.nv)
         while True:
+            ctrl_c.check()
             state, vals, flags, failed_at, skipped, scales, after = sd.run_stage(
                 state, vals, scales, noise, r, jnp.int32(num_facets + off), jnp.int32(start), jnp.int32(width),
                 cap=cap, num_facets=num_facets, rtol=rtol)
@@ -460,6 +465,7 @@ def _extract(net, lo, hi, level_set, dtype, capacity, max_vertices, max_memory, 
                 state, vals, cap = grow_to(state, vals, cap, new)
     if bar is not None:
         bar.close()
+    ctrl_c.check()
     near = [(int(n), float(worst), stage) for n, worst, stage in jax.device_get(near) if n]
     if near:
         _warn_near_misses(near, lo, hi, rtol, dtype)

@@ -33,3 +33,24 @@ def _release_compiled_kernels():
     """
     yield
     release_compiled_kernels()
+
+
+@pytest.fixture
+def lose_a_ctrl_c(monkeypatch):
+    """A function that presses Ctrl-C while a finalizer runs: its KeyboardInterrupt is raised there and
+    Python drops it (reported to ``sys.unraisablehook``, here a list the fixture returns second)."""
+    import signal
+    import sys
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("Ctrl-C is handled by the test runner here")
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+
+    class Finalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+            for _ in range(100):  # (the handler runs between bytecodes: here)
+                pass
+
+    return Finalized, dropped

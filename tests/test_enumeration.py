@@ -3,6 +3,9 @@ and the independent scipy reference (``tests/reference.py``)."""
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -743,6 +746,30 @@ def test_keyboard_interrupt_returns_partial_result(monkeypatch, where):
         assert len(part) == 0  # stopped before the last level: no region certified yet
         level = 1 if where == "vertex" else 2
         assert part.stats["interrupted_level"] == level and f"in level {level} of 3" in warned(caught)
+
+
+def test_a_ctrl_c_lost_in_a_finalizer_still_stops_the_search(monkeypatch, lose_a_ctrl_c):
+    finalized, dropped = lose_a_ctrl_c
+    net = mlp(2, 2, (8, 8))
+    target = enumeration._levels(net, False)[-1]
+    orig = enumeration._process_batch
+    calls = {"n": 0}
+
+    def lossy(ctx, pats, pmask, start, support, stage, *args):
+        if stage == target:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                finalized()
+        return orig(ctx, pats, pmask, start, support, stage, *args)
+
+    monkeypatch.setattr(enumeration, "_process_batch", lossy)
+    with pytest.warns(jp.IncompleteResultWarning, match="interrupted"):
+        part = enumerate_regions(net, (-1.0, 1.0), batch_size=8)
+    assert not part.complete and part.stats["interrupted"] and calls["n"] == 2
+    assert len(part) == 16  # the two batches of 8 run until Ctrl-C was seen, the second one whole
+    assert not dropped  # not reported: the search stopped instead
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sys.unraisablehook == dropped.append
 
 
 def test_progress_bar(capsys):

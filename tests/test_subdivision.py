@@ -735,3 +735,22 @@ def test_stage_estimate_extrapolates_the_trend_of_new_vertices():
     final, most = _stage_estimate(falling, width=100)
     assert final == pytest.approx(falling[-1] + 60 * 30, rel=1e-9) and most == 50
     assert _stage_estimate(counts[:5], width=100) is None
+
+
+def test_a_ctrl_c_lost_in_a_finalizer_still_stops_extraction(monkeypatch, lose_a_ctrl_c):
+    from jaxpoly import subdivision as sd
+
+    finalized, dropped = lose_a_ctrl_c
+    net = jaxpoly.load_npz(os.path.join(DATA, "3_3x16_relu_bunny.npz"))
+    orig, calls = sd.run_stage, []
+
+    def lossy(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            finalized()
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(sd, "run_stage", lossy)
+    with pytest.raises(KeyboardInterrupt):
+        extract(net, (-0.5, 0.5), engine="subdivision")
+    assert len(calls) == 2 and not dropped  # stopped after the step that ran when Ctrl-C came
