@@ -79,11 +79,13 @@ _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 
 # primal.exceeds' pool: (items at least, in units of the pivot budget 2 d + 16, lanes), the first that
 # applies. A pool costs per step about in proportion to its lanes and drains a tail of its longest walks
 # (up to the budget) with most lanes idle, so few items per lane waste steps (a d = 32 batch, 3,500
-# items: 141 ms with 128 lanes, 246 with 512). Larger pools no longer pay: with the tail pool and the
-# vertex certificates, d = 16 ran 0.41 ms per region with 512 lanes or 128 when this VM was fast,
-# and 0.72-0.79 against 0.61-0.62 when it was slow (512 lanes' rows, 4 MB, fall out of its caches;
-# d = 8: 0.20 against 0.18). Each size is a compilation of primal.exceeds.
+# items: 141 ms with 128 lanes, 246 with 512). Each size is a compilation of primal.exceeds (about 2.3 s
+# per network shape), and on a CPU below d = 32 the last size alone is as fast or faster (interleaved
+# warm runs of 1,024-3,000 regions, medians of 5, 12-07: d = 4, 6 (3x16), 8 within 2 %, d = 16 1.11 s
+# against 1.23, d = 24 1.46 against 1.54; d = 32 1.96 against 1.93, d = 64 4.05 against 3.97). On a GPU
+# or TPU, whose lanes run in parallel, the rule stays (not re-measured).
 _WARM_POOLS = ((2, 128), (0, 64))
+_ONE_POOL_BELOW_DIM = 32
 
 
 def _dot32(spec: str, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -745,7 +747,8 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)
     budget = _WARM_PIVOTS_PER_DIM * d + 16
-    lanes = next(lanes for least, lanes in _WARM_POOLS if count.max(initial=0) >= least * budget)
+    pools = _WARM_POOLS[-1:] if memory.on_cpu() and d < _ONE_POOL_BELOW_DIM else _WARM_POOLS
+    lanes = next(lanes for least, lanes in pools if count.max(initial=0) >= least * budget)
     size = max(L * M, lanes)  # every pair of a device fits
     at = dev * size + rank  # each device's pairs, in the queue's order, at the front of its slice
     items_cell, items_row = np.zeros(D * size, np.int32), np.zeros(D * size, np.int32)
