@@ -79,7 +79,8 @@ _WARM_PIVOTS_PER_DIM = 2  # pivot budget of a warm-started redundancy LP: 2 d + 
 # primal.exceeds' pool: (items at least, in units of the pivot budget 2 d + 16, lanes), the first that
 # applies. A pool costs per step about in proportion to its lanes and drains a tail of its longest walks
 # (up to the budget) with most lanes idle, so few items per lane waste steps (a d = 32 batch, 3,500
-# items: 141 ms with 128 lanes, 246 with 512). Each size is a compilation of primal.exceeds (about 2.3 s
+# items: 141 ms with 128 lanes, 246 with 512; d = 16 0.61 against 0.72-0.79 ms per region with 512,
+# whose rows fall out of this CPU's caches). Each size is a compilation of primal.exceeds (about 2.3 s
 # per network shape), and on a CPU below d = 32 the last size alone is as fast or faster (interleaved
 # warm runs of 1,024-3,000 regions, medians of 5, 12-07: d = 4, 6 (3x16), 8 within 2 %, d = 16 1.11 s
 # against 1.23, d = 24 1.46 against 1.54; d = 32 1.96 against 1.93, d = 64 4.05 against 3.97). On a GPU
