@@ -1379,7 +1379,7 @@ def _enumerate(net, lo, hi, level_set, max_regions, batch_size, rays, progress, 
     adj: list = []
     stopped = interrupted = checked = False
     bar = _Progress(progress, len(levels))
-    ctx.ctrl_c = CtrlC().install()
+    ctx.ctrl_c.install()
     try:
         for li, stage in enumerate(levels):
             final = li == len(levels) - 1

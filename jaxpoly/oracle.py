@@ -89,6 +89,11 @@ _WARM_POOLS = ((2, 128), (0, 64))
 _ONE_POOL_BELOW_DIM = 32
 
 
+def warm_pools(d: int) -> tuple[tuple[int, int], ...]:
+    """The pool sizes of :func:`warm_redundancy` in dimension ``d`` on the default device."""
+    return _WARM_POOLS[-1:] if memory.on_cpu() and d < _ONE_POOL_BELOW_DIM else _WARM_POOLS
+
+
 def _dot32(spec: str, x: jax.Array, y: jax.Array) -> jax.Array:
     """``jnp.einsum(spec, x, y)`` in float32 at full float32 precision (no TF32 or bfloat16 passes on
     accelerators): on the 2-core CPU a float32 product is 8x faster than float64's (a d = 32 batch's
@@ -748,8 +753,7 @@ def warm_redundancy(rows: CellRows, valid: np.ndarray, cell: np.ndarray, row: np
     # a few pool sizes only (with a power of two per batch's count, small networks compiled
     # primal.exceeds 5 times, 6 of their 14 s cold)
     budget = _WARM_PIVOTS_PER_DIM * d + 16
-    pools = _WARM_POOLS[-1:] if memory.on_cpu() and d < _ONE_POOL_BELOW_DIM else _WARM_POOLS
-    lanes = next(lanes for least, lanes in pools if count.max(initial=0) >= least * budget)
+    lanes = next(lanes for least, lanes in warm_pools(d) if count.max(initial=0) >= least * budget)
     size = max(L * M, lanes)  # every pair of a device fits
     at = dev * size + rank  # each device's pairs, in the queue's order, at the front of its slice
     items_cell, items_row = np.zeros(D * size, np.int32), np.zeros(D * size, np.int32)

@@ -283,9 +283,9 @@ def test_deep_cells_solve_without_host_fallback():
 
 
 def test_warm_lp_pool_compiles_few_shapes(monkeypatch):
-    """The warm-started redundancy LPs run in one of a few pool sizes (``oracle._WARM_POOLS``: one on a
-    CPU below d = 32), whatever each batch's count (one compilation each: a pool per power of two compiled 5 times on
-    a small net, 6 of its 14 s)."""
+    """The warm-started redundancy LPs run in one of a few pool sizes (``oracle.warm_pools``: one on a
+    CPU below d = 32), whatever each batch's count (one compilation each: a pool per power of two
+    compiled 5 times on a small net, 6 of its 14 s)."""
     from jaxpoly import primal
 
     shapes, exceeds = set(), primal.exceeds
@@ -296,7 +296,8 @@ def test_warm_lp_pool_compiles_few_shapes(monkeypatch):
 
     monkeypatch.setattr(primal, "exceeds", recording)
     R = enumerate_regions(mlp(4, 3, (8, 8)), (-1, 1), level_set=True, batch_size=BATCH)
-    pools = oracle._WARM_POOLS[-1:] if jax.devices()[0].platform == "cpu" else oracle._WARM_POOLS
+    pools = oracle.warm_pools(4)
+    assert len(pools) == 1 or jax.devices()[0].platform != "cpu"  # one compilation on a CPU
     assert R.stats["warm_lps"] > 0 and 0 < len(shapes) <= len(pools)
     assert {lanes for lanes, _ in shapes} <= {lanes for _, lanes in pools}
 
