@@ -27,8 +27,10 @@ from reference import chebyshev_ball, region_polytope
 jax.config.update("jax_enable_x64", True)
 
 CASES = int(os.environ.get("JAXPOLY_FUZZ_CASES", "12"))
-WIDTHS = {1: (4, 3), 2: (4, 3), 3: (3, 3), 4: (3, 3)}  # ReLU stages: H' = 8, 8, 7, 7 (256 or 128 LPs)
-HARD_TANH_WIDTH = 2  # two hyperplanes per neuron: H' = 9 at most (512 LPs)
+WIDTHS = {1: (4, 3, 3), 2: (4, 3, 3), 3: (3, 3, 2), 4: (3, 3, 2)}  # ReLU stages, cut to MAX_HYPERPLANES
+HARD_TANH_WIDTH = 2  # two hyperplanes per neuron
+MAX_HYPERPLANES = 9  # with the level set: at most 2^9 = 512 LPs for the reference
+KEEP_TRIVIAL = 0.25  # a case whose box holds one region is kept this often (else redrawn)
 
 
 def _weights(rng, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,34 +47,43 @@ def _activation(rng) -> jaxpoly.Activation:
             else jaxpoly.hard_tanh(-0.5, 2.0) if u < 0.45 else jaxpoly.relu())
 
 
-def _network(d: int, rng) -> jaxpoly.Network:
-    """Two hidden stages; half the time residual (the second stage reads the input too, the output
-    both stages), each with its own activation."""
-    residual = rng.random() < 0.5
-    acts = [_activation(rng), _activation(rng)]
+def _widths(d: int, acts) -> list[int]:
+    """Each stage's width: ``WIDTHS[d]`` (``HARD_TANH_WIDTH`` for two breakpoints), the widest stage
+    narrowed until the hyperplanes and the level set number at most ``MAX_HYPERPLANES``."""
     widths = [HARD_TANH_WIDTH if a.num_breakpoints == 2 else w for a, w in zip(acts, WIDTHS[d])]
-    W1, b1 = _weights(rng, d, widths[0])
-    W2, b2 = _weights(rng, widths[0], widths[1])
-    for W, b in ((W1, b1), (W2, b2)):  # a repeated (rescaled) neuron
-        if W.shape[1] > 1 and rng.random() < 0.5:
-            i, j = rng.choice(W.shape[1], 2, replace=False)
+    while 1 + sum(w * a.num_breakpoints for w, a in zip(widths, acts)) > MAX_HYPERPLANES:
+        k = int(np.argmax([w * a.num_breakpoints if w > 1 else 0 for w, a in zip(widths, acts)]))
+        widths[k] -= 1
+    return widths
+
+
+def _network(d: int, rng) -> jaxpoly.Network:
+    """Two or three hidden stages, each with its own activation; half the time residual (a stage reads
+    the one before it and, each with probability 1/2, the input and earlier stages; the output reads
+    the last stage and earlier ones likewise)."""
+    depth = int(rng.integers(2, 4))
+    residual = rng.random() < 0.5
+    acts = [_activation(rng) for _ in range(depth)]
+    widths = _widths(d, acts)
+    sizes = [d, *widths]  # sizes[j]: width of source j
+    stages = []
+    for k, act in enumerate([*acts, jaxpoly.identity()]):
+        width = widths[k] if k < depth else 1
+        sources = sorted({k, *(j for j in range(k) if residual and rng.random() < 0.5)})
+        kernels = [_weights(rng, sizes[j], width)[0] for j in sources]
+        bias = _weights(rng, 1, width)[1]
+        if k < depth and width > 1 and rng.random() < 0.5:  # a repeated (rescaled) neuron
+            i, j = rng.choice(width, 2, replace=False)
             s = rng.choice([1.0, 2.0, 0.5])
-            W[:, j], b[j] = s * W[:, i], s * b[i]
-    Wo, bo = _weights(rng, widths[1], 1)
-    first = jaxpoly.Stage((W1,), b1, activation=acts[0])
-    if not residual:
-        second = jaxpoly.Stage((W2,), b2, sources=(1,), activation=acts[1])
-        out = jaxpoly.Stage((Wo,), bo, sources=(2,), activation=jaxpoly.identity())
-    else:
-        second = jaxpoly.Stage((_weights(rng, d, widths[1])[0], W2), b2, sources=(0, 1), activation=acts[1])
-        out = jaxpoly.Stage((_weights(rng, widths[0], 1)[0], Wo), bo, sources=(1, 2), activation=jaxpoly.identity())
-    return jaxpoly.Network((first, second), out)
+            for K in kernels:
+                K[:, j] = s * K[:, i]
+            bias[j] = s * bias[i]
+        stages.append(jaxpoly.Stage(tuple(kernels), bias, sources=tuple(sources), activation=act))
+    return jaxpoly.Network(tuple(stages[:-1]), stages[-1])
 
 
-def _case(d: int, seed: int):
-    rng = np.random.default_rng(1000 * d + seed)
-    net = _network(d, rng)
-    kind = rng.integers(5)
+def _box(d: int, rng) -> tuple[np.ndarray, np.ndarray, int]:
+    kind = int(rng.integers(5))
     if kind <= 1:
         lo, hi = -np.ones(d), np.ones(d)
     elif kind == 2:
@@ -84,7 +95,19 @@ def _case(d: int, seed: int):
     else:
         c = rng.choice([3.0, 50.0])
         lo, hi = c * np.ones(d), (c + rng.choice([1e-3, 1.0])) * np.ones(d)
-    return net, lo, hi
+    return lo, hi, kind
+
+
+def _case(d: int, seed: int):
+    """A network, a box, the box's kind (0-2: about unit size near the origin; 3: tiny; 4: far) and
+    the reference's patterns; boxes holding one region are mostly redrawn."""
+    rng = np.random.default_rng(1000 * d + seed)
+    while True:
+        net = _network(d, rng)
+        lo, hi, kind = _box(d, rng)
+        want = _reference(net, lo, hi)
+        if len(want) > 1 or rng.random() < KEEP_TRIVIAL:
+            return net, lo, hi, kind, want
 
 
 def _reference(net, lo, hi) -> set[bytes]:
@@ -111,25 +134,28 @@ def _same_points(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
 def test_random_degenerate_networks_match_the_brute_force_reference(d):
     failures = []
     for seed in range(CASES):
-        net, lo, hi = _case(d, seed)
-        want = _reference(net, lo, hi)
+        net, lo, hi, kind, want = _case(d, seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", jaxpoly.PrecisionWarning)  # far and tiny boxes say so
             r = jaxpoly.enumerate_regions(net, (lo, hi), level_set=True)
             c = jaxpoly.extract(net, (lo, hi))  # edge subdivision, or the regions engine where it cannot
             c_regions = c if c.timings["engine"] != "subdivision" else jaxpoly.extract(net, (lo, hi), engine="regions")
+            # float32 where its tolerance (1e-5 of the box) is far below the features: boxes of unit size
+            c32 = jaxpoly.extract(net, (lo, hi), dtype=np.float32) if kind <= 2 else c
         got_r = {p.tobytes() for p in np.asarray(r.patterns)}
         got_c = {p.tobytes() for p in np.asarray(c.regions.patterns)}
         got_l = {p.tobytes() for p in np.asarray(c_regions.regions.patterns)}
+        got_32 = {p.tobytes() for p in np.asarray(c32.regions.patterns)}
         sampled = {p.tobytes() for p in jaxpoly.sample_regions(net, (lo, hi), 20_000, key=jax.random.key(seed),
                                                                level_set=True)}
         vol = c.region_volumes().sum() / np.prod(hi - lo)
         # the two engines' complexes: the same vertices (and faces of every dimension)
         engines_agree = (c.f_vector == c_regions.f_vector
                          and _same_points(c.vertices, c_regions.vertices, 1e-9 * float(np.max(hi - lo))))
-        if not (r.complete and got_r == want == got_c == got_l and c.euler_characteristic == 1
-                and c_regions.euler_characteristic == 1 and engines_agree and sampled <= want and abs(vol - 1) < 1e-9):
-            failures.append((seed, len(want), len(got_r), len(got_c), len(got_l), c.f_vector, c_regions.f_vector,
-                             len(sampled - want), vol, c.timings["engine"], repr(net.activations), lo.tolist(),
-                             hi.tolist()))
+        if not (r.complete and got_r == want == got_c == got_l == got_32 and c.euler_characteristic == 1
+                and c_regions.euler_characteristic == 1 and c32.euler_characteristic == 1 and engines_agree
+                and sampled <= want and abs(vol - 1) < 1e-9):
+            failures.append((seed, len(want), len(got_r), len(got_c), len(got_l), len(got_32), c.f_vector,
+                             c_regions.f_vector, c32.f_vector, len(sampled - want), vol, c.timings["engine"],
+                             repr(net.activations), lo.tolist(), hi.tolist()))
     assert not failures, failures
