@@ -64,7 +64,7 @@ from jaxpoly.memory import device_bytes, release_compiled_kernels
 from jaxpoly.network import (CONSTANT_RTOL, Network, box_round_off, compose_input, hyperplane_scales, validate_magnitudes,
                              validate_network)
 from jaxpoly.regions import Regions, pattern_keys
-from jaxpoly.sizes import power_of_two
+from jaxpoly.sizes import pad_rows, power_of_two
 from jaxpoly.unique import unique_ints, unique_packed_rows, words
 
 __all__ = ["enumerate_regions", "sample_regions", "estimate_batch_bytes", "default_batch_size"]
@@ -170,9 +170,8 @@ def _unit_rays(num: int, d: int, seed: int) -> jax.Array:
 
 
 def _pad_rows(a: np.ndarray, size: int) -> np.ndarray:
-    if len(a) == size:
-        return a
-    return np.concatenate([a, np.repeat(a[:1], size - len(a), axis=0)])
+    """A batch padded with copies of its first cell (real patterns and points: no special lanes)."""
+    return pad_rows(a, size, repeat_first=True)
 
 
 def _seed_points(rows: oracle.CellRows, w: jax.Array, r: jax.Array, offsets: jax.Array, stage_mask: jax.Array

@@ -64,7 +64,7 @@ from jaxpoly.linalg import small_solve
 from jaxpoly.network import (CONSTANT_RTOL, Activation, Network, Stage, _is_concrete, activation_from_name,
                              hyperplane_scales, identity, validate_network)
 from jaxpoly.pytree import pytree_dataclass
-from jaxpoly.sizes import power_of_two
+from jaxpoly.sizes import pad_rows, power_of_two
 
 __all__ = [
     "VertexSystem",
@@ -383,8 +383,7 @@ def _values_padded(net: Network, x: np.ndarray, level_set: bool, round_off: bool
     """:func:`_values` on rows padded to a bucket size (one compilation per bucket, not per complex);
     with ``round_off``, the values and their round-off (:meth:`Network.hyperplane_values_and_round_off`)."""
     n = len(x)
-    xp = np.zeros((power_of_two(n), x.shape[1]), x.dtype)
-    xp[:n] = x
+    xp = pad_rows(x, power_of_two(n))
     if round_off:
         v, err = net.hyperplane_values_and_round_off(jnp.asarray(xp), level_set=level_set)  # (compiled)
         return np.array(v)[:n], np.array(err)[:n]

@@ -3,7 +3,9 @@ instead of once per size."""
 
 from __future__ import annotations
 
-__all__ = ["bucket", "power_of_two"]
+import numpy as np
+
+__all__ = ["bucket", "pad_rows", "power_of_two"]
 
 
 def bucket(n: float, least: int = 64) -> int:
@@ -17,3 +19,13 @@ def bucket(n: float, least: int = 64) -> int:
 def power_of_two(n: float, least: int = 16) -> int:
     """The least power of two ``>= max(int(n), least)``."""
     return 1 << (max(int(n), least) - 1).bit_length()
+
+
+def pad_rows(a: np.ndarray, size: int, *, repeat_first: bool = False) -> np.ndarray:
+    """``a (n, ...)`` padded to ``(size, ...)`` (``size >= n``) with zero rows or, with ``repeat_first``,
+    copies of its first row (padding that is valid input where zeros are not: a real cell's pattern, a
+    point of the box)."""
+    if len(a) == size:
+        return a
+    pad = np.repeat(a[:1], size - len(a), axis=0) if repeat_first else np.zeros((size - len(a),) + a.shape[1:], a.dtype)
+    return np.concatenate([a, pad])

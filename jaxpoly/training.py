@@ -34,7 +34,7 @@ from jaxpoly.geometry import (
 )
 from jaxpoly.mesh import Mesh
 from jaxpoly.network import Network, restrict_to_plane
-from jaxpoly.sizes import power_of_two
+from jaxpoly.sizes import pad_rows, power_of_two
 
 __all__ = ["refresh_if_stale", "ExactGeometry"]
 
@@ -95,14 +95,6 @@ def _on_plane(net: Network, plane: Any, where: str) -> Network:
             f"{net.input_dim}: pass the full network (the one extract(net, bounds, slice=...) read); it is restricted "
             "to the plane here")
     return restrict_to_plane(net, *plane)
-
-
-def _pad_rows(a: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``a (n, k)`` padded with zero rows to ``(size, k)`` and the mask ``(size,)`` of real rows."""
-    n = len(a)
-    out = np.zeros((size,) + a.shape[1:], a.dtype)
-    out[:n] = a
-    return out, np.arange(size) < n
 
 
 class ExactGeometry:
@@ -173,7 +165,8 @@ class ExactGeometry:
         """The level-set mesh edges ``(Q, 2)`` (indices into :attr:`level_system` rows), padded with
         ``(0, 0)`` to a power of two, and their mask ``(Q,)``."""
         e = np.asarray(self.mesh.edges, np.int32).reshape(-1, 2)
-        return _pad_rows(e, power_of_two(len(e)))
+        size = power_of_two(len(e))
+        return pad_rows(e, size), np.arange(size) < len(e)
 
     def positions(self, params_or_net: Any, *, to_network: Callable[[Any], Network] | None = None):
         """All vertices ``(V, d)`` of the current complex as functions of the weights (plane coordinates
