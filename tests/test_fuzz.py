@@ -1,15 +1,16 @@
 """Random degenerate networks against a brute-force LP reference (slow set: ``pytest -m slow
 tests/test_fuzz.py``; ``JAXPOLY_FUZZ_CASES`` cases per dimension, default 12).
 
-Each case (d = 1-4) draws a two-stage network, plain or residual (the second stage and the output read
-the input and both stages), with small integer weights (zeros, repeated and rescaled neurons, zero
-biases: hyperplanes through one point, neurons vanishing on whole regions), an activation per stage
-(ReLU, leaky ReLU, hard tanh: two hyperplanes per neuron) and a box (around the origin, off it, tiny,
-far away). The reference tries every one of the ``2^H'`` patterns
-with one LP each (the Chebyshev ball of its polytope, :func:`reference.region_polytope`): no search, so
-no assumption of general position. Checked: ``enumerate_regions`` and ``extract`` (both engines: edge
-subdivision where it applies, and the regions engine) list exactly the reference's patterns, the two
-engines' complexes have the same vertices and f-vector and satisfy Euler's relation, the regions'
+Each case (d = 1-4) draws a network of two or three hidden stages, plain or residual (a stage reads
+the one before it and any earlier ones or the input), with small integer weights (zeros, repeated and
+rescaled neurons, zero biases: hyperplanes through one point, neurons vanishing on whole regions), an
+activation per stage (ReLU, leaky ReLU, hard tanh: two hyperplanes per neuron) and a box (around the
+origin, off it, tiny, far away); boxes holding one region are mostly redrawn. The reference tries every
+one of the ``2^H'`` patterns (``H' <= 9``) with one LP each (the Chebyshev ball of its polytope,
+:func:`reference.region_polytope`): no search, so no assumption of general position. Checked:
+``enumerate_regions`` and ``extract`` (both engines: edge subdivision where it applies, and the regions
+engine; and a float32 ``extract`` on the boxes of unit size) list exactly the reference's patterns, the
+two engines' complexes have the same vertices and f-vector and satisfy Euler's relation, the regions'
 volumes tile the box, and every sampled pattern is listed. Sizes are few per dimension so that they
 compile a few times only."""
 
