@@ -684,10 +684,7 @@ def _subset_blocks(d: int, hyper: np.ndarray, size: int):
 
     def flush():
         block = np.concatenate(buf)
-        k = len(block)
-        if k < size:
-            block = np.concatenate([block, np.repeat(block[:1], size - k, axis=0)])
-        return block, k
+        return _pad_rows(block, size), len(block)
 
     for k in range(min(d, n), -1, -1):
         boxes = [np.array([c + d * ((signs >> i) & 1) for i, c in enumerate(coords)], np.int32)

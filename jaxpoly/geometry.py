@@ -927,8 +927,7 @@ def inradius_system(complex_or_regions: Any, regions: Sequence[int] | np.ndarray
     slot_mask = np.zeros((P, K), bool)
     center = np.zeros((P, K))
     center[:, :d] = (lo + hi) / 2
-    patterns = np.zeros((P, H), bool)
-    patterns[:n] = pats[idx, :H]
+    patterns = pad_rows(pats[idx, :H], P)
     side = np.concatenate([np.tile([1.0, -1.0], d), np.zeros(M - 2 * d)])
     with jax.enable_x64(True):
         net64 = net.astype(np.float64)

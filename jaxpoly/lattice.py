@@ -37,6 +37,7 @@ import numpy as np
 from jaxpoly.complex import Cells, Complex, _unique_keys
 from jaxpoly.errors import CapacityError, DegenerateError, JaxpolyError
 from jaxpoly.network import Network
+from jaxpoly.sizes import pad_rows
 from jaxpoly.unique import unique_pairs
 
 __all__ = ["complex_from_regions"]
@@ -60,12 +61,12 @@ def _region_rows(net: Network, patterns: np.ndarray, lo, hi, level_set: bool):
     from jaxpoly.geometry import _rows64  # (geometry imports complex, as this module does)
 
     H = net.num_hyperplanes
+    patterns = np.asarray(patterns, bool)
     R = len(patterns)
     out_a, out_b = [], []
     for s in range(0, R, _CHUNK):
-        p = np.zeros((_CHUNK, H), bool)
         n = min(_CHUNK, R - s)
-        p[:n] = patterns[s : s + n, :H]
+        p = pad_rows(patterns[s : s + n, :H], _CHUNK)
         a, b = _rows64(net, jnp.asarray(p), jnp.asarray(lo), jnp.asarray(hi), level_set)
         out_a.append(np.asarray(a)[:n])
         out_b.append(np.asarray(b)[:n])
